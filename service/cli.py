@@ -1,0 +1,93 @@
+"""`timex-licensing`: serve, migrate, mint tokens, and a few ops shortcuts."""
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import timedelta
+
+from service.settings import get_settings
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service import schema
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        schema.upgrade(settings.database_url)  # the embedded database looks after itself
+    uvicorn.run("service.http.app:create_app", factory=True, host=args.host or settings.host,
+                port=args.port or settings.port, workers=args.workers, access_log=not args.no_access_log)
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from service import schema
+
+    settings = get_settings()
+    if args.revision.startswith("-") or args.down:
+        schema.downgrade(settings.database_url, args.revision)
+    else:
+        schema.upgrade(settings.database_url, args.revision)
+
+
+def _token(args: argparse.Namespace) -> None:
+    from service.auth import TokenSettings, issue_token
+    from service.clock import Clock
+
+    settings = get_settings()
+    now = Clock(settings.zone).now()
+    print(issue_token(TokenSettings.of(settings), args.role, args.subject, now, timedelta(minutes=args.minutes)))
+
+
+def _issue_keys(args: argparse.Namespace) -> None:
+    from service import keys
+    from service.db import create_engine
+
+    settings = get_settings()
+
+    async def run() -> list[keys.IssuedKey]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await keys.issue(engine, args.count, settings.key_hash_secret.encode(), args.reseller_id)
+        finally:
+            await engine.dispose()
+
+    for issued in asyncio.run(run()):
+        print(json.dumps({"key_id": str(issued.id), "key": issued.key}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="timex-licensing", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (migrates an embedded SQLite database first)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-access-log", action="store_true")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema (alembic upgrade head)")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--down", action="store_true", help="downgrade to REVISION instead")
+    migrate.set_defaults(run=_migrate)
+
+    token = commands.add_parser("token", help="print a signed access token")
+    token.add_argument("--role", choices=["admin", "reseller"], required=True)
+    token.add_argument("--subject", required=True, help="a name for an admin, the reseller id for a reseller")
+    token.add_argument("--minutes", type=int, default=60)
+    token.set_defaults(run=_token)
+
+    issue = commands.add_parser("issue-keys", help="issue keys and print them, one JSON object a line")
+    issue.add_argument("--count", type=int, required=True)
+    issue.add_argument("--reseller-id")
+    issue.set_defaults(run=_issue_keys)
+
+    args = parser.parse_args(argv)
+    args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The service's sense of time. Rules never read a clock; the HTTP layer asks this one, and tests
+replace it to stand on any date."""
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+
+class Clock:
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def today(self) -> date:
+        """Today in the business time zone: the day an activation counts for."""
+        return self.now().astimezone(self.zone).date()
+
+
+class FixedClock(Clock):
+    """A clock whose calendar stands still on one day; instants (token lifetimes) stay real."""
+
+    def __init__(self, zone: ZoneInfo, today: date):
+        super().__init__(zone)
+        self._today = today
+
+    def set(self, today: date) -> None:
+        self._today = today
+
+    def today(self) -> date:
+        return self._today

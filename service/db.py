@@ -1,0 +1,77 @@
+"""The database engine and the one way to open a transaction.
+
+PostgreSQL runs on asyncpg; SQLite (the embedded default) on aiosqlite, with every transaction
+taking the write lock up front so that concurrent activations in one process serialize.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from service.errors import Unavailable
+
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+
+
+def async_url(url: str) -> str:
+    """Ops write the plain URL (postgresql://, sqlite://); the service always uses the async drivers."""
+    scheme, sep, rest = url.partition("://")
+    return _ASYNC_DRIVERS.get(scheme, scheme) + sep + rest
+
+
+def create_engine(url: str) -> AsyncEngine:
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _serialize_sqlite_transactions(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=5,
+        connect_args={"timeout": 5, "command_timeout": 15},
+    )
+
+
+def _serialize_sqlite_transactions(engine: AsyncEngine) -> None:
+    """pysqlite's own transaction handling defers BEGIN; take control so that a transaction that
+    reads then writes cannot be overtaken between its read and its write."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Commit on success, roll back on any error; a lost database becomes `Unavailable`."""
+    async with _reachable(), engine.begin() as connection:
+        yield connection
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads only: nothing to commit."""
+    async with _reachable(), engine.connect() as connection:
+        yield connection
+
+
+@asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    try:
+        yield
+    except (OperationalError, InterfaceError, ConnectionError, OSError) as exc:
+        raise Unavailable() from exc

@@ -1,0 +1,107 @@
+"""Domain exceptions: a broken rule, named by its stable `code`, with no HTTP in it.
+
+The HTTP layer maps each code to a status and an RFC 9457 problem in one place
+(`service.http.problems`).
+"""
+
+
+class DomainError(Exception):
+    """A broken business rule; mapped to an HTTP problem in one place."""
+
+    code = "domain_error"
+    title = "Request refused"
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class InvalidRequest(DomainError):
+    code = "invalid_request"
+    title = "The request is not valid"
+
+
+class PurchaseInFuture(InvalidRequest):
+    title = "A purchase date cannot be in the future"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class InstallationNotFound(DomainError):
+    code = "installation_not_found"
+    title = "No such installation"
+
+
+class KeyNotFound(DomainError):
+    code = "key_not_found"
+    title = "No such key"
+
+
+class ResellerNotFound(DomainError):
+    code = "reseller_not_found"
+    title = "No such reseller"
+
+
+class InstallationExists(DomainError):
+    code = "installation_exists"
+    title = "An installation with this code is already registered"
+
+
+class ResellerExists(DomainError):
+    code = "reseller_exists"
+    title = "A reseller with this name already exists"
+
+
+class LicensesInsufficient(DomainError):
+    """R6: the keys supplied would not bring support current."""
+
+    code = "licenses_insufficient"
+    title = "Not enough licenses to bring support current"
+
+    def __init__(self, required: int, supplied: int):
+        super().__init__(f"{supplied} license(s) supplied, {required} required")
+        self.required = required
+        self.supplied = supplied
+        self.quote = None  # attached by the service layer for the response body
+
+
+class KeyAlreadyUsed(DomainError):
+    code = "key_already_used"
+    title = "The key was already used"
+
+
+class KeyRevoked(DomainError):
+    code = "key_revoked"
+    title = "The key was revoked"
+
+
+class KeyDuplicated(DomainError):
+    code = "key_duplicated"
+    title = "The same key appears twice in the request"
+
+
+class KeyMalformed(DomainError):
+    code = "key_malformed"
+    title = "The key is not a valid Timex Support key: check it for typos."
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"Try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+    title = "The service is temporarily unavailable; nothing was written"

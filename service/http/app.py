@@ -1,0 +1,42 @@
+"""The FastAPI application: routers, problem mapping, and the engine's lifetime."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.clock import Clock
+from service.db import create_engine
+from service.http import problems
+from service.http.routes import activations, auth, installations, keys, resellers
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """
+Timex Support licenses: where they are issued, activated and checked.
+
+Timex clients read their support state and activate keys (public calls; the keys are the
+credential). Resellers register installations, quote renewals and list their keys with an
+access token from `POST /v1/auth/token`. Every error is RFC 9457 `application/problem+json`
+with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    owns_engine = engine is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if owns_engine:
+            await app.state.engine.dispose()
+
+    app = FastAPI(title="Timex Support licensing", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine or create_engine(settings.database_url)
+    app.state.clock = clock or Clock(settings.zone)
+    problems.install(app)
+    for module in (auth, resellers, installations, keys, activations):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,89 @@
+"""The one place where domain errors become HTTP: RFC 9457 problem+json with a stable `code`.
+
+No problem ever carries a stack trace, SQL, or the text of a key.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service import errors
+from service.http.schemas import QuoteOut
+
+log = logging.getLogger("service.http")
+
+MEDIA_TYPE = "application/problem+json"
+
+STATUS = {
+    errors.InvalidRequest.code: 400,
+    errors.Unauthenticated.code: 401,
+    errors.LicensesInsufficient.code: 402,
+    errors.Forbidden.code: 403,
+    errors.InstallationNotFound.code: 404,
+    errors.KeyNotFound.code: 404,
+    errors.ResellerNotFound.code: 404,
+    errors.KeyAlreadyUsed.code: 409,
+    errors.KeyRevoked.code: 409,
+    errors.KeyDuplicated.code: 409,
+    errors.InstallationExists.code: 409,
+    errors.ResellerExists.code: 409,
+    errors.KeyMalformed.code: 422,
+    errors.RateLimited.code: 429,
+    errors.Unavailable.code: 503,
+}
+
+RETRY_AFTER_UNAVAILABLE = "5"
+
+
+def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: object) -> JSONResponse:
+    body = {"type": f"urn:timex-licensing:problem:{code}", "title": title, "status": status,
+            "detail": detail, "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _headers(exc: errors.DomainError) -> dict[str, str] | None:
+    if isinstance(exc, errors.Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, errors.RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, errors.Unavailable):
+        return {"Retry-After": RETRY_AFTER_UNAVAILABLE}
+    return None
+
+
+async def domain_error(request: Request, exc: errors.DomainError) -> JSONResponse:
+    extra = {}
+    if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
+        currency = request.app.state.settings.currency
+        extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
+    if isinstance(exc, errors.Unavailable):
+        log.warning("database unavailable: %s", type(exc.__cause__).__name__)
+    return problem(STATUS.get(exc.code, 400), exc.code, exc.title, exc.detail, _headers(exc), **extra)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Only where and what: the offending input is not echoed, since it may be a key.
+    fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(map(str, f['loc']))}: {f['msg']}" for f in fields)
+    return problem(400, errors.InvalidRequest.code, errors.InvalidRequest.title, detail, errors=fields)
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal_error", "Internal error", "The service failed; nothing was written.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,29 @@
+"""`POST /v1/activations`: public; the keys are the credential."""
+
+from fastapi import APIRouter, Request, Response, status
+
+from service import activations
+from service.http.deps import ClockDep, EngineDep, SettingsDep
+from service.http.schemas import ActivationIn, ActivationOut, LicenseOut
+
+router = APIRouter(prefix="/v1/activations", tags=["activations"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation")
+async def activate(body: ActivationIn, request: Request, response: Response, engine: EngineDep,
+                   settings: SettingsDep, clock: ClockDep) -> ActivationOut:
+    result = await activations.activate(
+        engine, body.installation, body.keys, clock.today(), clock.now(),
+        settings.key_hash_secret.encode(), settings.unit_price_minor,
+        requested_by=request.client.host if request.client else None,
+    )
+    if result.replayed:
+        response.status_code = status.HTTP_200_OK
+    renewal = result.renewal
+    return ActivationOut(
+        activation_id=result.id, installation=result.installation, activated_on=result.activated_on,
+        support_end_before=renewal.before.end, support_end_after=renewal.after.end,
+        months_added=renewal.months_added,
+        licenses=[LicenseOut(key_id=key_id, from_=p.start, to=p.end, bonus_months=p.bonus_months)
+                  for key_id, p in zip(result.key_ids, renewal.periods, strict=True)],
+    )

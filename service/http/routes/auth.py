@@ -1,0 +1,28 @@
+"""`POST /v1/auth/token`: resellers trade their client credentials for a short-lived access token."""
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form
+
+from service import resellers
+from service.auth import TokenSettings, issue_token
+from service.http.deps import ClockDep, EngineDep, SettingsDep
+from service.http.schemas import TokenOut
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+@router.post("/token", summary="Get an access token (OAuth2 client credentials)")
+async def token(
+    engine: EngineDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client_id: Annotated[str, Form(max_length=64)],
+    client_secret: Annotated[str, Form(max_length=128)],
+    grant_type: Annotated[Literal["client_credentials"], Form()] = "client_credentials",
+) -> TokenOut:
+    reseller_id = await resellers.authenticate(engine, client_id, client_secret)
+    lifetime = timedelta(minutes=settings.access_token_minutes)
+    access_token = issue_token(TokenSettings.of(settings), "reseller", str(reseller_id), clock.now(), lifetime)
+    return TokenOut(access_token=access_token, expires_in=int(lifetime.total_seconds()))

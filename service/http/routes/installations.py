@@ -1,0 +1,59 @@
+"""Installations: register, read with activations, the public support state and renewal quotes."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from service import installations, rules
+from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep
+from service.http.schemas import (
+    InstallationCode,
+    InstallationIn,
+    InstallationOut,
+    QuoteOut,
+    SaneDate,
+    SupportOut,
+)
+
+router = APIRouter(tags=["installations"])
+
+CodePath = Annotated[InstallationCode, Path(description="The installation's code")]
+OnQuery = Annotated[SaneDate | None, Query(description="The day to quote for; default today")]
+LicensesQuery = Annotated[int | None, Query(ge=1, le=1000, description="Default: the number required")]
+
+
+@router.post("/v1/installations", status_code=status.HTTP_201_CREATED, summary="Register an installation")
+async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep,
+                   today: TodayDep) -> InstallationOut:
+    record = await installations.register(
+        engine, principal, body.code, today,
+        purchased_on=body.purchased_on, support_end=body.support_end, reseller_id=body.reseller_id,
+    )
+    return InstallationOut.of(record)
+
+
+@router.get("/v1/installations/{code}", summary="An installation with its activations")
+async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
+    record, activations = await installations.details(engine, principal, code)
+    return InstallationOut.of(record, activations)
+
+
+@router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)")
+async def support(code: CodePath, engine: EngineDep, today: TodayDep) -> SupportOut:
+    return SupportOut.of(await installations.support_state(engine, code, today))
+
+
+@router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs")
+async def quote(code: CodePath, engine: EngineDep, settings: SettingsDep, today: TodayDep,
+                on: OnQuery = None, licenses: LicensesQuery = None) -> QuoteOut:
+    result = await installations.quote(engine, code, on or today, settings.unit_price_minor, licenses)
+    return QuoteOut.of(result, settings.currency)
+
+
+@router.get("/v1/quote", summary="What renewing costs, from a bare support end")
+async def quote_from_support_end(
+    support_end: Annotated[SaneDate, Query(description="The customer's current support end")],
+    settings: SettingsDep, today: TodayDep, on: OnQuery = None, licenses: LicensesQuery = None,
+) -> QuoteOut:
+    result = rules.quote(rules.existing_customer(support_end), on or today, settings.unit_price_minor, licenses)
+    return QuoteOut.of(result, settings.currency)

@@ -1,0 +1,43 @@
+"""Keys: issue (shown once), list metadata, revoke."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, status
+
+from service import keys
+from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, SettingsDep
+from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+def _out(info: keys.KeyInfo) -> KeyOut:
+    return KeyOut(key_id=info.id, prefix=info.prefix, status=info.status, reseller_id=info.reseller_id,
+                  activation_id=info.activation_id, created_at=info.created_at, used_at=info.used_at,
+                  revoked_at=info.revoked_at)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Issue keys")
+async def issue(body: KeysIn, engine: EngineDep, settings: SettingsDep, _admin: AdminDep) -> KeysIssued:
+    issued = await keys.issue(engine, body.count, settings.key_hash_secret.encode(), body.reseller_id)
+    return KeysIssued(reseller_id=body.reseller_id,
+                      keys=[IssuedKeyOut(key_id=k.id, key=k.key, prefix=k.prefix) for k in issued])
+
+
+@router.get("", summary="List key metadata (never the keys themselves)")
+async def list_keys(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    status: Annotated[KeyStatus | None, Query()] = None,
+    reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's keys")] = None,
+    after: Annotated[UUID | None, Query(description="The `next_after` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> KeyPage:
+    page = await keys.list_keys(engine, principal, status, reseller_id, after, limit)
+    return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
+
+
+@router.post("/{key_id}/revoke", summary="Revoke an unused key")
+async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
+    return _out(await keys.revoke(engine, key_id, clock.now()))

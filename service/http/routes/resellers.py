@@ -1,0 +1,15 @@
+"""`POST /v1/resellers`: an admin registers a reseller; its client secret is shown once."""
+
+from fastapi import APIRouter, status
+
+from service import resellers
+from service.http.deps import AdminDep, EngineDep
+from service.http.schemas import ResellerCreated, ResellerIn
+
+router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Register a reseller")
+async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
+    new = await resellers.register(engine, body.name)
+    return ResellerCreated(id=new.id, name=new.name, client_id=new.client_id, client_secret=new.client_secret)

@@ -1,0 +1,239 @@
+"""The v1 wire format: request bodies (strict: unknown fields refused) and response bodies."""
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from service import rules
+from service.installations import ActivationSummary, InstallationRecord, SupportState
+
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2100, 12, 31)
+
+
+def _sane(value: date) -> date:
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"must be between {EARLIEST_DATE} and {LATEST_DATE}")
+    return value
+
+
+SaneDate = Annotated[date, AfterValidator(_sane)]
+InstallationCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+KeyStatus = Literal["issued", "used", "revoked"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Money(BaseModel):
+    amount: str = Field(examples=["12000.00"])
+    currency: str = Field(examples=["RUB"])
+
+    @classmethod
+    def of(cls, minor: int, currency: str) -> "Money":
+        return cls(amount=f"{minor // 100}.{minor % 100:02d}", currency=currency)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable machine-readable `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+# --- auth and resellers
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class ResellerIn(Request):
+    name: str = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
+
+
+class ResellerCreated(BaseModel):
+    id: UUID
+    name: str
+    client_id: str
+    client_secret: str = Field(description="Shown once; only a hash of it is kept.")
+
+
+# --- installations
+
+
+class InstallationIn(Request):
+    code: InstallationCode = Field(examples=["ACME-0001"])
+    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3).")
+    support_end: SaneDate | None = Field(None, description="An existing customer: the known support end (R2).")
+    reseller_id: UUID | None = Field(None, description="Admins only: the reseller that sold it.")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "InstallationIn":
+        if (self.purchased_on is None) == (self.support_end is None):
+            raise ValueError("give exactly one of purchased_on and support_end")
+        return self
+
+
+class ActivationSummaryOut(BaseModel):
+    activation_id: UUID
+    activated_on: date
+    licenses: int
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    bonus_months: int
+    key_ids: list[UUID]
+
+    @classmethod
+    def of(cls, a: ActivationSummary) -> "ActivationSummaryOut":
+        return cls(activation_id=a.id, activated_on=a.activated_on, licenses=a.licenses,
+                   support_end_before=a.support_end_before, support_end_after=a.support_end_after,
+                   months_added=a.months_added, bonus_months=a.bonus_months, key_ids=list(a.key_ids))
+
+
+class InstallationOut(BaseModel):
+    code: str
+    reseller_id: UUID | None
+    anchor: date
+    support_end: date
+    months_granted: int
+    bonus_months: int
+    created_at: datetime | None
+    activations: list[ActivationSummaryOut] = []
+
+    @classmethod
+    def of(cls, i: InstallationRecord, activations: list[ActivationSummary] = ()) -> "InstallationOut":
+        return cls(code=i.code, reseller_id=i.reseller_id, anchor=i.support.anchor, support_end=i.support.end,
+                   months_granted=i.support.months, bonus_months=i.bonus_months, created_at=i.created_at,
+                   activations=[ActivationSummaryOut.of(a) for a in activations])
+
+
+class Entitlements(BaseModel):
+    support_requests: bool
+    updates_released_through: date
+
+
+class SupportOut(BaseModel):
+    code: str
+    support_end: date
+    active: bool
+    as_of: date
+    days_left: int
+    months_granted: int
+    bonus_months: int
+    entitlements: Entitlements
+
+    @classmethod
+    def of(cls, s: SupportState) -> "SupportOut":
+        return cls(
+            code=s.code, support_end=s.support.end, active=s.active, as_of=s.as_of, days_left=s.days_left,
+            months_granted=s.support.months, bonus_months=s.bonus_months,
+            entitlements=Entitlements(support_requests=rules.may_open_support_requests(s.support, s.as_of),
+                                      updates_released_through=s.support.end),
+        )
+
+
+class PeriodOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    bonus_months: int
+
+    @classmethod
+    def of(cls, p: rules.LicensePeriod) -> "PeriodOut":
+        return cls(from_=p.start, to=p.end, bonus_months=p.bonus_months)
+
+
+class QuoteOut(BaseModel):
+    support_end: date
+    on: date
+    active: bool
+    licenses_required: int
+    missed_years: int
+    licenses: int
+    sufficient: bool
+    unit_price: Money
+    total: Money
+    support_end_after: date
+    periods: list[PeriodOut]
+
+    @classmethod
+    def of(cls, q: rules.Quote, currency: str) -> "QuoteOut":
+        return cls(
+            support_end=q.support_end, on=q.on, active=q.active, licenses_required=q.licenses_required,
+            missed_years=q.missed_years, licenses=q.licenses, sufficient=q.sufficient,
+            unit_price=Money.of(q.unit_price_minor, currency), total=Money.of(q.total_minor, currency),
+            support_end_after=q.support_end_after, periods=[PeriodOut.of(p) for p in q.periods],
+        )
+
+
+# --- keys
+
+
+class KeysIn(Request):
+    count: int = Field(ge=1, le=100_000, examples=[10])
+    reseller_id: UUID | None = None
+
+
+class IssuedKeyOut(BaseModel):
+    key_id: UUID
+    key: str = Field(description="The key itself: shown once, never stored.")
+    prefix: str
+
+
+class KeysIssued(BaseModel):
+    reseller_id: UUID | None
+    keys: list[IssuedKeyOut]
+
+
+class KeyOut(BaseModel):
+    key_id: UUID
+    prefix: str
+    status: KeyStatus
+    reseller_id: UUID | None
+    activation_id: UUID | None
+    created_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyPage(BaseModel):
+    items: list[KeyOut]
+    next_after: UUID | None = Field(description="Pass as `after` for the next page; null on the last.")
+
+
+# --- activations
+
+
+class ActivationIn(Request):
+    installation: InstallationCode
+    keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
+
+
+class LicenseOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    key_id: UUID
+    from_: date = Field(alias="from")
+    to: date
+    bonus_months: int
+
+
+class ActivationOut(BaseModel):
+    activation_id: UUID
+    installation: str
+    activated_on: date
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    licenses: list[LicenseOut]

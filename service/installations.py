@@ -1,0 +1,166 @@
+"""Installations: registering them, reading their support state and quoting their renewal."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import Row, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service import rules
+from service.auth import Principal
+from service.db import reading, transaction
+from service.errors import InstallationExists, InstallationNotFound, ResellerNotFound
+from service.models import Activation, Installation, LicenseKey, Reseller
+
+
+@dataclass(frozen=True)
+class InstallationRecord:
+    id: int
+    code: str
+    reseller_id: UUID | None
+    support: rules.Support
+    bonus_months: int
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SupportState:
+    code: str
+    support: rules.Support
+    bonus_months: int
+    as_of: date
+
+    @property
+    def active(self) -> bool:
+        return self.support.is_active(self.as_of)
+
+    @property
+    def days_left(self) -> int:
+        return max((self.support.end - self.as_of).days, 0)
+
+
+@dataclass(frozen=True)
+class ActivationSummary:
+    id: UUID
+    activated_on: date
+    licenses: int
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    bonus_months: int
+    key_ids: tuple[UUID, ...]
+
+
+_COLUMNS = (
+    Installation.id,
+    Installation.code,
+    Installation.reseller_id,
+    Installation.anchor,
+    Installation.months,
+    Installation.bonus_months,
+    Installation.created_at,
+)
+
+
+def _record(row: Row) -> InstallationRecord:
+    return InstallationRecord(
+        id=row.id,
+        code=row.code,
+        reseller_id=row.reseller_id,
+        support=rules.Support(row.anchor, row.months),
+        bonus_months=row.bonus_months,
+        created_at=row.created_at,
+    )
+
+
+async def find(conn: AsyncConnection, code: str, for_update: bool = False) -> InstallationRecord:
+    statement = select(*_COLUMNS).where(Installation.code == code)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await conn.execute(statement)).first()
+    if row is None:
+        raise InstallationNotFound(f"No installation has the code {code!r}")
+    return _record(row)
+
+
+async def register(
+    engine: AsyncEngine,
+    principal: Principal,
+    code: str,
+    today: date,
+    purchased_on: date | None = None,
+    support_end: date | None = None,
+    reseller_id: UUID | None = None,
+) -> InstallationRecord:
+    """R3 for a new sale (`purchased_on`), R2 for an existing customer (`support_end`).
+    A reseller always registers for itself; an admin may name the reseller."""
+    support = rules.purchase(purchased_on, today) if purchased_on else rules.existing_customer(support_end)
+    if reseller_id is not None:
+        principal.require_owner(reseller_id)
+    owner = reseller_id if principal.is_admin else principal.reseller_id
+    try:
+        async with transaction(engine) as conn:
+            if owner is not None and await conn.scalar(select(Reseller.id).where(Reseller.id == owner)) is None:
+                raise ResellerNotFound()
+            row = (await conn.execute(
+                insert(Installation)
+                .values(code=code, reseller_id=owner, anchor=support.anchor, initial_months=support.months,
+                        months=support.months, bonus_months=0)
+                .returning(*_COLUMNS)
+            )).one()
+    except IntegrityError as exc:
+        raise InstallationExists() from exc
+    return _record(row)
+
+
+async def details(
+    engine: AsyncEngine, principal: Principal, code: str
+) -> tuple[InstallationRecord, list[ActivationSummary]]:
+    async with reading(engine) as conn:
+        installation = await find(conn, code)
+        principal.require_owner(installation.reseller_id)
+        activations = (await conn.execute(
+            select(Activation).where(Activation.installation_id == installation.id)
+            .order_by(Activation.created_at, Activation.id)
+        )).all()
+        keys = (await conn.execute(
+            select(LicenseKey.id, LicenseKey.activation_id)
+            .join(Activation, Activation.id == LicenseKey.activation_id)
+            .where(Activation.installation_id == installation.id)
+            .order_by(LicenseKey.position)
+        )).all()
+    key_ids: dict[UUID, list[UUID]] = {}
+    for key in keys:
+        key_ids.setdefault(key.activation_id, []).append(key.id)
+    return installation, [
+        ActivationSummary(
+            id=a.id, activated_on=a.activated_on, licenses=a.licenses,
+            support_end_before=a.support_end_before, support_end_after=a.support_end_after,
+            months_added=a.months_added, bonus_months=a.bonus_months, key_ids=tuple(key_ids.get(a.id, ())),
+        )
+        for a in activations
+    ]
+
+
+_SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bonus_months)
+
+
+async def _read_support(engine: AsyncEngine, code: str) -> Row:
+    async with reading(engine) as conn:
+        row = (await conn.execute(_SUPPORT_READ.where(Installation.code == code))).first()
+    if row is None:
+        raise InstallationNotFound(f"No installation has the code {code!r}")
+    return row
+
+
+async def support_state(engine: AsyncEngine, code: str, today: date) -> SupportState:
+    row = await _read_support(engine, code)
+    return SupportState(code, rules.Support(row.anchor, row.months), row.bonus_months, today)
+
+
+async def quote(engine: AsyncEngine, code: str, on: date, unit_price_minor: int,
+                licenses: int | None = None) -> rules.Quote:
+    row = await _read_support(engine, code)
+    return rules.quote(rules.Support(row.anchor, row.months), on, unit_price_minor, licenses)

@@ -1,0 +1,131 @@
+"""The tables. Installations hold their support as anchor + months (R2); activations are the
+append-only ledger that explains every month of it."""
+
+import uuid
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Uuid,
+    func,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+KEY_STATUSES = ("issued", "used", "revoked")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Instants are timezone-aware UTC on the way in and out, SQLite included (it drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: instants must be timezone-aware")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def _id_column() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(UtcDateTime(), server_default=func.now())
+
+
+class Reseller(Base):
+    __tablename__ = "resellers"
+
+    id: Mapped[uuid.UUID] = _id_column()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Installation(Base):
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
+    anchor: Mapped[date] = mapped_column(Date)
+    initial_months: Mapped[int] = mapped_column(Integer)
+    months: Mapped[int] = mapped_column(Integer)
+    bonus_months: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint("initial_months >= 0", name="initial_months_not_negative"),
+        CheckConstraint("months >= initial_months", name="months_not_below_initial"),
+    )
+
+
+class Activation(Base):
+    """One ledger entry: which keys an installation activated on which day, and what it gave."""
+
+    __tablename__ = "activations"
+
+    id: Mapped[uuid.UUID] = _id_column()
+    installation_id: Mapped[int] = mapped_column(ForeignKey("installations.id"), index=True)
+    activated_on: Mapped[date] = mapped_column(Date)
+    licenses: Mapped[int] = mapped_column(Integer)
+    months_before: Mapped[int] = mapped_column(Integer)
+    months_added: Mapped[int] = mapped_column(Integer)
+    bonus_months: Mapped[int] = mapped_column(Integer)
+    support_end_before: Mapped[date] = mapped_column(Date)
+    support_end_after: Mapped[date] = mapped_column(Date)
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (CheckConstraint("licenses >= 1", name="licenses_positive"),)
+
+
+class LicenseKey(Base):
+    """A key, known only by its keyed hash; the plaintext is shown once when issued."""
+
+    __tablename__ = "license_keys"
+
+    id: Mapped[uuid.UUID] = _id_column()
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="issued", index=True)
+    activation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("activations.id"), index=True)
+    position: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created_at()
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint(f"status IN {KEY_STATUSES!r}", name="status_known"),
+        CheckConstraint("status <> 'used' OR activation_id IS NOT NULL", name="used_has_activation"),
+    )

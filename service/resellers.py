@@ -1,0 +1,59 @@
+"""Resellers: registered by an admin, they log in with a client id and secret (OAuth2 client credentials)."""
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.auth import hash_secret, verify_secret
+from service.db import transaction
+from service.errors import ResellerExists, Unauthenticated
+from service.models import Reseller
+
+# Checked against when the client id is unknown, so that a miss costs as much time as a hit.
+_DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class NewReseller:
+    id: UUID
+    name: str
+    client_id: str
+    client_secret: str
+
+
+async def register(engine: AsyncEngine, name: str) -> NewReseller:
+    client_id = "rs_" + secrets.token_urlsafe(12)
+    client_secret = secrets.token_urlsafe(32)
+    secret_hash = await asyncio.to_thread(hash_secret, client_secret)
+    try:
+        async with transaction(engine) as conn:
+            reseller_id = await conn.scalar(
+                insert(Reseller)
+                .values(name=name, client_id=client_id, secret_hash=secret_hash)
+                .returning(Reseller.id)
+            )
+    except IntegrityError as exc:
+        raise ResellerExists() from exc
+    return NewReseller(reseller_id, name, client_id, client_secret)
+
+
+async def authenticate(engine: AsyncEngine, client_id: str, client_secret: str) -> UUID:
+    """The reseller's id when the credentials are right; `Unauthenticated` otherwise."""
+    async with transaction(engine) as conn:
+        row = (await conn.execute(
+            select(Reseller.id, Reseller.secret_hash).where(Reseller.client_id == client_id)
+        )).first()
+    stored = row.secret_hash if row else _DUMMY_HASH
+    if not await asyncio.to_thread(verify_secret, client_secret, stored) or row is None:
+        raise Unauthenticated("Unknown client or wrong secret")
+    return row.id
+
+
+async def exists(engine: AsyncEngine, reseller_id: UUID) -> bool:
+    async with transaction(engine) as conn:
+        return await conn.scalar(select(Reseller.id).where(Reseller.id == reseller_id)) is not None

@@ -1,0 +1,23 @@
+"""Running the Alembic migrations from code: the CLI's `migrate` and the tests use this."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(database_url: str, configure_logging: bool = True) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = configure_logging
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head", configure_logging: bool = True) -> None:
+    command.upgrade(alembic_config(database_url, configure_logging), revision)
+
+
+def downgrade(database_url: str, revision: str = "base", configure_logging: bool = True) -> None:
+    command.downgrade(alembic_config(database_url, configure_logging), revision)

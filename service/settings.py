@@ -1,0 +1,47 @@
+"""All configuration, from the environment (or a `.env` file), in one pydantic-settings class.
+
+Every setting has a default that works for the embedded quick start; the README lists them all.
+"""
+
+from decimal import Decimal
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    database_url: str = "sqlite+aiosqlite:///./timex-licensing.db"
+    business_timezone: str = "Europe/Moscow"
+    unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
+    currency: str = Field("RUB", min_length=3, max_length=3)
+    jwt_secret: str = DEV_SECRET
+    jwt_issuer: str = "timex-licensing"
+    jwt_audience: str = "timex-licensing"
+    access_token_minutes: int = Field(15, gt=0)
+    key_hash_secret: str = DEV_SECRET
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
+
+    @property
+    def unit_price_minor(self) -> int:
+        return int(self.unit_price * 100)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,155 @@
+"""Installations, the public support state and renewal quotes."""
+
+from datetime import date
+
+import pytest
+
+from tests.api import Api
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_new_sale_starts_with_a_year_of_support(api: Api) -> None:
+    created = await api.installation("ACME", purchased_on="2025-03-15")
+
+    assert created["support_end"] == "2026-03-15"
+    assert created["months_granted"] == 12
+
+
+async def test_an_existing_customer_keeps_its_support_end(api: Api) -> None:
+    created = await api.installation("ACME", support_end="2026-12-31")
+
+    assert (created["anchor"], created["support_end"], created["months_granted"]) == ("2026-12-31", "2026-12-31", 0)
+
+
+async def test_a_purchase_in_the_future_is_refused(api: Api) -> None:
+    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2026-11-25"},
+                              headers=api.admin)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("body", [
+    {"code": "ACME"},
+    {"code": "ACME", "purchased_on": "2025-01-01", "support_end": "2026-01-01"},
+    {"code": "ACME", "purchased_on": "1900-01-01"},
+    {"code": "bad code!", "purchased_on": "2025-01-01"},
+    {"code": "ACME", "purchased_on": "2025-01-01", "colour": "blue"},
+    {"code": "ACME", "purchased_on": "not a date"},
+])
+async def test_a_malformed_registration_is_an_invalid_request(api: Api, body: dict) -> None:
+    response = await api.post("/v1/installations", body, headers=api.admin)
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "invalid_request"
+
+
+async def test_malformed_json_is_an_invalid_request(api: Api) -> None:
+    response = await api.client.post("/v1/installations", content=b"{not json",
+                                     headers={**api.admin, "Content-Type": "application/json"})
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+async def test_a_code_is_registered_once(api: Api) -> None:
+    await api.installation("ACME")
+
+    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2025-01-01"},
+                              headers=api.admin)
+
+    assert (response.status_code, response.json()["code"]) == (409, "installation_exists")
+
+
+async def test_support_state_is_what_help_about_shows(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-03-15")
+    [key] = await api.keys(1)
+    api.today(date(2026, 1, 10))
+    await api.activate("ACME", [key])
+    api.today(date(2026, 11, 24))
+
+    support = await api.support("ACME")
+
+    assert support == {
+        "code": "ACME", "support_end": "2027-05-15", "active": True, "as_of": "2026-11-24",
+        "days_left": 172, "months_granted": 26, "bonus_months": 2,
+        "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
+    }
+
+
+async def test_lapsed_support_has_no_days_left_but_keeps_its_updates(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-03-15")
+
+    support = await api.support("ACME")
+
+    assert (support["active"], support["days_left"]) == (False, 0)
+    assert support["entitlements"] == {"support_requests": False, "updates_released_through": "2026-03-15"}
+
+
+async def test_support_state_of_an_unknown_installation_is_not_found(api: Api) -> None:
+    response = await api.get("/v1/installations/NOPE/support")
+
+    assert (response.status_code, response.json()["code"]) == (404, "installation_not_found")
+
+
+async def test_quote_prices_every_missed_year(api: Api) -> None:
+    """The api.md example: lapsed a year and a day, two licenses required."""
+    await api.installation("ACME", purchased_on="2025-03-15")
+
+    response = await api.get("/v1/installations/ACME/quote", params={"on": "2027-03-16"})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "support_end": "2026-03-15", "on": "2027-03-16", "active": False,
+        "licenses_required": 2, "missed_years": 1, "licenses": 2, "sufficient": True,
+        "unit_price": {"amount": "12000.00", "currency": "RUB"},
+        "total": {"amount": "24000.00", "currency": "RUB"},
+        "support_end_after": "2028-03-15",
+        "periods": [{"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+                    {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0}],
+    }
+
+
+async def test_quote_defaults_to_today(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-11-24")
+
+    quote = (await api.get("/v1/installations/ACME/quote")).json()
+
+    assert (quote["on"], quote["active"], quote["licenses_required"]) == ("2026-11-24", True, 1)
+    assert quote["support_end_after"] == "2028-01-24"
+
+
+async def test_quoting_fewer_licenses_than_required_says_insufficient(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-03-15")
+
+    quote = (await api.get("/v1/installations/ACME/quote", params={"on": "2027-03-16", "licenses": 1})).json()
+
+    assert (quote["licenses"], quote["sufficient"], quote["total"]["amount"]) == (1, False, "12000.00")
+
+
+async def test_a_customer_not_yet_registered_can_be_quoted_from_its_support_end(api: Api) -> None:
+    response = await api.get("/v1/quote", params={"support_end": "2026-03-15", "on": "2027-03-16"})
+
+    assert response.status_code == 200
+    assert (response.json()["licenses_required"], response.json()["total"]["amount"]) == (2, "24000.00")
+
+
+@pytest.mark.parametrize("params", [{}, {"support_end": "yesterday"}, {"support_end": "2026-01-01", "licenses": 0},
+                                    {"support_end": "2026-01-01", "on": "3000-01-01"}])
+async def test_a_bad_quote_query_is_an_invalid_request(api: Api, params: dict) -> None:
+    response = await api.get("/v1/quote", params=params)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+async def test_an_installation_shows_its_activations(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-03-15")
+    keys = await api.keys(2)
+    activation = (await api.activate("ACME", keys)).json()
+
+    installation = (await api.get("/v1/installations/ACME", headers=api.admin)).json()
+
+    [entry] = installation["activations"]
+    assert entry["activation_id"] == activation["activation_id"]
+    assert entry["key_ids"] == [lic["key_id"] for lic in activation["licenses"]]
+    assert (entry["months_added"], entry["support_end_after"]) == (activation["months_added"], "2028-05-15")
