@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import asyncpg
+import hypothesis
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -25,6 +26,10 @@ from service.settings import Settings
 from tests.api import Api
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+# CI shares two cores with PostgreSQL: judge properties by their examples, not by their speed.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 BACKENDS = ["sqlite", "postgres"]
 
 

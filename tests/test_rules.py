@@ -1,0 +1,191 @@
+"""The licensing rules R1–R10 (licensing-rules.md), as plain functions of dates and integers."""
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service import rules
+from service.errors import LicensesInsufficient, PurchaseInFuture
+from service.rules import Support, add_months
+
+# --- R2: calendar months, clamped, never drifting
+
+
+@pytest.mark.parametrize(("start", "months", "expected"), [
+    (date(2024, 1, 31), 1, date(2024, 2, 29)),
+    (date(2023, 1, 31), 1, date(2023, 2, 28)),
+    (date(2023, 12, 31), 40, date(2027, 4, 30)),
+    (date(2025, 2, 28), 26, date(2027, 4, 28)),
+    (date(2024, 2, 29), 12, date(2025, 2, 28)),
+    (date(2024, 2, 29), 48, date(2028, 2, 29)),
+    (date(2025, 3, 15), 0, date(2025, 3, 15)),
+])
+def test_r2_months_are_calendar_months_clamped_to_the_month_end(start: date, months: int, expected: date) -> None:
+    assert add_months(start, months) == expected
+
+
+def test_r2_a_month_end_anchor_never_drifts() -> None:
+    support = Support(date(2023, 12, 31), 14)  # ends 2025-02-28
+    renewed = rules.renew(support, 1, date(2025, 3, 1)).after
+
+    assert renewed.end == date(2026, 2, 28)
+    assert rules.renew(renewed, 1, date(2026, 1, 1)).after.end == date(2027, 4, 30)
+
+
+# --- R1, R3
+
+
+def test_r1_the_end_day_itself_is_covered() -> None:
+    support = Support(date(2025, 3, 15), 12)
+
+    assert support.is_active(date(2026, 3, 15))
+    assert not support.is_active(date(2026, 3, 16))
+
+
+def test_r3_a_purchase_gives_a_year_from_the_purchase_date() -> None:
+    assert rules.purchase(date(2025, 3, 15), today=date(2025, 3, 15)) == Support(date(2025, 3, 15), 12)
+
+
+def test_r3_a_purchase_in_the_future_is_refused() -> None:
+    with pytest.raises(PurchaseInFuture):
+        rules.purchase(date(2025, 3, 16), today=date(2025, 3, 15))
+
+
+def test_r2_an_existing_customer_is_anchored_on_its_support_end() -> None:
+    assert rules.existing_customer(date(2026, 5, 31)) == Support(date(2026, 5, 31), 0)
+
+
+# --- the spec's worked examples (R4–R7)
+
+WORKED_EXAMPLES = [
+    # anchor, M, today, keys, M after (None: refused), support end after, required, missed years
+    (date(2025, 3, 15), 12, date(2026, 1, 10), 1, 26, date(2027, 5, 15), 1, 0),
+    (date(2025, 3, 15), 12, date(2026, 3, 15), 1, 26, date(2027, 5, 15), 1, 0),
+    (date(2025, 3, 15), 12, date(2026, 3, 16), 1, 24, date(2027, 3, 15), 1, 0),
+    (date(2025, 3, 15), 12, date(2027, 3, 15), 1, 24, date(2027, 3, 15), 1, 0),
+    (date(2025, 3, 15), 12, date(2027, 3, 16), 1, None, None, 2, 1),
+    (date(2025, 3, 15), 12, date(2027, 3, 16), 2, 36, date(2028, 3, 15), 2, 1),
+    (date(2025, 3, 15), 12, date(2026, 6, 15), 2, 38, date(2028, 5, 15), 1, 0),
+    (date(2023, 12, 31), 14, date(2025, 3, 1), 1, 26, date(2026, 2, 28), 1, 0),
+    (date(2024, 2, 29), 12, date(2025, 2, 28), 1, 26, date(2026, 4, 29), 1, 0),
+]
+
+
+@pytest.mark.parametrize(("anchor", "months", "today", "keys", "months_after", "end_after", "required", "missed"),
+                         WORKED_EXAMPLES)
+def test_the_worked_examples(anchor, months, today, keys, months_after, end_after, required, missed) -> None:
+    support = Support(anchor, months)
+
+    assert rules.licenses_required(support, today) == required
+    assert rules.missed_years(support, today) == missed
+    if months_after is None:
+        with pytest.raises(LicensesInsufficient) as refusal:
+            rules.activate(support, keys, today)
+        assert (refusal.value.required, refusal.value.supplied) == (required, keys)
+    else:
+        after = rules.activate(support, keys, today).after
+        assert (after.months, after.end) == (months_after, end_after)
+
+
+def test_r4_a_lapsed_license_is_back_dated_to_the_day_after_the_old_end() -> None:
+    renewal = rules.renew(Support(date(2025, 3, 15), 12), 1, date(2026, 11, 24))
+
+    assert renewal.periods == (rules.LicensePeriod(date(2026, 3, 16), date(2027, 3, 15), 0),)
+
+
+def test_r8_the_quote_of_the_api_example() -> None:
+    quote = rules.quote(Support(date(2025, 3, 15), 12), date(2027, 3, 16), unit_price_minor=1_200_000)
+
+    assert (quote.licenses_required, quote.missed_years, quote.licenses, quote.sufficient) == (2, 1, 2, True)
+    assert quote.total_minor == 2_400_000
+    assert quote.support_end_after == date(2028, 3, 15)
+    assert [(p.start, p.end, p.bonus_months) for p in quote.periods] == [
+        (date(2026, 3, 16), date(2027, 3, 15), 0), (date(2027, 3, 16), date(2028, 3, 15), 0)]
+
+
+def test_r8_quoting_fewer_licenses_than_required_is_insufficient() -> None:
+    quote = rules.quote(Support(date(2025, 3, 15), 12), date(2027, 3, 16), 1_200_000, licenses=1)
+
+    assert (quote.sufficient, quote.total_minor) == (False, 1_200_000)
+
+
+def test_r9_entitlements() -> None:
+    support = Support(date(2025, 3, 15), 12)
+
+    assert rules.may_open_support_requests(support, date(2026, 3, 15))
+    assert not rules.may_open_support_requests(support, date(2026, 3, 16))
+    assert rules.may_install_release(support, released_on=date(2026, 3, 15))
+    assert not rules.may_install_release(support, released_on=date(2026, 3, 16))
+
+
+def test_r7_decades_of_lapse_are_counted_without_looping_through_them() -> None:
+    support = Support(date(2001, 1, 31), 12)
+
+    assert rules.licenses_required(support, date(2099, 12, 31)) == 98
+
+
+# --- properties
+
+days = st.dates(min_value=date(2000, 1, 1), max_value=date(2060, 12, 31))
+supports = st.builds(Support, anchor=days, months=st.integers(0, 120))
+ledgers = st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 4)), max_size=6)
+
+
+def _dated(support: Support, steps: list[tuple[int, int]]) -> list[tuple[date, int]]:
+    """Activation days that move forward from the anchor, as days do."""
+    day, out = support.anchor, []
+    for offset, licenses in steps:
+        day = date.fromordinal(min(day.toordinal() + offset, date(2099, 1, 1).toordinal()))
+        out.append((day, licenses))
+    return out
+
+
+@given(supports, days, st.integers(1, 6))
+def test_r5_n_keys_at_once_equal_n_single_keys_on_the_same_day(support: Support, on: date, n: int) -> None:
+    one_by_one = support
+    for _ in range(n):
+        one_by_one = rules.renew(one_by_one, 1, on).after
+
+    assert rules.renew(support, n, on).after == one_by_one
+
+
+@given(supports, ledgers)
+def test_r2_support_end_is_always_anchor_plus_months(support: Support, steps: list) -> None:
+    current = support
+    for on, licenses in _dated(support, steps):
+        current = rules.renew(current, licenses, on).after
+        assert current.end == add_months(support.anchor, current.months)
+
+
+@given(supports, days)
+def test_r6_r7_exactly_the_required_licenses_succeed_and_one_fewer_is_refused(support: Support, on: date) -> None:
+    required = rules.licenses_required(support, on)
+
+    assert rules.activate(support, required, on).after.is_active(on)
+    if required > 1:
+        with pytest.raises(LicensesInsufficient):
+            rules.activate(support, required - 1, on)
+
+
+@given(supports, days, st.integers(1, 6))
+def test_an_activation_never_shortens_support_and_the_bonus_needs_active_support(
+        support: Support, on: date, n: int) -> None:
+    renewal = rules.renew(support, n, on)
+
+    assert renewal.after.end > support.end
+    current = support
+    for period in renewal.periods:
+        assert period.bonus_months == (rules.EARLY_RENEWAL_BONUS_MONTHS if current.is_active(on) else 0)
+        current = current.plus(rules.LICENSE_MONTHS + period.bonus_months)
+
+
+@given(supports, ledgers)
+def test_folding_a_ledger_equals_applying_its_activations_one_by_one(support: Support, steps: list) -> None:
+    ledger = _dated(support, steps)
+    current = support
+    for on, licenses in ledger:
+        current = rules.renew(current, licenses, on).after
+
+    assert rules.fold(support, ledger) == current
