@@ -5,6 +5,7 @@ Every setting has a default that works for the embedded quick start; the README 
 
 from decimal import Decimal
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -26,8 +27,17 @@ class Settings(BaseSettings):
     jwt_audience: str = "timex-licensing"
     access_token_minutes: int = Field(15, gt=0)
     key_hash_secret: str = DEV_SECRET
+    redis_url: str | None = None
+    activation_failure_limit: int = Field(10, gt=0)
+    activation_failure_window_seconds: int = Field(900, gt=0)
+    rate_limit_prefix: str = "timex"
+    trusted_proxies: list[str] = []
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [ip_network(proxy, strict=False) for proxy in self.trusted_proxies]
 
     @property
     def zone(self) -> ZoneInfo:

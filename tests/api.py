@@ -24,12 +24,15 @@ class Api:
 
     @classmethod
     @asynccontextmanager
-    async def started(cls, settings: Settings, engine: AsyncEngine, today: date):
+    async def started(cls, settings: Settings, engine: AsyncEngine, today: date, client_address: str = "127.0.0.1"):
         clock = FixedClock(settings.zone, today)
         app = create_app(settings, engine=engine, clock=clock)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield cls(client, settings, clock, engine)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_address, 50000))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                yield cls(client, settings, clock, engine)
+        finally:
+            await app.state.limiter.counters.close()
 
     def today(self, day: date) -> None:
         """Stand on another day."""
@@ -70,8 +73,8 @@ class Api:
         assert response.status_code == 201, response.text
         return [k["key"] for k in response.json()["keys"]]
 
-    async def activate(self, code: str, keys: list[str]) -> httpx.Response:
-        return await self.post("/v1/activations", {"installation": code, "keys": keys})
+    async def activate(self, code: str, keys: list[str], **kwargs: Any) -> httpx.Response:
+        return await self.post("/v1/activations", {"installation": code, "keys": keys}, **kwargs)
 
     async def support(self, code: str) -> dict:
         response = await self.get(f"/v1/installations/{code}/support")

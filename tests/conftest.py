@@ -18,6 +18,7 @@ import hypothesis
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import schema
 from service.db import async_url, create_engine
@@ -114,7 +115,11 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
         async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
             yield api
     finally:
-        async with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                await conn.execute(text(f"DELETE FROM {table.name}"))
+        await empty_tables(engine)
         await engine.dispose()
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            await conn.execute(text(f"DELETE FROM {table.name}"))

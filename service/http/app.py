@@ -9,6 +9,7 @@ from service.clock import Clock
 from service.db import create_engine
 from service.http import problems
 from service.http.routes import activations, auth, installations, keys, resellers
+from service.ratelimit import create_limiter
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await app.state.limiter.counters.close()
         if owns_engine:
             await app.state.engine.dispose()
 
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.settings = settings
     app.state.engine = engine or create_engine(settings.database_url)
     app.state.clock = clock or Clock(settings.zone)
+    app.state.trusted_networks = settings.trusted_networks
+    app.state.limiter = create_limiter(settings.redis_url, settings.activation_failure_limit,
+                                       settings.activation_failure_window_seconds, settings.rate_limit_prefix)
     problems.install(app)
     for module in (auth, resellers, installations, keys, activations):
         app.include_router(module.router)

@@ -1,6 +1,7 @@
 """What routes receive: the engine, settings, clock and the authenticated caller."""
 
 from datetime import date
+from ipaddress import ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.auth import Principal, TokenSettings, verify_token
 from service.clock import Clock
 from service.errors import Unauthenticated
+from service.ratelimit import FailureLimiter
 from service.settings import Settings
 
 
@@ -23,6 +25,36 @@ def get_engine(request: Request) -> AsyncEngine:
 
 def get_clock(request: Request) -> Clock:
     return request.app.state.clock
+
+
+def get_limiter(request: Request) -> FailureLimiter:
+    return request.app.state.limiter
+
+
+def get_client_address(request: Request) -> str:
+    """The caller's address: the peer, or X-Forwarded-For's last hop that is not a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = request.app.state.trusted_networks
+    forwarded = request.headers.get("x-forwarded-for")
+    if not forwarded or not _within(peer, trusted):
+        return peer
+    for hop in reversed(forwarded.split(",")):
+        hop = hop.strip()
+        if not _within(hop, trusted):
+            return hop if _is_address(hop) else peer
+    return peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(address: str, networks: list) -> bool:
+    return _is_address(address) and any(ip_address(address) in network for network in networks)
 
 
 def get_today(clock: "ClockDep") -> date:
@@ -46,6 +78,8 @@ def get_admin(principal: "PrincipalDep") -> Principal:
     return principal
 
 
+LimiterDep = Annotated[FailureLimiter, Depends(get_limiter)]
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

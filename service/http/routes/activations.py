@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response, status
 
 from service import activations
-from service.http.deps import ClockDep, EngineDep, SettingsDep
+from service.http.deps import ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
@@ -11,12 +11,13 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation")
 async def activate(body: ActivationIn, request: Request, response: Response, engine: EngineDep,
-                   settings: SettingsDep, clock: ClockDep) -> ActivationOut:
-    result = await activations.activate(
-        engine, body.installation, body.keys, clock.today(), clock.now(),
-        settings.key_hash_secret.encode(), settings.unit_price_minor,
-        requested_by=request.client.host if request.client else None,
-    )
+                   settings: SettingsDep, clock: ClockDep, client: ClientAddressDep,
+                   limiter: LimiterDep) -> ActivationOut:
+    async with limiter.guard(client, body.installation):
+        result = await activations.activate(
+            engine, body.installation, body.keys, clock.today(), clock.now(),
+            settings.key_hash_secret.encode(), settings.unit_price_minor, requested_by=client,
+        )
     if result.replayed:
         response.status_code = status.HTTP_200_OK
     renewal = result.renewal
