@@ -112,7 +112,8 @@ async def _replay(conn: AsyncConnection, installation: installations.Installatio
     activation = (await conn.execute(
         select(Activation).where(Activation.id == activation_ids.pop())
     )).one()
-    if activation.installation_id != installation.id or activation.licenses != len(keys):
+    if (activation.installation_id != installation.id or activation.licenses != len(keys)
+            or activation.voided_at is not None):
         return None
     key_ids = (await conn.execute(
         select(LicenseKey.id).where(LicenseKey.activation_id == activation.id).order_by(LicenseKey.position)

@@ -57,6 +57,27 @@ def _issue_keys(args: argparse.Namespace) -> None:
         print(json.dumps({"key_id": str(issued.id), "key": issued.key}))
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from service import ledger
+    from service.db import create_engine
+
+    settings = get_settings()
+
+    async def run() -> list[ledger.Drift]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await ledger.verify(engine)
+        finally:
+            await engine.dispose()
+
+    drifts = asyncio.run(run())
+    for drift in drifts:
+        print(f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus), "
+              f"ledger gives {drift.ledger.months} ({drift.ledger.bonus_months} bonus)")
+    print(f"{len(drifts)} installation(s) differ from their ledger", file=sys.stderr)
+    return 1 if drifts else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="timex-licensing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     issue.add_argument("--reseller-id")
     issue.set_defaults(run=_issue_keys)
 
+    verify = commands.add_parser("verify", help="recompute every installation from its ledger; exit 1 on drift")
+    verify.set_defaults(run=_verify)
+
     args = parser.parse_args(argv)
-    args.run(args)
-    return 0
+    return args.run(args) or 0
 
 
 if __name__ == "__main__":

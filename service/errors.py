@@ -45,6 +45,11 @@ class KeyNotFound(DomainError):
     title = "No such key"
 
 
+class ActivationNotFound(DomainError):
+    code = "activation_not_found"
+    title = "No such activation"
+
+
 class ResellerNotFound(DomainError):
     code = "reseller_not_found"
     title = "No such reseller"

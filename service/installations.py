@@ -22,7 +22,13 @@ class InstallationRecord:
     reseller_id: UUID | None
     support: rules.Support
     bonus_months: int
+    initial_months: int
     created_at: datetime | None = None
+
+    @property
+    def start(self) -> rules.Support:
+        """Support as registered, before any activation: where the ledger is folded from."""
+        return rules.Support(self.support.anchor, self.initial_months)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class ActivationSummary:
     months_added: int
     bonus_months: int
     key_ids: tuple[UUID, ...]
+    voided_at: datetime | None
+    void_reason: str | None
 
 
 _COLUMNS = (
@@ -60,6 +68,7 @@ _COLUMNS = (
     Installation.anchor,
     Installation.months,
     Installation.bonus_months,
+    Installation.initial_months,
     Installation.created_at,
 )
 
@@ -71,6 +80,7 @@ def _record(row: Row) -> InstallationRecord:
         reseller_id=row.reseller_id,
         support=rules.Support(row.anchor, row.months),
         bonus_months=row.bonus_months,
+        initial_months=row.initial_months,
         created_at=row.created_at,
     )
 
@@ -139,6 +149,7 @@ async def details(
             id=a.id, activated_on=a.activated_on, licenses=a.licenses,
             support_end_before=a.support_end_before, support_end_after=a.support_end_after,
             months_added=a.months_added, bonus_months=a.bonus_months, key_ids=tuple(key_ids.get(a.id, ())),
+            voided_at=a.voided_at, void_reason=a.void_reason,
         )
         for a in activations
     ]

@@ -105,6 +105,8 @@ class Activation(Base):
     support_end_after: Mapped[date] = mapped_column(Date)
     requested_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created_at()
+    voided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    void_reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (CheckConstraint("licenses >= 1", name="licenses_positive"),)
 

@@ -161,10 +161,13 @@ def may_install_release(support: Support, released_on: date) -> bool:
     return released_on <= support.end
 
 
-def fold(start: Support, activations: Iterable[tuple[date, int]]) -> Support:
-    """Replay a ledger, each (activated_on, licenses) in order: what support must be now."""
-    current = start
+def fold(start: Support, activations: Iterable[tuple[date, int]]) -> Renewal:
+    """Replay a ledger, each (activated_on, licenses) in order: what support must be now, with
+    every license period granted on the way."""
+    current, periods = start, []
     for activated_on, licenses in activations:
-        current = renew(current, licenses, activated_on).after
-    return current
+        renewal = renew(current, licenses, activated_on)
+        current = renewal.after
+        periods.extend(renewal.periods)
+    return Renewal(start, current, tuple(periods))
 

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.clock import Clock
 from service.db import create_engine
 from service.http import problems
-from service.http.routes import activations, auth, installations, keys, resellers
+from service.http.routes import activations, auth, health, installations, keys, resellers
 from service.ratelimit import create_limiter
 from service.settings import Settings, get_settings
 
@@ -42,6 +42,6 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.limiter = create_limiter(settings.redis_url, settings.activation_failure_limit,
                                        settings.activation_failure_window_seconds, settings.rate_limit_prefix)
     problems.install(app)
-    for module in (auth, resellers, installations, keys, activations):
+    for module in (auth, resellers, installations, keys, activations, health):
         app.include_router(module.router)
     return app

@@ -25,6 +25,7 @@ STATUS = {
     errors.InstallationNotFound.code: 404,
     errors.KeyNotFound.code: 404,
     errors.ResellerNotFound.code: 404,
+    errors.ActivationNotFound.code: 404,
     errors.KeyAlreadyUsed.code: 409,
     errors.KeyRevoked.code: 409,
     errors.KeyDuplicated.code: 409,

@@ -92,12 +92,15 @@ class ActivationSummaryOut(BaseModel):
     months_added: int
     bonus_months: int
     key_ids: list[UUID]
+    voided_at: datetime | None = Field(description="Set when an admin voided it; its figures are history.")
+    void_reason: str | None
 
     @classmethod
     def of(cls, a: ActivationSummary) -> "ActivationSummaryOut":
         return cls(activation_id=a.id, activated_on=a.activated_on, licenses=a.licenses,
                    support_end_before=a.support_end_before, support_end_after=a.support_end_after,
-                   months_added=a.months_added, bonus_months=a.bonus_months, key_ids=list(a.key_ids))
+                   months_added=a.months_added, bonus_months=a.bonus_months, key_ids=list(a.key_ids),
+                   voided_at=a.voided_at, void_reason=a.void_reason)
 
 
 class InstallationOut(BaseModel):
@@ -218,6 +221,18 @@ class KeyPage(BaseModel):
 class ActivationIn(Request):
     installation: InstallationCode
     keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
+
+
+class VoidIn(Request):
+    reason: str = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
+
+
+class VoidOut(BaseModel):
+    activation_id: UUID
+    installation: str
+    voided_at: datetime
+    reason: str
+    support_end: date = Field(description="The installation's support end after the activation was voided.")
 
 
 class LicenseOut(BaseModel):

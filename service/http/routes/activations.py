@@ -1,10 +1,12 @@
 """`POST /v1/activations`: public; the keys are the credential."""
 
+from uuid import UUID
+
 from fastapi import APIRouter, Request, Response, status
 
-from service import activations
-from service.http.deps import ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep
-from service.http.schemas import ActivationIn, ActivationOut, LicenseOut
+from service import activations, ledger
+from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep
+from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
@@ -28,3 +30,10 @@ async def activate(body: ActivationIn, request: Request, response: Response, eng
         licenses=[LicenseOut(key_id=key_id, from_=p.start, to=p.end, bonus_months=p.bonus_months)
                   for key_id, p in zip(result.key_ids, renewal.periods, strict=True)],
     )
+
+
+@router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)")
+async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
+    result = await ledger.void(engine, activation_id, body.reason, clock.now())
+    return VoidOut(activation_id=result.activation_id, installation=result.installation,
+                   voided_at=result.voided_at, reason=result.reason, support_end=result.support_end)

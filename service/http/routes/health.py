@@ -1,0 +1,22 @@
+"""`/healthz`: the process is alive. `/readyz`: it can reach its database (send traffic here)."""
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from service.db import reading
+from service.http.deps import EngineDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the database is reachable",
+            responses={503: {"description": "The database cannot be reached (problem+json `unavailable`)"}})
+async def readyz(engine: EngineDep) -> dict[str, str]:
+    async with reading(engine) as conn:
+        await conn.execute(text("SELECT 1"))
+    return {"status": "ready"}
