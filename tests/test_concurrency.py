@@ -1,0 +1,114 @@
+"""Integrity under concurrency, on PostgreSQL with real commits and many connections: a key is
+used once, no month is lost or invented, and the ledger explains every installation."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+
+import httpx
+import pytest
+
+from service import ledger
+from service.db import create_engine
+from tests.api import Api
+from tests.conftest import empty_tables, make_settings
+from tests.servers import running_server
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[Api]:
+    settings = make_settings(postgres_url)
+    engine = create_engine(settings.database_url)
+    async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
+        yield api
+        assert await ledger.verify(engine) == [], "the ledger does not explain every installation"
+        await empty_tables(engine)
+    await engine.dispose()
+
+
+async def test_forty_concurrent_activations_on_one_installation_all_count(pg: Api) -> None:
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    keys = await pg.keys(40)
+
+    responses = await asyncio.gather(*(pg.activate("ACME", [key]) for key in keys))
+
+    assert [r.status_code for r in responses] == [201] * 40
+    assert (await pg.support("ACME"))["months_granted"] == 12 + 40 * 14
+
+
+async def test_one_key_raced_to_twenty_installations_is_used_once(pg: Api) -> None:
+    codes = [f"I{n}" for n in range(20)]
+    for code in codes:
+        await pg.installation(code, purchased_on="2026-11-01")
+    [key] = await pg.keys(1)
+
+    responses = await asyncio.gather(*(pg.activate(code, [key]) for code in codes))
+
+    assert Counter(r.status_code for r in responses) == {201: 1, 409: 19}
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"key_already_used"}
+    months = [(await pg.support(code))["months_granted"] for code in codes]
+    assert sorted(months) == [12] * 19 + [26]
+
+
+async def test_two_batches_sharing_a_key_one_wins_the_other_changes_nothing(pg: Api) -> None:
+    await pg.installation("ONE", purchased_on="2026-11-01")
+    await pg.installation("TWO", purchased_on="2026-11-01")
+    a, shared, c = await pg.keys(3)
+
+    responses = await asyncio.gather(pg.activate("ONE", [a, shared]), pg.activate("TWO", [shared, c]))
+
+    assert sorted(r.status_code for r in responses) == [201, 409]
+    assert sorted((await pg.key_statuses()).values()) == ["issued", "used", "used"]
+    assert sorted([(await pg.support("ONE"))["months_granted"], (await pg.support("TWO"))["months_granted"]]) == [
+        12, 12 + 28]
+
+
+async def test_a_replay_racing_its_original_returns_the_same_body(pg: Api) -> None:
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    keys = await pg.keys(3)
+
+    responses = await asyncio.gather(*(pg.activate("ACME", keys) for _ in range(4)))
+
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
+    assert len({r.text for r in responses}) == 1
+    history = (await pg.get("/v1/installations/ACME", headers=pg.admin)).json()["activations"]
+    assert len(history) == 1
+
+
+@pytest.fixture
+def two_servers(postgres_url: str) -> Iterator[list[str]]:
+    env = {**os.environ, "DATABASE_URL": postgres_url}
+    with running_server(env) as first, running_server(env) as second:
+        yield [first, second]
+
+
+async def test_two_service_processes_on_one_database_keep_every_guarantee(
+        pg: Api, two_servers: list[str], postgres_url: str) -> None:
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    codes = [f"I{n}" for n in range(10)]
+    for code in codes:
+        await pg.installation(code, purchased_on="2026-11-01")
+    keys = await pg.keys(30)
+    [contested] = await pg.keys(1)
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        def post(n: int, code: str, batch: list[str]):
+            return client.post(f"{two_servers[n % 2]}/v1/activations", json={"installation": code, "keys": batch})
+        one_key_each = asyncio.gather(*(post(n, "ACME", [key]) for n, key in enumerate(keys)))
+        contest = asyncio.gather(*(post(n, code, [contested]) for n, code in enumerate(codes)))
+        replays = asyncio.gather(*(post(n, "ACME", keys[:2]) for n in range(4)))
+        singles, contested_results, replayed = await asyncio.gather(one_key_each, contest, replays)
+
+    assert Counter(r.status_code for r in contested_results) == {201: 1, 409: 9}
+    assert all(r.status_code in (200, 201, 409) for r in singles + replayed)
+    granted = sum(len(r.json()["licenses"]) for r in singles + replayed if r.status_code == 201)
+    assert (await pg.support("ACME"))["months_granted"] == 12 + 14 * granted
+    verify = subprocess.run([sys.executable, "-m", "service.cli", "verify"], capture_output=True, text=True,
+                            env={**os.environ, "DATABASE_URL": postgres_url}, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
