@@ -7,8 +7,9 @@ taking the write lock up front so that concurrent activations in one process ser
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import event
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.errors import Unavailable
@@ -73,5 +74,28 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 async def _reachable() -> AsyncIterator[None]:
     try:
         yield
-    except (OperationalError, InterfaceError, ConnectionError, OSError) as exc:
+    except DBAPIError as exc:
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError) or _lost(exc):
+            raise Unavailable() from exc
+        raise
+    except (OSError, TimeoutError) as exc:
         raise Unavailable() from exc
+
+
+_CONNECTION_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, restart, cannot connect now
+)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether the driver error under SQLAlchemy's wrapper says the server went away."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, _CONNECTION_LOST):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
