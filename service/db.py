@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.errors import Unavailable
@@ -75,27 +76,29 @@ async def _reachable() -> AsyncIterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError) or _lost(exc):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError) or _transient(exc):
             raise Unavailable() from exc
         raise
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, PoolTimeout) as exc:
         raise Unavailable() from exc
 
 
-_CONNECTION_LOST = (
+_TRANSIENT = (
     OSError,
     TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, restart, cannot connect now
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock: retry
 )
 
 
-def _lost(exc: BaseException) -> bool:
-    """Whether the driver error under SQLAlchemy's wrapper says the server went away."""
+def _transient(exc: BaseException) -> bool:
+    """Whether the driver error under SQLAlchemy's wrapper is transient: the server went away, or
+    asked for the transaction to be retried."""
     seen = exc
     while seen is not None:
-        if isinstance(seen, _CONNECTION_LOST):
+        if isinstance(seen, _TRANSIENT):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
