@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service import installations, keyformat, rules
+from service.certificates import CertificateSigner
 from service.db import transaction
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import Activation, Installation, LicenseKey
@@ -25,6 +26,7 @@ class ActivationResult:
     activated_on: date
     renewal: rules.Renewal
     key_ids: tuple[UUID, ...]
+    certificate: str
     replayed: bool = False
 
 
@@ -44,6 +46,7 @@ async def activate(
     now: datetime,
     secret: bytes,
     unit_price_minor: int,
+    signer: CertificateSigner,
     requested_by: str | None = None,
 ) -> ActivationResult:
     key_digests = digests(raw_keys, secret)
@@ -72,6 +75,7 @@ async def activate(
             refusal.quote = rules.quote(installation.support, today, unit_price_minor)
             raise
 
+        certificate = signer.certificate(code, renewal.after.end, today, now)
         activation_id = await conn.scalar(
             insert(Activation).values(
                 installation_id=installation.id,
@@ -83,6 +87,7 @@ async def activate(
                 support_end_before=renewal.before.end,
                 support_end_after=renewal.after.end,
                 requested_by=requested_by,
+                certificate=certificate,
             ).returning(Activation.id)
         )
         for position, key in enumerate(ordered):
@@ -99,7 +104,7 @@ async def activate(
             .values(months=renewal.after.months,
                     bonus_months=Installation.bonus_months + renewal.bonus_months)
         )
-    return ActivationResult(activation_id, code, today, renewal, tuple(key.id for key in ordered))
+    return ActivationResult(activation_id, code, today, renewal, tuple(key.id for key in ordered), certificate)
 
 
 async def _replay(conn: AsyncConnection, installation: installations.InstallationRecord,
@@ -121,4 +126,4 @@ async def _replay(conn: AsyncConnection, installation: installations.Installatio
     before = rules.Support(installation.support.anchor, activation.months_before)
     renewal = rules.renew(before, activation.licenses, activation.activated_on)
     return ActivationResult(activation.id, installation.code, activation.activated_on, renewal,
-                            tuple(key_ids), replayed=True)
+                            tuple(key_ids), activation.certificate, replayed=True)

@@ -133,7 +133,7 @@ async def details(
         principal.require_owner(installation.reseller_id)
         activations = (await conn.execute(
             select(Activation).where(Activation.installation_id == installation.id)
-            .order_by(Activation.created_at, Activation.id)
+            .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
         )).all()
         keys = (await conn.execute(
             select(LicenseKey.id, LicenseKey.activation_id)

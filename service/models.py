@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     Uuid,
     func,
 )
@@ -107,6 +108,7 @@ class Activation(Base):
     created_at: Mapped[datetime] = _created_at()
     voided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     void_reason: Mapped[str | None] = mapped_column(String(500))
+    certificate: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (CheckConstraint("licenses >= 1", name="licenses_positive"),)
 

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     jwt_audience: str = "timex-licensing"
     access_token_minutes: int = Field(15, gt=0)
     key_hash_secret: str = DEV_SECRET
+    certificate_private_key: str | None = None
     redis_url: str | None = None
     activation_failure_limit: int = Field(10, gt=0)
     activation_failure_window_seconds: int = Field(900, gt=0)

@@ -1,10 +1,15 @@
 """Who may call what: admin tokens, reseller client credentials, reseller isolation."""
 
-from datetime import timedelta
+import base64
+import hashlib
+import hmac
+import json
+import time
 
 import pytest
+from jose import jwk, jwt
 
-from service.auth import TokenSettings
+from service.certificates import generate_private_key
 from tests.api import Api
 
 pytestmark = pytest.mark.anyio
@@ -39,15 +44,58 @@ async def test_a_wrong_client_secret_is_unauthenticated(api: Api) -> None:
     assert (unknown.status_code, unknown.json()["code"]) == (401, "unauthenticated")
 
 
-@pytest.mark.parametrize("case", ["missing", "expired", "other secret", "garbage"])
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _hmac_token(claims: dict, key: bytes) -> str:
+    """Signed by hand: python-jose itself refuses to use a public key as an HMAC secret."""
+    signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def _claims(api: Api, **changes) -> dict:
+    now = int(time.time())
+    return {"iss": api.settings.jwt_issuer, "aud": api.settings.jwt_audience, "sub": "x", "role": "admin",
+            "iat": now, "exp": now + 300, **changes}
+
+
+def _bad_token(api: Api, case: str) -> str:
+    secret = api.settings.jwt_secret
+    ec_key = generate_private_key()
+    ec_public = jwk.construct(ec_key, "ES256").public_key().to_pem().decode()
+    return {
+        "expired": lambda: jwt.encode(_claims(api, exp=int(time.time()) - 60), secret, algorithm="HS256"),
+        "other secret": lambda: jwt.encode(_claims(api), "another-secret", algorithm="HS256"),
+        "other audience": lambda: jwt.encode(_claims(api, aud="someone-else"), secret, algorithm="HS256"),
+        "other issuer": lambda: jwt.encode(_claims(api, iss="someone-else"), secret, algorithm="HS256"),
+        "no expiry": lambda: jwt.encode({k: v for k, v in _claims(api).items() if k != "exp"}, secret,
+                                        algorithm="HS256"),
+        "unknown role": lambda: jwt.encode(_claims(api, role="root"), secret, algorithm="HS256"),
+        "reseller without an id": lambda: jwt.encode(_claims(api, role="reseller", sub="nobody"), secret,
+                                                     algorithm="HS256"),
+        "alg none": lambda: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(api))}.",
+        # HS/RS confusion: HMAC keyed with a public key, and a token signed with an asymmetric key.
+        "HS256 keyed with a public key": lambda: _hmac_token(_claims(api), ec_public.encode()),
+        "ES256": lambda: jwt.encode(_claims(api), ec_key, algorithm="ES256"),
+        "garbage": lambda: "not.a.token",
+    }[case]()
+
+
+BAD_TOKENS = ["expired", "other secret", "other audience", "other issuer", "no expiry", "unknown role",
+              "reseller without an id", "alg none", "HS256 keyed with a public key", "ES256", "garbage"]
+
+
+async def test_a_missing_token_is_unauthenticated(api: Api) -> None:
+    response = await api.post("/v1/keys", {"count": 1})
+
+    assert (response.status_code, response.json()["code"]) == (401, "unauthenticated")
+
+
+@pytest.mark.parametrize("case", BAD_TOKENS)
 async def test_a_bad_token_is_unauthenticated(api: Api, case: str) -> None:
-    headers = {
-        "missing": {},
-        "expired": api.headers_for("admin", "x", lifetime=timedelta(minutes=-1)),
-        "other secret": api.headers_for("admin", "x", token_settings=TokenSettings(
-            "another-secret", api.settings.jwt_issuer, api.settings.jwt_audience)),
-        "garbage": {"Authorization": "Bearer not.a.token"},
-    }[case]
+    headers = {"Authorization": f"Bearer {_bad_token(api, case)}"}
 
     response = await api.post("/v1/keys", {"count": 1}, headers=headers)
 
@@ -59,6 +107,7 @@ async def test_a_bad_token_is_unauthenticated(api: Api, case: str) -> None:
     ("/v1/resellers", {"name": "Other"}),
     ("/v1/keys", {"count": 1}),
     ("/v1/keys/00000000-0000-0000-0000-000000000000/revoke", None),
+    ("/v1/activations/00000000-0000-0000-0000-000000000000/void", {"reason": "x"}),
 ])
 async def test_a_reseller_cannot_call_admin_endpoints(api: Api, path: str, body: dict | None) -> None:
     reseller = await api.reseller()

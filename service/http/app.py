@@ -5,10 +5,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
 from service.http import problems
-from service.http.routes import activations, auth, health, installations, keys, resellers
+from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
 from service.ratelimit import create_limiter
 from service.settings import Settings, get_settings
 
@@ -39,9 +40,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.engine = engine or create_engine(settings.database_url)
     app.state.clock = clock or Clock(settings.zone)
     app.state.trusted_networks = settings.trusted_networks
+    app.state.signer = CertificateSigner(settings.certificate_private_key or generate_private_key(),
+                                         settings.jwt_issuer)
     app.state.limiter = create_limiter(settings.redis_url, settings.activation_failure_limit,
                                        settings.activation_failure_window_seconds, settings.rate_limit_prefix)
     problems.install(app)
-    for module in (auth, resellers, installations, keys, activations, health):
+    for module in (auth, resellers, installations, keys, activations, certificates, health):
         app.include_router(module.router)
     return app

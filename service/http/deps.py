@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.auth import Principal, TokenSettings, verify_token
+from service.certificates import CertificateSigner
 from service.clock import Clock
 from service.errors import Unauthenticated
 from service.ratelimit import FailureLimiter
@@ -25,6 +26,10 @@ def get_engine(request: Request) -> AsyncEngine:
 
 def get_clock(request: Request) -> Clock:
     return request.app.state.clock
+
+
+def get_signer(request: Request) -> CertificateSigner:
+    return request.app.state.signer
 
 
 def get_limiter(request: Request) -> FailureLimiter:
@@ -78,6 +83,7 @@ def get_admin(principal: "PrincipalDep") -> Principal:
     return principal
 
 
+SignerDep = Annotated[CertificateSigner, Depends(get_signer)]
 LimiterDep = Annotated[FailureLimiter, Depends(get_limiter)]
 ClientAddressDep = Annotated[str, Depends(get_client_address)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

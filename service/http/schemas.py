@@ -134,10 +134,12 @@ class SupportOut(BaseModel):
     months_granted: int
     bonus_months: int
     entitlements: Entitlements
+    certificate: str = Field(description="ES256 JWT stating the support end; verify with /.well-known/jwks.json")
 
     @classmethod
-    def of(cls, s: SupportState) -> "SupportOut":
+    def of(cls, s: SupportState, certificate: str) -> "SupportOut":
         return cls(
+            certificate=certificate,
             code=s.code, support_end=s.support.end, active=s.active, as_of=s.as_of, days_left=s.days_left,
             months_granted=s.support.months, bonus_months=s.bonus_months,
             entitlements=Entitlements(support_requests=rules.may_open_support_requests(s.support, s.as_of),
@@ -252,3 +254,4 @@ class ActivationOut(BaseModel):
     support_end_after: date
     months_added: int
     licenses: list[LicenseOut]
+    certificate: str = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")

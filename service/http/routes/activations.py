@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
-from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep
+from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep, SignerDep
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
@@ -14,11 +14,11 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation")
 async def activate(body: ActivationIn, request: Request, response: Response, engine: EngineDep,
                    settings: SettingsDep, clock: ClockDep, client: ClientAddressDep,
-                   limiter: LimiterDep) -> ActivationOut:
+                   limiter: LimiterDep, signer: SignerDep) -> ActivationOut:
     async with limiter.guard(client, body.installation):
         result = await activations.activate(
             engine, body.installation, body.keys, clock.today(), clock.now(),
-            settings.key_hash_secret.encode(), settings.unit_price_minor, requested_by=client,
+            settings.key_hash_secret.encode(), settings.unit_price_minor, signer, requested_by=client,
         )
     if result.replayed:
         response.status_code = status.HTTP_200_OK
@@ -29,6 +29,7 @@ async def activate(body: ActivationIn, request: Request, response: Response, eng
         months_added=renewal.months_added,
         licenses=[LicenseOut(key_id=key_id, from_=p.start, to=p.end, bonus_months=p.bonus_months)
                   for key_id, p in zip(result.key_ids, renewal.periods, strict=True)],
+        certificate=result.certificate,
     )
 
 

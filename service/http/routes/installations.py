@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from service import installations, rules
-from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep
+from service.http.deps import ClockDep, EngineDep, PrincipalDep, SettingsDep, SignerDep, TodayDep
 from service.http.schemas import (
     InstallationCode,
     InstallationIn,
@@ -39,8 +39,10 @@ async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> Ins
 
 
 @router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)")
-async def support(code: CodePath, engine: EngineDep, today: TodayDep) -> SupportOut:
-    return SupportOut.of(await installations.support_state(engine, code, today))
+async def support(code: CodePath, engine: EngineDep, clock: ClockDep, signer: SignerDep) -> SupportOut:
+    today = clock.today()
+    state = await installations.support_state(engine, code, today)
+    return SupportOut.of(state, signer.certificate(code, state.support.end, today, clock.now()))
 
 
 @router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs")

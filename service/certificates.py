@@ -1,0 +1,42 @@
+"""Signed support certificates: a JWT (ES256) stating an installation's support end, which a
+Timex client can check offline against the public key served at `/.well-known/jwks.json`."""
+
+import base64
+import hashlib
+import json
+from datetime import date, datetime
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jose import jwk, jwt
+
+ALGORITHM = "ES256"
+
+
+def generate_private_key() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _thumbprint(public: dict) -> str:
+    """RFC 7638: the key's id is the hash of its required members, so it names the key itself."""
+    canonical = json.dumps({k: public[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+class CertificateSigner:
+    def __init__(self, private_key_pem: str, issuer: str):
+        self._private = jwk.construct(private_key_pem, ALGORITHM)
+        public = {k: v for k, v in self._private.public_key().to_dict().items() if k in ("kty", "crv", "x", "y")}
+        self.kid = _thumbprint(public)
+        self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
+        self.issuer = issuer
+
+    def certificate(self, code: str, support_end: date, as_of: date, issued_at: datetime) -> str:
+        claims = {"iss": self.issuer, "sub": code, "support_end": support_end.isoformat(),
+                  "as_of": as_of.isoformat(), "iat": int(issued_at.timestamp())}
+        return jwt.encode(claims, self._private, algorithm=ALGORITHM, headers={"kid": self.kid})
+
+    def jwks(self) -> dict:
+        return {"keys": [self.public_jwk]}

@@ -1,0 +1,12 @@
+"""`/.well-known/jwks.json`: the public key that support certificates are signed with."""
+
+from fastapi import APIRouter
+
+from service.http.deps import SignerDep
+
+router = APIRouter(tags=["certificates"])
+
+
+@router.get("/.well-known/jwks.json", summary="The public key of support certificates (JWKS)")
+async def jwks(signer: SignerDep) -> dict:
+    return signer.jwks()
