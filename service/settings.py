@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     activation_failure_window_seconds: int = Field(900, gt=0)
     rate_limit_prefix: str = "timex"
     trusted_proxies: list[str] = []
+    max_body_bytes: int = Field(64 * 1024, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -153,3 +153,20 @@ async def test_an_installation_shows_its_activations(api: Api) -> None:
     assert entry["activation_id"] == activation["activation_id"]
     assert entry["key_ids"] == [lic["key_id"] for lic in activation["licenses"]]
     assert (entry["months_added"], entry["support_end_after"]) == (activation["months_added"], "2028-05-15")
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(api: Api) -> None:
+    body = b'{"code": "ACME", "purchased_on": "2025-01-01", "pad": "' + b"x" * 70_000 + b'"}'
+
+    declared = await api.client.post("/v1/installations", content=body,
+                                     headers={**api.admin, "Content-Type": "application/json"})
+
+    async def chunks():
+        for _ in range(10):
+            yield b" " * 10_000
+
+    streamed = await api.client.post("/v1/installations", content=chunks(),
+                                     headers={**api.admin, "Content-Type": "application/json"})
+
+    for response in (declared, streamed):
+        assert (response.status_code, response.json()["code"]) == (413, "payload_too_large")
