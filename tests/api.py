@@ -13,6 +13,9 @@ from service.clock import FixedClock
 from service.http.app import create_app
 from service.settings import Settings
 
+ISSUED_KEYS: set[str] = set()
+"""Every plaintext key the suite was given, so that the logs can be searched for them."""
+
 
 class Api:
     def __init__(self, client: httpx.AsyncClient, settings: Settings, clock: FixedClock, engine: AsyncEngine):
@@ -50,7 +53,10 @@ class Api:
         return await self.client.get(path, **kwargs)
 
     async def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
-        return await self.client.post(path, json=json, **kwargs)
+        response = await self.client.post(path, json=json, **kwargs)
+        if path == "/v1/keys" and response.status_code == 201:
+            ISSUED_KEYS.update(k["key"] for k in response.json()["keys"])
+        return response
 
     # --- factories: each asserts its own success so a test reads only what it is about
 

@@ -6,6 +6,7 @@ test chooses; afterwards every table is emptied.
 """
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +25,8 @@ from service import schema
 from service.db import async_url, create_engine
 from service.models import Base
 from service.settings import Settings
-from tests.api import Api
+from tests.api import ISSUED_KEYS, Api
+from tests.servers import SERVER_LOGS
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -39,6 +41,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "postgres" in callspec.params.values():
             item.add_marker(pytest.mark.postgres)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+SUITE_LOGS = _Collect()
+SUITE_LOGS.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(SUITE_LOGS)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """No plaintext key ever reaches a log: searched over everything the whole suite logged."""
+    logs = "\n".join([*SUITE_LOGS.lines, *SERVER_LOGS])
+    leaked = [key for key in ISSUED_KEYS if key in logs or key.replace("-", "") in logs]
+    if leaked:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\n{len(leaked)} issued key(s) appear in the suite's logs")
+    else:
+        print(f"\nlog check: none of {len(ISSUED_KEYS)} issued keys in {len(logs)} characters of logs")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 
+SERVER_LOGS: list[str] = []
+"""What every server the suite started wrote to its log."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -38,4 +41,5 @@ def running_server(env: dict[str, str], cwd: Path | None = None, ready_path: str
         yield url
     finally:
         server.terminate()
-        server.wait(10)
+        _, stderr = server.communicate(timeout=10)
+        SERVER_LOGS.append(stderr.decode(errors="replace"))

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
-from service.http import problems
+from service.http import openapi, problems
 from service.http.middleware import BodySizeLimit
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
 from service.ratelimit import create_limiter
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.limiter = create_limiter(settings.redis_url, settings.activation_failure_limit,
                                        settings.activation_failure_window_seconds, settings.rate_limit_prefix)
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (auth, resellers, installations, keys, activations, certificates, health):
         app.include_router(module.router)

@@ -1,7 +1,7 @@
 """The v1 wire format: request bodies (strict: unknown fields refused) and response bodies."""
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -45,6 +45,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
+    errors: list[dict[str, Any]] | None = Field(None, description="`invalid_request`: where and what, per field")
+    quote: "QuoteOut | None" = Field(None, description="`licenses_insufficient`: what renewing takes")
 
 
 # --- auth and resellers

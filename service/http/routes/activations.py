@@ -6,12 +6,15 @@ from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
 from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep, SignerDep
+from service.http.openapi import problem_responses
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation")
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation",
+             responses={200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
+                        **problem_responses(400, 402, 404, 409, 413, 422, 429, 503)})
 async def activate(body: ActivationIn, request: Request, response: Response, engine: EngineDep,
                    settings: SettingsDep, clock: ClockDep, client: ClientAddressDep,
                    limiter: LimiterDep, signer: SignerDep) -> ActivationOut:
@@ -33,7 +36,8 @@ async def activate(body: ActivationIn, request: Request, response: Response, eng
     )
 
 
-@router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)")
+@router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)",
+             responses=problem_responses(400, 401, 403, 404, 413, 503))
 async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     result = await ledger.void(engine, activation_id, body.reason, clock.now())
     return VoidOut(activation_id=result.activation_id, installation=result.installation,

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Form
 from service import resellers
 from service.auth import TokenSettings, issue_token
 from service.http.deps import ClockDep, EngineDep, SettingsDep
+from service.http.openapi import problem_responses
 from service.http.schemas import TokenOut
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.post("/token", summary="Get an access token (OAuth2 client credentials)")
+@router.post("/token", summary="Get an access token (OAuth2 client credentials)",
+             responses=problem_responses(400, 401, 413, 503))
 async def token(
     engine: EngineDep,
     settings: SettingsDep,

@@ -5,6 +5,7 @@ from sqlalchemy import text
 
 from service.db import reading
 from service.http.deps import EngineDep
+from service.http.openapi import problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -15,7 +16,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: the database is reachable",
-            responses={503: {"description": "The database cannot be reached (problem+json `unavailable`)"}})
+            responses=problem_responses(503))
 async def readyz(engine: EngineDep) -> dict[str, str]:
     async with reading(engine) as conn:
         await conn.execute(text("SELECT 1"))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from service import installations, rules
 from service.http.deps import ClockDep, EngineDep, PrincipalDep, SettingsDep, SignerDep, TodayDep
+from service.http.openapi import problem_responses
 from service.http.schemas import (
     InstallationCode,
     InstallationIn,
@@ -22,7 +23,8 @@ OnQuery = Annotated[SaneDate | None, Query(description="The day to quote for; de
 LicensesQuery = Annotated[int | None, Query(ge=1, le=1000, description="Default: the number required")]
 
 
-@router.post("/v1/installations", status_code=status.HTTP_201_CREATED, summary="Register an installation")
+@router.post("/v1/installations", status_code=status.HTTP_201_CREATED, summary="Register an installation",
+             responses=problem_responses(400, 401, 403, 404, 409, 413, 503))
 async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep,
                    today: TodayDep) -> InstallationOut:
     record = await installations.register(
@@ -32,27 +34,31 @@ async def register(body: InstallationIn, engine: EngineDep, principal: Principal
     return InstallationOut.of(record)
 
 
-@router.get("/v1/installations/{code}", summary="An installation with its activations")
+@router.get("/v1/installations/{code}", summary="An installation with its activations",
+            responses=problem_responses(400, 401, 403, 404, 503))
 async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
     record, activations = await installations.details(engine, principal, code)
     return InstallationOut.of(record, activations)
 
 
-@router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)")
+@router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)",
+            responses=problem_responses(400, 404, 503))
 async def support(code: CodePath, engine: EngineDep, clock: ClockDep, signer: SignerDep) -> SupportOut:
     today = clock.today()
     state = await installations.support_state(engine, code, today)
     return SupportOut.of(state, signer.certificate(code, state.support.end, today, clock.now()))
 
 
-@router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs")
+@router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs",
+            responses=problem_responses(400, 404, 503))
 async def quote(code: CodePath, engine: EngineDep, settings: SettingsDep, today: TodayDep,
                 on: OnQuery = None, licenses: LicensesQuery = None) -> QuoteOut:
     result = await installations.quote(engine, code, on or today, settings.unit_price_minor, licenses)
     return QuoteOut.of(result, settings.currency)
 
 
-@router.get("/v1/quote", summary="What renewing costs, from a bare support end")
+@router.get("/v1/quote", summary="What renewing costs, from a bare support end",
+            responses=problem_responses(400))
 async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],
     settings: SettingsDep, today: TodayDep, on: OnQuery = None, licenses: LicensesQuery = None,

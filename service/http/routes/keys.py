@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from service import keys
 from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, SettingsDep
+from service.http.openapi import problem_responses
 from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -18,14 +19,16 @@ def _out(info: keys.KeyInfo) -> KeyOut:
                   revoked_at=info.revoked_at)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Issue keys")
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Issue keys",
+             responses=problem_responses(400, 401, 403, 404, 413, 503))
 async def issue(body: KeysIn, engine: EngineDep, settings: SettingsDep, _admin: AdminDep) -> KeysIssued:
     issued = await keys.issue(engine, body.count, settings.key_hash_secret.encode(), body.reseller_id)
     return KeysIssued(reseller_id=body.reseller_id,
                       keys=[IssuedKeyOut(key_id=k.id, key=k.key, prefix=k.prefix) for k in issued])
 
 
-@router.get("", summary="List key metadata (never the keys themselves)")
+@router.get("", summary="List key metadata (never the keys themselves)",
+            responses=problem_responses(400, 401, 403, 503))
 async def list_keys(
     engine: EngineDep,
     principal: PrincipalDep,
@@ -38,6 +41,7 @@ async def list_keys(
     return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
 
 
-@router.post("/{key_id}/revoke", summary="Revoke an unused key")
+@router.post("/{key_id}/revoke", summary="Revoke an unused key",
+             responses=problem_responses(400, 401, 403, 404, 409, 503))
 async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
     return _out(await keys.revoke(engine, key_id, clock.now()))

@@ -1,0 +1,53 @@
+"""The OpenAPI document: every operation lists the problem+json errors it can answer with."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.http.schemas import Problem
+
+MEDIA_TYPE = "application/problem+json"
+
+_ERRORS = {
+    400: "`invalid_request`: malformed JSON, wrong types, unknown fields, out-of-range values",
+    401: "`unauthenticated`: a missing, expired or badly signed access token",
+    402: "`licenses_insufficient` (R6): the keys would not bring support current; `quote` says what would",
+    403: "`forbidden`: the token lacks the role, or the resource is another reseller's",
+    404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`",
+    409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`",
+    413: "`payload_too_large`: the request body is over the limit",
+    422: "`key_malformed`: a key fails its format or check symbols (a typo)",
+    429: "`rate_limited`: too many failed activations; see `Retry-After`",
+    503: "`unavailable`: the database cannot be reached; nothing was written; see `Retry-After`",
+}
+
+_PROBLEM_SCHEMA = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+_PROBLEM_SCHEMA.pop("$defs", None)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: its problem+json errors, documented."""
+    return {status: {"description": _ERRORS[status], "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+            for status in statuses}
+
+
+def install(app: FastAPI) -> None:
+    """FastAPI documents a 422 validation error on every operation; this service answers those
+    with 400 `invalid_request`, so the document says what really happens."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes, tags=app.openapi_tags)
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    validation = operation["responses"].get("422", {})
+                    if "HTTPValidationError" in str(validation.get("content")):
+                        del operation["responses"]["422"]
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
