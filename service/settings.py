@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    def insecure_settings(self) -> list[str]:
+        """Settings still at a value that only the quick start may use."""
+        defaults = {"JWT_SECRET": self.jwt_secret == DEV_SECRET, "KEY_HASH_SECRET": self.key_hash_secret == DEV_SECRET,
+                    "CERTIFICATE_PRIVATE_KEY": self.certificate_private_key is None}
+        return [name for name, insecure in defaults.items() if insecure]
+
+    def check_production(self) -> None:
+        if self.environment == "production" and (insecure := self.insecure_settings()):
+            raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
+
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(proxy, strict=False) for proxy in self.trusted_proxies]

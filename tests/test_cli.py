@@ -4,10 +4,11 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.auth import TokenSettings, verify_token
 from service.cli import main
-from service.settings import Settings
+from service.settings import DEV_SECRET, Settings
 from tests.servers import running_server
 
 
@@ -27,3 +28,16 @@ def test_serve_migrates_the_embedded_database_and_serves_the_docs(tmp_path: Path
 
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert support.json()["code"] == "installation_not_found"
+
+
+def test_production_refuses_to_start_with_a_default_secret() -> None:
+    from service.certificates import generate_private_key
+    from service.http.app import create_app
+
+    secure = {"jwt_secret": "s" * 32, "key_hash_secret": "k" * 32, "certificate_private_key": generate_private_key()}
+
+    with pytest.raises(RuntimeError, match="JWT_SECRET"):
+        create_app(Settings(_env_file=None, environment="production", **{**secure, "jwt_secret": DEV_SECRET}))
+    with pytest.raises(RuntimeError, match="CERTIFICATE_PRIVATE_KEY"):
+        create_app(Settings(_env_file=None, environment="production", **{**secure, "certificate_private_key": None}))
+    assert create_app(Settings(_env_file=None, environment="production", **secure))

@@ -27,6 +27,7 @@ with a stable `code`.
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_production()
     owns_engine = engine is None
 
     @asynccontextmanager
