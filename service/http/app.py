@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
-from service.http import openapi, problems
+from service.http import docs, openapi, problems
 from service.http.middleware import BodySizeLimit
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
 from service.ratelimit import create_limiter
@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         if owns_engine:
             await app.state.engine.dispose()
 
-    app = FastAPI(title="Timex Support licensing", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Timex Support licensing", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.engine = engine or create_engine(settings.database_url)
     app.state.clock = clock or Clock(settings.zone)
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                                        settings.activation_failure_window_seconds, settings.rate_limit_prefix)
     problems.install(app)
     openapi.install(app)
+    docs.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (auth, resellers, installations, keys, activations, certificates, health):
         app.include_router(module.router)
