@@ -5,6 +5,7 @@ import asyncio
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from service.settings import get_settings
 
@@ -57,6 +58,14 @@ def _issue_keys(args: argparse.Namespace) -> None:
         print(json.dumps({"key_id": str(issued.id), "key": issued.key}))
 
 
+def _openapi(args: argparse.Namespace) -> None:
+    from service.http.openapi import document
+
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(document())
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
 def _verify(args: argparse.Namespace) -> int:
     from service import ledger
     from service.db import create_engine
@@ -104,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     issue.add_argument("--count", type=int, required=True)
     issue.add_argument("--reseller-id")
     issue.set_defaults(run=_issue_keys)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
+    openapi.add_argument("--output", default="openapi/openapi.json")
+    openapi.set_defaults(run=_openapi)
 
     verify = commands.add_parser("verify", help="recompute every installation from its ledger; exit 1 on drift")
     verify.set_defaults(run=_verify)

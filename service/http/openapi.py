@@ -1,5 +1,6 @@
 """The OpenAPI document: every operation lists the problem+json errors it can answer with."""
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,6 +31,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route: its problem+json errors, documented."""
     return {status: {"description": _ERRORS[status], "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
             for status in statuses}
+
+
+def document() -> str:
+    """The committed contract, `openapi/openapi.json`: the app's document, byte for byte reproducible."""
+    from service.http.app import create_app
+    from service.settings import Settings
+
+    return json.dumps(create_app(Settings(_env_file=None)).openapi(), indent=2, ensure_ascii=False) + "\n"
 
 
 def install(app: FastAPI) -> None:

@@ -73,6 +73,11 @@ class ResellerCreated(BaseModel):
 
 
 class InstallationIn(Request):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"code": "ACME-0001", "purchased_on": "2025-03-15"},
+        {"code": "ACME-0002", "support_end": "2026-12-31"},
+    ]})
+
     code: InstallationCode = Field(examples=["ACME-0001"])
     purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3).")
     support_end: SaneDate | None = Field(None, description="An existing customer: the known support end (R2).")
@@ -128,6 +133,13 @@ class Entitlements(BaseModel):
 
 
 class SupportOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "code": "ACME-0001", "support_end": "2027-05-15", "active": True, "as_of": "2026-11-24", "days_left": 172,
+        "months_granted": 26, "bonus_months": 2,
+        "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
+        "certificate": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAwMDEiLCAiLi4uIjogIi4uLiJ9.c2ln",
+    }]})
+
     code: str
     support_end: date
     active: bool
@@ -162,6 +174,15 @@ class PeriodOut(BaseModel):
 
 
 class QuoteOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "support_end": "2026-03-15", "on": "2027-03-16", "active": False, "licenses_required": 2,
+        "missed_years": 1, "licenses": 2, "sufficient": True,
+        "unit_price": {"amount": "12000.00", "currency": "RUB"}, "total": {"amount": "24000.00", "currency": "RUB"},
+        "support_end_after": "2028-03-15",
+        "periods": [{"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+                    {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0}],
+    }]})
+
     support_end: date
     on: date
     active: bool
@@ -223,6 +244,10 @@ class KeyPage(BaseModel):
 
 
 class ActivationIn(Request):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
+    ]})
+
     installation: InstallationCode
     keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
 
@@ -249,6 +274,15 @@ class LicenseOut(BaseModel):
 
 
 class ActivationOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "activation_id": "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88", "installation": "ACME-0001",
+        "activated_on": "2026-01-10", "support_end_before": "2026-03-15", "support_end_after": "2027-05-15",
+        "months_added": 14,
+        "licenses": [{"key_id": "0b9e3a8e-7d55-4a0f-8f7c-3c5d1e2f4a6b", "from": "2026-03-16", "to": "2027-05-15",
+                      "bonus_months": 2}],
+        "certificate": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAwMDEiLCAiLi4uIjogIi4uLiJ9.c2ln",
+    }]})
+
     activation_id: UUID
     installation: str
     activated_on: date

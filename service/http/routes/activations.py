@@ -18,6 +18,10 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 async def activate(body: ActivationIn, request: Request, response: Response, engine: EngineDep,
                    settings: SettingsDep, clock: ClockDep, client: ClientAddressDep,
                    limiter: LimiterDep, signer: SignerDep) -> ActivationOut:
+    """Apply 1 to 50 keys to an installation, today (the service's date, never the client's): each adds a
+    year from the current support end, with 2 bonus months while support is still active (R4, R5). All or
+    nothing: if the keys would leave support lapsed, none is used (`402`, with the quote). Sending the same
+    activation again is safe: it answers `200` with the first result and changes nothing."""
     async with limiter.guard(client, body.installation):
         result = await activations.activate(
             engine, body.installation, body.keys, clock.today(), clock.now(),
@@ -39,6 +43,8 @@ async def activate(body: ActivationIn, request: Request, response: Response, eng
 @router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)",
              responses=problem_responses(400, 401, 403, 404, 413, 503))
 async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
+    """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
+    support is recomputed from its remaining activations. Voiding twice changes nothing."""
     result = await ledger.void(engine, activation_id, body.reason, clock.now())
     return VoidOut(activation_id=result.activation_id, installation=result.installation,
                    voided_at=result.voided_at, reason=result.reason, support_end=result.support_end)

@@ -24,6 +24,8 @@ async def token(
     client_secret: Annotated[str, Form(max_length=128)],
     grant_type: Annotated[Literal["client_credentials"], Form()] = "client_credentials",
 ) -> TokenOut:
+    """OAuth2 client credentials (form-encoded): a reseller's client id and secret buy a short-lived bearer
+    token for the authenticated endpoints."""
     reseller_id = await resellers.authenticate(engine, client_id, client_secret)
     lifetime = timedelta(minutes=settings.access_token_minutes)
     access_token = issue_token(TokenSettings.of(settings), "reseller", str(reseller_id), clock.now(), lifetime)

@@ -9,4 +9,5 @@ router = APIRouter(tags=["certificates"])
 
 @router.get("/.well-known/jwks.json", summary="The public key of support certificates (JWKS)")
 async def jwks(signer: SignerDep) -> dict:
+    """Public: the JSON Web Key Set whose key verifies support certificates (ES256)."""
     return signer.jwks()

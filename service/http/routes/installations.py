@@ -27,6 +27,8 @@ LicensesQuery = Annotated[int | None, Query(ge=1, le=1000, description="Default:
              responses=problem_responses(400, 401, 403, 404, 409, 413, 503))
 async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep,
                    today: TodayDep) -> InstallationOut:
+    """A new sale gives `purchased_on` (a year of support from that day, R3); an existing customer moved from
+    another system gives its known `support_end` (R2). A reseller registers for itself."""
     record = await installations.register(
         engine, principal, body.code, today,
         purchased_on=body.purchased_on, support_end=body.support_end, reseller_id=body.reseller_id,
@@ -37,6 +39,7 @@ async def register(body: InstallationIn, engine: EngineDep, principal: Principal
 @router.get("/v1/installations/{code}", summary="An installation with its activations",
             responses=problem_responses(400, 401, 403, 404, 503))
 async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
+    """Admins and the owning reseller: the installation and its ledger of activations, in the order applied."""
     record, activations = await installations.details(engine, principal, code)
     return InstallationOut.of(record, activations)
 
@@ -44,6 +47,8 @@ async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> Ins
 @router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)",
             responses=problem_responses(400, 404, 503))
 async def support(code: CodePath, engine: EngineDep, clock: ClockDep, signer: SignerDep) -> SupportOut:
+    """Public: the support end, whether support is active today, and what the installation is entitled to (R9),
+    with a signed `certificate` a Timex client can check offline against `/.well-known/jwks.json`."""
     today = clock.today()
     state = await installations.support_state(engine, code, today)
     return SupportOut.of(state, signer.certificate(code, state.support.end, today, clock.now()))
@@ -53,6 +58,8 @@ async def support(code: CodePath, engine: EngineDep, clock: ClockDep, signer: Si
             responses=problem_responses(400, 404, 503))
 async def quote(code: CodePath, engine: EngineDep, settings: SettingsDep, today: TodayDep,
                 on: OnQuery = None, licenses: LicensesQuery = None) -> QuoteOut:
+    """Public: how many licenses renewing takes on a day (R7: every missed year once lapsed over a year), what
+    they cost (R8), and the support end they would give. Fewer licenses than required: `sufficient` is false."""
     result = await installations.quote(engine, code, on or today, settings.unit_price_minor, licenses)
     return QuoteOut.of(result, settings.currency)
 
@@ -63,5 +70,6 @@ async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],
     settings: SettingsDep, today: TodayDep, on: OnQuery = None, licenses: LicensesQuery = None,
 ) -> QuoteOut:
+    """Public: the same quote for a customer not registered yet, from its current support end."""
     result = rules.quote(rules.existing_customer(support_end), on or today, settings.unit_price_minor, licenses)
     return QuoteOut.of(result, settings.currency)

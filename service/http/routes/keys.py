@@ -22,6 +22,8 @@ def _out(info: keys.KeyInfo) -> KeyOut:
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Issue keys",
              responses=problem_responses(400, 401, 403, 404, 413, 503))
 async def issue(body: KeysIn, engine: EngineDep, settings: SettingsDep, _admin: AdminDep) -> KeysIssued:
+    """Admins: issue `count` keys, optionally to a reseller. The keys are in this answer only: the service
+    keeps a keyed hash of each."""
     issued = await keys.issue(engine, body.count, settings.key_hash_secret.encode(), body.reseller_id)
     return KeysIssued(reseller_id=body.reseller_id,
                       keys=[IssuedKeyOut(key_id=k.id, key=k.key, prefix=k.prefix) for k in issued])
@@ -37,6 +39,7 @@ async def list_keys(
     after: Annotated[UUID | None, Query(description="The `next_after` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> KeyPage:
+    """Admins (all keys) and resellers (their own): key metadata, a page at a time, filterable by status."""
     page = await keys.list_keys(engine, principal, status, reseller_id, after, limit)
     return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
 
@@ -44,4 +47,5 @@ async def list_keys(
 @router.post("/{key_id}/revoke", summary="Revoke an unused key",
              responses=problem_responses(400, 401, 403, 404, 409, 503))
 async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
+    """Admins: revoke an unused key so that it can never be activated. Revoking it again changes nothing."""
     return _out(await keys.revoke(engine, key_id, clock.now()))
