@@ -2,12 +2,29 @@
 
 import argparse
 import asyncio
+import copy
 import json
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 from service.settings import get_settings
+
+# The service writes its own JSON access log (service.access) and business events (service.events),
+# one line each, to stderr; uvicorn's own access log would repeat the first.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"line": {"format": "%(message)s"}, "plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"lines": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"},
+                 "plain": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "service.access": {"handlers": ["lines"], "level": "INFO", "propagate": False},
+        "service.events": {"handlers": ["lines"], "level": "INFO", "propagate": False},
+        "service": {"handlers": ["plain"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"handlers": ["plain"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -18,8 +35,11 @@ def _serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     if settings.is_sqlite:
         schema.upgrade(settings.database_url)  # the embedded database looks after itself
+    logging = copy.deepcopy(LOGGING)
+    if args.no_access_log:
+        logging["loggers"]["service.access"]["level"] = "WARNING"
     uvicorn.run("service.http.app:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, workers=args.workers, access_log=not args.no_access_log)
+                port=args.port or settings.port, workers=args.workers, access_log=False, log_config=logging)
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -95,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--no-access-log", action="store_true")
+    serve.add_argument("--no-access-log", action="store_true", help="leave out the per-request JSON lines")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema (alembic upgrade head)")

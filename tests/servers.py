@@ -25,7 +25,7 @@ def free_port() -> int:
 def running_server(env: dict[str, str], cwd: Path | None = None, ready_path: str = "/healthz") -> Iterator[str]:
     """Start the service, wait until it answers, yield its base URL, stop it."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-access-log"],
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
                               env=env, cwd=cwd or os.getcwd(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
-from service.http import docs, openapi, problems
+from service.http import docs, observability, openapi, problems
 from service.http.middleware import BodySizeLimit
+from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
 from service.ratelimit import create_limiter
 from service.settings import Settings, get_settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     openapi.install(app)
     docs.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (auth, resellers, installations, keys, activations, certificates, health):
+    app.add_middleware(Observability)
+    for module in (auth, resellers, installations, keys, activations, certificates, health, observability):
         app.include_router(module.router)
     return app

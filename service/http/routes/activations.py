@@ -5,7 +5,9 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
+from service.errors import DomainError
 from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep, SignerDep
+from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problem_responses
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
 
@@ -22,13 +24,21 @@ async def activate(body: ActivationIn, request: Request, response: Response, eng
     year from the current support end, with 2 bonus months while support is still active (R4, R5). All or
     nothing: if the keys would leave support lapsed, none is used (`402`, with the quote). Sending the same
     activation again is safe: it answers `200` with the first result and changes nothing."""
-    async with limiter.guard(client, body.installation):
-        result = await activations.activate(
-            engine, body.installation, body.keys, clock.today(), clock.now(),
-            settings.key_hash_secret.encode(), settings.unit_price_minor, signer, requested_by=client,
-        )
+    try:
+        async with limiter.guard(client, body.installation):
+            result = await activations.activate(
+                engine, body.installation, body.keys, clock.today(), clock.now(),
+                settings.key_hash_secret.encode(), settings.unit_price_minor, signer, requested_by=client,
+            )
+    except DomainError as refusal:
+        ACTIVATIONS.labels(refusal.code).inc()
+        raise
+    ACTIVATIONS.labels("replayed" if result.replayed else "activated").inc()
     if result.replayed:
         response.status_code = status.HTTP_200_OK
+    else:
+        event("activation", activation_id=result.id, installation=result.installation, licenses=len(result.key_ids),
+              months_added=result.renewal.months_added, support_end=result.renewal.after.end)
     renewal = result.renewal
     return ActivationOut(
         activation_id=result.id, installation=result.installation, activated_on=result.activated_on,
@@ -46,5 +56,6 @@ async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: Cloc
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
     support is recomputed from its remaining activations. Voiding twice changes nothing."""
     result = await ledger.void(engine, activation_id, body.reason, clock.now())
+    event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
     return VoidOut(activation_id=result.activation_id, installation=result.installation,
                    voided_at=result.voided_at, reason=result.reason, support_end=result.support_end)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from service import keys
 from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, SettingsDep
+from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problem_responses
 from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
@@ -25,6 +26,8 @@ async def issue(body: KeysIn, engine: EngineDep, settings: SettingsDep, _admin: 
     """Admins: issue `count` keys, optionally to a reseller. The keys are in this answer only: the service
     keeps a keyed hash of each."""
     issued = await keys.issue(engine, body.count, settings.key_hash_secret.encode(), body.reseller_id)
+    KEYS_ISSUED.inc(len(issued))
+    event("keys_issued", count=len(issued), reseller_id=body.reseller_id, first_key_id=issued[0].id)
     return KeysIssued(reseller_id=body.reseller_id,
                       keys=[IssuedKeyOut(key_id=k.id, key=k.key, prefix=k.prefix) for k in issued])
 
@@ -48,4 +51,7 @@ async def list_keys(
              responses=problem_responses(400, 401, 403, 404, 409, 503))
 async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
     """Admins: revoke an unused key so that it can never be activated. Revoking it again changes nothing."""
-    return _out(await keys.revoke(engine, key_id, clock.now()))
+    info = await keys.revoke(engine, key_id, clock.now())
+    KEYS_REVOKED.inc()
+    event("key_revoked", key_id=key_id)
+    return _out(info)

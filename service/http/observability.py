@@ -1,0 +1,81 @@
+"""Request ids, one JSON access-log line per request, and Prometheus metrics: one pure ASGI
+middleware, so that the hot paths pay for one clock read and a few counter updates."""
+
+import logging
+import os
+import re
+import time
+import uuid
+
+import orjson
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("service.access")
+events_log = logging.getLogger("service.events")
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request", ["route", "method"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+ACTIVATIONS = Counter("activations_total", "Activation requests by outcome: activated, replayed or a refusal code",
+                      ["outcome"])
+KEYS_ISSUED = Counter("keys_issued_total", "License keys issued")
+KEYS_REVOKED = Counter("keys_revoked_total", "Revocations of unused keys (POST /v1/keys/{key_id}/revoke)")
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def event(name: str, **fields: object) -> None:
+    """A business event as one JSON line: ids and figures, never a key or a secret."""
+    events_log.info(orjson.dumps({"event": name, **fields}, default=str).decode())
+
+
+class Observability:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        request_id = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex.encode()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(route, scope["method"], status).inc()
+            LATENCY.labels(route, scope["method"]).observe(elapsed)
+            access_log.info(orjson.dumps({
+                "method": scope["method"], "route": route, "path": scope["path"], "status": status,
+                "duration_ms": round(elapsed * 1000, 3), "request_id": request_id.decode(),
+            }).decode())
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+async def metrics() -> Response:
+    """Requests by route, method and status with latency histograms; activations by outcome; keys issued
+    and revoked. With several worker processes set `PROMETHEUS_MULTIPROC_DIR` so that every scrape adds
+    up all of them."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
