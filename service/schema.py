@@ -5,11 +5,16 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """Beside the package in a checkout; the working directory when the package is installed (the
+    container runs from WORKDIR /app, where alembic.ini and migrations/ are)."""
+    beside = Path(__file__).resolve().parent.parent
+    return beside if (beside / "alembic.ini").exists() else Path.cwd()
 
 
 def alembic_config(database_url: str, configure_logging: bool = True) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config = Config(str(_project_root() / "alembic.ini"))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = configure_logging
     return config
