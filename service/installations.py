@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -155,12 +155,14 @@ async def details(
     ]
 
 
-_SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bonus_months)
+# Built once: the hot read only binds its code, and SQLAlchemy reuses the compiled statement.
+_SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bonus_months).where(
+    Installation.code == bindparam("code"))
 
 
 async def _read_support(engine: AsyncEngine, code: str) -> Row:
     async with reading(engine) as conn:
-        row = (await conn.execute(_SUPPORT_READ.where(Installation.code == code))).first()
+        row = (await conn.execute(_SUPPORT_READ, {"code": code})).first()
     if row is None:
         raise InstallationNotFound(f"No installation has the code {code!r}")
     return row

@@ -60,7 +60,11 @@ def _format(values: list[int]) -> str:
 
 
 def generate() -> str:
-    data = [secrets.randbelow(32) for _ in range(DATA_SYMBOLS)]
+    return from_data([secrets.randbelow(32) for _ in range(DATA_SYMBOLS)])
+
+
+def from_data(data: list[int]) -> str:
+    """The key whose 18 data symbols (values 0–31) are `data`, check symbols added."""
     return _format(data + _check(data))
 
 

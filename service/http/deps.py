@@ -16,27 +16,27 @@ from service.ratelimit import FailureLimiter
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_signer(request: Request) -> CertificateSigner:
+async def get_signer(request: Request) -> CertificateSigner:
     return request.app.state.signer
 
 
-def get_limiter(request: Request) -> FailureLimiter:
+async def get_limiter(request: Request) -> FailureLimiter:
     return request.app.state.limiter
 
 
-def get_client_address(request: Request) -> str:
+async def get_client_address(request: Request) -> str:
     """The caller's address: the peer, or X-Forwarded-For's last hop that is not a trusted proxy."""
     peer = request.client.host if request.client else "unknown"
     trusted = request.app.state.trusted_networks
@@ -62,14 +62,16 @@ def _within(address: str, networks: list) -> bool:
     return _is_address(address) and any(ip_address(address) in network for network in networks)
 
 
-def get_today(clock: "ClockDep") -> date:
+async def get_today(clock: "ClockDep") -> date:
     return clock.today()
 
 
+# Every dependency is `async def`: FastAPI would run a plain `def` in a worker thread, a thread hop per
+# dependency per request on the hot paths.
 _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /v1/auth/token` or the CLI.")
 
 
-def get_principal(
+async def get_principal(
     settings: "SettingsDep",
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -78,7 +80,7 @@ def get_principal(
     return verify_token(TokenSettings.of(settings), credentials.credentials)
 
 
-def get_admin(principal: "PrincipalDep") -> Principal:
+async def get_admin(principal: "PrincipalDep") -> Principal:
     principal.require_admin()
     return principal
 

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""The benchmark, in one command: the service against the reference ceiling, same database, same load.
+
+    .venv/bin/python bench/run.py                 # 10,000 installations (a few minutes)
+    .venv/bin/python bench/run.py --scale         # and again at 1,000,000 installations / 3,000,000 keys
+
+Seeds PostgreSQL in bulk (COPY), starts the service as in production (uvicorn, one worker per core,
+no access log) and the ceiling app (../shared/bench/ceiling_app.py) on the same database, drives each
+alone with wrk at the same concurrency, and writes bench/results/latest.json and the README table.
+Traffic goes to 127.0.0.1 only; every run is bounded in time.
+"""
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service import keyformat, schema  # noqa: E402
+from service.auth import TokenSettings, issue_token  # noqa: E402
+from service.certificates import generate_private_key  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from tests.servers import free_port  # noqa: E402
+
+CEILING_DIR = (ROOT.parent / "shared" / "bench").resolve()
+RESULTS = ROOT / "bench" / "results"
+ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASE = "timex_bench"
+KEY_SECRET = "bench-key-hash-secret"
+WORKERS = os.cpu_count() or 2
+THREADS = 2
+KEYS_PER_THREAD = 40_000
+
+
+def bench_dsn() -> str:
+    return ADMIN_DSN.rsplit("/", 1)[0] + "/" + DATABASE
+
+
+# --- seeding
+
+
+def bench_key(i: int) -> str:
+    """A valid key, the same on every run, so that wrk's key files need no database lookups."""
+    digest = hashlib.sha256(f"bench-key-{i}".encode()).digest()
+    return keyformat.from_data([b % 32 for b in digest[: keyformat.DATA_SYMBOLS]])
+
+
+async def recreate_database() -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    await conn.close()
+
+
+async def seed_service(installations: int, keys: int) -> None:
+    conn = await asyncpg.connect(bench_dsn())
+    anchor = dt.date.today() - dt.timedelta(days=30)  # active: every activation earns the bonus
+    await conn.copy_records_to_table(
+        "installations", columns=["code", "anchor", "initial_months", "months", "bonus_months"],
+        records=((f"INST{i:09d}", anchor, 12, 12, 0) for i in range(installations)))
+    secret = KEY_SECRET.encode()
+    batch = 200_000
+    for start in range(0, keys, batch):
+        records = []
+        for i in range(start, min(start + batch, keys)):
+            key = bench_key(i)
+            records.append((uuid.uuid4(), hmac.new(secret, key.encode(), hashlib.sha256).digest(),
+                            keyformat.display_prefix(key), "issued"))
+        await conn.copy_records_to_table("license_keys", columns=["id", "digest", "prefix", "status"],
+                                         records=records)
+    await conn.execute("VACUUM ANALYZE")
+    await conn.close()
+
+
+def write_key_files(first: int) -> str:
+    prefix = str(RESULTS / "keys-thread-")
+    for thread in range(THREADS):
+        offset = first + thread * KEYS_PER_THREAD
+        Path(f"{prefix}{thread}.txt").write_text("\n".join(bench_key(offset + i) for i in range(KEYS_PER_THREAD)))
+    return prefix
+
+
+async def explain(installations: int) -> dict[str, str]:
+    conn = await asyncpg.connect(bench_dsn())
+    code = f"INST{installations // 2:09d}"
+    plans = {
+        "support_state": "EXPLAIN ANALYZE SELECT anchor, months, bonus_months FROM installations WHERE code = $1",
+        "activation_lock": "EXPLAIN ANALYZE SELECT id, anchor, months FROM installations WHERE code = $1 FOR UPDATE",
+    }
+    out = {name: "\n".join(r[0] for r in await conn.fetch(sql, code)) for name, sql in plans.items()}
+    digest = hmac.new(KEY_SECRET.encode(), bench_key(1).encode(), hashlib.sha256).digest()
+    out["key_lookup"] = "\n".join(r[0] for r in await conn.fetch(
+        "EXPLAIN ANALYZE SELECT id, status FROM license_keys WHERE digest = ANY($1::bytea[])", [digest]))
+    await conn.close()
+    return out
+
+
+# --- processes
+
+
+def service_env() -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": bench_dsn(), "ENVIRONMENT": "production",
+            "JWT_SECRET": "bench-jwt-secret", "KEY_HASH_SECRET": KEY_SECRET,
+            "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY}
+
+
+CERTIFICATE_KEY = generate_private_key()
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], url: str, cwd: Path = ROOT):
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url, timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[0]} did not start") from None
+                time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def start_service(stack: ExitStack, workers: int = WORKERS) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "timex-licensing"), "serve", "--port", str(port),
+               "--workers", str(workers), "--no-access-log"]
+    url = f"http://127.0.0.1:{port}"
+    return url, stack.enter_context(process(command, service_env(), url + "/healthz"))
+
+
+def start_ceiling(stack: ExitStack) -> str:
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "ceiling_app:app", "--port", str(port), "--workers", str(WORKERS),
+               "--no-access-log", "--log-level", "warning"]
+    env = {**os.environ, "CEILING_DSN": bench_dsn()}
+    url = f"http://127.0.0.1:{port}"
+    stack.enter_context(process(command, env, url + "/ceiling/installations/INST000000000", cwd=CEILING_DIR))
+    return url
+
+
+# --- load
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, script: Path, args: list[str], duration: int, connections: int) -> dict:
+    command = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{duration}s", "--latency",
+               "-s", str(script), url, "--", *args]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
+
+    def latency(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE).groups()
+        return round(float(value) * _UNITS[unit], 3)
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": latency("50"),
+            "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def measure(args: argparse.Namespace, installations: int) -> dict:
+    script = ROOT / "bench" / "wrk_service.lua"
+    ceiling_status, ceiling_activate = CEILING_DIR / "wrk_status.lua", CEILING_DIR / "wrk_activate.lua"
+    key_files = write_key_files(first=0)
+    d, c = args.duration, args.connections
+    results: dict = {}
+    with ExitStack() as stack:
+        service, _ = start_service(stack)
+        ceiling = start_ceiling(stack)
+        wrk(service, script, ["support", str(installations)], 2, c)  # warm-up: pools, caches
+        wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], 2, c)
+        results["ceiling_read"] = wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c)
+        for path in ("support", "quote"):
+            results[path] = wrk(service, script, [path, str(installations)], d, c)
+            results[path]["ratio"] = round(results[path]["rps"] / results["ceiling_read"]["rps"], 3)
+        results["ceiling_activate"] = wrk(f"{ceiling}/ceiling/activations", ceiling_activate,
+                                          [str(installations), "50000"], d, c)
+        results["activate"] = wrk(service, script, ["activate", str(installations), "0", key_files], d, c)
+        results["activate"]["ratio"] = round(results["activate"]["rps"] / results["ceiling_activate"]["rps"], 3)
+        # p99 at half the measured peak: each connection paced to deliver half the peak rate in all.
+        half = 16
+        for path, peak in (("support", results["support"]), ("quote", results["quote"])):
+            pause = max(1, round(half * 1000 / (peak["rps"] / 2)))
+            results[f"{path}_half_peak"] = wrk(service, script, [path, str(installations), str(pause)], d, half)
+        key_files = write_key_files(first=2 * KEYS_PER_THREAD)
+        pause = max(1, round(half * 1000 / (results["activate"]["rps"] / 2)))
+        results["activate_half_peak"] = wrk(service, script, ["activate", str(installations), str(pause), key_files],
+                                            d, half)
+    return results
+
+
+def issue_keys(count: int) -> dict:
+    with ExitStack() as stack:
+        url, proc = start_service(stack, workers=1)
+        token = issue_token(TokenSettings.of(Settings(_env_file=None, **{"jwt_secret": "bench-jwt-secret"})),
+                            "admin", "bench", dt.datetime.now(dt.UTC), dt.timedelta(minutes=10))
+        started = time.perf_counter()
+        response = httpx.post(f"{url}/v1/keys", json={"count": count}, timeout=120,
+                              headers={"Authorization": f"Bearer {token}"})
+        seconds = time.perf_counter() - started
+        peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{proc.pid}/status").read_text()).group(1))
+    assert response.status_code == 201, response.text[:300]
+    return {"count": count, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_kib / 1024, 1)}
+
+
+# --- report
+
+
+def seed(installations: int, keys: int) -> None:
+    asyncio.run(recreate_database())
+    schema.upgrade(bench_dsn(), configure_logging=False)
+    asyncio.run(seed_service(installations, keys))
+    subprocess.run([sys.executable, str(CEILING_DIR / "ceiling_app.py"), "seed", "--dsn", bench_dsn(),
+                    "--installations", str(installations), "--keys", str(max(keys, THREADS * 50_000))],
+                   check=True, capture_output=True, timeout=1800)
+
+
+TARGETS = {"support": 0.6, "quote": 0.5, "activate": 0.7}
+
+
+def table(report: dict) -> str:
+    small = report["runs"][str(report["installations"])]
+    rows = ["| hot path | service req/s | p50 ms | p99 ms | ceiling req/s | ratio | target | p99 at half peak |",
+            "|---|---|---|---|---|---|---|---|"]
+    for path, ceiling in (("support", "ceiling_read"), ("quote", "ceiling_read"), ("activate", "ceiling_activate")):
+        r, half = small[path], small[f"{path}_half_peak"]
+        rows.append(f"| {path} | {r['rps']:.0f} | {r['p50_ms']} | {r['p99_ms']} | {small[ceiling]['rps']:.0f} | "
+                    f"{r['ratio']}× | {TARGETS[path]}× | {half['p99_ms']} ms at {half['rps']:.0f} req/s |")
+    lines = ["\n".join(rows)]
+    if "scale_ratio" in report:
+        lines.append(f"Support state at 1,000,000 installations / 3,000,000 keys: {report['scale_ratio']}× its "
+                     f"throughput at {report['installations']:,} (target 0.9×).")
+    if "issue_keys" in report:
+        k = report["issue_keys"]
+        lines.append(f"Issuing {k['count']:,} keys in one request: {k['seconds']} s, peak RSS {k['peak_rss_mb']} MB "
+                     "(targets: 10 s, 300 MB).")
+    command = "python bench/run.py" + (" --scale" if "scale_ratio" in report else "")
+    lines.append(f"Measured {report['when']} on {report['machine']}; `{command}`.")
+    return "\n\n".join(lines)
+
+
+def refresh_readme(text: str) -> None:
+    readme = ROOT / "README.md"
+    content = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in content:
+        content = content[: content.index(start) + len(start)] + "\n" + text + "\n" + content[content.index(end):]
+        readme.write_text(content)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--installations", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--scale", action="store_true", help="also measure at 1,000,000 / 3,000,000")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install wrk")
+    RESULTS.mkdir(exist_ok=True)
+    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    report: dict = {"when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                    "machine": f"{os.cpu_count()} cores, {cpu.group(1) if cpu else 'unknown CPU'}, PostgreSQL local",
+                    "installations": args.installations, "runs": {}}
+    keys = THREADS * KEYS_PER_THREAD * 4
+    seed(args.installations, keys)
+    report["runs"][str(args.installations)] = measure(args, args.installations)
+    report["plans"] = {str(args.installations): asyncio.run(explain(args.installations))}
+    report["issue_keys"] = issue_keys(100_000)
+    if args.scale:
+        seed(1_000_000, 3_000_000)
+        big = measure(args, 1_000_000)
+        report["runs"]["1000000"] = big
+        report["plans"]["1000000"] = asyncio.run(explain(1_000_000))
+        small = report["runs"][str(args.installations)]
+        report["scale_ratio"] = round(big["support"]["rps"] / small["support"]["rps"], 3)
+    for f in RESULTS.glob("keys-thread-*.txt"):
+        f.unlink()
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = table(report)
+    refresh_readme(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
