@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from service import installations, rules
 from service.http.deps import ClockDep, EngineDep, PrincipalDep, SettingsDep, SignerDep, TodayDep
-from service.http.openapi import problem_responses
+from service.http.openapi import json_response, problem_responses
 from service.http.schemas import (
     InstallationCode,
     InstallationIn,
@@ -45,23 +45,23 @@ async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> Ins
 
 
 @router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)",
-            responses=problem_responses(400, 404, 503))
-async def support(code: CodePath, engine: EngineDep, clock: ClockDep, signer: SignerDep) -> SupportOut:
+            response_model=SupportOut, responses=problem_responses(400, 404, 503))
+async def support(code: CodePath, engine: EngineDep, clock: ClockDep, signer: SignerDep) -> Response:
     """Public: the support end, whether support is active today, and what the installation is entitled to (R9),
     with a signed `certificate` a Timex client can check offline against `/.well-known/jwks.json`."""
     today = clock.today()
     state = await installations.support_state(engine, code, today)
-    return SupportOut.of(state, signer.certificate(code, state.support.end, today, clock.now()))
+    return json_response(SupportOut.of(state, signer.certificate(code, state.support.end, today, clock.now())))
 
 
 @router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs",
-            responses=problem_responses(400, 404, 503))
+            response_model=QuoteOut, responses=problem_responses(400, 404, 503))
 async def quote(code: CodePath, engine: EngineDep, settings: SettingsDep, today: TodayDep,
-                on: OnQuery = None, licenses: LicensesQuery = None) -> QuoteOut:
+                on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
     """Public: how many licenses renewing takes on a day (R7: every missed year once lapsed over a year), what
     they cost (R8), and the support end they would give. Fewer licenses than required: `sufficient` is false."""
     result = await installations.quote(engine, code, on or today, settings.unit_price_minor, licenses)
-    return QuoteOut.of(result, settings.currency)
+    return json_response(QuoteOut.of(result, settings.currency))
 
 
 @router.get("/v1/quote", summary="What renewing costs, from a bare support end",
