@@ -23,6 +23,11 @@ SaneDate = Annotated[date, AfterValidator(_sane)]
 InstallationCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 KeyStatus = Literal["issued", "used", "revoked"]
 
+EXAMPLE_ACTIVATION_ID = "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88"
+EXAMPLE_KEY_ID = "0b9e3a8e-7d55-4a0f-8f7c-3c5d1e2f4a6b"
+EXAMPLE_RESELLER_ID = "7a1d2c3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d"
+EXAMPLE_CERTIFICATE = "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAwMDEiLCAiLi4uIjogIi4uLiJ9.c2ln"
+
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +58,18 @@ class Problem(BaseModel):
 
 
 class TokenOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2ln",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                }
+            ]
+        }
+    )
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
@@ -63,6 +80,19 @@ class ResellerIn(Request):
 
 
 class ResellerCreated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_RESELLER_ID,
+                    "name": "Smartec Partner LLC",
+                    "client_id": "rs_3q9LkP0aZx1v2b7n",
+                    "client_secret": "(shown once)",
+                }
+            ]
+        }
+    )
+
     id: UUID
     name: str
     client_id: str
@@ -73,10 +103,15 @@ class ResellerCreated(BaseModel):
 
 
 class InstallationIn(Request):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"code": "ACME-0001", "purchased_on": "2025-03-15"},
-        {"code": "ACME-0002", "support_end": "2026-12-31"},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"code": "ACME-0001", "purchased_on": "2025-03-15"},
+                {"code": "ACME-0002", "support_end": "2026-12-31"},
+            ]
+        },
+    )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
     purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3).")
@@ -104,13 +139,51 @@ class ActivationSummaryOut(BaseModel):
 
     @classmethod
     def of(cls, a: ActivationSummary) -> "ActivationSummaryOut":
-        return cls(activation_id=a.id, activated_on=a.activated_on, licenses=a.licenses,
-                   support_end_before=a.support_end_before, support_end_after=a.support_end_after,
-                   months_added=a.months_added, bonus_months=a.bonus_months, key_ids=list(a.key_ids),
-                   voided_at=a.voided_at, void_reason=a.void_reason)
+        return cls(
+            activation_id=a.id,
+            activated_on=a.activated_on,
+            licenses=a.licenses,
+            support_end_before=a.support_end_before,
+            support_end_after=a.support_end_after,
+            months_added=a.months_added,
+            bonus_months=a.bonus_months,
+            key_ids=list(a.key_ids),
+            voided_at=a.voided_at,
+            void_reason=a.void_reason,
+        )
 
 
 class InstallationOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "ACME-0001",
+                    "reseller_id": None,
+                    "anchor": "2025-03-15",
+                    "support_end": "2027-05-15",
+                    "months_granted": 26,
+                    "bonus_months": 2,
+                    "created_at": "2025-03-15T09:00:00Z",
+                    "activations": [
+                        {
+                            "activation_id": EXAMPLE_ACTIVATION_ID,
+                            "activated_on": "2026-01-10",
+                            "licenses": 1,
+                            "support_end_before": "2026-03-15",
+                            "support_end_after": "2027-05-15",
+                            "months_added": 14,
+                            "bonus_months": 2,
+                            "key_ids": [EXAMPLE_KEY_ID],
+                            "voided_at": None,
+                            "void_reason": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     code: str
     reseller_id: UUID | None
     anchor: date
@@ -122,9 +195,16 @@ class InstallationOut(BaseModel):
 
     @classmethod
     def of(cls, i: InstallationRecord, activations: list[ActivationSummary] = ()) -> "InstallationOut":
-        return cls(code=i.code, reseller_id=i.reseller_id, anchor=i.support.anchor, support_end=i.support.end,
-                   months_granted=i.support.months, bonus_months=i.bonus_months, created_at=i.created_at,
-                   activations=[ActivationSummaryOut.of(a) for a in activations])
+        return cls(
+            code=i.code,
+            reseller_id=i.reseller_id,
+            anchor=i.support.anchor,
+            support_end=i.support.end,
+            months_granted=i.support.months,
+            bonus_months=i.bonus_months,
+            created_at=i.created_at,
+            activations=[ActivationSummaryOut.of(a) for a in activations],
+        )
 
 
 class Entitlements(BaseModel):
@@ -133,12 +213,23 @@ class Entitlements(BaseModel):
 
 
 class SupportOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "code": "ACME-0001", "support_end": "2027-05-15", "active": True, "as_of": "2026-11-24", "days_left": 172,
-        "months_granted": 26, "bonus_months": 2,
-        "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
-        "certificate": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAwMDEiLCAiLi4uIjogIi4uLiJ9.c2ln",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "ACME-0001",
+                    "support_end": "2027-05-15",
+                    "active": True,
+                    "as_of": "2026-11-24",
+                    "days_left": 172,
+                    "months_granted": 26,
+                    "bonus_months": 2,
+                    "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
+                    "certificate": EXAMPLE_CERTIFICATE,
+                }
+            ]
+        }
+    )
 
     code: str
     support_end: date
@@ -154,10 +245,17 @@ class SupportOut(BaseModel):
     def of(cls, s: SupportState, certificate: str) -> "SupportOut":
         return cls(
             certificate=certificate,
-            code=s.code, support_end=s.support.end, active=s.active, as_of=s.as_of, days_left=s.days_left,
-            months_granted=s.support.months, bonus_months=s.bonus_months,
-            entitlements=Entitlements(support_requests=rules.may_open_support_requests(s.support, s.as_of),
-                                      updates_released_through=s.support.end),
+            code=s.code,
+            support_end=s.support.end,
+            active=s.active,
+            as_of=s.as_of,
+            days_left=s.days_left,
+            months_granted=s.support.months,
+            bonus_months=s.bonus_months,
+            entitlements=Entitlements(
+                support_requests=rules.may_open_support_requests(s.support, s.as_of),
+                updates_released_through=s.support.end,
+            ),
         )
 
 
@@ -174,14 +272,28 @@ class PeriodOut(BaseModel):
 
 
 class QuoteOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "support_end": "2026-03-15", "on": "2027-03-16", "active": False, "licenses_required": 2,
-        "missed_years": 1, "licenses": 2, "sufficient": True,
-        "unit_price": {"amount": "12000.00", "currency": "RUB"}, "total": {"amount": "24000.00", "currency": "RUB"},
-        "support_end_after": "2028-03-15",
-        "periods": [{"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
-                    {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0}],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "support_end": "2026-03-15",
+                    "on": "2027-03-16",
+                    "active": False,
+                    "licenses_required": 2,
+                    "missed_years": 1,
+                    "licenses": 2,
+                    "sufficient": True,
+                    "unit_price": {"amount": "12000.00", "currency": "RUB"},
+                    "total": {"amount": "24000.00", "currency": "RUB"},
+                    "support_end_after": "2028-03-15",
+                    "periods": [
+                        {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+                        {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
+                    ],
+                }
+            ]
+        }
+    )
 
     support_end: date
     on: date
@@ -198,10 +310,17 @@ class QuoteOut(BaseModel):
     @classmethod
     def of(cls, q: rules.Quote, currency: str) -> "QuoteOut":
         return cls(
-            support_end=q.support_end, on=q.on, active=q.active, licenses_required=q.licenses_required,
-            missed_years=q.missed_years, licenses=q.licenses, sufficient=q.sufficient,
-            unit_price=Money.of(q.unit_price_minor, currency), total=Money.of(q.total_minor, currency),
-            support_end_after=q.support_end_after, periods=[PeriodOut.of(p) for p in q.periods],
+            support_end=q.support_end,
+            on=q.on,
+            active=q.active,
+            licenses_required=q.licenses_required,
+            missed_years=q.missed_years,
+            licenses=q.licenses,
+            sufficient=q.sufficient,
+            unit_price=Money.of(q.unit_price_minor, currency),
+            total=Money.of(q.total_minor, currency),
+            support_end_after=q.support_end_after,
+            periods=[PeriodOut.of(p) for p in q.periods],
         )
 
 
@@ -220,6 +339,17 @@ class IssuedKeyOut(BaseModel):
 
 
 class KeysIssued(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "reseller_id": None,
+                    "keys": [{"key_id": EXAMPLE_KEY_ID, "key": "TXS-…(shown once)", "prefix": "TXS-7QKD"}],
+                }
+            ]
+        }
+    )
+
     reseller_id: UUID | None
     keys: list[IssuedKeyOut]
 
@@ -236,6 +366,28 @@ class KeyOut(BaseModel):
 
 
 class KeyPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "key_id": EXAMPLE_KEY_ID,
+                            "prefix": "TXS-7QKD",
+                            "status": "used",
+                            "reseller_id": None,
+                            "activation_id": EXAMPLE_ACTIVATION_ID,
+                            "created_at": "2026-01-09T10:00:00Z",
+                            "used_at": "2026-01-10T08:30:00Z",
+                            "revoked_at": None,
+                        }
+                    ],
+                    "next_after": None,
+                }
+            ]
+        }
+    )
+
     items: list[KeyOut]
     next_after: UUID | None = Field(description="Pass as `after` for the next page; null on the last.")
 
@@ -244,9 +396,14 @@ class KeyPage(BaseModel):
 
 
 class ActivationIn(Request):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
+            ]
+        },
+    )
 
     installation: InstallationCode
     keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
@@ -257,6 +414,20 @@ class VoidIn(Request):
 
 
 class VoidOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "activation_id": EXAMPLE_ACTIVATION_ID,
+                    "installation": "ACME-0001",
+                    "voided_at": "2026-02-01T12:00:00Z",
+                    "reason": "Refund, order 1234",
+                    "support_end": "2026-03-15",
+                }
+            ]
+        }
+    )
+
     activation_id: UUID
     installation: str
     voided_at: datetime
@@ -274,14 +445,24 @@ class LicenseOut(BaseModel):
 
 
 class ActivationOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "activation_id": "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88", "installation": "ACME-0001",
-        "activated_on": "2026-01-10", "support_end_before": "2026-03-15", "support_end_after": "2027-05-15",
-        "months_added": 14,
-        "licenses": [{"key_id": "0b9e3a8e-7d55-4a0f-8f7c-3c5d1e2f4a6b", "from": "2026-03-16", "to": "2027-05-15",
-                      "bonus_months": 2}],
-        "certificate": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAwMDEiLCAiLi4uIjogIi4uLiJ9.c2ln",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "activation_id": EXAMPLE_ACTIVATION_ID,
+                    "installation": "ACME-0001",
+                    "activated_on": "2026-01-10",
+                    "support_end_before": "2026-03-15",
+                    "support_end_after": "2027-05-15",
+                    "months_added": 14,
+                    "licenses": [
+                        {"key_id": EXAMPLE_KEY_ID, "from": "2026-03-16", "to": "2027-05-15", "bonus_months": 2}
+                    ],
+                    "certificate": EXAMPLE_CERTIFICATE,
+                }
+            ]
+        }
+    )
 
     activation_id: UUID
     installation: str
