@@ -1,19 +1,24 @@
 """The docs render in a real browser with no internet: headless Chromium opens /docs and /redoc
 served by a real service process, and the operations are on the page."""
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from service.auth import TokenSettings, issue_token
+from service.clock import Clock
+from service.settings import Settings
+from tests.cdp import FLAGS, chromium_page
 from tests.servers import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-         "--no-first-run", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"),
                                 reason="no chromium here (CI installs it and runs this test)")
@@ -42,6 +47,52 @@ def test_swagger_ui_lists_every_operation_and_offers_authorize(server: str, tmp_
     assert 'class="btn authorize' in dom
     _render(f"{server}/docs", f"--screenshot={tmp_path / 'docs.png'}", "--window-size=1280,2000")
     assert (tmp_path / "docs.png").stat().st_size > 10_000
+
+
+WAIT_FOR = """
+async (selector) => {
+  for (let i = 0; i < 200; i++) {
+    const found = document.querySelector(selector);
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("never appeared: " + selector);
+}
+"""
+
+TYPE_INTO = """
+(input, text) => {
+  const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
+  setter.call(input, text);
+  input.dispatchEvent(new Event("input", {bubbles: true}));
+}
+"""
+
+
+OPERATION = "#operations-keys-list_keys_v1_keys_get"
+
+
+def test_authorize_with_a_bearer_token_then_call_an_admin_operation(server: str) -> None:
+    """A person's way through Swagger UI: Authorize, paste a token, try `GET /v1/keys`, see 200."""
+    token = issue_token(TokenSettings.of(Settings(_env_file=None)), "admin", "docs", Clock(ZoneInfo("UTC")).now(),
+                        timedelta(minutes=10))
+    with chromium_page(CHROMIUM) as page:
+        page.send("Page.navigate", url=f"{server}/docs")
+        status = page.evaluate(f"""(async () => {{
+            const waitFor = {WAIT_FOR};
+            const typeInto = {TYPE_INTO};
+            (await waitFor(".btn.authorize")).click();
+            typeInto(await waitFor(".auth-container input"), {json.dumps(token)});
+            (await waitFor(".auth-btn-wrapper .btn.authorize")).click();
+            (await waitFor(".auth-btn-wrapper .btn-done")).click();
+            (await waitFor("{OPERATION} .opblock-summary-control")).click();
+            (await waitFor("{OPERATION} .try-out__btn")).click();
+            (await waitFor("{OPERATION} .execute")).click();
+            const cell = await waitFor("{OPERATION} .live-responses-table tr.response .response-col_status");
+            return cell.textContent.trim();
+        }})()""")
+
+    assert status == "200"
 
 
 def test_redoc_renders_the_contract(server: str) -> None:
