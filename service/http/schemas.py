@@ -33,6 +33,15 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def examples(*items: dict[str, Any]) -> ConfigDict:
+    """A response model's examples, for the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": list(items)})
+
+
+def request_examples(*items: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(items)})
+
+
 class Money(BaseModel):
     amount: str = Field(examples=["12000.00"])
     currency: str = Field(examples=["RUB"])
@@ -58,15 +67,11 @@ class Problem(BaseModel):
 
 
 class TokenOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2ln",
-                    "token_type": "bearer",
-                    "expires_in": 900,
-                }
-            ]
+    model_config = examples(
+        {
+            "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2ln",
+            "token_type": "bearer",
+            "expires_in": 900,
         }
     )
 
@@ -80,16 +85,12 @@ class ResellerIn(Request):
 
 
 class ResellerCreated(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": EXAMPLE_RESELLER_ID,
-                    "name": "Smartec Partner LLC",
-                    "client_id": "rs_3q9LkP0aZx1v2b7n",
-                    "client_secret": "(shown once)",
-                }
-            ]
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "client_secret": "(shown once)",
         }
     )
 
@@ -103,14 +104,9 @@ class ResellerCreated(BaseModel):
 
 
 class InstallationIn(Request):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"code": "ACME-0001", "purchased_on": "2025-03-15"},
-                {"code": "ACME-0002", "support_end": "2026-12-31"},
-            ]
-        },
+    model_config = request_examples(
+        {"code": "ACME-0001", "purchased_on": "2025-03-15"},
+        {"code": "ACME-0002", "support_end": "2026-12-31"},
     )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
@@ -154,33 +150,29 @@ class ActivationSummaryOut(BaseModel):
 
 
 class InstallationOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = examples(
+        {
+            "code": "ACME-0001",
+            "reseller_id": None,
+            "anchor": "2025-03-15",
+            "support_end": "2027-05-15",
+            "months_granted": 26,
+            "bonus_months": 2,
+            "created_at": "2025-03-15T09:00:00Z",
+            "activations": [
                 {
-                    "code": "ACME-0001",
-                    "reseller_id": None,
-                    "anchor": "2025-03-15",
-                    "support_end": "2027-05-15",
-                    "months_granted": 26,
+                    "activation_id": EXAMPLE_ACTIVATION_ID,
+                    "activated_on": "2026-01-10",
+                    "licenses": 1,
+                    "support_end_before": "2026-03-15",
+                    "support_end_after": "2027-05-15",
+                    "months_added": 14,
                     "bonus_months": 2,
-                    "created_at": "2025-03-15T09:00:00Z",
-                    "activations": [
-                        {
-                            "activation_id": EXAMPLE_ACTIVATION_ID,
-                            "activated_on": "2026-01-10",
-                            "licenses": 1,
-                            "support_end_before": "2026-03-15",
-                            "support_end_after": "2027-05-15",
-                            "months_added": 14,
-                            "bonus_months": 2,
-                            "key_ids": [EXAMPLE_KEY_ID],
-                            "voided_at": None,
-                            "void_reason": None,
-                        }
-                    ],
+                    "key_ids": [EXAMPLE_KEY_ID],
+                    "voided_at": None,
+                    "void_reason": None,
                 }
-            ]
+            ],
         }
     )
 
@@ -213,21 +205,17 @@ class Entitlements(BaseModel):
 
 
 class SupportOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "code": "ACME-0001",
-                    "support_end": "2027-05-15",
-                    "active": True,
-                    "as_of": "2026-11-24",
-                    "days_left": 172,
-                    "months_granted": 26,
-                    "bonus_months": 2,
-                    "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
-                    "certificate": EXAMPLE_CERTIFICATE,
-                }
-            ]
+    model_config = examples(
+        {
+            "code": "ACME-0001",
+            "support_end": "2027-05-15",
+            "active": True,
+            "as_of": "2026-11-24",
+            "days_left": 172,
+            "months_granted": 26,
+            "bonus_months": 2,
+            "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
+            "certificate": EXAMPLE_CERTIFICATE,
         }
     )
 
@@ -272,26 +260,22 @@ class PeriodOut(BaseModel):
 
 
 class QuoteOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "support_end": "2026-03-15",
-                    "on": "2027-03-16",
-                    "active": False,
-                    "licenses_required": 2,
-                    "missed_years": 1,
-                    "licenses": 2,
-                    "sufficient": True,
-                    "unit_price": {"amount": "12000.00", "currency": "RUB"},
-                    "total": {"amount": "24000.00", "currency": "RUB"},
-                    "support_end_after": "2028-03-15",
-                    "periods": [
-                        {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
-                        {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
-                    ],
-                }
-            ]
+    model_config = examples(
+        {
+            "support_end": "2026-03-15",
+            "on": "2027-03-16",
+            "active": False,
+            "licenses_required": 2,
+            "missed_years": 1,
+            "licenses": 2,
+            "sufficient": True,
+            "unit_price": {"amount": "12000.00", "currency": "RUB"},
+            "total": {"amount": "24000.00", "currency": "RUB"},
+            "support_end_after": "2028-03-15",
+            "periods": [
+                {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+                {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
+            ],
         }
     )
 
@@ -339,14 +323,10 @@ class IssuedKeyOut(BaseModel):
 
 
 class KeysIssued(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "reseller_id": None,
-                    "keys": [{"key_id": EXAMPLE_KEY_ID, "key": "TXS-…(shown once)", "prefix": "TXS-7QKD"}],
-                }
-            ]
+    model_config = examples(
+        {
+            "reseller_id": None,
+            "keys": [{"key_id": EXAMPLE_KEY_ID, "key": "TXS-…(shown once)", "prefix": "TXS-7QKD"}],
         }
     )
 
@@ -366,25 +346,21 @@ class KeyOut(BaseModel):
 
 
 class KeyPage(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = examples(
+        {
+            "items": [
                 {
-                    "items": [
-                        {
-                            "key_id": EXAMPLE_KEY_ID,
-                            "prefix": "TXS-7QKD",
-                            "status": "used",
-                            "reseller_id": None,
-                            "activation_id": EXAMPLE_ACTIVATION_ID,
-                            "created_at": "2026-01-09T10:00:00Z",
-                            "used_at": "2026-01-10T08:30:00Z",
-                            "revoked_at": None,
-                        }
-                    ],
-                    "next_after": None,
+                    "key_id": EXAMPLE_KEY_ID,
+                    "prefix": "TXS-7QKD",
+                    "status": "used",
+                    "reseller_id": None,
+                    "activation_id": EXAMPLE_ACTIVATION_ID,
+                    "created_at": "2026-01-09T10:00:00Z",
+                    "used_at": "2026-01-10T08:30:00Z",
+                    "revoked_at": None,
                 }
-            ]
+            ],
+            "next_after": None,
         }
     )
 
@@ -396,13 +372,8 @@ class KeyPage(BaseModel):
 
 
 class ActivationIn(Request):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
-            ]
-        },
+    model_config = request_examples(
+        {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
     )
 
     installation: InstallationCode
@@ -414,17 +385,13 @@ class VoidIn(Request):
 
 
 class VoidOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "activation_id": EXAMPLE_ACTIVATION_ID,
-                    "installation": "ACME-0001",
-                    "voided_at": "2026-02-01T12:00:00Z",
-                    "reason": "Refund, order 1234",
-                    "support_end": "2026-03-15",
-                }
-            ]
+    model_config = examples(
+        {
+            "activation_id": EXAMPLE_ACTIVATION_ID,
+            "installation": "ACME-0001",
+            "voided_at": "2026-02-01T12:00:00Z",
+            "reason": "Refund, order 1234",
+            "support_end": "2026-03-15",
         }
     )
 
@@ -445,22 +412,16 @@ class LicenseOut(BaseModel):
 
 
 class ActivationOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "activation_id": EXAMPLE_ACTIVATION_ID,
-                    "installation": "ACME-0001",
-                    "activated_on": "2026-01-10",
-                    "support_end_before": "2026-03-15",
-                    "support_end_after": "2027-05-15",
-                    "months_added": 14,
-                    "licenses": [
-                        {"key_id": EXAMPLE_KEY_ID, "from": "2026-03-16", "to": "2027-05-15", "bonus_months": 2}
-                    ],
-                    "certificate": EXAMPLE_CERTIFICATE,
-                }
-            ]
+    model_config = examples(
+        {
+            "activation_id": EXAMPLE_ACTIVATION_ID,
+            "installation": "ACME-0001",
+            "activated_on": "2026-01-10",
+            "support_end_before": "2026-03-15",
+            "support_end_after": "2027-05-15",
+            "months_added": 14,
+            "licenses": [{"key_id": EXAMPLE_KEY_ID, "from": "2026-03-16", "to": "2027-05-15", "bonus_months": 2}],
+            "certificate": EXAMPLE_CERTIFICATE,
         }
     )
 
