@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service import installations, keyformat, rules
@@ -38,6 +38,22 @@ def digests(raw_keys: list[str], secret: bytes) -> list[bytes]:
     return [keyformat.digest(key, secret) for key in canonical]
 
 
+# The statements of the hot path, built once: each call only binds its values.
+_KEYS_BY_DIGEST = select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id).where(
+    LicenseKey.digest.in_(bindparam("digests", expanding=True)))
+_RECORD = insert(Activation).returning(Activation.id)
+_TAKE_KEY = (
+    update(LicenseKey)
+    .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
+    .values(status="used", activation_id=bindparam("by"), position=bindparam("at"), used_at=bindparam("when"))
+)
+_EXTEND = (
+    update(Installation)
+    .where(Installation.id == bindparam("installation_id"))
+    .values(months=bindparam("new_months"), bonus_months=Installation.bonus_months + bindparam("bonus"))
+)
+
+
 async def activate(
     engine: AsyncEngine,
     code: str,
@@ -52,10 +68,7 @@ async def activate(
     key_digests = digests(raw_keys, secret)
     async with transaction(engine) as conn:
         installation = await installations.find(conn, code, for_update=True)
-        keys = (await conn.execute(
-            select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id)
-            .where(LicenseKey.digest.in_(key_digests))
-        )).all()
+        keys = (await conn.execute(_KEYS_BY_DIGEST, {"digests": key_digests})).all()
         if len(keys) != len(key_digests):
             raise KeyNotFound("At least one key is unknown")
         by_digest = {key.digest: key for key in keys}
@@ -76,34 +89,24 @@ async def activate(
             raise
 
         certificate = signer.certificate(code, renewal.after.end, today, now)
-        activation_id = await conn.scalar(
-            insert(Activation).values(
-                installation_id=installation.id,
-                activated_on=today,
-                licenses=len(ordered),
-                months_before=renewal.before.months,
-                months_added=renewal.months_added,
-                bonus_months=renewal.bonus_months,
-                support_end_before=renewal.before.end,
-                support_end_after=renewal.after.end,
-                requested_by=requested_by,
-                certificate=certificate,
-            ).returning(Activation.id)
-        )
+        activation_id = await conn.scalar(_RECORD, {
+            "installation_id": installation.id,
+            "activated_on": today,
+            "licenses": len(ordered),
+            "months_before": renewal.before.months,
+            "months_added": renewal.months_added,
+            "bonus_months": renewal.bonus_months,
+            "support_end_before": renewal.before.end,
+            "support_end_after": renewal.after.end,
+            "requested_by": requested_by,
+            "certificate": certificate,
+        })
         for position, key in enumerate(ordered):
-            taken = await conn.execute(
-                update(LicenseKey)
-                .where(LicenseKey.id == key.id, LicenseKey.status == "issued")
-                .values(status="used", activation_id=activation_id, position=position, used_at=now)
-            )
+            taken = await conn.execute(_TAKE_KEY, {"key_id": key.id, "by": activation_id, "at": position, "when": now})
             if taken.rowcount != 1:
                 raise KeyAlreadyUsed()  # another transaction took it after we read it
-        await conn.execute(
-            update(Installation)
-            .where(Installation.id == installation.id)
-            .values(months=renewal.after.months,
-                    bonus_months=Installation.bonus_months + renewal.bonus_months)
-        )
+        await conn.execute(_EXTEND, {"installation_id": installation.id, "new_months": renewal.after.months,
+                                     "bonus": renewal.bonus_months})
     return ActivationResult(activation_id, code, today, renewal, tuple(key.id for key in ordered), certificate)
 
 

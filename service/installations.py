@@ -85,11 +85,12 @@ def _record(row: Row) -> InstallationRecord:
     )
 
 
+_FIND = select(*_COLUMNS).where(Installation.code == bindparam("code"))
+_FIND_FOR_UPDATE = _FIND.with_for_update()
+
+
 async def find(conn: AsyncConnection, code: str, for_update: bool = False) -> InstallationRecord:
-    statement = select(*_COLUMNS).where(Installation.code == code)
-    if for_update:
-        statement = statement.with_for_update()
-    row = (await conn.execute(statement)).first()
+    row = (await conn.execute(_FIND_FOR_UPDATE if for_update else _FIND, {"code": code})).first()
     if row is None:
         raise InstallationNotFound(f"No installation has the code {code!r}")
     return _record(row)
