@@ -8,11 +8,11 @@ from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service import rules
+from service import resellers, rules
 from service.auth import Principal
 from service.db import reading, transaction
-from service.errors import InstallationExists, InstallationNotFound, ResellerNotFound
-from service.models import Activation, Installation, LicenseKey, Reseller
+from service.errors import InstallationExists, InstallationNotFound
+from service.models import Activation, Installation, LicenseKey
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,7 @@ async def register(
     owner = reseller_id if principal.is_admin else principal.reseller_id
     try:
         async with transaction(engine) as conn:
-            if owner is not None and await conn.scalar(select(Reseller.id).where(Reseller.id == owner)) is None:
-                raise ResellerNotFound()
+            await resellers.require(conn, owner)
             row = (await conn.execute(
                 insert(Installation)
                 .values(code=code, reseller_id=owner, anchor=support.anchor, initial_months=support.months,

@@ -8,11 +8,11 @@ from uuid import UUID
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import keyformat
+from service import keyformat, resellers
 from service.auth import Principal
 from service.db import reading, transaction
-from service.errors import KeyAlreadyUsed, KeyNotFound, ResellerNotFound
-from service.models import LicenseKey, Reseller
+from service.errors import KeyAlreadyUsed, KeyNotFound
+from service.models import LicenseKey
 
 _INSERT_BATCH = 5_000
 
@@ -56,10 +56,7 @@ async def issue(engine: AsyncEngine, count: int, secret: bytes, reseller_id: UUI
     issued = [IssuedKey(uuid.uuid4(), key, keyformat.display_prefix(key))
               for key in (keyformat.generate() for _ in range(count))]
     async with transaction(engine) as conn:
-        if reseller_id is not None and await conn.scalar(
-            select(Reseller.id).where(Reseller.id == reseller_id)
-        ) is None:
-            raise ResellerNotFound()
+        await resellers.require(conn, reseller_id)
         for start in range(0, count, _INSERT_BATCH):
             await conn.execute(insert(LicenseKey), [
                 {"id": k.id, "digest": keyformat.digest(k.key, secret), "prefix": k.prefix,

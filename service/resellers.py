@@ -7,11 +7,11 @@ from uuid import UUID
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.auth import hash_secret, verify_secret
 from service.db import transaction
-from service.errors import ResellerExists, Unauthenticated
+from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
 
 # Checked against when the client id is unknown, so that a miss costs as much time as a hit.
@@ -54,6 +54,7 @@ async def authenticate(engine: AsyncEngine, client_id: str, client_secret: str) 
     return row.id
 
 
-async def exists(engine: AsyncEngine, reseller_id: UUID) -> bool:
-    async with transaction(engine) as conn:
-        return await conn.scalar(select(Reseller.id).where(Reseller.id == reseller_id)) is not None
+async def require(conn: AsyncConnection, reseller_id: UUID | None) -> None:
+    """Inside another transaction: the named reseller exists (no name, nothing to check)."""
+    if reseller_id is not None and await conn.scalar(select(Reseller.id).where(Reseller.id == reseller_id)) is None:
+        raise ResellerNotFound()
