@@ -59,10 +59,11 @@ class Observability:
             route = getattr(scope.get("route"), "path", "unmatched")
             REQUESTS.labels(route, scope["method"], status).inc()
             LATENCY.labels(route, scope["method"]).observe(elapsed)
-            access_log.info(orjson.dumps({
-                "method": scope["method"], "route": route, "path": scope["path"], "status": status,
-                "duration_ms": round(elapsed * 1000, 3), "request_id": request_id.decode(),
-            }).decode())
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(orjson.dumps({
+                    "method": scope["method"], "route": route, "path": scope["path"], "status": status,
+                    "duration_ms": round(elapsed * 1000, 3), "request_id": request_id.decode(),
+                }).decode())
 
 
 router = APIRouter(tags=["health"])
