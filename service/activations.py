@@ -5,18 +5,22 @@ by a conditional update that only one transaction can win, so the guarantees hol
 processes. Nothing is written unless every key is good and R6 is met.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from uuid import UUID
+from functools import lru_cache
+from typing import Any
+from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Select, bindparam, insert, select, update
 
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
-from service.db import transaction
+from service.driver import Driver, Session
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import Activation, Installation, LicenseKey
+
+MAX_KEYS = 50
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,17 @@ def digests(raw_keys: list[str], secret: bytes) -> list[bytes]:
 
 
 # The statements of the hot path, built once: each call only binds its values.
-_KEYS_BY_DIGEST = select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id).where(
-    LicenseKey.digest.in_(bindparam("digests", expanding=True)))
-_RECORD = insert(Activation).returning(Activation.id)
+@lru_cache(maxsize=MAX_KEYS)
+def _keys_by_digest(count: int) -> Select:
+    """One statement per number of keys, so that each is compiled once."""
+    digests = [bindparam(f"digest_{i}") for i in range(count)]
+    return select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id).where(
+        LicenseKey.digest.in_(digests))
+
+
+_RECORD = insert(Activation).values({column: bindparam(column) for column in (
+    "id", "installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
+    "support_end_before", "support_end_after", "requested_by", "certificate")})
 _TAKE_KEY = (
     update(LicenseKey)
     .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
@@ -52,10 +64,15 @@ _EXTEND = (
     .where(Installation.id == bindparam("installation_id"))
     .values(months=bindparam("new_months"), bonus_months=Installation.bonus_months + bindparam("bonus"))
 )
+_ACTIVATION = select(Activation.id, Activation.installation_id, Activation.activated_on, Activation.licenses,
+                     Activation.months_before, Activation.voided_at, Activation.certificate).where(
+    Activation.id == bindparam("id"))
+_KEYS_OF_ACTIVATION = select(LicenseKey.id).where(LicenseKey.activation_id == bindparam("id")).order_by(
+    LicenseKey.position)
 
 
 async def activate(
-    engine: AsyncEngine,
+    driver: Driver,
     code: str,
     raw_keys: list[str],
     today: date,
@@ -66,20 +83,21 @@ async def activate(
     requested_by: str | None = None,
 ) -> ActivationResult:
     key_digests = digests(raw_keys, secret)
-    async with transaction(engine) as conn:
-        installation = await installations.find(conn, code, for_update=True)
-        keys = (await conn.execute(_KEYS_BY_DIGEST, {"digests": key_digests})).all()
+    async with driver.transaction() as session:
+        installation = await installations.find(session, code, for_update=True)
+        keys = await session.all(_keys_by_digest(len(key_digests)),
+                                 {f"digest_{i}": digest for i, digest in enumerate(key_digests)})
         if len(keys) != len(key_digests):
             raise KeyNotFound("At least one key is unknown")
-        by_digest = {key.digest: key for key in keys}
+        by_digest = {key["digest"]: key for key in keys}
         ordered = [by_digest[d] for d in key_digests]
 
-        replay = await _replay(conn, installation, ordered)
+        replay = await _replay(session, installation, ordered)
         if replay is not None:
             return replay
-        if any(key.status == "revoked" for key in ordered):
+        if any(key["status"] == "revoked" for key in ordered):
             raise KeyRevoked()
-        if any(key.status == "used" for key in ordered):
+        if any(key["status"] == "used" for key in ordered):
             raise KeyAlreadyUsed()
 
         try:
@@ -89,7 +107,9 @@ async def activate(
             raise
 
         certificate = signer.certificate(code, renewal.after.end, today, now)
-        activation_id = await conn.scalar(_RECORD, {
+        activation_id = uuid4()
+        await session.execute(_RECORD, {
+            "id": activation_id,
             "installation_id": installation.id,
             "activated_on": today,
             "licenses": len(ordered),
@@ -102,31 +122,28 @@ async def activate(
             "certificate": certificate,
         })
         for position, key in enumerate(ordered):
-            taken = await conn.execute(_TAKE_KEY, {"key_id": key.id, "by": activation_id, "at": position, "when": now})
-            if taken.rowcount != 1:
+            taken = await session.execute(_TAKE_KEY, {"key_id": key["id"], "by": activation_id, "at": position,
+                                                      "when": now})
+            if taken != 1:
                 raise KeyAlreadyUsed()  # another transaction took it after we read it
-        await conn.execute(_EXTEND, {"installation_id": installation.id, "new_months": renewal.after.months,
+        await session.execute(_EXTEND, {"installation_id": installation.id, "new_months": renewal.after.months,
                                      "bonus": renewal.bonus_months})
-    return ActivationResult(activation_id, code, today, renewal, tuple(key.id for key in ordered), certificate)
+    return ActivationResult(activation_id, code, today, renewal, tuple(key["id"] for key in ordered), certificate)
 
 
-async def _replay(conn: AsyncConnection, installation: installations.InstallationRecord,
-                  keys: list) -> ActivationResult | None:
+async def _replay(session: Session, installation: installations.InstallationRecord,
+                  keys: Sequence[Mapping[str, Any]]) -> ActivationResult | None:
     """R10: the same keys, already used together in one activation of this installation, give back
     that activation's result unchanged."""
-    activation_ids = {key.activation_id for key in keys}
+    activation_ids = {key["activation_id"] for key in keys}
     if len(activation_ids) != 1 or None in activation_ids:
         return None
-    activation = (await conn.execute(
-        select(Activation).where(Activation.id == activation_ids.pop())
-    )).one()
-    if (activation.installation_id != installation.id or activation.licenses != len(keys)
-            or activation.voided_at is not None):
+    activation = await session.first(_ACTIVATION, {"id": activation_ids.pop()})
+    if (activation["installation_id"] != installation.id or activation["licenses"] != len(keys)
+            or activation["voided_at"] is not None):
         return None
-    key_ids = (await conn.execute(
-        select(LicenseKey.id).where(LicenseKey.activation_id == activation.id).order_by(LicenseKey.position)
-    )).scalars().all()
-    before = rules.Support(installation.support.anchor, activation.months_before)
-    renewal = rules.renew(before, activation.licenses, activation.activated_on)
-    return ActivationResult(activation.id, installation.code, activation.activated_on, renewal,
-                            tuple(key_ids), activation.certificate, replayed=True)
+    key_ids = [row["id"] for row in await session.all(_KEYS_OF_ACTIVATION, {"id": activation["id"]})]
+    before = rules.Support(installation.support.anchor, activation["months_before"])
+    renewal = rules.renew(before, activation["licenses"], activation["activated_on"])
+    return ActivationResult(activation["id"], installation.code, activation["activated_on"], renewal,
+                            tuple(key_ids), activation["certificate"], replayed=True)

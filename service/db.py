@@ -78,7 +78,7 @@ async def _reachable(engine: AsyncEngine) -> AsyncIterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError) or _transient(exc):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError) or transient(exc):
             await engine.dispose(close=False)  # the server restarted: every pooled connection is dead too
             raise Unavailable() from exc
         raise
@@ -96,8 +96,8 @@ _TRANSIENT = (
 )
 
 
-def _transient(exc: BaseException) -> bool:
-    """Whether the driver error under SQLAlchemy's wrapper is transient: the server went away, or
+def transient(exc: BaseException) -> bool:
+    """Whether a driver error, raised by asyncpg or under SQLAlchemy's wrapper, is transient: the server went away, or
     asked for the transaction to be retried."""
     seen = exc
     while seen is not None:

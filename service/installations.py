@@ -1,16 +1,19 @@
 """Installations: registering them, reading their support state and quoting their renewal."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import resellers, rules
 from service.auth import Principal
 from service.db import reading, transaction
+from service.driver import Driver, EngineSession, Session
 from service.errors import InstallationExists, InstallationNotFound
 from service.models import Activation, Installation, LicenseKey
 
@@ -73,15 +76,15 @@ _COLUMNS = (
 )
 
 
-def _record(row: Row) -> InstallationRecord:
+def _record(row: Mapping[str, Any]) -> InstallationRecord:
     return InstallationRecord(
-        id=row.id,
-        code=row.code,
-        reseller_id=row.reseller_id,
-        support=rules.Support(row.anchor, row.months),
-        bonus_months=row.bonus_months,
-        initial_months=row.initial_months,
-        created_at=row.created_at,
+        id=row["id"],
+        code=row["code"],
+        reseller_id=row["reseller_id"],
+        support=rules.Support(row["anchor"], row["months"]),
+        bonus_months=row["bonus_months"],
+        initial_months=row["initial_months"],
+        created_at=row["created_at"],
     )
 
 
@@ -89,8 +92,8 @@ _FIND = select(*_COLUMNS).where(Installation.code == bindparam("code"))
 _FIND_FOR_UPDATE = _FIND.with_for_update()
 
 
-async def find(conn: AsyncConnection, code: str, for_update: bool = False) -> InstallationRecord:
-    row = (await conn.execute(_FIND_FOR_UPDATE if for_update else _FIND, {"code": code})).first()
+async def find(session: Session, code: str, for_update: bool = False) -> InstallationRecord:
+    row = await session.first(_FIND_FOR_UPDATE if for_update else _FIND, {"code": code})
     if row is None:
         raise InstallationNotFound(f"No installation has the code {code!r}")
     return _record(row)
@@ -122,14 +125,14 @@ async def register(
             )).one()
     except IntegrityError as exc:
         raise InstallationExists() from exc
-    return _record(row)
+    return _record(row._mapping)
 
 
 async def details(
     engine: AsyncEngine, principal: Principal, code: str
 ) -> tuple[InstallationRecord, list[ActivationSummary]]:
     async with reading(engine) as conn:
-        installation = await find(conn, code)
+        installation = await find(EngineSession(conn), code)
         principal.require_owner(installation.reseller_id)
         activations = (await conn.execute(
             select(Activation).where(Activation.installation_id == installation.id)
@@ -155,25 +158,25 @@ async def details(
     ]
 
 
-# Built once: the hot read only binds its code, and SQLAlchemy reuses the compiled statement.
+# Built once: the hot read only binds its code, and its compiled form is reused.
 _SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bonus_months).where(
     Installation.code == bindparam("code"))
 
 
-async def _read_support(engine: AsyncEngine, code: str) -> Row:
-    async with reading(engine) as conn:
-        row = (await conn.execute(_SUPPORT_READ, {"code": code})).first()
+async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
+    async with driver.reading() as session:
+        row = await session.first(_SUPPORT_READ, {"code": code})
     if row is None:
         raise InstallationNotFound(f"No installation has the code {code!r}")
     return row
 
 
-async def support_state(engine: AsyncEngine, code: str, today: date) -> SupportState:
-    row = await _read_support(engine, code)
-    return SupportState(code, rules.Support(row.anchor, row.months), row.bonus_months, today)
+async def support_state(driver: Driver, code: str, today: date) -> SupportState:
+    row = await _read_support(driver, code)
+    return SupportState(code, rules.Support(row["anchor"], row["months"]), row["bonus_months"], today)
 
 
-async def quote(engine: AsyncEngine, code: str, on: date, unit_price_minor: int,
+async def quote(driver: Driver, code: str, on: date, unit_price_minor: int,
                 licenses: int | None = None) -> rules.Quote:
-    row = await _read_support(engine, code)
-    return rules.quote(rules.Support(row.anchor, row.months), on, unit_price_minor, licenses)
+    row = await _read_support(driver, code)
+    return rules.quote(rules.Support(row["anchor"], row["months"]), on, unit_price_minor, licenses)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service import installations, rules
 from service.db import reading, transaction
+from service.driver import EngineSession
 from service.errors import ActivationNotFound
 from service.models import Activation, Installation, LicenseKey
 
@@ -85,7 +86,7 @@ async def void(engine: AsyncEngine, activation_id: UUID, reason: str, now: datet
         if installation_id is None:
             raise ActivationNotFound()
         code = await conn.scalar(select(Installation.code).where(Installation.id == installation_id))
-        installation = await installations.find(conn, code, for_update=True)
+        installation = await installations.find(EngineSession(conn), code, for_update=True)
         activation = (await conn.execute(
             select(Activation.voided_at, Activation.void_reason).where(Activation.id == activation_id)
         )).one()

@@ -36,6 +36,7 @@ class Api:
                 yield cls(client, settings, clock, engine)
         finally:
             await app.state.limiter.counters.close()
+            await app.state.driver.close()
 
     def today(self, day: date) -> None:
         """Stand on another day."""

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
+from service.driver import create_driver
 from service.http import docs, observability, openapi, problems
 from service.http.middleware import BodySizeLimit
 from service.http.observability import Observability
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     async def lifespan(app: FastAPI):
         yield
         await app.state.limiter.counters.close()
+        await app.state.driver.close()
         if owns_engine:
             await app.state.engine.dispose()
 
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                   docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.engine = engine or create_engine(settings.database_url)
+    app.state.driver = create_driver(app.state.engine)
     app.state.clock = clock or Clock(settings.zone)
     app.state.trusted_networks = settings.trusted_networks
     app.state.signer = CertificateSigner(settings.certificate_private_key or generate_private_key(),

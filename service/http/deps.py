@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.auth import Principal, TokenSettings, verify_token
 from service.certificates import CertificateSigner
 from service.clock import Clock
+from service.driver import Driver
 from service.errors import Unauthenticated
 from service.ratelimit import FailureLimiter
 from service.settings import Settings
@@ -22,6 +23,10 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
+
+
+async def get_driver(request: Request) -> Driver:
+    return request.app.state.driver
 
 
 async def get_clock(request: Request) -> Clock:
@@ -90,6 +95,7 @@ LimiterDep = Annotated[FailureLimiter, Depends(get_limiter)]
 ClientAddressDep = Annotated[str, Depends(get_client_address)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+DriverDep = Annotated[Driver, Depends(get_driver)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 TodayDep = Annotated[date, Depends(get_today)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

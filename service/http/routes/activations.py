@@ -6,7 +6,16 @@ from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
 from service.errors import DomainError
-from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, LimiterDep, SettingsDep, SignerDep
+from service.http.deps import (
+    AdminDep,
+    ClientAddressDep,
+    ClockDep,
+    DriverDep,
+    EngineDep,
+    LimiterDep,
+    SettingsDep,
+    SignerDep,
+)
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problem_responses
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
@@ -17,7 +26,7 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation",
              responses={200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
                         **problem_responses(400, 402, 404, 409, 413, 422, 429, 503)})
-async def activate(body: ActivationIn, request: Request, response: Response, engine: EngineDep,
+async def activate(body: ActivationIn, request: Request, response: Response, driver: DriverDep,
                    settings: SettingsDep, clock: ClockDep, client: ClientAddressDep,
                    limiter: LimiterDep, signer: SignerDep) -> ActivationOut:
     """Apply 1 to 50 keys to an installation, today (the service's date, never the client's): each adds a
@@ -27,7 +36,7 @@ async def activate(body: ActivationIn, request: Request, response: Response, eng
     try:
         async with limiter.guard(client, body.installation):
             result = await activations.activate(
-                engine, body.installation, body.keys, clock.today(), clock.now(),
+                driver, body.installation, body.keys, clock.today(), clock.now(),
                 settings.key_hash_secret.encode(), settings.unit_price_minor, signer, requested_by=client,
             )
     except DomainError as refusal:
