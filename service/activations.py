@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, case, func, insert, select, update
 
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
@@ -51,19 +51,38 @@ def _keys_by_digest(count: int) -> Select:
         LicenseKey.digest.in_(digests))
 
 
-_RECORD = insert(Activation).values({column: bindparam(column) for column in (
-    "id", "installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
+_RECORD = insert(Activation).values(id=bindparam("activation")).values({column: bindparam(column) for column in (
+    "installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
     "support_end_before", "support_end_after", "requested_by", "certificate")})
 _TAKE_KEY = (
     update(LicenseKey)
     .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
-    .values(status="used", activation_id=bindparam("by"), position=bindparam("at"), used_at=bindparam("when"))
+    .values(status="used", activation_id=bindparam("activation"), position=bindparam("position"),
+            used_at=bindparam("when"))
 )
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
     .values(months=bindparam("new_months"), bonus_months=Installation.bonus_months + bindparam("bonus"))
 )
+
+
+@lru_cache(maxsize=MAX_KEYS)
+def _record_in_one_statement(count: int) -> Select:
+    """The three writes of `_record` as one statement of data-modifying CTEs (PostgreSQL): one round trip."""
+    key_ids = [bindparam(f"key_{i}") for i in range(count)]
+    taken = (
+        update(LicenseKey)
+        .where(LicenseKey.id.in_(key_ids), LicenseKey.status == "issued")
+        .values(status="used", activation_id=bindparam("activation"), used_at=bindparam("when"),
+                position=case({key_id: position for position, key_id in enumerate(key_ids)}, value=LicenseKey.id))
+        .returning(LicenseKey.id)
+        .cte("taken")
+    )
+    return select(func.count().label("taken")).select_from(taken).add_cte(_RECORD.cte("ledger"),
+                                                                           _EXTEND.cte("extended"))
+
+
 _ACTIVATION = select(Activation.id, Activation.installation_id, Activation.activated_on, Activation.licenses,
                      Activation.months_before, Activation.voided_at, Activation.certificate).where(
     Activation.id == bindparam("id"))
@@ -108,8 +127,8 @@ async def activate(
 
         certificate = signer.certificate(code, renewal.after.end, today, now)
         activation_id = uuid4()
-        await session.execute(_RECORD, {
-            "id": activation_id,
+        taken = await _record(session, [key["id"] for key in ordered], {
+            "activation": activation_id,
             "installation_id": installation.id,
             "activated_on": today,
             "licenses": len(ordered),
@@ -120,15 +139,27 @@ async def activate(
             "support_end_after": renewal.after.end,
             "requested_by": requested_by,
             "certificate": certificate,
+            "when": now,
+            "new_months": renewal.after.months,
+            "bonus": renewal.bonus_months,
         })
-        for position, key in enumerate(ordered):
-            taken = await session.execute(_TAKE_KEY, {"key_id": key["id"], "by": activation_id, "at": position,
-                                                      "when": now})
-            if taken != 1:
-                raise KeyAlreadyUsed()  # another transaction took it after we read it
-        await session.execute(_EXTEND, {"installation_id": installation.id, "new_months": renewal.after.months,
-                                     "bonus": renewal.bonus_months})
+        if taken != len(ordered):
+            raise KeyAlreadyUsed()  # another transaction took one after we read it: nothing is written
     return ActivationResult(activation_id, code, today, renewal, tuple(key["id"] for key in ordered), certificate)
+
+
+async def _record(session: Session, key_ids: list[UUID], params: dict[str, Any]) -> int:
+    """Write an activation: its ledger row, its keys taken (each only while still issued) and the
+    installation extended. The number of keys taken."""
+    keys = {f"key_{i}": key_id for i, key_id in enumerate(key_ids)}
+    if session.writable_ctes:
+        return (await session.first(_record_in_one_statement(len(key_ids)), {**params, **keys}))["taken"]
+    await session.execute(_RECORD, params)
+    taken = 0
+    for position, key_id in enumerate(key_ids):
+        taken += await session.execute(_TAKE_KEY, {**params, "key_id": key_id, "position": position})
+    await session.execute(_EXTEND, params)
+    return taken
 
 
 async def _replay(session: Session, installation: installations.InstallationRecord,

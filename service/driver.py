@@ -8,6 +8,7 @@ on SQLite they go through the engine. Either way a service function sees one `Se
 three calls and rows read by column name, and the statements stay SQLAlchemy's, built from the models.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -22,9 +23,13 @@ from service.db import reading, transaction, transient
 from service.errors import Unavailable
 
 Params = Mapping[str, Any]
+POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `Unavailable`
 
 
 class Session(Protocol):
+    writable_ctes: bool
+    """Whether a statement may hold data-modifying CTEs (PostgreSQL): several writes in one round trip."""
+
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None: ...
 
     async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]: ...
@@ -57,6 +62,7 @@ class EngineSession:
 
     def __init__(self, connection: AsyncConnection):
         self._connection = connection
+        self.writable_ctes = connection.dialect.name == "postgresql"
 
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
         row = (await self._connection.execute(statement, params)).first()
@@ -123,6 +129,8 @@ def _compile(statement: Executable, dialect: Any) -> _Compiled:
 
 
 class _AsyncpgSession:
+    writable_ctes = True
+
     def __init__(self, connection: asyncpg.Connection, compile: Callable[[Executable], _Compiled]):
         self._connection = connection
         self._compile = compile
@@ -178,12 +186,17 @@ class AsyncpgDriver:
     async def _session(self, in_transaction: bool) -> AsyncIterator[Session]:
         try:
             pool = await self._connected_pool()
-            async with pool.acquire(timeout=5) as connection:
+            # Not `acquire(timeout=)`: asyncpg runs that through `wait_for`, a task per request.
+            async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
+                connection = await pool.acquire()
+            try:
                 if in_transaction:
                     async with connection.transaction():
                         yield _AsyncpgSession(connection, self._compile)
                 else:
                     yield _AsyncpgSession(connection, self._compile)
+            finally:
+                await pool.release(connection)
         except Exception as exc:
             if not transient(exc):
                 raise
