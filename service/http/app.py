@@ -1,5 +1,6 @@
 """The FastAPI application: routers, problem mapping, and the engine's lifetime."""
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -34,6 +35,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # What start-up made lives as long as the process: a full collection need not scan it again
+        # (here it took 70 ms, every request in the process waiting, and set the read p99).
+        gc.freeze()
         yield
         await app.state.limiter.counters.close()
         await app.state.driver.close()
@@ -53,9 +57,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
                                        settings.activation_failure_window_seconds, settings.rate_limit_prefix)
     problems.install(app)
     openapi.install(app)
-    docs.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observability)
-    for module in (auth, resellers, installations, keys, activations, certificates, health, observability):
+    # Requests are matched against routes in this order: the hot paths first.
+    for module in (installations, activations, auth, resellers, keys, certificates, health, observability):
         app.include_router(module.router)
+    docs.install(app)
     return app

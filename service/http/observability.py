@@ -27,6 +27,19 @@ KEYS_REVOKED = Counter("keys_revoked_total", "Revocations of unused keys (POST /
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
 
+_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """A request's counter and histogram, looked up once per route, method and status: `labels()`
+    checks and locks on every call, which costs more than the update itself."""
+    series = _SERIES.get((route, method, status))
+    if series is None:
+        series = _SERIES[route, method, status] = (REQUESTS.labels(route, method, status),
+                                                    LATENCY.labels(route, method))
+    return series
+
+
 def event(name: str, **fields: object) -> None:
     """A business event as one JSON line: ids and figures, never a key or a secret."""
     events_log.info(orjson.dumps({"event": name, **fields}, default=str).decode())
@@ -57,8 +70,9 @@ class Observability:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(route, scope["method"], status).inc()
-            LATENCY.labels(route, scope["method"]).observe(elapsed)
+            requests, latency = _series(route, scope["method"], status)
+            requests.inc()
+            latency.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(orjson.dumps({
                     "method": scope["method"], "route": route, "path": scope["path"], "status": status,
