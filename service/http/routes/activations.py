@@ -2,7 +2,7 @@
 
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
 from service import activations, ledger
 from service.errors import DomainError
@@ -17,18 +17,18 @@ from service.http.deps import (
     SignerDep,
 )
 from service.http.observability import ACTIVATIONS, event
-from service.http.openapi import problem_responses
+from service.http.openapi import json_response, problem_responses
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation",
+             response_model=ActivationOut,
              responses={200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
                         **problem_responses(400, 402, 404, 409, 413, 422, 429, 503)})
-async def activate(body: ActivationIn, request: Request, response: Response, driver: DriverDep,
-                   settings: SettingsDep, clock: ClockDep, client: ClientAddressDep,
-                   limiter: LimiterDep, signer: SignerDep) -> ActivationOut:
+async def activate(body: ActivationIn, driver: DriverDep, settings: SettingsDep, clock: ClockDep,
+                   client: ClientAddressDep, limiter: LimiterDep, signer: SignerDep) -> Response:
     """Apply 1 to 50 keys to an installation, today (the service's date, never the client's): each adds a
     year from the current support end, with 2 bonus months while support is still active (R4, R5). All or
     nothing: if the keys would leave support lapsed, none is used (`402`, with the quote). Sending the same
@@ -43,20 +43,18 @@ async def activate(body: ActivationIn, request: Request, response: Response, dri
         ACTIVATIONS.labels(refusal.code).inc()
         raise
     ACTIVATIONS.labels("replayed" if result.replayed else "activated").inc()
-    if result.replayed:
-        response.status_code = status.HTTP_200_OK
-    else:
+    if not result.replayed:
         event("activation", activation_id=result.id, installation=result.installation, licenses=len(result.key_ids),
               months_added=result.renewal.months_added, support_end=result.renewal.after.end)
     renewal = result.renewal
-    return ActivationOut(
+    return json_response(ActivationOut(
         activation_id=result.id, installation=result.installation, activated_on=result.activated_on,
         support_end_before=renewal.before.end, support_end_after=renewal.after.end,
         months_added=renewal.months_added,
         licenses=[LicenseOut(key_id=key_id, from_=p.start, to=p.end, bonus_months=p.bonus_months)
                   for key_id, p in zip(result.key_ids, renewal.periods, strict=True)],
         certificate=result.certificate,
-    )
+    ), status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 
 @router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)",
