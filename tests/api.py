@@ -35,8 +35,7 @@ class Api:
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
                 yield cls(client, settings, clock, engine)
         finally:
-            await app.state.limiter.counters.close()
-            await app.state.driver.close()
+            await app.state.runtime.close()
 
     def today(self, day: date) -> None:
         """Stand on another day."""

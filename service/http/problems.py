@@ -59,7 +59,7 @@ def _headers(exc: errors.DomainError) -> dict[str, str] | None:
 async def domain_error(request: Request, exc: errors.DomainError) -> JSONResponse:
     extra = {}
     if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
-        currency = request.app.state.settings.currency
+        currency = request.app.state.runtime.settings.currency
         extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
     if isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
