@@ -81,9 +81,16 @@ def _format(values: list[int]) -> str:
     return "-".join([PREFIX, *(symbols[i:i + GROUP] for i in range(0, len(symbols), GROUP))])
 
 
+_RANDOM_BYTES = (DATA_SYMBOLS * 5 + 7) // 8  # 12 bytes hold the 90 random bits
+
+
 def generate() -> str:
-    """A fresh key in canonical form: 18 symbols (90 bits) from `secrets`, then the check."""
-    return from_data([secrets.randbelow(32) for _ in range(DATA_SYMBOLS)])
+    """A fresh key in canonical form: 18 symbols (90 bits) from `secrets`, then the check.
+
+    The bits are read in one call, 5 to a symbol: a call per symbol was three quarters of the time
+    it takes to issue 100,000 keys."""
+    bits = int.from_bytes(secrets.token_bytes(_RANDOM_BYTES), "big")
+    return from_data([bits >> (5 * i) & 31 for i in range(DATA_SYMBOLS)])
 
 
 def from_data(data: list[int]) -> str:
