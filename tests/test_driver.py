@@ -1,0 +1,80 @@
+"""The hot paths' driver: the same SQLAlchemy statements give the same answers on asyncpg (PostgreSQL)
+and through the engine (SQLite)."""
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import bindparam, select, update
+
+from service.driver import create_driver
+from service.models import Installation
+from tests.api import Api
+
+pytestmark = pytest.mark.anyio
+
+_SUPPORT = select(Installation.code, Installation.anchor, Installation.months).where(
+    Installation.code == bindparam("code"))
+_GRANT = update(Installation).where(Installation.code == bindparam("of")).values(
+    months=Installation.months + bindparam("more"))
+_GRANT_ALL = update(Installation).values(months=Installation.months + 1)
+_STAMP = update(Installation).where(Installation.code == bindparam("of")).values(created_at=bindparam("at"))
+
+
+@pytest.fixture
+async def driver(api: Api):
+    driver = create_driver(api.engine)
+    yield driver
+    await driver.close()
+
+
+async def test_a_read_answers_rows_by_column_name_or_none(api: Api, driver) -> None:
+    await api.installation("ACME", purchased_on="2025-11-24")
+
+    async with driver.reading() as session:
+        found = await session.first(_SUPPORT, {"code": "ACME"})
+        missing = await session.first(_SUPPORT, {"code": "NOBODY"})
+        listed = await session.all(_SUPPORT, {"code": "ACME"})
+
+    assert (found["code"], found["anchor"].isoformat(), found["months"]) == ("ACME", "2025-11-24", 12)
+    assert missing is None
+    assert [row["code"] for row in listed] == ["ACME"]
+
+
+async def test_a_write_counts_the_rows_it_changed_and_commits(api: Api, driver) -> None:
+    await api.installation("ACME", purchased_on="2025-11-24")
+    await api.installation("OTHER", purchased_on="2025-11-24")
+
+    async with driver.transaction() as session:
+        one = await session.execute(_GRANT, {"of": "ACME", "more": 2})
+        none = await session.execute(_GRANT, {"of": "NOBODY", "more": 2})
+        both = await session.execute(_GRANT_ALL, {})
+
+    assert (one, none, both) == (1, 0, 2)
+    assert (await api.support("ACME"))["months_granted"] == 15
+
+
+async def test_a_failed_transaction_writes_nothing(api: Api, driver) -> None:
+    await api.installation("ACME", purchased_on="2025-11-24")
+
+    with pytest.raises(RuntimeError):
+        async with driver.transaction() as session:
+            await session.execute(_GRANT, {"of": "ACME", "more": 24})
+            raise RuntimeError("refused after the write")
+
+    assert (await api.support("ACME"))["months_granted"] == 12
+
+
+async def test_values_pass_through_their_column_types(api: Api, driver) -> None:
+    """The instants' type refuses a naive datetime, on asyncpg as through SQLAlchemy."""
+    await api.installation("ACME", purchased_on="2025-11-24")
+
+    with pytest.raises(Exception, match="naive datetime"):
+        async with driver.transaction() as session:
+            await session.execute(_STAMP, {"of": "ACME", "at": datetime(2026, 1, 1)})
+
+
+async def test_several_writes_share_a_round_trip_only_where_the_database_can(api: Api, driver) -> None:
+    async with driver.reading() as session:
+        writable_ctes = session.writable_ctes
+
+    assert writable_ctes == api.engine.dialect.name.startswith("postgresql")
