@@ -3,16 +3,20 @@
 The installation's row is locked (`FOR UPDATE`) for the whole transaction, and each key is taken
 by a conditional update that only one transaction can win, so the guarantees hold across service
 processes. Nothing is written unless every key is good and R6 is met.
+
+The common case (fresh keys that bring support current) is tried first and written without reading
+the keys: if any key is not taken, or R6 refuses, that attempt is rolled back and the request is
+decided again by reading every key first (unknown, revoked, used, a replay), in a new transaction.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, bindparam, case, func, insert, select, update
+from sqlalchemy import Select, Update, bindparam, case, insert, select, update
 
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
@@ -54,12 +58,6 @@ def _keys_by_digest(count: int) -> Select:
 _RECORD = insert(Activation).values(id=bindparam("activation")).values({column: bindparam(column) for column in (
     "installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
     "support_end_before", "support_end_after", "requested_by", "certificate")})
-_TAKE_KEY = (
-    update(LicenseKey)
-    .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
-    .values(status="used", activation_id=bindparam("activation"), position=bindparam("position"),
-            used_at=bindparam("when"))
-)
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
@@ -68,19 +66,23 @@ _EXTEND = (
 
 
 @lru_cache(maxsize=MAX_KEYS)
+def _take_keys(count: int) -> Update:
+    """Take the keys that are still issued, each at its position in the request; the keys taken."""
+    digests = [bindparam(f"digest_{i}") for i in range(count)]
+    return (
+        update(LicenseKey)
+        .where(LicenseKey.digest.in_(digests), LicenseKey.status == "issued")
+        .values(status="used", activation_id=bindparam("activation"), used_at=bindparam("when"),
+                position=case({digest: i for i, digest in enumerate(digests)}, value=LicenseKey.digest))
+        .returning(LicenseKey.id, LicenseKey.digest)
+    )
+
+
+@lru_cache(maxsize=MAX_KEYS)
 def _record_in_one_statement(count: int) -> Select:
     """The three writes of `_record` as one statement of data-modifying CTEs (PostgreSQL): one round trip."""
-    key_ids = [bindparam(f"key_{i}") for i in range(count)]
-    taken = (
-        update(LicenseKey)
-        .where(LicenseKey.id.in_(key_ids), LicenseKey.status == "issued")
-        .values(status="used", activation_id=bindparam("activation"), used_at=bindparam("when"),
-                position=case({key_id: position for position, key_id in enumerate(key_ids)}, value=LicenseKey.id))
-        .returning(LicenseKey.id)
-        .cte("taken")
-    )
-    return select(func.count().label("taken")).select_from(taken).add_cte(_RECORD.cte("ledger"),
-                                                                           _EXTEND.cte("extended"))
+    taken = _take_keys(count).cte("taken")
+    return select(taken.c.id, taken.c.digest).add_cte(_RECORD.cte("ledger"), _EXTEND.cte("extended"))
 
 
 _ACTIVATION = select(Activation.id, Activation.installation_id, Activation.activated_on, Activation.licenses,
@@ -102,6 +104,22 @@ async def activate(
     requested_by: str | None = None,
 ) -> ActivationResult:
     key_digests = digests(raw_keys, secret)
+    apply = partial(_apply, code=code, key_digests=key_digests, today=today, now=now, signer=signer,
+                    requested_by=requested_by)
+    try:
+        async with driver.transaction() as session:
+            installation = await installations.find(session, code, for_update=True)
+            try:
+                renewal = rules.activate(installation.support, len(key_digests), today)
+            except LicensesInsufficient:
+                raise _Undecided() from None
+            result = await apply(session, installation, renewal)
+            if result is None:
+                raise _Undecided()
+            return result
+    except _Undecided:
+        pass
+
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
         keys = await session.all(_keys_by_digest(len(key_digests)),
@@ -125,39 +143,53 @@ async def activate(
             refusal.quote = rules.quote(installation.support, today, unit_price_minor)
             raise
 
-        certificate = signer.certificate(code, renewal.after.end, today, now)
-        activation_id = uuid4()
-        taken = await _record(session, [key["id"] for key in ordered], {
-            "activation": activation_id,
-            "installation_id": installation.id,
-            "activated_on": today,
-            "licenses": len(ordered),
-            "months_before": renewal.before.months,
-            "months_added": renewal.months_added,
-            "bonus_months": renewal.bonus_months,
-            "support_end_before": renewal.before.end,
-            "support_end_after": renewal.after.end,
-            "requested_by": requested_by,
-            "certificate": certificate,
-            "when": now,
-            "new_months": renewal.after.months,
-            "bonus": renewal.bonus_months,
-        })
-        if taken != len(ordered):
+        result = await apply(session, installation, renewal)
+        if result is None:
             raise KeyAlreadyUsed()  # another transaction took one after we read it: nothing is written
-    return ActivationResult(activation_id, code, today, renewal, tuple(key["id"] for key in ordered), certificate)
+        return result
 
 
-async def _record(session: Session, key_ids: list[UUID], params: dict[str, Any]) -> int:
+class _Undecided(Exception):
+    """The common case did not apply: roll its attempt back and decide with every key read."""
+
+
+async def _apply(session: Session, installation: installations.InstallationRecord, renewal: rules.Renewal, *,
+                 code: str, key_digests: list[bytes], today: date, now: datetime, signer: CertificateSigner,
+                 requested_by: str | None) -> ActivationResult | None:
+    """Write the activation, taking each key only while it is still issued; None, with the writes to be
+    rolled back, when a key could not be taken."""
+    certificate = signer.certificate(code, renewal.after.end, today, now)
+    activation_id = uuid4()
+    taken = await _record(session, key_digests, {
+        "activation": activation_id,
+        "installation_id": installation.id,
+        "activated_on": today,
+        "licenses": len(key_digests),
+        "months_before": renewal.before.months,
+        "months_added": renewal.months_added,
+        "bonus_months": renewal.bonus_months,
+        "support_end_before": renewal.before.end,
+        "support_end_after": renewal.after.end,
+        "requested_by": requested_by,
+        "certificate": certificate,
+        "when": now,
+        "new_months": renewal.after.months,
+        "bonus": renewal.bonus_months,
+    })
+    if len(taken) != len(key_digests):
+        return None
+    key_ids = {key["digest"]: key["id"] for key in taken}
+    return ActivationResult(activation_id, code, today, renewal, tuple(key_ids[d] for d in key_digests), certificate)
+
+
+async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
     """Write an activation: its ledger row, its keys taken (each only while still issued) and the
-    installation extended. The number of keys taken."""
-    keys = {f"key_{i}": key_id for i, key_id in enumerate(key_ids)}
+    installation extended. The keys taken."""
+    params = {**params, **{f"digest_{i}": digest for i, digest in enumerate(key_digests)}}
     if session.writable_ctes:
-        return (await session.first(_record_in_one_statement(len(key_ids)), {**params, **keys}))["taken"]
+        return await session.all(_record_in_one_statement(len(key_digests)), params)
     await session.execute(_RECORD, params)
-    taken = 0
-    for position, key_id in enumerate(key_ids):
-        taken += await session.execute(_TAKE_KEY, {**params, "key_id": key_id, "position": position})
+    taken = await session.all(_take_keys(len(key_digests)), params)
     await session.execute(_EXTEND, params)
     return taken
 
