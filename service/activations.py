@@ -9,7 +9,7 @@ the keys: if any key is not taken, or R6 refuses, that attempt is rolled back an
 decided again by reading every key first (unknown, revoked, used, a replay), in a new transaction.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache, partial
@@ -92,6 +92,10 @@ _KEYS_OF_ACTIVATION = select(LicenseKey.id).where(LicenseKey.activation_id == bi
     LicenseKey.position)
 
 
+# `_write` with the request's values bound: the same write ends both ways of activating.
+_Write = Callable[[Session, installations.InstallationRecord, rules.Renewal], Awaitable[ActivationResult | None]]
+
+
 async def activate(
     driver: Driver,
     code: str,
@@ -104,22 +108,32 @@ async def activate(
     requested_by: str | None = None,
 ) -> ActivationResult:
     key_digests = digests(raw_keys, secret)
-    apply = partial(_apply, code=code, key_digests=key_digests, today=today, now=now, signer=signer,
+    write = partial(_write, code=code, key_digests=key_digests, today=today, now=now, signer=signer,
                     requested_by=requested_by)
     try:
-        async with driver.transaction() as session:
-            installation = await installations.find(session, code, for_update=True)
-            try:
-                renewal = rules.activate(installation.support, len(key_digests), today)
-            except LicensesInsufficient:
-                raise _Undecided() from None
-            result = await apply(session, installation, renewal)
-            if result is None:
-                raise _Undecided()
-            return result
+        return await _activate_fresh(driver, code, len(key_digests), today, write)
     except _Undecided:
-        pass
+        return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write)
 
+
+async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date, write: _Write) -> ActivationResult:
+    """The common case, without reading the keys: every key still issued, and support brought current (R6).
+    Anything else raises `_Undecided`, which rolls the attempt back."""
+    async with driver.transaction() as session:
+        installation = await installations.find(session, code, for_update=True)
+        try:
+            renewal = rules.activate(installation.support, licenses, today)
+        except LicensesInsufficient:
+            raise _Undecided() from None
+        result = await write(session, installation, renewal)
+        if result is None:
+            raise _Undecided()
+        return result
+
+
+async def _activate_checked(driver: Driver, code: str, key_digests: list[bytes], today: date, unit_price_minor: int,
+                            write: _Write) -> ActivationResult:
+    """Every key read first, so that each refusal says what is wrong, and a replay answers as the first time."""
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
         keys = await session.all(_keys_by_digest(len(key_digests)),
@@ -143,7 +157,7 @@ async def activate(
             refusal.quote = rules.quote(installation.support, today, unit_price_minor)
             raise
 
-        result = await apply(session, installation, renewal)
+        result = await write(session, installation, renewal)
         if result is None:
             raise KeyAlreadyUsed()  # another transaction took one after we read it: nothing is written
         return result
@@ -153,7 +167,7 @@ class _Undecided(Exception):
     """The common case did not apply: roll its attempt back and decide with every key read."""
 
 
-async def _apply(session: Session, installation: installations.InstallationRecord, renewal: rules.Renewal, *,
+async def _write(session: Session, installation: installations.InstallationRecord, renewal: rules.Renewal, *,
                  code: str, key_digests: list[bytes], today: date, now: datetime, signer: CertificateSigner,
                  requested_by: str | None) -> ActivationResult | None:
     """Write the activation, taking each key only while it is still issued; None, with the writes to be
