@@ -166,6 +166,7 @@ class AsyncpgDriver:
         self._compiled: dict[Executable, _Compiled] = {}
 
     def _compile(self, statement: Executable) -> _Compiled:
+        """Compiled on first use and kept: hot-path statements are built once, at import or per key count."""
         compiled = self._compiled.get(statement)
         if compiled is None:
             compiled = self._compiled[statement] = _compile(statement, self._dialect)
