@@ -19,6 +19,7 @@ class Settings(BaseSettings):
 
     environment: str = "development"
     database_url: str = "sqlite+aiosqlite:///./timex-licensing.db"
+    database_pool_size: int = Field(20, gt=0)
     business_timezone: str = "Europe/Moscow"
     unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
     currency: str = Field("RUB", min_length=3, max_length=3)

@@ -34,11 +34,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     settings.check_production()
     owns_engine = engine is None
 
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.database_url, settings.database_pool_size)
     runtime = Runtime(
         settings=settings,
         engine=engine,
-        driver=create_driver(engine),
+        driver=create_driver(engine, settings.database_pool_size),
         clock=clock or Clock(settings.zone),
         signer=CertificateSigner(settings.certificate_private_key or generate_private_key(), settings.jwt_issuer),
         limiter=create_limiter(settings.redis_url, settings.activation_failure_limit,
