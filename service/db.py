@@ -84,6 +84,11 @@ async def _reachable(engine: AsyncEngine) -> AsyncIterator[None]:
         raise
     except (OSError, TimeoutError, PoolTimeout) as exc:
         raise Unavailable() from exc
+    except Exception as exc:  # from the driver itself, where a service function used it directly (COPY)
+        if not transient(exc):
+            raise
+        await engine.dispose(close=False)
+        raise Unavailable() from exc
 
 
 _TRANSIENT = (
