@@ -25,7 +25,8 @@ pytestmark = pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"),
 
 
 def _render(url: str, *extra: str) -> str:
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as the browser exits.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
                                  *extra, url], capture_output=True, text=True, timeout=120)
     return result.stdout
