@@ -2,11 +2,11 @@
 
 from uuid import UUID
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
 from service.errors import DomainError
-from service.http.deps import AdminDep, ClientAddressDep, ClockDep, EngineDep, RuntimeDep
+from service.http.deps import AdminDep, ClockDep, EngineDep, client_address, runtime_of
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import json_response, problem_responses
 from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
@@ -18,11 +18,12 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
              response_model=ActivationOut,
              responses={200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
                         **problem_responses(400, 402, 404, 409, 413, 422, 429, 503)})
-async def activate(body: ActivationIn, runtime: RuntimeDep, client: ClientAddressDep) -> Response:
+async def activate(body: ActivationIn, request: Request) -> Response:
     """Apply 1 to 50 keys to an installation, today (the service's date, never the client's): each adds a
     year from the current support end, with 2 bonus months while support is still active (R4, R5). All or
     nothing: if the keys would leave support lapsed, none is used (`402`, with the quote). Sending the same
     activation again is safe: it answers `200` with the first result and changes nothing."""
+    runtime, client = runtime_of(request), client_address(request)
     settings, clock = runtime.settings, runtime.clock
     try:
         async with runtime.limiter.guard(client, body.installation):

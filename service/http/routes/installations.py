@@ -2,10 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from service import installations, rules
-from service.http.deps import EngineDep, PrincipalDep, RuntimeDep, SettingsDep, TodayDep
+from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.openapi import json_response, problem_responses
 from service.http.schemas import (
     InstallationCode,
@@ -46,9 +46,10 @@ async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> Ins
 
 @router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)",
             response_model=SupportOut, responses=problem_responses(400, 404, 503))
-async def support(code: CodePath, runtime: RuntimeDep) -> Response:
+async def support(code: CodePath, request: Request) -> Response:
     """Public: the support end, whether support is active today, and what the installation is entitled to (R9),
     with a signed `certificate` a Timex client can check offline against `/.well-known/jwks.json`."""
+    runtime = runtime_of(request)
     now = runtime.clock.now()
     today = runtime.clock.today()
     state = await installations.support_state(runtime.driver, code, today)
@@ -57,9 +58,10 @@ async def support(code: CodePath, runtime: RuntimeDep) -> Response:
 
 @router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs",
             response_model=QuoteOut, responses=problem_responses(400, 404, 503))
-async def quote(code: CodePath, runtime: RuntimeDep, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
+async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
     """Public: how many licenses renewing takes on a day (R7: every missed year once lapsed over a year), what
     they cost (R8), and the support end they would give. Fewer licenses than required: `sufficient` is false."""
+    runtime = runtime_of(request)
     settings = runtime.settings
     result = await installations.quote(runtime.driver, code, on or runtime.clock.today(), settings.unit_price_minor,
                                        licenses)
