@@ -53,7 +53,8 @@ async def support(code: CodePath, request: Request) -> Response:
     now = runtime.clock.now()
     today = runtime.clock.today()
     state = await installations.support_state(runtime.driver, code, today)
-    return json_response(SupportOut.of(state, runtime.signer.certificate(code, state.support.end, today, now)))
+    certificate = runtime.signer.certificate(code, state.support.end, today, now)
+    return Response(SupportOut.json_of(state, certificate), media_type="application/json")
 
 
 @router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs",
