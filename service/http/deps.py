@@ -46,19 +46,19 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.runtime.settings
+    return runtime_of(request).settings
 
 
 async def get_engine(request: Request) -> AsyncEngine:
-    return request.app.state.runtime.engine
+    return runtime_of(request).engine
 
 
 async def get_clock(request: Request) -> Clock:
-    return request.app.state.runtime.clock
+    return runtime_of(request).clock
 
 
 async def get_signer(request: Request) -> CertificateSigner:
-    return request.app.state.runtime.signer
+    return runtime_of(request).signer
 
 
 def client_address(request: Request) -> str:
