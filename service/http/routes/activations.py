@@ -8,8 +8,8 @@ from service import activations, ledger
 from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, EngineDep, client_address, runtime_of
 from service.http.observability import ACTIVATIONS, event
-from service.http.openapi import json_response, problem_responses
-from service.http.schemas import ActivationIn, ActivationOut, LicenseOut, VoidIn, VoidOut
+from service.http.openapi import problem_responses
+from service.http.schemas import ActivationIn, ActivationOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
@@ -38,15 +38,8 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     if not result.replayed:
         event("activation", activation_id=result.id, installation=result.installation, licenses=len(result.key_ids),
               months_added=result.renewal.months_added, support_end=result.renewal.after.end)
-    renewal = result.renewal
-    return json_response(ActivationOut(
-        activation_id=result.id, installation=result.installation, activated_on=result.activated_on,
-        support_end_before=renewal.before.end, support_end_after=renewal.after.end,
-        months_added=renewal.months_added,
-        licenses=[LicenseOut(key_id=key_id, from_=p.start, to=p.end, bonus_months=p.bonus_months)
-                  for key_id, p in zip(result.key_ids, renewal.periods, strict=True)],
-        certificate=result.certificate,
-    ), status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
+    return Response(ActivationOut.json_of(result), status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
+                    media_type="application/json")
 
 
 @router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)",
