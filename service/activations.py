@@ -16,7 +16,7 @@ from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, Update, bindparam, case, insert, select, update
+from sqlalchemy import BindParameter, Select, Update, bindparam, case, insert, select, update
 
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
@@ -46,13 +46,20 @@ def digests(raw_keys: list[str], secret: bytes) -> list[bytes]:
     return [keyformat.digest(key, secret) for key in canonical]
 
 
-# The statements of the hot path, built once: each call only binds its values.
+# The statements of the hot path, built once: each call only binds its values. Those that name the
+# request's keys are built once per number of keys, each key a parameter `digest_<i>`.
+def _digest_binds(count: int) -> list[BindParameter]:
+    return [bindparam(f"digest_{i}") for i in range(count)]
+
+
+def _digest_values(key_digests: list[bytes]) -> dict[str, bytes]:
+    return {f"digest_{i}": digest for i, digest in enumerate(key_digests)}
+
+
 @lru_cache(maxsize=MAX_KEYS)
 def _keys_by_digest(count: int) -> Select:
-    """One statement per number of keys, so that each is compiled once."""
-    digests = [bindparam(f"digest_{i}") for i in range(count)]
     return select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id).where(
-        LicenseKey.digest.in_(digests))
+        LicenseKey.digest.in_(_digest_binds(count)))
 
 
 _RECORD = insert(Activation).values(id=bindparam("activation")).values({column: bindparam(column) for column in (
@@ -68,7 +75,7 @@ _EXTEND = (
 @lru_cache(maxsize=MAX_KEYS)
 def _take_keys(count: int) -> Update:
     """Take the keys that are still issued, each at its position in the request; the keys taken."""
-    digests = [bindparam(f"digest_{i}") for i in range(count)]
+    digests = _digest_binds(count)
     return (
         update(LicenseKey)
         .where(LicenseKey.digest.in_(digests), LicenseKey.status == "issued")
@@ -136,8 +143,7 @@ async def _activate_checked(driver: Driver, code: str, key_digests: list[bytes],
     """Every key read first, so that each refusal says what is wrong, and a replay answers as the first time."""
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
-        keys = await session.all(_keys_by_digest(len(key_digests)),
-                                 {f"digest_{i}": digest for i, digest in enumerate(key_digests)})
+        keys = await session.all(_keys_by_digest(len(key_digests)), _digest_values(key_digests))
         if len(keys) != len(key_digests):
             raise KeyNotFound("At least one key is unknown")
         by_digest = {key["digest"]: key for key in keys}
@@ -199,7 +205,7 @@ async def _write(session: Session, installation: installations.InstallationRecor
 async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
     """Write an activation: its ledger row, its keys taken (each only while still issued) and the
     installation extended. The keys taken."""
-    params = {**params, **{f"digest_{i}": digest for i, digest in enumerate(key_digests)}}
+    params = {**params, **_digest_values(key_digests)}
     if session.writable_ctes:
         return await session.all(_record_in_one_statement(len(key_digests)), params)
     await session.execute(_RECORD, params)
