@@ -6,9 +6,11 @@ import hashlib
 import json
 from datetime import date, datetime
 
+import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jose import jwk, jwt
+from jose import jwk
+from jose.utils import base64url_encode
 
 ALGORITHM = "ES256"
 
@@ -32,11 +34,15 @@ class CertificateSigner:
         self.kid = _thumbprint(public)
         self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
         self.issuer = issuer
+        # Every certificate has the same header: encoded once, not per certificate (a third of `jwt.encode`).
+        self._header = base64url_encode(orjson.dumps({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT"}))
 
     def certificate(self, code: str, support_end: date, as_of: date, issued_at: datetime) -> str:
+        """A compact JWS (RFC 7515), signed by python-jose's key as `jwt.encode` would sign it."""
         claims = {"iss": self.issuer, "sub": code, "support_end": support_end.isoformat(),
                   "as_of": as_of.isoformat(), "iat": int(issued_at.timestamp())}
-        return jwt.encode(claims, self._private, algorithm=ALGORITHM, headers={"kid": self.kid})
+        signing_input = self._header + b"." + base64url_encode(orjson.dumps(claims))
+        return (signing_input + b"." + base64url_encode(self._private.sign(signing_input))).decode()
 
     def jwks(self) -> dict:
         return {"keys": [self.public_jwk]}
