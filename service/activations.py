@@ -1,12 +1,15 @@
 """Activating keys on an installation: atomic, replay-safe, serialized per installation.
 
-The installation's row is locked (`FOR UPDATE`) for the whole transaction, and each key is taken
-by a conditional update that only one transaction can win, so the guarantees hold across service
-processes. Nothing is written unless every key is good and R6 is met.
+The installation's row is locked (`FOR UPDATE`) before it is extended, and each key is taken by a
+conditional update that only one writer can win, so the guarantees hold across service processes.
+Nothing is written unless every key is good and R6 is met.
 
-The common case (fresh keys that bring support current) is tried first and written without reading
-the keys: if any key is not taken, or R6 refuses, that attempt is rolled back and the request is
-decided again by reading every key first (unknown, revoked, used, a replay), in a new transaction.
+The common case (fresh keys that bring support current) is tried first: the installation is read
+without a lock and the whole activation written in one statement that stands alone, which writes
+nothing unless the installation is still as read and every key is taken. Otherwise (a key not
+fresh, R6 refusing, or another activation of the installation in between) the request is decided
+again in a transaction that locks the installation and reads every key first (unknown, revoked,
+used, a replay).
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,11 +19,11 @@ from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BindParameter, Select, Update, bindparam, case, insert, select, update
+from sqlalchemy import BindParameter, Select, Update, bindparam, case, exists, func, insert, select, update
 
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
-from service.driver import Driver, Session
+from service.driver import Driver, Refused, Session
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import Activation, Installation, LicenseKey
 
@@ -62,9 +65,10 @@ def _keys_by_digest(count: int) -> Select:
         LicenseKey.digest.in_(_digest_binds(count)))
 
 
-_RECORD = insert(Activation).values(id=bindparam("activation")).values({column: bindparam(column) for column in (
-    "installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
-    "support_end_before", "support_end_after", "requested_by", "certificate")})
+_LEDGER_COLUMNS = ("installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
+                   "support_end_before", "support_end_after", "requested_by", "certificate")
+_RECORD = insert(Activation).values(id=bindparam("activation")).values(
+    {column: bindparam(column) for column in _LEDGER_COLUMNS})
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
@@ -87,9 +91,31 @@ def _take_keys(count: int) -> Update:
 
 @lru_cache(maxsize=MAX_KEYS)
 def _record_in_one_statement(count: int) -> Select:
-    """The three writes of `_record` as one statement of data-modifying CTEs (PostgreSQL): one round trip."""
-    taken = _take_keys(count).cte("taken")
-    return select(taken.c.id, taken.c.digest).add_cte(_RECORD.cte("ledger"), _EXTEND.cte("extended"))
+    """The writes of `_record` as one statement of data-modifying CTEs (PostgreSQL), which stands alone,
+    without a transaction around it, in one round trip:
+
+    - `unchanged` locks the installation if it is still as it was read (not moved on by another activation
+      since; the lock is taken before any key's, in the same order as `_activate_checked` takes them);
+    - `taken` takes the keys that are still issued, if so;
+    - `extended` and `ledger` extend the installation and write the ledger row only if every key was taken.
+
+    Keys taken without their ledger row would break the keys' foreign key to it, which refuses the whole
+    statement: so it writes everything or nothing. The keys taken: all of them, or none."""
+    unchanged = (
+        select(Installation.id)
+        .where(Installation.id == bindparam("installation_id"), Installation.anchor == bindparam("anchor"),
+               Installation.months == bindparam("months_before"))
+        .with_for_update()
+        .cte("unchanged")
+    )
+    taken = _take_keys(count).where(exists(unchanged.select())).cte("taken")
+    every_key_taken = select(func.count()).select_from(taken).scalar_subquery() == bindparam("licenses")
+    extended = _EXTEND.where(exists(unchanged.select()), every_key_taken).returning(Installation.id).cte("extended")
+    columns = Activation.__table__.c
+    ledger_row = select(bindparam("activation", type_=columns.id.type),
+                        *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS))
+    ledger = insert(Activation).from_select(["id", *_LEDGER_COLUMNS], ledger_row.where(exists(extended.select())))
+    return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger"))
 
 
 _ACTIVATION = select(Activation.id, Activation.installation_id, Activation.activated_on, Activation.licenses,
@@ -124,10 +150,11 @@ async def activate(
 
 
 async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date, write: _Write) -> ActivationResult:
-    """The common case, without reading the keys: every key still issued, and support brought current (R6).
-    Anything else raises `_Undecided`, which rolls the attempt back."""
-    async with driver.transaction() as session:
-        installation = await installations.find(session, code, for_update=True)
+    """The common case, without reading the keys or locking first: every key still issued, and support brought
+    current (R6). The installation is read, and written only if still as read (`_record_in_one_statement`).
+    Anything else raises `_Undecided`, with nothing written."""
+    async with driver.single_write() as session:
+        installation = await installations.find(session, code)
         try:
             renewal = rules.activate(installation.support, licenses, today)
         except LicensesInsufficient:
@@ -183,6 +210,7 @@ async def _write(session: Session, installation: installations.InstallationRecor
     taken = await _record(session, key_digests, {
         "activation": activation_id,
         "installation_id": installation.id,
+        "anchor": installation.support.anchor,
         "activated_on": today,
         "licenses": len(key_digests),
         "months_before": renewal.before.months,
@@ -204,10 +232,13 @@ async def _write(session: Session, installation: installations.InstallationRecor
 
 async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
     """Write an activation: its ledger row, its keys taken (each only while still issued) and the
-    installation extended. The keys taken."""
+    installation extended. The keys taken; fewer than asked when the writes are to be rolled back."""
     params = {**params, **_digest_values(key_digests)}
     if session.writable_ctes:
-        return await session.all(_record_in_one_statement(len(key_digests)), params)
+        try:
+            return await session.all(_record_in_one_statement(len(key_digests)), params)
+        except Refused:
+            return []
     await session.execute(_RECORD, params)
     taken = await session.all(_take_keys(len(key_digests)), params)
     await session.execute(_EXTEND, params)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import Executable
+from sqlalchemy import CursorResult, Executable
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.db import reading, transaction, transient
@@ -24,6 +25,10 @@ from service.errors import Unavailable
 
 Params = Mapping[str, Any]
 POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `Unavailable`
+
+
+class Refused(Exception):
+    """A constraint of the schema refused a statement: nothing it would have written is."""
 
 
 class Session(Protocol):
@@ -45,6 +50,11 @@ class Driver(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Session]:
         """A session in a transaction: committed on success, rolled back on any error."""
 
+    def single_write(self) -> AbstractAsyncContextManager[Session]:
+        """A session for reads and then one write that commits whole or not at all: outside a transaction
+        where that write is one statement (writable CTEs), so that it costs no BEGIN and COMMIT round trips;
+        in a transaction where it takes several."""
+
     async def close(self) -> None: ...
 
 
@@ -65,14 +75,20 @@ class EngineSession:
         self.writable_ctes = connection.dialect.name == "postgresql"
 
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
-        row = (await self._connection.execute(statement, params)).first()
+        row = (await self._run(statement, params)).first()
         return None if row is None else row._mapping
 
     async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
-        return (await self._connection.execute(statement, params)).mappings().all()
+        return (await self._run(statement, params)).mappings().all()
 
     async def execute(self, statement: Executable, params: Params) -> int:
-        return (await self._connection.execute(statement, params)).rowcount
+        return (await self._run(statement, params)).rowcount
+
+    async def _run(self, statement: Executable, params: Params) -> CursorResult:
+        try:
+            return await self._connection.execute(statement, params)
+        except IntegrityError as exc:
+            raise Refused() from exc
 
 
 class EngineDriver:
@@ -88,6 +104,9 @@ class EngineDriver:
     async def transaction(self) -> AsyncIterator[Session]:
         async with transaction(self._engine) as connection:
             yield EngineSession(connection)
+
+    def single_write(self) -> AbstractAsyncContextManager[Session]:
+        return self.transaction()
 
     async def close(self) -> None:
         """The engine belongs to whoever made it."""
@@ -137,15 +156,24 @@ class _AsyncpgSession:
 
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
         compiled = self._compile(statement)
-        return await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
+        try:
+            return await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Refused() from exc
 
     async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
         compiled = self._compile(statement)
-        return await self._connection.fetch(compiled.sql, *compiled.arguments(params))
+        try:
+            return await self._connection.fetch(compiled.sql, *compiled.arguments(params))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Refused() from exc
 
     async def execute(self, statement: Executable, params: Params) -> int:
         compiled = self._compile(statement)
-        status = await self._connection.execute(compiled.sql, *compiled.arguments(params))
+        try:
+            status = await self._connection.execute(compiled.sql, *compiled.arguments(params))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Refused() from exc
         return int(status.rpartition(" ")[2])  # "UPDATE 1"
 
 
@@ -212,6 +240,9 @@ class AsyncpgDriver:
 
     def transaction(self) -> AbstractAsyncContextManager[Session]:
         return self._session(in_transaction=True)
+
+    def single_write(self) -> AbstractAsyncContextManager[Session]:
+        return self._session(in_transaction=False)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -6,14 +6,16 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date
 
 import httpx
 import pytest
 
-from service import ledger
+from service import activations, installations, ledger, rules
+from service.certificates import CertificateSigner, generate_private_key
 from service.db import create_engine
+from service.driver import create_driver
 from tests.api import Api
 from tests.conftest import empty_tables, make_settings
 from tests.servers import running_server
@@ -79,6 +81,50 @@ async def test_a_replay_racing_its_original_returns_the_same_body(pg: Api) -> No
     assert len({r.text for r in responses}) == 1
     history = (await pg.get("/v1/installations/ACME", headers=pg.admin)).json()["activations"]
     assert len(history) == 1
+
+
+async def _write_after(pg: Api, code: str, keys: list[str], in_between: Callable[[], Awaitable[object]]):
+    """The common case's write (`activations._activate_fresh`), from a read of the installation made before
+    `in_between`: what happens when another request is served between the two."""
+    driver = create_driver(pg.engine)
+    try:
+        async with driver.single_write() as session:
+            installation = await installations.find(session, code)
+            await in_between()
+            renewal = rules.activate(installation.support, len(keys), pg.clock.today())
+            return await activations._write(
+                session, installation, renewal, code=code,
+                key_digests=activations.digests(keys, pg.settings.key_hash_secret.encode()),
+                today=pg.clock.today(), now=pg.clock.now(), requested_by=None,
+                signer=CertificateSigner(generate_private_key(), "test"))
+    finally:
+        await driver.close()
+
+
+async def test_a_write_from_a_read_another_activation_overtook_writes_nothing(pg: Api) -> None:
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    first, second = await pg.keys(2)
+
+    written = await _write_after(pg, "ACME", [second], in_between=lambda: pg.activate("ACME", [first]))
+
+    assert written is None
+    assert sorted((await pg.key_statuses()).values()) == ["issued", "used"]
+    assert (await pg.support("ACME"))["months_granted"] == 12 + 14
+    assert (await pg.activate("ACME", [second])).status_code == 201
+
+
+async def test_a_write_that_cannot_take_every_key_takes_none(pg: Api) -> None:
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    await pg.installation("OTHER", purchased_on="2026-11-01")
+    mine, contested = await pg.keys(2)
+
+    written = await _write_after(pg, "ACME", [mine, contested], in_between=lambda: pg.activate("OTHER", [contested]))
+
+    assert written is None
+    assert sorted((await pg.key_statuses()).values()) == ["issued", "used"]
+    assert (await pg.support("ACME"))["months_granted"] == 12
+    history = (await pg.get("/v1/installations/ACME", headers=pg.admin)).json()["activations"]
+    assert history == []
 
 
 @pytest.fixture
