@@ -8,6 +8,7 @@ import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 
 from service.errors import LicensesInsufficient, PurchaseInFuture
 
@@ -29,8 +30,9 @@ class Support:
     anchor: date
     months: int
 
-    @property
+    @cached_property
     def end(self) -> date:
+        """Computed once per value: a support-state answer asks for it four times."""
         return add_months(self.anchor, self.months)
 
     def is_active(self, on: date) -> bool:

@@ -4,8 +4,8 @@ middleware, so that the hot paths pay for one clock read and a few counter updat
 import logging
 import os
 import re
+import secrets
 import time
-import uuid
 
 import orjson
 from fastapi import APIRouter, Response
@@ -55,7 +55,7 @@ class Observability:
         started = time.perf_counter()
         request_id = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
         if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex.encode()
+            request_id = secrets.token_hex(16).encode()
         status = 500
 
         async def send_with_id(message: Message) -> None:
