@@ -38,8 +38,11 @@ def _serve(args: argparse.Namespace) -> None:
     logging = copy.deepcopy(LOGGING)
     if args.no_access_log:
         logging["loggers"]["service.access"]["level"] = "WARNING"
+    # proxy_headers=False: whose X-Forwarded-For to believe is TRUSTED_PROXIES' to say (`deps.client_address`);
+    # uvicorn's own handling would believe it from any peer on 127.0.0.1, before the service sees the peer.
     uvicorn.run("service.http.app:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, workers=args.workers, access_log=False, log_config=logging)
+                port=args.port or settings.port, workers=args.workers, access_log=False, log_config=logging,
+                proxy_headers=False)
 
 
 def _migrate(args: argparse.Namespace) -> None:

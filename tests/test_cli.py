@@ -30,6 +30,17 @@ def test_serve_migrates_the_embedded_database_and_serves_the_docs(tmp_path: Path
     assert support.json()["code"] == "installation_not_found"
 
 
+def test_serve_believes_x_forwarded_for_only_from_trusted_proxies(tmp_path: Path) -> None:
+    """No proxy is trusted by default: a local caller naming other addresses is still one caller, and its
+    failed activations count against it."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'timex.db'}", "ACTIVATION_FAILURE_LIMIT": "2"}
+    with running_server(env, cwd=tmp_path) as url:
+        statuses = [httpx.post(f"{url}/v1/activations", json={"installation": f"INST-{n}", "keys": ["not a key"]},
+                               headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(3)]
+
+    assert statuses == [422, 422, 429]
+
+
 def test_production_refuses_to_start_with_a_default_secret() -> None:
     from service.certificates import generate_private_key
     from service.http.app import create_app
