@@ -164,8 +164,7 @@ _SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bo
 
 
 async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
-    async with driver.reading() as session:
-        row = await session.first(_SUPPORT_READ, {"code": code})
+    row = await driver.first(_SUPPORT_READ, {"code": code})
     if row is None:
         raise InstallationNotFound(f"No installation has the code {code!r}")
     return row

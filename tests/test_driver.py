@@ -6,7 +6,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import bindparam, select, update
 
+from service import driver as driver_module
+from service.db import create_engine
 from service.driver import create_driver
+from service.errors import Unavailable
 from service.models import Installation
 from tests.api import Api
 
@@ -78,3 +81,19 @@ async def test_several_writes_share_a_round_trip_only_where_the_database_can(api
         writable_ctes = session.writable_ctes
 
     assert writable_ctes == api.engine.dialect.name.startswith("postgresql")
+
+
+@pytest.mark.postgres
+async def test_waiting_too_long_for_a_connection_is_unavailable(postgres_url: str, monkeypatch) -> None:
+    """Every connection of the pool busy: a read waits, up to its limit, then answers `Unavailable`."""
+    monkeypatch.setattr(driver_module, "POOL_TIMEOUT_SECONDS", 0.2)
+    engine = create_engine(postgres_url)
+    one_connection = create_driver(engine, pool_size=1)
+    try:
+        async with one_connection.reading():
+            with pytest.raises(Unavailable):
+                await one_connection.first(_SUPPORT, {"code": "ACME"})
+        assert await one_connection.first(_SUPPORT, {"code": "ACME"}) is None
+    finally:
+        await one_connection.close()
+        await engine.dispose()
