@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import CursorResult, Executable
+from sqlalchemy import Executable
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.db import reading, transaction, transient
@@ -28,7 +27,7 @@ POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `U
 
 
 class Refused(Exception):
-    """A constraint of the schema refused a statement: nothing it would have written is."""
+    """A foreign key refused a statement: nothing it would have written is."""
 
 
 class Session(Protocol):
@@ -37,7 +36,8 @@ class Session(Protocol):
 
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None: ...
 
-    async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]: ...
+    async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
+        """Every row; `Refused` when a foreign key refuses a statement of data-modifying CTEs."""
 
     async def execute(self, statement: Executable, params: Params) -> int:
         """Run a statement; the number of rows it changed."""
@@ -73,25 +73,21 @@ def create_driver(engine: AsyncEngine, pool_size: int = 20) -> Driver:
 class EngineSession:
     """The session over an SQLAlchemy connection: how code outside the hot paths shares their helpers."""
 
+    # A write per statement, even on PostgreSQL: `EngineDriver.single_write` is a transaction anyway.
+    writable_ctes = False
+
     def __init__(self, connection: AsyncConnection):
         self._connection = connection
-        self.writable_ctes = connection.dialect.name == "postgresql"
 
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
-        row = (await self._run(statement, params)).first()
+        row = (await self._connection.execute(statement, params)).first()
         return None if row is None else row._mapping
 
     async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
-        return (await self._run(statement, params)).mappings().all()
+        return (await self._connection.execute(statement, params)).mappings().all()
 
     async def execute(self, statement: Executable, params: Params) -> int:
-        return (await self._run(statement, params)).rowcount
-
-    async def _run(self, statement: Executable, params: Params) -> CursorResult:
-        try:
-            return await self._connection.execute(statement, params)
-        except IntegrityError as exc:
-            raise Refused() from exc
+        return (await self._connection.execute(statement, params)).rowcount
 
 
 class EngineDriver:
@@ -163,24 +159,18 @@ class _AsyncpgSession:
 
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
         compiled = self._compile(statement)
-        try:
-            return await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise Refused() from exc
+        return await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
 
     async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
         compiled = self._compile(statement)
         try:
             return await self._connection.fetch(compiled.sql, *compiled.arguments(params))
-        except asyncpg.IntegrityConstraintViolationError as exc:
+        except asyncpg.ForeignKeyViolationError as exc:
             raise Refused() from exc
 
     async def execute(self, statement: Executable, params: Params) -> int:
         compiled = self._compile(statement)
-        try:
-            status = await self._connection.execute(compiled.sql, *compiled.arguments(params))
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise Refused() from exc
+        status = await self._connection.execute(compiled.sql, *compiled.arguments(params))
         return int(status.rpartition(" ")[2])  # "UPDATE 1"
 
 
