@@ -197,14 +197,14 @@ async def _activate_checked(driver: Driver, code: str, key_digests: list[bytes],
 
 
 class _Undecided(Exception):
-    """The common case did not apply: roll its attempt back and decide with every key read."""
+    """The common case did not apply (its attempt wrote nothing, or is rolled back): decide with every key read."""
 
 
 async def _write(session: Session, installation: installations.InstallationRecord, renewal: rules.Renewal, *,
                  code: str, key_digests: list[bytes], today: date, now: datetime, signer: CertificateSigner,
                  requested_by: str | None) -> ActivationResult | None:
-    """Write the activation, taking each key only while it is still issued; None, with the writes to be
-    rolled back, when a key could not be taken."""
+    """Write the activation, taking each key only while it is still issued; None when a key could not be
+    taken, with nothing written (see `_record`)."""
     certificate = signer.certificate(code, renewal.after.end, today, now)
     activation_id = uuid4()
     taken = await _record(session, key_digests, {
@@ -232,7 +232,8 @@ async def _write(session: Session, installation: installations.InstallationRecor
 
 async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
     """Write an activation: its ledger row, its keys taken (each only while still issued) and the
-    installation extended. The keys taken; fewer than asked when the writes are to be rolled back."""
+    installation extended. The keys taken; fewer than asked when nothing is to be written: the one
+    statement has then written nothing, and the three statements are rolled back with their transaction."""
     params = {**params, **_digest_values(key_digests)}
     if session.writable_ctes:
         try:

@@ -188,7 +188,7 @@ class AsyncpgDriver:
         self._dsn = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._checked_out = 0  # connections of the pool in use: the pool is this driver's alone
+        self._checked_out = 0  # connections of the pool asked for and not yet back: the pool is this driver's alone
         self._compiled: dict[Executable, _Compiled] = {}
 
     def _compile(self, statement: Executable) -> _Compiled:
@@ -211,19 +211,26 @@ class AsyncpgDriver:
 
     async def _acquire(self) -> tuple[asyncpg.Pool, asyncpg.Connection]:
         pool = await self._connected_pool()
-        if self._checked_out < self._pool_size:
-            # One is free, so acquiring does not wait: no timer to set and cancel (~10 µs of a read).
-            connection = await pool.acquire()
-        else:
-            # Not `acquire(timeout=)`: asyncpg runs that through `wait_for`, a task per request.
-            async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
-                connection = await pool.acquire()
+        # Counted from the moment it is asked for, so that requests arriving while one connects are counted.
         self._checked_out += 1
+        try:
+            if self._checked_out <= self._pool_size:
+                # One is free, so acquiring does not wait: no timer to set and cancel (~10 µs of a read).
+                connection = await pool.acquire()
+            else:
+                # Not `acquire(timeout=)`: asyncpg runs that through `wait_for`, a task per request.
+                async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
+                    connection = await pool.acquire()
+        except BaseException:
+            self._checked_out -= 1
+            raise
         return pool, connection
 
     async def _release(self, pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
-        self._checked_out -= 1
-        await pool.release(connection)
+        try:
+            await pool.release(connection)
+        finally:
+            self._checked_out -= 1
 
     async def _unavailable_if_transient(self, exc: Exception) -> None:
         if transient(exc):
