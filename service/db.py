@@ -77,17 +77,14 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 async def _reachable(engine: AsyncEngine) -> AsyncIterator[None]:
     try:
         yield
-    except DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError) or transient(exc):
-            await engine.dispose(close=False)  # the server restarted: every pooled connection is dead too
-            raise Unavailable() from exc
-        raise
     except (OSError, TimeoutError, PoolTimeout) as exc:
         raise Unavailable() from exc
-    except Exception as exc:  # from the driver itself, where a service function used it directly (COPY)
-        if not transient(exc):
+    except Exception as exc:  # SQLAlchemy's wrapper, or the driver's own error where a service function used it (COPY)
+        lost = isinstance(exc, DBAPIError) and (exc.connection_invalidated
+                                                or isinstance(exc, OperationalError | InterfaceError))
+        if not (lost or transient(exc)):
             raise
-        await engine.dispose(close=False)
+        await engine.dispose(close=False)  # the server restarted: every pooled connection is dead too
         raise Unavailable() from exc
 
 
