@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import errors
+from service.http.deps import runtime_of
 from service.http.schemas import QuoteOut
 
 log = logging.getLogger("service.http")
@@ -59,7 +60,7 @@ def _headers(exc: errors.DomainError) -> dict[str, str] | None:
 async def domain_error(request: Request, exc: errors.DomainError) -> JSONResponse:
     extra = {}
     if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
-        currency = request.app.state.runtime.settings.currency
+        currency = runtime_of(request).settings.currency
         extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
     if isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
