@@ -26,8 +26,13 @@ from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import Activation, Installation, LicenseKey
+from service.ratelimit import Limiter, client_key
 
 MAX_KEYS = 50
+
+COUNTED_FAILURES = (KeyNotFound, KeyAlreadyUsed, KeyRevoked)
+"""The refusals that tell a guesser something about keys: limited per client. A malformed or repeated key
+is refused offline, before the limiter, and an unknown installation or too few licenses say nothing of keys."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,10 @@ _Write = Callable[[Session, installations.InstallationRecord, rules.Renewal], Aw
 
 
 async def activate(
+    *,
     driver: Driver,
+    limiter: Limiter,
+    client: str,
     code: str,
     raw_keys: list[str],
     today: date,
@@ -138,15 +146,16 @@ async def activate(
     secret: bytes,
     unit_price_minor: int,
     signer: CertificateSigner,
-    requested_by: str | None = None,
 ) -> ActivationResult:
+    """Activate `raw_keys` on installation `code` for `client` (an address, also the ledger's `requested_by`)."""
     key_digests = digests(raw_keys, secret)
     write = partial(_write, code=code, key_digests=key_digests, today=today, now=now, signer=signer,
-                    requested_by=requested_by)
-    try:
-        return await _activate_fresh(driver, code, len(key_digests), today, write)
-    except _Undecided:
-        return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write)
+                    requested_by=client)
+    async with limiter.attempt(names=[f"client:{client_key(client)}"], failures=COUNTED_FAILURES):
+        try:
+            return await _activate_fresh(driver, code, len(key_digests), today, write)
+        except _Undecided:
+            return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write)
 
 
 async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date, write: _Write) -> ActivationResult:

@@ -1,5 +1,6 @@
 """Who is calling: access tokens (JWT, HS256 only) and the client secrets resellers log in with."""
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -10,7 +11,7 @@ from uuid import UUID
 
 from jose import JWTError, jwt
 
-from service.errors import Forbidden, Unauthenticated
+from service.errors import Forbidden, Unauthenticated, Unavailable
 from service.settings import Settings
 
 ALGORITHMS = ["HS256"]  # the allow-list: a token naming any other algorithm is refused
@@ -100,3 +101,24 @@ def verify_secret(secret: str, stored: str) -> bool:
     _scheme, salt, expected = stored.split("$")
     digest = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
     return hmac.compare_digest(digest.hex(), expected)
+
+
+class SecretChecks:
+    """Client-secret checks, each ~60 ms of a core and 16 MiB (scrypt): at most `concurrency` at once in this
+    process, in a worker thread, and at most `queue` more waiting. A flood of logins, whoever sends it, then
+    cannot take the cores that activations and support reads run on; past the queue it is answered at once."""
+
+    def __init__(self, *, concurrency: int, queue: int):
+        self._slots = asyncio.Semaphore(concurrency)
+        self._admitted = 0
+        self._most = concurrency + queue
+
+    async def verify(self, secret: str, stored: str) -> bool:
+        if self._admitted >= self._most:
+            raise Unavailable("Too many logins at once; try again shortly")
+        self._admitted += 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(verify_secret, secret, stored)
+        finally:
+            self._admitted -= 1

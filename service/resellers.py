@@ -9,10 +9,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.auth import hash_secret, verify_secret
+from service.auth import SecretChecks, hash_secret
 from service.db import transaction
 from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
+from service.ratelimit import Limiter, client_key
 
 # Checked against when the client id is unknown, so that a miss costs as much time as a hit.
 _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
@@ -42,16 +43,20 @@ async def register(engine: AsyncEngine, name: str) -> NewReseller:
     return NewReseller(reseller_id, name, client_id, client_secret)
 
 
-async def authenticate(engine: AsyncEngine, client_id: str, client_secret: str) -> UUID:
-    """The reseller's id when the credentials are right; `Unauthenticated` otherwise."""
-    async with transaction(engine) as conn:
-        row = (await conn.execute(
-            select(Reseller.id, Reseller.secret_hash).where(Reseller.client_id == client_id)
-        )).first()
-    stored = row.secret_hash if row else _DUMMY_HASH
-    if not await asyncio.to_thread(verify_secret, client_secret, stored) or row is None:
-        raise Unauthenticated("Unknown client or wrong secret")
-    return row.id
+async def authenticate(*, engine: AsyncEngine, limiter: Limiter, checks: SecretChecks, client: str, client_id: str,
+                       client_secret: str) -> UUID:
+    """The reseller's id when the credentials are right; `Unauthenticated` otherwise. Failures are limited per
+    client address and per client id, before any secret is hashed."""
+    async with limiter.attempt(names=[f"client:{client_key(client)}", f"id:{client_id}"],
+                               failures=(Unauthenticated,)):
+        async with transaction(engine) as conn:
+            row = (await conn.execute(
+                select(Reseller.id, Reseller.secret_hash).where(Reseller.client_id == client_id)
+            )).first()
+        stored = row.secret_hash if row else _DUMMY_HASH
+        if not await checks.verify(client_secret, stored) or row is None:
+            raise Unauthenticated("Unknown client or wrong secret")
+        return row.id
 
 
 async def require(conn: AsyncConnection, reseller_id: UUID | None) -> None:

@@ -29,11 +29,19 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(15, gt=0)
     key_hash_secret: str = DEV_SECRET
     certificate_private_key: str | None = None
+    allow_sqlite_in_production: bool = False
     redis_url: str | None = None
+    redis_timeout_ms: int = Field(50, gt=0)
     activation_failure_limit: int = Field(10, gt=0)
     activation_failure_window_seconds: int = Field(900, gt=0)
+    token_failure_limit: int = Field(10, gt=0)
+    token_failure_window_seconds: int = Field(900, gt=0)
+    secret_check_concurrency: int = Field(1, gt=0)
+    secret_check_queue: int = Field(16, ge=0)
     rate_limit_prefix: str = "timex"
     trusted_proxies: list[str] = []
+    metrics_token: str | None = None
+    metrics_networks: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -45,12 +53,22 @@ class Settings(BaseSettings):
         return [name for name, insecure in defaults.items() if insecure]
 
     def check_production(self) -> None:
-        if self.environment == "production" and (insecure := self.insecure_settings()):
+        if self.environment != "production":
+            return
+        if insecure := self.insecure_settings():
             raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
+        if self.is_sqlite and not self.allow_sqlite_in_production:
+            # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
+            raise RuntimeError("refusing to start in production on the embedded SQLite database: set DATABASE_URL "
+                               "(or ALLOW_SQLITE_IN_PRODUCTION=true for a single-process deployment)")
 
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(proxy, strict=False) for proxy in self.trusted_proxies]
+
+    @property
+    def metrics_allowed_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [ip_network(network, strict=False) for network in self.metrics_networks]
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,11 +1,17 @@
-"""Guessing keys is hopeless: failed activations are counted per client address and per
-installation, in Redis when configured (shared by every process) and in memory otherwise."""
+"""Guessing keys or secrets is hopeless, and no stranger can lock a customer out: failed activations
+and failed logins are limited per client address (IPv6: per /64 network), counted before any work,
+in Redis when configured (shared by every process) and in memory otherwise or while Redis is away."""
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import date
 
+import anyio
+import httpx
 import pytest
 
 from service import keyformat
@@ -19,21 +25,33 @@ LIMIT = 3
 PROXY = "10.0.0.5"
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def limited(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[Api]:
+def _redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("TEST_REDIS_URL is not set")
+    return url
+
+
+@asynccontextmanager
+async def _limited_api(database_url: str, client_address: str = PROXY, **overrides: object) -> AsyncIterator[Api]:
     """An API that blocks after three failures, behind a trusted proxy at 10.0.0.5."""
-    redis_url = None
-    if request.param == "redis":
-        redis_url = os.environ.get("TEST_REDIS_URL")
-        if not redis_url:
-            pytest.skip("TEST_REDIS_URL is not set")
-    settings = make_settings(sqlite_url, redis_url=redis_url, activation_failure_limit=LIMIT,
-                             rate_limit_prefix=f"test-{uuid.uuid4().hex}", trusted_proxies=["10.0.0.0/24"])
+    settings = make_settings(database_url, **{
+        "activation_failure_limit": LIMIT, "token_failure_limit": LIMIT, "trusted_proxies": ["10.0.0.0/24"],
+        "rate_limit_prefix": f"test-{uuid.uuid4().hex}", **overrides})
     engine = create_engine(settings.database_url)
-    async with Api.started(settings, engine, today=date(2026, 11, 24), client_address=PROXY) as api:
-        yield api
+    try:
+        async with Api.started(settings, engine, today=date(2026, 11, 24), client_address=client_address) as api:
+            yield api
+    finally:
         await empty_tables(engine)
-    await engine.dispose()
+        await engine.dispose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limited(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[Api]:
+    redis_url = _redis_url() if request.param == "redis" else None
+    async with _limited_api(database_url, redis_url=redis_url) as api:
+        yield api
 
 
 def _from(address: str) -> dict:
@@ -41,9 +59,13 @@ def _from(address: str) -> dict:
 
 
 async def _fail(api: Api, code: str, times: int, **kwargs) -> None:
+    """Activations with well-formed keys that do not exist: each costs a database lookup, and counts."""
     for _ in range(times):
         response = await api.activate(code, [keyformat.generate()], **kwargs)
-        assert response.status_code == 404
+        assert (response.status_code, response.json()["code"]) == (404, "key_not_found")
+
+
+# --- activations
 
 
 async def test_a_client_that_keeps_failing_is_refused_with_retry_after(limited: Api) -> None:
@@ -51,7 +73,7 @@ async def test_a_client_that_keeps_failing_is_refused_with_retry_after(limited: 
     [good] = await limited.keys(1)
     await _fail(limited, "ACME", LIMIT, **_from("203.0.113.7"))
 
-    response = await limited.activate("OTHER", [good], **_from("203.0.113.7"))
+    response = await limited.activate("ACME", [good], **_from("203.0.113.7"))
 
     assert response.status_code == 429
     assert response.json()["code"] == "rate_limited"
@@ -59,14 +81,42 @@ async def test_a_client_that_keeps_failing_is_refused_with_retry_after(limited: 
     assert list((await limited.key_statuses()).values()) == ["issued"]
 
 
-async def test_an_installation_under_attack_from_many_addresses_is_protected(limited: Api) -> None:
+async def test_strangers_failing_on_an_installation_never_block_its_customer(limited: Api) -> None:
+    """Junk and guessed keys naming CUST-0042, from other addresses, even before it exists."""
+    for n in range(LIMIT * 3):
+        await limited.activate("CUST-0042", ["x"], **_from(f"198.51.100.{n}"))
+        await limited.activate("CUST-0042", [keyformat.generate()], **_from(f"198.51.100.{n}"))
+    await limited.installation("CUST-0042")
+    for n in range(LIMIT * 3):
+        await limited.activate("CUST-0042", [keyformat.generate()], **_from(f"198.51.100.{n}"))
+    [good] = await limited.keys(1)
+
+    response = await limited.activate("CUST-0042", [good], **_from("192.0.2.10"))
+
+    assert response.status_code == 201
+
+
+async def test_malformed_keys_are_refused_offline_and_not_counted(limited: Api) -> None:
     await limited.installation("ACME")
-    for n in range(LIMIT):
-        await _fail(limited, "ACME", 1, **_from(f"198.51.100.{n}"))
+    [good] = await limited.keys(1)
 
-    response = await limited.activate("ACME", [keyformat.generate()], **_from("198.51.100.99"))
+    typos = [(await limited.activate("ACME", ["TXS-NOT-A-KEY"], **_from("203.0.113.7"))).status_code
+             for _ in range(LIMIT * 2)]
+    response = await limited.activate("ACME", [good], **_from("203.0.113.7"))
 
-    assert response.status_code == 429
+    assert typos == [422] * (LIMIT * 2)
+    assert response.status_code == 201
+
+
+async def test_concurrent_guesses_from_one_client_never_pass_the_limit(limited: Api) -> None:
+    await limited.installation("ACME")
+
+    responses = await asyncio.gather(*(limited.activate("ACME", [keyformat.generate()], **_from("203.0.113.7"))
+                                       for _ in range(300)))
+
+    outcomes = Counter(r.json()["code"] for r in responses)
+    assert outcomes["key_not_found"] <= LIMIT
+    assert outcomes["key_not_found"] + outcomes["rate_limited"] == 300
 
 
 async def test_other_clients_and_successful_activations_are_not_slowed(limited: Api) -> None:
@@ -80,17 +130,198 @@ async def test_other_clients_and_successful_activations_are_not_slowed(limited: 
     assert outcomes == [201] * len(keys)
 
 
-async def test_forwarded_for_is_ignored_from_an_untrusted_peer(sqlite_url: str) -> None:
-    settings = make_settings(sqlite_url, activation_failure_limit=LIMIT)  # no trusted proxies
-    engine = create_engine(settings.database_url)
-    async with Api.started(settings, engine, today=date(2026, 11, 24), client_address="192.0.2.50") as api:
-        for n in range(LIMIT + 1):
-            await api.installation(f"I{n}")
-        for n in range(LIMIT):  # a liar claiming a new address each time is still one client
-            await _fail(api, f"I{n}", 1, **_from(f"203.0.113.{n}"))
+async def test_an_ipv6_client_is_limited_by_its_64_network(limited: Api) -> None:
+    await limited.installation("ACME")
+    [good, other] = await limited.keys(2)
+    for n in range(LIMIT):  # one subscriber's /64 holds 2^64 addresses: changing address does not help
+        await _fail(limited, "ACME", 1, **_from(f"2001:db8:0:7::{n + 1}"))
 
-        response = await api.activate(f"I{LIMIT}", [keyformat.generate()], **_from("203.0.113.200"))
-        await empty_tables(engine)
-    await engine.dispose()
+    same_network = await limited.activate("ACME", [good], **_from("2001:db8:0:7:ffff::1"))
+    next_network = await limited.activate("ACME", [other], **_from("2001:db8:0:8::1"))
+
+    assert same_network.status_code == 429
+    assert next_network.status_code == 201
+
+
+async def test_one_address_however_it_is_written_is_one_client(limited: Api) -> None:
+    for n, spelling in enumerate(("203.0.113.7", "::ffff:203.0.113.7", "::FFFF:cb00:7107")[:LIMIT]):
+        await limited.installation(f"I{n}")
+        await _fail(limited, f"I{n}", 1, **_from(spelling))
+    await limited.installation("ACME")
+    [good] = await limited.keys(1)
+
+    response = await limited.activate("ACME", [good], **_from("203.0.113.7"))
 
     assert response.status_code == 429
+
+
+async def test_forwarded_for_on_several_header_lines_is_read_whole(limited: Api) -> None:
+    """A proxy that adds its own X-Forwarded-For line (HAProxy's `option forwardfor`): the client's own
+    line, on the left, names whoever it likes; the proxy's line, on the right, is the truth."""
+    def lines(forged: str) -> dict:
+        return {"headers": [("X-Forwarded-For", forged), ("X-Forwarded-For", "198.51.100.7")]}
+
+    for n in range(LIMIT):
+        await limited.installation(f"I{n}")
+        await _fail(limited, f"I{n}", 1, **lines(f"203.0.113.{n}"))
+    await limited.installation("ACME")
+    [good] = await limited.keys(1)
+    response = await limited.activate("ACME", [good], **lines("203.0.113.99"))
+
+    assert response.status_code == 429
+
+
+async def test_a_long_scoped_address_activates_like_any_other(limited: Api) -> None:
+    """The ledger records who asked; a zone id is not part of an address, and no address is a 500."""
+    await limited.installation("ACME")
+    [good] = await limited.keys(1)
+
+    response = await limited.activate("ACME", [good], **_from("fe80::1%" + "x" * 80))
+
+    assert response.status_code == 201
+
+
+async def test_forwarded_for_is_ignored_from_an_untrusted_peer(database_url: str) -> None:
+    async with _limited_api(database_url, client_address="192.0.2.50", trusted_proxies=[]) as api:
+        await api.installation("ACME")
+        [good] = await api.keys(1)
+        for n in range(LIMIT):  # a liar claiming a new address each time is still one client
+            await _fail(api, "ACME", 1, **_from(f"203.0.113.{n}"))
+
+        response = await api.activate("ACME", [good], **_from("203.0.113.200"))
+
+    assert response.status_code == 429
+
+
+# --- logins
+
+
+async def _token(api: Api, client_id: str, client_secret: str, address: str) -> httpx.Response:
+    return await api.client.post("/v1/auth/token", data={
+        "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+        **_from(address))
+
+
+async def test_a_client_that_keeps_failing_to_log_in_is_refused_before_any_hashing(limited: Api) -> None:
+    reseller = await limited.reseller()
+    for n in range(LIMIT):
+        wrong = await _token(limited, f"rs_unknown{n}", "guess", "203.0.113.7")
+        assert wrong.status_code == 401
+
+    refused = await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.7")
+    elsewhere = await _token(limited, reseller["client_id"], reseller["client_secret"], "192.0.2.1")
+
+    assert (refused.status_code, refused.json()["code"]) == (429, "rate_limited")
+    assert int(refused.headers["retry-after"]) > 0
+    assert elsewhere.status_code == 200
+
+
+async def test_guessing_one_client_secret_from_many_addresses_is_limited(limited: Api) -> None:
+    reseller = await limited.reseller()
+    for n in range(LIMIT):
+        assert (await _token(limited, reseller["client_id"], "guess", f"198.51.100.{n}")).status_code == 401
+
+    response = await _token(limited, reseller["client_id"], "guess", "198.51.100.99")
+
+    assert response.status_code == 429
+
+
+async def test_successful_logins_are_never_counted(limited: Api) -> None:
+    reseller = await limited.reseller()
+
+    statuses = [(await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.7")).status_code
+                for _ in range(LIMIT + 2)]
+
+    assert statuses == [200] * (LIMIT + 2)
+
+
+async def test_a_flood_of_logins_waits_its_turn_or_is_turned_away_at_once(database_url: str) -> None:
+    """One secret check at a time and none waiting: the others are `503` with `Retry-After`, not queued."""
+    async with _limited_api(database_url, secret_check_concurrency=1, secret_check_queue=0,
+                            token_failure_limit=100) as api:
+        reseller = await api.reseller()
+
+        responses = await asyncio.gather(*(_token(api, reseller["client_id"], "guess", f"198.51.100.{n}")
+                                           for n in range(8)))
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[401] >= 1 and statuses[503] >= 1 and statuses[401] + statuses[503] == 8
+    assert all(r.headers["retry-after"] for r in responses if r.status_code == 503)
+
+
+# --- Redis away
+
+
+@asynccontextmanager
+async def _silent_listener() -> AsyncIterator[tuple[int, Callable[[], int]]]:
+    """A TCP server that accepts connections and never answers; it counts them."""
+    accepted = 0
+    writers = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writers.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port, lambda: accepted
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+async def _limits_hold_without_redis(api: Api) -> None:
+    await api.installation("ACME")
+    [good] = await api.keys(1)
+    await _fail(api, "ACME", LIMIT, **_from("203.0.113.7"))
+    assert (await api.activate("ACME", [good], **_from("203.0.113.7"))).status_code == 429
+    assert (await api.activate("ACME", [good], **_from("192.0.2.1"))).status_code == 201
+
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["rate_limits"] == "memory" and ready.json()["redis"] == "unreachable"
+
+
+async def test_with_redis_stopped_limits_hold_in_memory(database_url: str) -> None:
+    with anyio.fail_after(60):  # a guard against hanging, not a speed target
+        async with _limited_api(database_url, redis_url=f"redis://127.0.0.1:{_closed_port()}/0") as api:
+            await _limits_hold_without_redis(api)
+
+
+async def test_with_redis_never_answering_limits_hold_in_memory_without_waiting_on_it(database_url: str) -> None:
+    with anyio.fail_after(60):  # a guard against hanging, not a speed target
+        async with _silent_listener() as (port, accepted), \
+                _limited_api(database_url, redis_url=f"redis://127.0.0.1:{port}/0") as api:
+            await _limits_hold_without_redis(api)
+            # Redis is asked again only after a pause, not by every request in between.
+            assert accepted() <= 2
+
+
+async def test_the_store_in_use_is_a_metric(database_url: str) -> None:
+    async with _limited_api(database_url, redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+                            metrics_networks=["10.0.0.0/24"]) as api:
+        await api.installation("ACME")
+        await _fail(api, "ACME", 1)
+
+        metrics = (await api.get("/metrics")).text
+
+    assert 'rate_limit_store{store="memory"} 1.0' in metrics
+    assert 'rate_limit_store{store="redis"} 0.0' in metrics
+
+
+async def test_readiness_names_redis_while_it_answers(database_url: str) -> None:
+    async with _limited_api(database_url, redis_url=_redis_url()) as api:
+        ready = await api.get("/readyz")
+
+    assert ready.json() == {"status": "ready", "rate_limits": "redis"}

@@ -82,4 +82,4 @@ async def test_verify_reports_an_installation_that_drifted_from_its_ledger(api: 
 
 async def test_health_and_readiness(api: Api) -> None:
     assert (await api.get("/healthz")).json() == {"status": "ok"}
-    assert (await api.get("/readyz")).json() == {"status": "ready"}
+    assert (await api.get("/readyz")).json() == {"status": "ready", "rate_limits": "memory"}

@@ -3,9 +3,12 @@
 import json
 import logging
 import re
+from datetime import date
 
 import pytest
 
+from service.db import create_engine
+from service.settings import Settings
 from tests.api import Api
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +53,30 @@ async def test_business_events_are_logged_with_ids_and_never_keys(api: Api, capl
     assert not any(key in caplog.text or key.replace("-", "") in caplog.text for key in keys)
 
 
+async def test_metrics_are_refused_to_the_public_by_default(api: Api) -> None:
+    response = await api.get("/metrics")
+
+    assert (response.status_code, response.json()["code"]) == (403, "forbidden")
+    assert "/metrics" not in (await api.get("/openapi.json")).json()["paths"]
+
+
+async def test_metrics_are_served_to_the_configured_token_or_network(settings: Settings) -> None:
+    settings = settings.model_copy(update={"metrics_token": "scrape-me", "metrics_networks": ["192.0.2.0/24"]})
+    engine = create_engine(settings.database_url)
+    async with Api.started(settings, engine, today=date(2026, 11, 24), client_address="198.51.100.1") as outside, \
+            Api.started(settings, engine, today=date(2026, 11, 24), client_address="192.0.2.9") as inside:
+        with_token = await outside.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        wrong_token = await outside.get("/metrics", headers={"Authorization": "Bearer guess"})
+        from_network = await inside.get("/metrics")
+    await engine.dispose()
+
+    assert with_token.status_code == 200 and "http_requests_total" in with_token.text
+    assert wrong_token.status_code == 403
+    assert from_network.status_code == 200
+
+
 async def test_metrics_count_requests_activations_and_keys(api: Api) -> None:
+    api.settings.metrics_networks = ["127.0.0.1/32"]
     before = (await api.get("/metrics")).text
     await api.installation("ACME")
     keys = await api.keys(2)

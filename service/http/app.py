@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.auth import SecretChecks
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
@@ -15,7 +16,7 @@ from service.http.deps import Runtime
 from service.http.middleware import BodySizeLimit
 from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
-from service.ratelimit import create_limiter
+from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -35,14 +36,21 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     owns_engine = engine is None
 
     engine = engine or create_engine(settings.database_url, settings.database_pool_size)
+    counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
     runtime = Runtime(
         settings=settings,
         engine=engine,
         driver=create_driver(engine, settings.database_pool_size),
         clock=clock or Clock(settings.zone),
         signer=CertificateSigner(settings.certificate_private_key or generate_private_key(), settings.jwt_issuer),
-        limiter=create_limiter(settings.redis_url, settings.activation_failure_limit,
-                               settings.activation_failure_window_seconds, settings.rate_limit_prefix),
+        counters=counters,
+        activation_limiter=Limiter(counters, limit=settings.activation_failure_limit,
+                                   window=settings.activation_failure_window_seconds,
+                                   prefix=f"{settings.rate_limit_prefix}:activation"),
+        token_limiter=Limiter(counters, limit=settings.token_failure_limit,
+                              window=settings.token_failure_window_seconds,
+                              prefix=f"{settings.rate_limit_prefix}:token"),
+        secret_checks=SecretChecks(concurrency=settings.secret_check_concurrency, queue=settings.secret_check_queue),
         trusted_networks=settings.trusted_networks,
     )
 

@@ -1,20 +1,21 @@
 """What routes receive: what the app was built with (its `Runtime`), and the authenticated caller."""
 
+import hmac
 from dataclasses import dataclass
 from datetime import date
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.auth import Principal, TokenSettings, verify_token
+from service.auth import Principal, SecretChecks, TokenSettings, verify_token
 from service.certificates import CertificateSigner
 from service.clock import Clock
 from service.driver import Driver
-from service.errors import Unauthenticated
-from service.ratelimit import FailureLimiter
+from service.errors import Forbidden, Unauthenticated
+from service.ratelimit import Counters, Limiter
 from service.settings import Settings
 
 
@@ -32,12 +33,15 @@ class Runtime:
     driver: Driver
     clock: Clock
     signer: CertificateSigner
-    limiter: FailureLimiter
+    counters: Counters
+    activation_limiter: Limiter
+    token_limiter: Limiter
+    secret_checks: SecretChecks
     trusted_networks: list[IPv4Network | IPv6Network]
 
     async def close(self) -> None:
         """Close what the runtime opened; the engine belongs to whoever made it."""
-        await self.limiter.counters.close()
+        await self.counters.close()
         await self.driver.close()
 
 
@@ -62,29 +66,60 @@ async def get_signer(request: Request) -> CertificateSigner:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address: the peer, or X-Forwarded-For's last hop that is not a trusted proxy."""
-    peer = request.client.host if request.client else "unknown"
+    """The caller's address, canonical: the peer, or, when the peer is a trusted proxy, the rightmost
+    X-Forwarded-For hop that is not one. Every X-Forwarded-For line counts, in order (RFC 9110 §5.3):
+    a proxy that adds its own line must not leave the client's line to speak for it."""
+    peer = canonical_address(request.client.host) if request.client else None
+    if peer is None:
+        return UNKNOWN_ADDRESS
     trusted = runtime_of(request).trusted_networks
-    forwarded = request.headers.get("x-forwarded-for")
-    if not forwarded or not _within(peer, trusted):
+    if not _within(peer, trusted):
         return peer
-    for hop in reversed(forwarded.split(",")):
-        hop = hop.strip()
-        if not _within(hop, trusted):
-            return hop if _is_address(hop) else peer
+    hops = [hop for line in request.headers.getlist("x-forwarded-for") for hop in line.split(",")]
+    for hop in reversed(hops):
+        address = canonical_address(hop)
+        if address is None:
+            return peer  # a hop no trusted proxy would write: believe nothing to its left
+        if not _within(address, trusted):
+            return address
     return peer
 
 
-def _is_address(text: str) -> bool:
+UNKNOWN_ADDRESS = "unknown"
+
+
+def canonical_address(text: str) -> str | None:
+    """One spelling per address: compressed lower-case IPv6, an IPv4-mapped IPv6 address as IPv4, no zone id
+    (at most 39 characters); None for anything else."""
     try:
-        ip_address(text)
+        address = ip_address(text.strip().partition("%")[0])
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
 
 
-def _within(address: str, networks: list) -> bool:
-    return _is_address(address) and any(ip_address(address) in network for network in networks)
+def _within(address: str, networks: list[IPv4Network | IPv6Network]) -> bool:
+    parsed: IPv4Address | IPv6Address = ip_address(address)
+    return any(parsed in network for network in networks)
+
+
+def require_metrics_access(request: Request) -> None:
+    """Metrics tell an attacker how the service is doing: only `METRICS_TOKEN`'s bearer or a client in
+    `METRICS_NETWORKS` may read them; with neither set, nobody."""
+    settings = runtime_of(request).settings
+    token = settings.metrics_token
+    if token and hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()):
+        return
+    networks = settings.metrics_allowed_networks
+    if networks and _within(client_address(request), networks):
+        return
+    raise Forbidden("Metrics are served to the configured token or networks only")
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 async def get_today(clock: "ClockDep") -> date:
@@ -110,6 +145,7 @@ async def get_admin(principal: "PrincipalDep") -> Principal:
     return principal
 
 
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SignerDep = Annotated[CertificateSigner, Depends(get_signer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]

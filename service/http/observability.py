@@ -8,10 +8,12 @@ import secrets
 import time
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.http.deps import require_metrics_access
 
 access_log = logging.getLogger("service.access")
 events_log = logging.getLogger("service.events")
@@ -83,12 +85,13 @@ class Observability:
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
-async def metrics() -> Response:
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
     """Requests by route, method and status with latency histograms; activations by outcome; keys issued
-    and revoked. With several worker processes set `PROMETHEUS_MULTIPROC_DIR` so that every scrape adds
-    up all of them."""
+    and revoked; the rate limits' store. Only for `METRICS_TOKEN` (as a bearer token) or a client in
+    `METRICS_NETWORKS`. With several worker processes set `PROMETHEUS_MULTIPROC_DIR` so that every scrape
+    adds up all of them."""
+    require_metrics_access(request)
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -23,14 +23,14 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     year from the current support end, with 2 bonus months while support is still active (R4, R5). All or
     nothing: if the keys would leave support lapsed, none is used (`402`, with the quote). Sending the same
     activation again is safe: it answers `200` with the first result and changes nothing."""
-    runtime, client = runtime_of(request), client_address(request)
+    runtime = runtime_of(request)
     settings, clock = runtime.settings, runtime.clock
     try:
-        async with runtime.limiter.guard(client, body.installation):
-            result = await activations.activate(
-                runtime.driver, body.installation, body.keys, clock.today(), clock.now(),
-                settings.key_hash_secret.encode(), settings.unit_price_minor, runtime.signer, requested_by=client,
-            )
+        result = await activations.activate(
+            driver=runtime.driver, limiter=runtime.activation_limiter, client=client_address(request),
+            code=body.installation, raw_keys=body.keys, today=clock.today(), now=clock.now(),
+            secret=settings.key_hash_secret.encode(), unit_price_minor=settings.unit_price_minor, signer=runtime.signer,
+        )
     except DomainError as refusal:
         ACTIVATIONS.labels(refusal.code).inc()
         raise

@@ -3,11 +3,11 @@
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 
 from service import resellers
 from service.auth import TokenSettings, issue_token
-from service.http.deps import ClockDep, EngineDep, SettingsDep
+from service.http.deps import ClockDep, client_address, runtime_of
 from service.http.openapi import problem_responses
 from service.http.schemas import TokenOut
 
@@ -15,18 +15,22 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/token", summary="Get an access token (OAuth2 client credentials)",
-             responses=problem_responses(400, 401, 413, 503))
+             responses=problem_responses(400, 401, 413, 429, 503))
 async def token(
-    engine: EngineDep,
-    settings: SettingsDep,
+    request: Request,
     clock: ClockDep,
     client_id: Annotated[str, Form(max_length=64)],
     client_secret: Annotated[str, Form(max_length=128)],
     grant_type: Annotated[Literal["client_credentials"], Form()] = "client_credentials",
 ) -> TokenOut:
     """OAuth2 client credentials (form-encoded): a reseller's client id and secret buy a short-lived bearer
-    token for the authenticated endpoints."""
-    reseller_id = await resellers.authenticate(engine, client_id, client_secret)
+    token for the authenticated endpoints. Failed attempts are limited per client address and per client id
+    (`429`, `Retry-After`)."""
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    reseller_id = await resellers.authenticate(
+        engine=runtime.engine, limiter=runtime.token_limiter, checks=runtime.secret_checks,
+        client=client_address(request), client_id=client_id, client_secret=client_secret)
     lifetime = timedelta(minutes=settings.access_token_minutes)
     access_token = issue_token(TokenSettings.of(settings), "reseller", str(reseller_id), clock.now(), lifetime)
     return TokenOut(access_token=access_token, expires_in=int(lifetime.total_seconds()))

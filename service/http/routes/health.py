@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from service.db import reading
-from service.http.deps import EngineDep
+from service.http.deps import RuntimeDep
 from service.http.openapi import problem_responses
 
 router = APIRouter(tags=["health"])
@@ -18,8 +18,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: the database is reachable",
             responses=problem_responses(503))
-async def readyz(engine: EngineDep) -> dict[str, str]:
-    """Readiness for the load balancer: `200` when the database answers, `503 unavailable` when not."""
-    async with reading(engine) as conn:
+async def readyz(runtime: RuntimeDep) -> dict[str, str]:
+    """Readiness for the load balancer: `200` when the database answers, `503 unavailable` when not.
+    `rate_limits` says where this process counts failures now: `redis`, or `memory` (no `REDIS_URL`, or
+    Redis unreachable: then `redis` says so, and the process stays ready, limiting on its own)."""
+    async with reading(runtime.engine) as conn:
         await conn.execute(text("SELECT 1"))
-    return {"status": "ready"}
+    store = await runtime.counters.check()
+    answer = {"status": "ready", "rate_limits": store}
+    if runtime.counters.redis_away:
+        answer["redis"] = "unreachable"
+    return answer
