@@ -126,7 +126,7 @@ async def explain(dsn: str, installations: int) -> dict[str, str]:
 def service_env(dsn: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": dsn, "ENVIRONMENT": "production",
             "JWT_SECRET": "bench-jwt-secret", "KEY_HASH_SECRET": KEY_SECRET,
-            "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY}
+            "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY, "TRUSTED_PROXIES": '["127.0.0.1"]'}
 
 
 CERTIFICATE_KEY = generate_private_key()
