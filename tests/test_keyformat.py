@@ -101,6 +101,24 @@ def test_a_key_is_its_data_symbols_then_two_checks_making_alpha_and_alpha_square
     assert _evaluate(values, _gf32_mul(ALPHA, ALPHA)) == 0
 
 
+@pytest.mark.parametrize("data", [
+    [0] * (keyformat.DATA_SYMBOLS - 1),
+    [0] * (keyformat.DATA_SYMBOLS + 1),
+    [0] * (keyformat.DATA_SYMBOLS - 1) + [32],
+    [-1] + [0] * (keyformat.DATA_SYMBOLS - 1),
+])
+def test_a_key_is_built_only_from_eighteen_symbols_of_zero_to_thirty_one(data: list[int]) -> None:
+    with pytest.raises(ValueError, match="18 data symbols"):
+        keyformat.from_data(data)
+
+
+def test_the_highest_symbol_value_is_the_alphabets_last_symbol() -> None:
+    key = keyformat.from_data([31] * keyformat.DATA_SYMBOLS)
+
+    assert key.startswith("TXS-ZZZZZ-ZZZZZ-ZZZZZ-ZZZ")
+    assert keyformat.normalize(key) == key
+
+
 def test_the_listing_prefix_is_txs_and_the_first_four_symbols() -> None:
     key = keyformat.generate()
 

@@ -85,8 +85,12 @@ def test_the_worked_examples(anchor, months, today, keys, months_after, end_afte
             rules.activate(support, keys, today)
         assert (refusal.value.required, refusal.value.supplied) == (required, keys)
     else:
-        after = rules.activate(support, keys, today).after
-        assert (after.months, after.end) == (months_after, end_after)
+        renewal = rules.activate(support, keys, today)
+        assert (renewal.after.months, renewal.after.end) == (months_after, end_after)
+        # What the activation answer reports as `support_end_before` and `months_added`.
+        assert renewal.before == support
+        assert renewal.months_added == months_after - months
+        assert renewal.bonus_months == sum(p.bonus_months for p in renewal.periods)
 
 
 def test_r4_a_lapsed_license_is_back_dated_to_the_day_after_the_old_end() -> None:
@@ -103,6 +107,17 @@ def test_r8_the_quote_of_the_api_example() -> None:
     assert quote.support_end_after == date(2028, 3, 15)
     assert [(p.start, p.end, p.bonus_months) for p in quote.periods] == [
         (date(2026, 3, 16), date(2027, 3, 15), 0), (date(2027, 3, 16), date(2028, 3, 15), 0)]
+
+
+def test_r8_a_quote_says_which_support_end_it_starts_from_on_which_day_and_at_which_unit_price() -> None:
+    lapsed = rules.quote(Support(date(2025, 3, 15), 12), date(2027, 3, 16), unit_price_minor=1_200_000)
+    active = rules.quote(Support(date(2025, 3, 15), 12), date(2026, 3, 15), unit_price_minor=999)
+
+    assert (lapsed.support_end, lapsed.on, lapsed.active, lapsed.unit_price_minor) == (
+        date(2026, 3, 15), date(2027, 3, 16), False, 1_200_000)
+    assert (active.support_end, active.on, active.active, active.unit_price_minor) == (
+        date(2026, 3, 15), date(2026, 3, 15), True, 999)
+    assert (active.licenses, active.total_minor, active.support_end_after) == (1, 999, date(2027, 5, 15))
 
 
 def test_r8_quoting_fewer_licenses_than_required_is_insufficient() -> None:
@@ -189,3 +204,12 @@ def test_folding_a_ledger_equals_applying_its_activations_one_by_one(support: Su
         current = rules.renew(current, licenses, on).after
 
     assert rules.fold(support, ledger).after == current
+
+
+def test_folding_a_ledger_counts_the_bonus_months_it_granted() -> None:
+    """Ends 2026-03-15: renewed early on 2026-01-10 (+2), then twice on 2027-05-15, its last day (+2, +2)."""
+    folded = rules.fold(Support(date(2025, 3, 15), 12), [(date(2026, 1, 10), 1), (date(2027, 5, 15), 2)])
+
+    assert folded.bonus_months == 6
+    assert folded.months_added == 14 + 28
+    assert folded.before == Support(date(2025, 3, 15), 12)
