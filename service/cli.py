@@ -41,7 +41,8 @@ def _serve(args: argparse.Namespace) -> None:
     # proxy_headers=False: whose X-Forwarded-For to believe is TRUSTED_PROXIES' to say (`deps.client_address`);
     # uvicorn's own handling would believe it from any peer on 127.0.0.1, before the service sees the peer.
     uvicorn.run("service.http.app:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, workers=args.workers, access_log=False, log_config=logging,
+                port=args.port or settings.port, workers=args.workers or settings.workers, access_log=False,
+                log_config=logging,
                 proxy_headers=False)
 
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP service (migrates an embedded SQLite database first)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, help="service processes (default: the WORKERS setting)")
     serve.add_argument("--no-access-log", action="store_true", help="leave out the per-request JSON lines")
     serve.set_defaults(run=_serve)
 

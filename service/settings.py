@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(1, gt=0)
 
     def insecure_settings(self) -> list[str]:
         """Settings still at a value that only the quick start may use."""

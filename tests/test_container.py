@@ -31,3 +31,20 @@ def test_an_installed_service_migrates_from_its_working_directory(tmp_path: Path
 
     assert result.returncode == 0, result.stderr
     assert "Running upgrade 0002 -> 0003" in result.stderr
+
+
+def test_compose_runs_the_service_as_in_production_with_secrets_from_an_env_file() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    api = compose["services"]["api"]
+    example = (ROOT / "compose.env.example").read_text()
+
+    assert api["environment"]["ENVIRONMENT"] == "production"
+    assert api["environment"]["DATABASE_URL"].startswith("postgresql://")
+    assert api["environment"]["REDIS_URL"].startswith("redis://")
+    assert api["env_file"] == "compose.env"
+    for secret in ("JWT_SECRET", "KEY_HASH_SECRET", "CERTIFICATE_PRIVATE_KEY"):
+        assert secret not in (ROOT / "compose.yaml").read_text()
+        assert f"\n{secret}=" in example
+    assert "compose.env" in (ROOT / ".gitignore").read_text().split()
