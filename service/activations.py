@@ -25,7 +25,7 @@ from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
-from service.models import Activation, Installation, LicenseKey
+from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
 from service.ratelimit import Limiter, client_key
 
 MAX_KEYS = 50
@@ -247,7 +247,9 @@ async def _record(session: Session, key_digests: list[bytes], params: dict[str, 
     if session.writable_ctes:
         try:
             return await session.all(_record_in_one_statement(len(key_digests)), params)
-        except Refused:
+        except Refused as refusal:
+            if refusal.constraint != KEY_ACTIVATION_FK:
+                raise
             return []
     await session.execute(_RECORD, params)
     taken = await session.all(_take_keys(len(key_digests)), params)

@@ -27,7 +27,11 @@ POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `U
 
 
 class Refused(Exception):
-    """A foreign key refused a statement: nothing it would have written is."""
+    """A foreign key refused a statement of data-modifying CTEs: nothing it would have written is."""
+
+    def __init__(self, constraint: str):
+        super().__init__(constraint)
+        self.constraint = constraint
 
 
 class Session(Protocol):
@@ -37,7 +41,8 @@ class Session(Protocol):
     async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None: ...
 
     async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
-        """Every row; `Refused` when a foreign key refuses a statement of data-modifying CTEs."""
+        """Every row; `Refused`, naming the constraint, when a foreign key refuses a statement of data-modifying
+        CTEs."""
 
     async def execute(self, statement: Executable, params: Params) -> int:
         """Run a statement; the number of rows it changed."""
@@ -166,7 +171,7 @@ class _AsyncpgSession:
         try:
             return await self._connection.fetch(compiled.sql, *compiled.arguments(params))
         except asyncpg.ForeignKeyViolationError as exc:
-            raise Refused() from exc
+            raise Refused(exc.constraint_name) from exc
 
     async def execute(self, statement: Executable, params: Params) -> int:
         compiled = self._compile(statement)

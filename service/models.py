@@ -32,6 +32,10 @@ NAMING_CONVENTION = {
 
 KEY_STATUSES = ("issued", "used", "revoked")
 
+KEY_ACTIVATION_FK = "fk_license_keys_activation_id_activations"
+"""A used key's activation must exist. The one-statement activation (`activations._record_in_one_statement`)
+rests on it: keys taken without their ledger row break it, so the statement writes everything or nothing."""
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -123,6 +127,8 @@ class LicenseKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="issued", index=True)
+    # Its name is KEY_ACTIVATION_FK (the naming convention makes it): the one-statement activation's
+    # all-or-nothing rests on this foreign key.
     activation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("activations.id"), index=True)
     position: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
