@@ -22,6 +22,11 @@ def _sane(value: date) -> date:
 
 
 SaneDate = Annotated[date, AfterValidator(_sane)]
+# Control characters (Unicode category Cc: U+0000-U+001F and U+007F-U+009F) have no place in a name or a note, and
+# PostgreSQL refuses NUL in text outright: every free-form string a request carries is a `Line` or a `Text`, refused at
+# validation by pydantic-core's regex engine. Lone surrogates need nothing more: pydantic refuses them as strings.
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]  # one line: no control character at all
+Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]  # tabs and line breaks too
 InstallationCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 KeyStatus = Literal["issued", "used", "revoked"]
 
@@ -83,7 +88,7 @@ class TokenOut(BaseModel):
 
 
 class ResellerIn(Request):
-    name: str = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
+    name: Line = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
 
 
 class ResellerCreated(BaseModel):
@@ -381,11 +386,11 @@ class ActivationIn(Request):
     )
 
     installation: InstallationCode
-    keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
+    keys: list[Annotated[Text, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
 
 
 class VoidIn(Request):
-    reason: str = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
+    reason: Text = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
 
 
 class VoidOut(BaseModel):

@@ -1,0 +1,105 @@
+"""Hostile or sloppy input is refused at validation as `400 invalid_request`: it never reaches the
+database, never answers 500, and never logs an error."""
+
+import logging
+
+import pytest
+
+from tests.api import Api
+
+pytestmark = pytest.mark.anyio
+
+NUL = "\x00"
+AN_ID = "00000000-0000-0000-0000-000000000001"
+TOKEN_FORM = {"grant_type": "client_credentials", "client_id": "rs_abc", "client_secret": "secret"}
+
+
+def _refused(response) -> bool:
+    return (response.status_code, response.json().get("code")) == (400, "invalid_request")
+
+
+# Every string an operation takes, in turn holding a NUL (PostgreSQL refuses NUL in text outright).
+NUL_INPUTS = [
+    pytest.param("POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "client_id": f"rs_{NUL}"}}, id="token client_id"),
+    pytest.param("POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "client_secret": f"s{NUL}"}},
+                 id="token client_secret"),
+    pytest.param("POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "grant_type": f"client_credentials{NUL}"}},
+                 id="token grant_type"),
+    pytest.param("POST", "/v1/auth/token", {"files": {"client_id": (None, f"rs_{NUL}"),
+                                                      "client_secret": (None, "s")}}, id="token multipart"),
+    pytest.param("POST", "/v1/resellers", {"json": {"name": f"Partner{NUL}"}}, id="reseller name"),
+    pytest.param("POST", "/v1/installations", {"json": {"code": f"ACME{NUL}", "purchased_on": "2025-03-15"}},
+                 id="installation code"),
+    pytest.param("POST", "/v1/installations", {"json": {"code": "ACME", "purchased_on": f"2025-03-15{NUL}"}},
+                 id="installation purchased_on"),
+    pytest.param("POST", "/v1/installations", {"json": {"code": "ACME", "support_end": f"{NUL}2026-12-31"}},
+                 id="installation support_end"),
+    pytest.param("POST", "/v1/installations", {"json": {"code": "ACME", "purchased_on": "2025-03-15",
+                                                        "reseller_id": f"{AN_ID}{NUL}"}},
+                 id="installation reseller_id"),
+    pytest.param("GET", "/v1/installations/AC%00ME", {}, id="installation path"),
+    pytest.param("GET", "/v1/installations/AC%00ME/support", {}, id="support path"),
+    pytest.param("GET", "/v1/installations/AC%00ME/quote", {}, id="quote path"),
+    pytest.param("GET", "/v1/installations/ACME/quote", {"params": {"on": f"2027-01-01{NUL}"}}, id="quote on"),
+    pytest.param("GET", "/v1/installations/ACME/quote", {"params": {"licenses": f"1{NUL}"}}, id="quote licenses"),
+    pytest.param("GET", "/v1/quote", {"params": {"support_end": f"2026-03-15{NUL}"}}, id="bare quote support_end"),
+    pytest.param("POST", "/v1/keys", {"json": {"count": 1, "reseller_id": f"{AN_ID}{NUL}"}}, id="keys reseller_id"),
+    pytest.param("GET", "/v1/keys", {"params": {"status": f"issued{NUL}"}}, id="keys status"),
+    pytest.param("GET", "/v1/keys", {"params": {"reseller_id": f"{AN_ID}{NUL}"}}, id="keys reseller_id query"),
+    pytest.param("GET", "/v1/keys", {"params": {"after": f"{AN_ID}{NUL}"}}, id="keys after"),
+    pytest.param("GET", "/v1/keys", {"params": {"limit": f"10{NUL}"}}, id="keys limit"),
+    pytest.param("POST", f"/v1/keys/{AN_ID}%00/revoke", {}, id="revoke path"),
+    pytest.param("POST", "/v1/activations", {"json": {"installation": f"ACME{NUL}", "keys": ["TXS-0000"]}},
+                 id="activation installation"),
+    pytest.param("POST", "/v1/activations", {"json": {"installation": "ACME", "keys": [f"TXS-{NUL}"]}},
+                 id="activation key"),
+    pytest.param("POST", f"/v1/activations/{AN_ID}/void", {"json": {"reason": f"refund{NUL}"}}, id="void reason"),
+    pytest.param("POST", f"/v1/activations/{AN_ID}%00/void", {"json": {"reason": "refund"}}, id="void path"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "request_"), NUL_INPUTS)
+async def test_a_nul_in_any_string_is_an_invalid_request_and_logs_no_error(
+    api: Api, caplog: pytest.LogCaptureFixture, method: str, path: str, request_: dict,
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await api.client.request(method, path, headers=api.admin, **request_)
+
+    assert _refused(response), response.text
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("character", ["\x01", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\x9f"])
+async def test_a_single_line_refuses_every_control_character(api: Api, character: str) -> None:
+    response = await api.post("/v1/resellers", {"name": f"Partner{character}LLC"}, headers=api.admin)
+
+    assert _refused(response), response.text
+
+
+async def test_free_text_takes_tabs_and_line_breaks_but_no_other_control_character(api: Api) -> None:
+    await api.installation("ACME")
+    [first, second] = await api.keys(2)
+    activation = (await api.activate("ACME", [first])).json()["activation_id"]
+    path = f"/v1/activations/{activation}/void"
+
+    refused = [await api.post(path, {"reason": f"Refund{character}order 1234"}, headers=api.admin)
+               for character in (NUL, "\x0b", "\x7f")]
+    voided = await api.post(path, {"reason": "Refund,\r\n\torder 1234"}, headers=api.admin)
+    # A key is read as people type and paste it: the whitespace around and inside it does not matter.
+    activated = await api.activate("ACME", [f"\t{second}\r\n"])
+
+    assert all(_refused(response) for response in refused), [response.text for response in refused]
+    assert (voided.status_code, voided.json()["reason"]) == (200, "Refund,\r\n\torder 1234")
+    assert activated.status_code == 201, activated.text
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/resellers", b'{"name": "Partner\\ud800"}'),
+    ("/v1/installations", b'{"code": "\\udfffACME", "purchased_on": "2025-03-15"}'),
+    ("/v1/activations", b'{"installation": "ACME", "keys": ["TXS-\\ud83d"]}'),
+    (f"/v1/activations/{AN_ID}/void", b'{"reason": "refund \\udc00"}'),
+])
+async def test_a_lone_surrogate_in_json_is_an_invalid_request(api: Api, path: str, body: bytes) -> None:
+    response = await api.client.post(path, content=body, headers={**api.admin, "Content-Type": "application/json"})
+
+    assert _refused(response), response.text
