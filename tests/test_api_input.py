@@ -103,3 +103,27 @@ async def test_a_lone_surrogate_in_json_is_an_invalid_request(api: Api, path: st
     response = await api.client.post(path, content=body, headers={**api.admin, "Content-Type": "application/json"})
 
     assert _refused(response), response.text
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(b'{"name": "Partner"', id="malformed JSON"),
+    pytest.param(b'{"name": "Partner\xff\xfe"}', id="invalid UTF-8"),
+    pytest.param(b'{"name": "Partner \xc0\xaf"}', id="overlong UTF-8"),
+    pytest.param(b'{"name": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", id="nested 30,000 deep"),
+])
+async def test_a_body_that_is_not_json_is_an_invalid_request(
+    api: Api, caplog: pytest.LogCaptureFixture, body: bytes,
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await api.client.post("/v1/resellers", content=body,
+                                         headers={**api.admin, "Content-Type": "application/json"})
+
+    assert _refused(response), response.text
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_malformed_form_is_an_invalid_request(api: Api) -> None:
+    response = await api.client.post("/v1/auth/token", content=b"client_id=rs_abc",
+                                     headers={"Content-Type": "multipart/form-data"})
+
+    assert _refused(response), response.text
