@@ -127,3 +127,72 @@ async def test_a_malformed_form_is_an_invalid_request(api: Api) -> None:
                                      headers={"Content-Type": "multipart/form-data"})
 
     assert _refused(response), response.text
+
+
+@pytest.mark.parametrize("count", [True, "5", 1.0, "1e1"])
+async def test_a_count_is_a_json_integer(api: Api, count: object) -> None:
+    response = await api.post("/v1/keys", {"count": count}, headers=api.admin)
+
+    assert _refused(response), response.text
+    assert await api.key_statuses() == {}
+
+
+@pytest.mark.parametrize("origin", [
+    {"purchased_on": "2025-03-15T00:00:00"},
+    {"purchased_on": "2025-03-15T00:00:00Z"},
+    {"support_end": "2026-12-31 00:00"},
+    {"purchased_on": 1741996800},
+    {"purchased_on": "20250315"},
+    {"purchased_on": "2025-W11-6"},
+])
+async def test_a_date_in_a_body_is_a_date_written_yyyy_mm_dd(api: Api, origin: dict) -> None:
+    response = await api.post("/v1/installations", {"code": "ACME", **origin}, headers=api.admin)
+
+    assert _refused(response), response.text
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/v1/installations/ACME/quote", {"on": "2027-03-16T00:00:00"}),
+    ("/v1/installations/ACME/quote", {"on": "2027-03-16T00:00:00+03:00"}),
+    ("/v1/quote", {"support_end": "2026-03-15T00:00:00"}),
+    ("/v1/quote", {"support_end": "2026-03-15", "on": "20270316"}),
+])
+async def test_a_date_in_a_query_is_a_date_written_yyyy_mm_dd(api: Api, path: str, params: dict) -> None:
+    await api.installation("ACME")
+
+    response = await api.get(path, params=params)
+
+    assert _refused(response), response.text
+
+
+@pytest.mark.parametrize(("path", "params"), [
+    ("/v1/installations/ACME/quote", {"licenses": "1.0"}),
+    ("/v1/installations/ACME/quote", {"licenses": "true"}),
+    ("/v1/installations/ACME/quote", {"licenses": "+1"}),
+    ("/v1/installations/ACME/quote", {"licenses": " 1"}),
+    ("/v1/installations/ACME/quote", {"licenses": "1_0"}),
+    ("/v1/installations/ACME/quote", {"licenses": "\u0661"}),  # ARABIC-INDIC DIGIT ONE
+    ("/v1/quote", {"support_end": "2026-03-15", "licenses": "2.0"}),
+    ("/v1/keys", {"limit": "1.0"}),
+    ("/v1/keys", {"limit": "1e2"}),
+])
+async def test_an_integer_in_a_query_is_written_in_digits(api: Api, path: str, params: dict) -> None:
+    await api.installation("ACME")
+
+    response = await api.get(path, params=params, headers=api.admin)
+
+    assert _refused(response), response.text
+
+
+async def test_well_formed_input_is_still_taken(api: Api) -> None:
+    reseller = await api.reseller()
+    installation = await api.installation("ACME", purchased_on="2025-03-15", reseller_id=reseller["id"])
+    issued = await api.post("/v1/keys", {"count": 2, "reseller_id": reseller["id"].replace("-", "")},
+                            headers=api.admin)
+    quote = await api.get("/v1/installations/ACME/quote", params={"on": "2027-03-16", "licenses": 2})
+    page = await api.get("/v1/keys", params={"status": "issued", "limit": 1}, headers=api.admin)
+
+    assert installation["support_end"] == "2026-03-15"
+    assert (issued.status_code, len(issued.json()["keys"])) == (201, 2)
+    assert (quote.status_code, quote.json()["licenses"]) == (200, 2)
+    assert (page.status_code, len(page.json()["items"])) == (200, 1)
