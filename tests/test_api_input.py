@@ -184,13 +184,33 @@ async def test_an_integer_in_a_query_is_written_in_digits(api: Api, path: str, p
     assert _refused(response), response.text
 
 
+@pytest.mark.parametrize("query", [
+    "on=2027-01-01&on=2027-02-01",
+    "licenses=1&licenses=2",
+    "on=2027-01-01&o%6E=2027-02-01",
+    "on=2027-01-01&licenses=2&on=2027-01-01",
+])
+async def test_a_repeated_query_parameter_is_an_invalid_request(api: Api, query: str) -> None:
+    await api.installation("ACME")
+
+    response = await api.get(f"/v1/installations/ACME/quote?{query}")
+
+    assert _refused(response), response.text
+
+
+async def test_a_repeated_filter_is_an_invalid_request(api: Api) -> None:
+    response = await api.get("/v1/keys?status=issued&status=used", headers=api.admin)
+
+    assert _refused(response), response.text
+
+
 async def test_well_formed_input_is_still_taken(api: Api) -> None:
     reseller = await api.reseller()
     installation = await api.installation("ACME", purchased_on="2025-03-15", reseller_id=reseller["id"])
     issued = await api.post("/v1/keys", {"count": 2, "reseller_id": reseller["id"].replace("-", "")},
                             headers=api.admin)
-    quote = await api.get("/v1/installations/ACME/quote", params={"on": "2027-03-16", "licenses": 2})
-    page = await api.get("/v1/keys", params={"status": "issued", "limit": 1}, headers=api.admin)
+    quote = await api.get("/v1/installations/ACME/quote?on=2027-03-16&licenses=2")
+    page = await api.get("/v1/keys?status=issued&limit=1", headers=api.admin)
 
     assert installation["support_end"] == "2026-03-15"
     assert (issued.status_code, len(issued.json()["keys"])) == (201, 2)
