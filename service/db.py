@@ -94,13 +94,14 @@ _TRANSIENT = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, restart, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,  # 53300: no connection left, for the server or the role: try later
     asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock: retry
 )
 
 
 def transient(exc: BaseException) -> bool:
-    """Whether a driver error, raised by asyncpg or under SQLAlchemy's wrapper, is transient: the server went away, or
-    asked for the transaction to be retried."""
+    """Whether a driver error, raised by asyncpg or under SQLAlchemy's wrapper, is transient: the server went away,
+    refused a connection for want of one, or asked for the transaction to be retried."""
     seen = exc
     while seen is not None:
         if isinstance(seen, _TRANSIENT):

@@ -1,12 +1,15 @@
 """When the database cannot be reached, callers get 503 `unavailable` at once, never a stack trace."""
 
+import uuid
 from datetime import date
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from service import keyformat
 from service.db import create_engine
 from tests.api import Api
-from tests.conftest import make_settings
+from tests.conftest import _admin_execute, make_settings
 
 UNREACHABLE = {
     "postgres": "postgresql://postgres@127.0.0.1:9/nothing",  # the discard port: nothing listens
@@ -32,3 +35,27 @@ async def test_an_unreachable_database_is_answered_503_with_retry_after(backend:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "unavailable"
         assert "Traceback" not in response.text and "nonexistent" not in response.text
+
+
+@pytest.mark.postgres
+async def test_a_database_refusing_connections_is_answered_503_with_retry_after(postgres_url: str) -> None:
+    """PostgreSQL refuses a login when the server or the role has no connection left (SQLSTATE 53300): a role
+    allowed no connection at all stands for a server at `max_connections`."""
+    role = f"timex_refused_{uuid.uuid4().hex[:12]}"
+    await _admin_execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')
+    try:
+        settings = make_settings(make_url(postgres_url).set(username=role).render_as_string(hide_password=False))
+        engine = create_engine(settings.database_url)
+        async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
+            responses = {
+                "hot read": await api.get("/v1/installations/ACME/support"),
+                "activation": await api.activate("ACME", [keyformat.generate()]),
+                "cold read": await api.get("/v1/keys", headers=api.admin),
+            }
+        await engine.dispose()
+    finally:
+        await _admin_execute(f'DROP ROLE IF EXISTS "{role}"')
+
+    assert {path: (r.status_code, r.json()["code"]) for path, r in responses.items()} == {
+        path: (503, "unavailable") for path in responses}
+    assert all(r.headers["retry-after"].isdigit() for r in responses.values())

@@ -13,7 +13,7 @@ from service.db import create_engine
 from service.driver import create_driver
 from service.http import docs, observability, openapi, problems
 from service.http.deps import Runtime
-from service.http.middleware import BodySizeLimit
+from service.http.middleware import RequestLimits
 from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
 from service.ratelimit import Limiter, create_counters
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as

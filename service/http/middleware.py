@@ -1,14 +1,21 @@
 """Pure ASGI middleware: cheap enough for the hot paths."""
 
+from urllib.parse import unquote_plus
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import errors
 from service.http.problems import problem
 
 
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes`: by their Content-Length before reading a byte, and
-    while reading when the length is not declared (chunked uploads)."""
+class RequestLimits:
+    """Refuse what no route should read, in one layer (each layer costs every request about 1 µs):
+
+    - a query that gives a parameter twice (`?on=2027-01-01&on=2027-02-01`): which one counts would be the framework's
+      choice, not the client's;
+    - a request body over `max_bytes`: by its Content-Length before reading a byte, and while reading when the length
+      is not declared (chunked uploads)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -16,7 +23,14 @@ class BodySizeLimit:
         self._detail = f"The request body is limited to {max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        query = scope["query_string"]
+        if b"&" in query and _repeats_a_name(query):
+            refusal = problem(400, errors.InvalidRequest.code, errors.InvalidRequest.title,
+                              "A query parameter is given more than once")
+            return await refusal(scope, receive, send)
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -37,3 +51,12 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await problem(413, "payload_too_large", "The request body is too large", self._detail)(scope, receive, send)
+
+
+def _repeats_a_name(query: bytes) -> bool:
+    """Whether a query names a parameter twice, its names read as Starlette reads them: decoded only when one may be
+    escaped (`%`, `+`), since decoding costs several µs."""
+    names = [pair.partition(b"=")[0] for pair in query.split(b"&") if pair]
+    if b"%" in query or b"+" in query:
+        names = [unquote_plus(name.decode("latin-1")) for name in names]
+    return len(names) != len(set(names))

@@ -12,7 +12,8 @@ from service.http.schemas import Problem
 MEDIA_TYPE = "application/problem+json"
 
 _ERRORS = {
-    400: "`invalid_request`: malformed JSON, wrong types, unknown fields, out-of-range values",
+    400: "`invalid_request`: malformed JSON or UTF-8, wrong types, unknown fields, out-of-range values, control "
+         "characters, a repeated query parameter",
     401: "`unauthenticated`: a missing, expired or badly signed access token",
     402: "`licenses_insufficient` (R6): the keys would not bring support current; `quote` says what would",
     403: "`forbidden`: the token lacks the role, or the resource is another reseller's",

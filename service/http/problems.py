@@ -74,9 +74,15 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return problem(400, errors.InvalidRequest.code, errors.InvalidRequest.title, detail, errors=fields)
 
 
+# What Starlette and FastAPI refuse before validation: an unknown path or method, a body over `MAX_BODY_BYTES`, and
+# (400) a body that is not UTF-8 or nests too deep for the JSON parser, or a malformed form. Each is a client's mistake.
+_HTTP_CODES = {400: errors.InvalidRequest.code, 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
+    code = _HTTP_CODES.get(exc.status_code, errors.InvalidRequest.code)
+    title = errors.InvalidRequest.title if code == errors.InvalidRequest.code else str(exc.detail)
+    return problem(exc.status_code, code, title, str(exc.detail), exc.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,11 +1,12 @@
 """The v1 wire format: request bodies (strict: unknown fields refused) and response bodies."""
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from service import rules
 from service.activations import ActivationResult
@@ -15,13 +16,44 @@ EARLIEST_DATE = date(2000, 1, 1)
 LATEST_DATE = date(2100, 12, 31)
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: object) -> object:
+    """A date is written YYYY-MM-DD, and nothing else is one: pydantic's own parsing would take a date-time at
+    midnight, or a Unix timestamp. Parsed here because FastAPI validates a body's parsed JSON as Python objects, and
+    pydantic's strict mode takes no string for a date there."""
+    if isinstance(value, str):
+        if not _ISO_DATE.fullmatch(value):
+            raise ValueError("must be a date written YYYY-MM-DD")
+        return date.fromisoformat(value)
+    return value
+
+
 def _sane(value: date) -> date:
     if not EARLIEST_DATE <= value <= LATEST_DATE:
         raise ValueError(f"must be between {EARLIEST_DATE} and {LATEST_DATE}")
     return value
 
 
-SaneDate = Annotated[date, AfterValidator(_sane)]
+def _written_in_digits(value: object) -> object:
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+SaneDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_sane)]
+# A JSON string, as the strict request bodies take a UUID: strict mode would take only a UUID object, since FastAPI
+# validates a body's parsed JSON as Python objects.
+JsonUuid = Annotated[UUID, Strict(False)]
+# For an integer in a query: pydantic's lax parsing of its text takes `1.0`, `+1`, ` 1` and `1_0`. It goes after the
+# integer's bounds in `Annotated`: bounds after it are documented under pydantic's names (`ge`), not JSON Schema's.
+WrittenInDigits = BeforeValidator(_written_in_digits)
+# Control characters (Unicode category Cc: U+0000-U+001F and U+007F-U+009F) have no place in a name or a note, and
+# PostgreSQL refuses NUL in text outright: every free-form string a request carries is a `Line` or a `Text`, refused at
+# validation by pydantic-core's regex engine. Lone surrogates need nothing more: pydantic refuses them as strings.
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]  # one line: no control character at all
+Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]  # tabs and line breaks too
 InstallationCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 KeyStatus = Literal["issued", "used", "revoked"]
 
@@ -32,7 +64,8 @@ EXAMPLE_CERTIFICATE = "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAw
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` or `"5"` is not a count. Subclasses' configs are merged into this one.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def examples(*items: dict[str, Any]) -> ConfigDict:
@@ -83,7 +116,7 @@ class TokenOut(BaseModel):
 
 
 class ResellerIn(Request):
-    name: str = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
+    name: Line = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
 
 
 class ResellerCreated(BaseModel):
@@ -114,7 +147,7 @@ class InstallationIn(Request):
     code: InstallationCode = Field(examples=["ACME-0001"])
     purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3).")
     support_end: SaneDate | None = Field(None, description="An existing customer: the known support end (R2).")
-    reseller_id: UUID | None = Field(None, description="Admins only: the reseller that sold it.")
+    reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
 
     @model_validator(mode="after")
     def _one_origin(self) -> "InstallationIn":
@@ -317,7 +350,7 @@ class QuoteOut(BaseModel):
 
 class KeysIn(Request):
     count: int = Field(ge=1, le=100_000, examples=[10])
-    reseller_id: UUID | None = None
+    reseller_id: JsonUuid | None = None
 
 
 class IssuedKeyOut(BaseModel):
@@ -381,11 +414,11 @@ class ActivationIn(Request):
     )
 
     installation: InstallationCode
-    keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
+    keys: list[Annotated[Text, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
 
 
 class VoidIn(Request):
-    reason: str = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
+    reason: Text = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
 
 
 class VoidOut(BaseModel):

@@ -9,7 +9,7 @@ from service import resellers
 from service.auth import TokenSettings, issue_token
 from service.http.deps import ClockDep, client_address, runtime_of
 from service.http.openapi import problem_responses
-from service.http.schemas import TokenOut
+from service.http.schemas import Line, TokenOut
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -19,8 +19,8 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 async def token(
     request: Request,
     clock: ClockDep,
-    client_id: Annotated[str, Form(max_length=64)],
-    client_secret: Annotated[str, Form(max_length=128)],
+    client_id: Annotated[Line, Form(max_length=64)],
+    client_secret: Annotated[Line, Form(max_length=128)],
     grant_type: Annotated[Literal["client_credentials"], Form()] = "client_credentials",
 ) -> TokenOut:
     """OAuth2 client credentials (form-encoded): a reseller's client id and secret buy a short-lived bearer

@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import Field
 
 from service import installations, rules
 from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
@@ -14,13 +15,15 @@ from service.http.schemas import (
     QuoteOut,
     SaneDate,
     SupportOut,
+    WrittenInDigits,
 )
 
 router = APIRouter(tags=["installations"])
 
 CodePath = Annotated[InstallationCode, Path(description="The installation's code")]
 OnQuery = Annotated[SaneDate | None, Query(description="The day to quote for; default today")]
-LicensesQuery = Annotated[int | None, Query(ge=1, le=1000, description="Default: the number required")]
+LicensesQuery = Annotated[Annotated[int, Field(ge=1, le=1000), WrittenInDigits] | None,
+                          Query(description="Default: the number required")]
 
 
 @router.post("/v1/installations", status_code=status.HTTP_201_CREATED, summary="Register an installation",

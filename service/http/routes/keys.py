@@ -4,12 +4,13 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
+from pydantic import Field
 
 from service import keys
 from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, SettingsDep
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problem_responses
-from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
+from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus, WrittenInDigits
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -40,7 +41,7 @@ async def list_keys(
     status: Annotated[KeyStatus | None, Query()] = None,
     reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's keys")] = None,
     after: Annotated[UUID | None, Query(description="The `next_after` of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
 ) -> KeyPage:
     """Admins (all keys) and resellers (their own): key metadata, a page at a time, filterable by status."""
     page = await keys.list_keys(engine, principal, status, reseller_id, after, limit)
