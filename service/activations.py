@@ -265,6 +265,7 @@ async def _replay(session: Session, installation: installations.InstallationReco
     if len(activation_ids) != 1 or None in activation_ids:
         return None
     activation = await session.first(_ACTIVATION, {"id": activation_ids.pop()})
+    assert activation is not None, "a used key's activation exists (its foreign key)"
     if (activation["installation_id"] != installation.id or activation["licenses"] != len(keys)
             or activation["voided_at"] is not None):
         return None

@@ -7,12 +7,13 @@ import json
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from service.settings import get_settings
 
 # The service writes its own JSON access log (service.access) and business events (service.events),
 # one line each, to stderr; uvicorn's own access log would repeat the first.
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"line": {"format": "%(message)s"}, "plain": {"format": "%(levelname)s %(name)s: %(message)s"}},

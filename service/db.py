@@ -6,9 +6,10 @@ taking the write lock up front so that concurrent activations in one process ser
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -46,7 +47,7 @@ def _serialize_sqlite_transactions(engine: AsyncEngine) -> None:
     reads then writes cannot be overtaken between its read and its write."""
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -54,7 +55,7 @@ def _serialize_sqlite_transactions(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection) -> None:
+    def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -102,7 +103,7 @@ _TRANSIENT = (
 def transient(exc: BaseException) -> bool:
     """Whether a driver error, raised by asyncpg or under SQLAlchemy's wrapper, is transient: the server went away,
     refused a connection for want of one, or asked for the transaction to be retried."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, _TRANSIENT):
             return True

@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import Executable
+from sqlalchemy import ClauseElement, Executable
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from service.db import reading, transaction, transient
 from service.errors import Unavailable
 
 Params = Mapping[str, Any]
+Row = Mapping[Any, Any]
+"""A row read by column name (SQLAlchemy's `RowMapping` or asyncpg's `Record`)."""
 POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `Unavailable`
 
 
@@ -38,9 +41,9 @@ class Session(Protocol):
     writable_ctes: bool
     """Whether a statement may hold data-modifying CTEs (PostgreSQL): several writes in one round trip."""
 
-    async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None: ...
+    async def first(self, statement: Executable, params: Params) -> Row | None: ...
 
-    async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
+    async def all(self, statement: Executable, params: Params) -> Sequence[Row]:
         """Every row; `Refused`, naming the constraint, when a foreign key refuses a statement of data-modifying
         CTEs."""
 
@@ -49,7 +52,7 @@ class Session(Protocol):
 
 
 class Driver(Protocol):
-    async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
+    async def first(self, statement: Executable, params: Params) -> Row | None:
         """One read on its own: a session's `first` without the session (the hottest read)."""
 
     def reading(self) -> AbstractAsyncContextManager[Session]:
@@ -84,11 +87,11 @@ class EngineSession:
     def __init__(self, connection: AsyncConnection):
         self._connection = connection
 
-    async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
+    async def first(self, statement: Executable, params: Params) -> Row | None:
         row = (await self._connection.execute(statement, params)).first()
         return None if row is None else row._mapping
 
-    async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
+    async def all(self, statement: Executable, params: Params) -> Sequence[Row]:
         return (await self._connection.execute(statement, params)).mappings().all()
 
     async def execute(self, statement: Executable, params: Params) -> int:
@@ -99,7 +102,7 @@ class EngineDriver:
     def __init__(self, engine: AsyncEngine):
         self._engine = engine
 
-    async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
+    async def first(self, statement: Executable, params: Params) -> Row | None:
         async with self.reading() as session:
             return await session.first(statement, params)
 
@@ -132,8 +135,10 @@ class _Compiled:
 def _compile(statement: Executable, dialect: Any) -> _Compiled:
     """The SQL and the positional arguments of a statement, as SQLAlchemy would send them to asyncpg:
     each value through its type's bind processor, and values fixed in the statement filled in."""
+    assert isinstance(statement, ClauseElement), "a statement built with SQLAlchemy Core"
     compiled = statement.compile(dialect=dialect)
-    getters = []
+    assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None, "asyncpg's numbered parameters"
+    getters: list[tuple[str | None, Any, Any]] = []  # (name, or None and the fixed value), bind processor
     for name in compiled.positiontup:
         bind = compiled.binds[name]
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -143,7 +148,7 @@ def _compile(statement: Executable, dialect: Any) -> _Compiled:
             getters.append((None, process(bind.value) if process else bind.value, None))
 
     def arguments(params: Params) -> list[Any]:
-        values = []
+        values: list[Any] = []
         for name, fixed, process in getters:
             if name is None:
                 values.append(fixed)
@@ -162,11 +167,11 @@ class _AsyncpgSession:
         self._connection = connection
         self._compile = compile
 
-    async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
+    async def first(self, statement: Executable, params: Params) -> Row | None:
         compiled = self._compile(statement)
         return await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
 
-    async def all(self, statement: Executable, params: Params) -> Sequence[Mapping[str, Any]]:
+    async def all(self, statement: Executable, params: Params) -> Sequence[Row]:
         compiled = self._compile(statement)
         try:
             return await self._connection.fetch(compiled.sql, *compiled.arguments(params))
@@ -261,7 +266,7 @@ class AsyncpgDriver:
             await self._unavailable_if_transient(exc)
             raise
 
-    async def first(self, statement: Executable, params: Params) -> Mapping[str, Any] | None:
+    async def first(self, statement: Executable, params: Params) -> Row | None:
         compiled = self._compile(statement)
         try:
             pool, connection = await self._acquire()

@@ -4,6 +4,11 @@ The HTTP layer maps each code to a status and an RFC 9457 problem in one place
 (`service.http.problems`).
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.rules import Quote  # the rules raise these errors: no import at run time
+
 
 class DomainError(Exception):
     """A broken business rule; mapped to an HTTP problem in one place."""
@@ -75,7 +80,7 @@ class LicensesInsufficient(DomainError):
         super().__init__(f"{supplied} license(s) supplied, {required} required")
         self.required = required
         self.supplied = supplied
-        self.quote = None  # attached by the service layer for the response body
+        self.quote: Quote | None = None  # attached by the service layer for the response body
 
 
 class KeyAlreadyUsed(DomainError):

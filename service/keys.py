@@ -70,6 +70,7 @@ async def _insert(conn: AsyncConnection, rows: list[tuple]) -> None:
     statement, where row by row they cost the database about 45 µs each. Elsewhere, in batches."""
     if conn.dialect.driver == "asyncpg":
         driver_connection = (await conn.get_raw_connection()).driver_connection
+        assert driver_connection is not None, "a connection checked out of the pool is open"
         await driver_connection.copy_records_to_table(LicenseKey.__tablename__, columns=_COLUMNS, records=rows)
         return
     for start in range(0, len(rows), _INSERT_BATCH):

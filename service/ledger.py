@@ -82,10 +82,9 @@ async def void(engine: AsyncEngine, activation_id: UUID, reason: str, now: datet
     """Void an activation (a refund, a mistake): it stays in the ledger marked void, its keys are
     revoked, and the installation is recomputed. Voiding a void activation changes nothing."""
     async with transaction(engine) as conn:
-        installation_id = await conn.scalar(select(Activation.installation_id).where(Activation.id == activation_id))
-        if installation_id is None:
+        code = await conn.scalar(select(Installation.code).join(Activation).where(Activation.id == activation_id))
+        if code is None:
             raise ActivationNotFound()
-        code = await conn.scalar(select(Installation.code).where(Installation.id == installation_id))
         installation = await installations.find(EngineSession(conn), code, for_update=True)
         activation = (await conn.execute(
             select(Activation.voided_at, Activation.void_reason).where(Activation.id == activation_id)

@@ -15,7 +15,7 @@ each Redis call has a short time limit, and a Redis that failed is tried again o
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Protocol
@@ -67,7 +67,7 @@ class MemoryStore:
     name = "memory"
     MAX_FAILURE_ENTRIES = 100_000
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._failures: dict[str, tuple[int, float]] = {}  # name: (count, when its window ends)
         self._in_flight: dict[str, int] = {}

@@ -166,7 +166,7 @@ def may_install_release(support: Support, released_on: date) -> bool:
 def fold(start: Support, activations: Iterable[tuple[date, int]]) -> Renewal:
     """Replay a ledger, each (activated_on, licenses) in order: what support must be now, with
     every license period granted on the way."""
-    current, periods = start, []
+    current, periods = start, list[LicensePeriod]()
     for activated_on, licenses in activations:
         renewal = renew(current, licenses, activated_on)
         current = renewal.after

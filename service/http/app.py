@@ -1,6 +1,7 @@
 """The FastAPI application: routers, problem mapping, and the engine's lifetime."""
 
 import gc
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # What start-up made lives as long as the process: a full collection need not scan it again
         # (here it took 70 ms, every request in the process waiting, and set the read p99).
         gc.freeze()

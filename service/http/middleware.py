@@ -1,6 +1,6 @@
 """Pure ASGI middleware: cheap enough for the hot paths."""
 
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,5 +58,5 @@ def _repeats_a_name(query: bytes) -> bool:
     escaped (`%`, `+`), since decoding costs several µs."""
     names = [pair.partition(b"=")[0] for pair in query.split(b"&") if pair]
     if b"%" in query or b"+" in query:
-        names = [unquote_plus(name.decode("latin-1")) for name in names]
+        names = [unquote_to_bytes(name.replace(b"+", b" ")) for name in names]
     return len(names) != len(set(names))

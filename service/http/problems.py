@@ -4,6 +4,7 @@ No problem ever carries a stack trace, SQL, or the text of a key.
 """
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +41,7 @@ STATUS = {
 RETRY_AFTER_UNAVAILABLE = "5"
 
 
-def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+def problem(status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None,
             **extra: object) -> JSONResponse:
     body = {"type": f"urn:timex-licensing:problem:{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
@@ -58,7 +59,7 @@ def _headers(exc: errors.DomainError) -> dict[str, str] | None:
 
 
 async def domain_error(request: Request, exc: errors.DomainError) -> JSONResponse:
-    extra = {}
+    extra: dict[str, object] = {}
     if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
         currency = runtime_of(request).settings.currency
         extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
@@ -91,7 +92,8 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(errors.DomainError, domain_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
+    # Starlette types a handler as taking any Exception; each of these is registered for its own class.
+    app.add_exception_handler(errors.DomainError, domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
