@@ -3,6 +3,7 @@
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,8 +68,9 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     # FastAPI's own OpenTelemetry hooks are off: the service's telemetry is `Observability` (Prometheus and
     # JSON logs), and the hooks would look up three OpenTelemetry providers on every request.
-    app = FastAPI(title="Timex Support licensing", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(title="Timex Support licensing", version=version("timex-licensing"), description=DESCRIPTION,
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
