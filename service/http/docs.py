@@ -4,6 +4,7 @@ ops read the API in closed networks, where no CDN answers. The licensing rules t
 shipped in the package (`service/docs/`)."""
 
 import re
+from collections.abc import Awaitable, Callable
 from functools import cache
 from html import escape
 from importlib.resources import files
@@ -18,8 +19,7 @@ from markdown_it import MarkdownIt
 
 ASSETS = "/docs-assets"
 RULES_URL = "/docs/rules"
-# Beside the package's modules, in the work tree and installed alike (`service` is a namespace package, which
-# `importlib.resources` does not read files from).
+# Package data beside the modules: the work tree under `pip install -e .`, site-packages in the image.
 DOCUMENTS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = {RULES_URL: "licensing-rules.md", "/docs/contract": "api-contract.md"}
 
@@ -54,7 +54,7 @@ def page(name: str) -> str:
     markdown = (DOCUMENTS / name).read_text(encoding="utf-8")
     renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = renderer.parse(markdown)
-    headings = []
+    headings: list[str] = []
     for opening, inline in pairwise(tokens):
         if opening.type == "heading_open":
             opening.attrSet("id", anchor(inline.content))
@@ -62,7 +62,7 @@ def page(name: str) -> str:
     return _PAGE.format(title=escape(headings[0]), body=renderer.renderer.render(tokens, renderer.options, {}))
 
 
-def _serve(name: str):
+def _serve(name: str) -> Callable[[], Awaitable[HTMLResponse]]:
     """The route of one page: it takes no parameter, so no request can name another file."""
 
     async def markdown_page() -> HTMLResponse:
