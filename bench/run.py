@@ -5,7 +5,7 @@
     .venv/bin/python bench/run.py --scale         # and support state at 1,000,000 installations, paired with 10,000
 
 Seeds PostgreSQL in bulk (COPY), starts the service as in production (uvicorn, one worker per core,
-no access log) and the ceiling app (../shared/bench/ceiling_app.py) on the same database, drives each
+no access log) and the ceiling app (bench/ceiling/ceiling_app.py) on the same database, drives each
 alone with wrk at the same concurrency, and writes bench/results/latest.json and the README table.
 Traffic goes to 127.0.0.1 only; every run is bounded in time.
 """
@@ -38,7 +38,7 @@ from service.certificates import generate_private_key  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
-CEILING_DIR = (ROOT.parent / "shared" / "bench").resolve()
+CEILING_DIR = ROOT / "bench" / "ceiling"
 RESULTS = ROOT / "bench" / "results"
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASE = "timex_bench"

@@ -1,4 +1,4 @@
-"""The Timex Support licensing rules (R1–R10 of licensing-rules.md), as plain functions.
+"""The Timex Support licensing rules (R1–R10 of service/docs/licensing-rules.md), as plain functions.
 
 No I/O, no clock: "today" is always a parameter. Support is `anchor + months` calendar months
 (R2); everything else is arithmetic on that pair.

@@ -93,7 +93,7 @@ async def test_support_state_of_an_unknown_installation_is_not_found(api: Api) -
 
 
 async def test_quote_prices_every_missed_year(api: Api) -> None:
-    """The api.md example: lapsed a year and a day, two licenses required."""
+    """The quote example of service/docs/api-contract.md: lapsed a year and a day, two licenses required."""
     await api.installation("ACME", purchased_on="2025-03-15")
 
     response = await api.get("/v1/installations/ACME/quote", params={"on": "2027-03-16"})

@@ -1,5 +1,5 @@
 """The docs render in a real browser with no internet: headless Chromium opens /docs and /redoc
-served by a real service process, and the operations are on the page."""
+served by a real service process, and the operations are on the page, linked to the rules they cite."""
 
 import json
 import os
@@ -100,3 +100,11 @@ def test_redoc_renders_the_contract(server: str) -> None:
     dom = _render(f"{server}/redoc", "--dump-dom")
 
     assert "Activate keys on an installation" in dom and "/v1/activations" in dom
+
+
+def test_the_rules_the_docs_cite_are_links_to_the_served_rules(server: str) -> None:
+    redoc = _render(f"{server}/redoc", "--dump-dom")
+    rules = _render(f"{server}/docs/rules#r4", "--dump-dom")
+
+    assert 'href="/docs/rules#r4"' in redoc
+    assert '<h3 id="r4">R4 — one license</h3>' in rules

@@ -1,4 +1,4 @@
-"""The licensing rules R1–R10 (licensing-rules.md), as plain functions of dates and integers."""
+"""The licensing rules R1–R10 (service/docs/licensing-rules.md), as plain functions of dates and integers."""
 
 from datetime import date
 
@@ -57,7 +57,7 @@ def test_r2_an_existing_customer_is_anchored_on_its_support_end() -> None:
     assert rules.existing_customer(date(2026, 5, 31)) == Support(date(2026, 5, 31), 0)
 
 
-# --- the spec's worked examples (R4–R7)
+# --- the worked examples of service/docs/licensing-rules.md (R4–R7)
 
 WORKED_EXAMPLES = [
     # anchor, M, today, keys, M after (None: refused), support end after, required, missed years
@@ -99,7 +99,7 @@ def test_r4_a_lapsed_license_is_back_dated_to_the_day_after_the_old_end() -> Non
     assert renewal.periods == (rules.LicensePeriod(date(2026, 3, 16), date(2027, 3, 15), 0),)
 
 
-def test_r8_the_quote_of_the_api_example() -> None:
+def test_r8_the_quote_of_the_contract_example() -> None:
     quote = rules.quote(Support(date(2025, 3, 15), 12), date(2027, 3, 16), unit_price_minor=1_200_000)
 
     assert (quote.licenses_required, quote.missed_years, quote.licenses, quote.sufficient) == (2, 1, 2, True)

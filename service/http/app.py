@@ -27,7 +27,8 @@ Timex Support licenses: where they are issued, activated and checked.
 Timex clients read their support state and activate keys (public calls; the keys are the
 credential). Resellers register installations, quote renewals and list their keys with an
 access token from `POST /v1/auth/token`. Every error is RFC 9457 `application/problem+json`
-with a stable `code`.
+with a stable `code`. The licensing rules the operations cite are at [/docs/rules](/docs/rules),
+the fixed points of this contract at [/docs/contract](/docs/contract).
 """
 
 

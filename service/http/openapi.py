@@ -15,7 +15,8 @@ _ERRORS = {
     400: "`invalid_request`: malformed JSON or UTF-8, wrong types, unknown fields, out-of-range values, control "
          "characters, a repeated query parameter",
     401: "`unauthenticated`: a missing, expired or badly signed access token",
-    402: "`licenses_insufficient` (R6): the keys would not bring support current; `quote` says what would",
+    402: "`licenses_insufficient` ([R6](/docs/rules#r6)): the keys would not bring support current; "
+         "`quote` says what would",
     403: "`forbidden`: the token lacks the role, or the resource is another reseller's",
     404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`",
     409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`",

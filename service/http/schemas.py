@@ -145,8 +145,9 @@ class InstallationIn(Request):
     )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
-    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3).")
-    support_end: SaneDate | None = Field(None, description="An existing customer: the known support end (R2).")
+    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date ([R3](/docs/rules#r3)).")
+    support_end: SaneDate | None = Field(
+        None, description="An existing customer: the known support end ([R2](/docs/rules#r2)).")
     reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
 
     @model_validator(mode="after")

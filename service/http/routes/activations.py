@@ -20,9 +20,10 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
                         **problem_responses(400, 402, 404, 409, 413, 422, 429, 503)})
 async def activate(body: ActivationIn, request: Request) -> Response:
     """Apply 1 to 50 keys to an installation, today (the service's date, never the client's): each adds a
-    year from the current support end, with 2 bonus months while support is still active (R4, R5). All or
-    nothing: if the keys would leave support lapsed, none is used (`402`, with the quote). Sending the same
-    activation again is safe: it answers `200` with the first result and changes nothing."""
+    year from the current support end, with 2 bonus months while support is still active
+    ([R4](/docs/rules#r4), [R5](/docs/rules#r5)). All or nothing: if the keys would leave support lapsed, none
+    is used (`402`, with the quote). Sending the same activation again is safe: it answers `200` with the
+    first result and changes nothing."""
     runtime = runtime_of(request)
     settings, clock = runtime.settings, runtime.clock
     try:

@@ -30,8 +30,9 @@ LicensesQuery = Annotated[Annotated[int, Field(ge=1, le=1000), WrittenInDigits] 
              responses=problem_responses(400, 401, 403, 404, 409, 413, 503))
 async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep,
                    today: TodayDep) -> InstallationOut:
-    """A new sale gives `purchased_on` (a year of support from that day, R3); an existing customer moved from
-    another system gives its known `support_end` (R2). A reseller registers for itself."""
+    """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
+    customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
+    registers for itself."""
     record = await installations.register(
         engine, principal, body.code, today,
         purchased_on=body.purchased_on, support_end=body.support_end, reseller_id=body.reseller_id,
@@ -50,8 +51,9 @@ async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> Ins
 @router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)",
             response_model=SupportOut, responses=problem_responses(400, 404, 503))
 async def support(code: CodePath, request: Request) -> Response:
-    """Public: the support end, whether support is active today, and what the installation is entitled to (R9),
-    with a signed `certificate` a Timex client can check offline against `/.well-known/jwks.json`."""
+    """Public: the support end, whether support is active today, and what the installation is entitled to
+    ([R9](/docs/rules#r9)), with a signed `certificate` a Timex client can check offline against
+    `/.well-known/jwks.json`."""
     runtime = runtime_of(request)
     now = runtime.clock.now()
     today = runtime.clock.today()
@@ -63,8 +65,9 @@ async def support(code: CodePath, request: Request) -> Response:
 @router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs",
             response_model=QuoteOut, responses=problem_responses(400, 404, 503))
 async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
-    """Public: how many licenses renewing takes on a day (R7: every missed year once lapsed over a year), what
-    they cost (R8), and the support end they would give. Fewer licenses than required: `sufficient` is false."""
+    """Public: how many licenses renewing takes on a day ([R7](/docs/rules#r7): every missed year once lapsed
+    over a year), what they cost ([R8](/docs/rules#r8)), and the support end they would give. Fewer licenses
+    than required: `sufficient` is false."""
     runtime = runtime_of(request)
     settings = runtime.settings
     result = await installations.quote(runtime.driver, code, on or runtime.clock.today(), settings.unit_price_minor,
