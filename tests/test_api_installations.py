@@ -4,7 +4,9 @@ from datetime import date
 
 import pytest
 
+from service.db import create_engine
 from tests.api import Api
+from tests.conftest import empty_tables, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +29,60 @@ async def test_a_purchase_in_the_future_is_refused(api: Api) -> None:
                               headers=api.admin)
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+async def test_only_an_admin_moves_an_existing_customer_in(api: Api) -> None:
+    """A known support end is taken on trust: a reseller naming one could hand out years of support."""
+    reseller = await api.reseller()
+
+    response = await api.post("/v1/installations", {"code": "ACME", "support_end": "2100-12-31"},
+                              headers=reseller["headers"])
+
+    assert (response.status_code, response.json()["code"]) == (403, "forbidden")
+    assert (await api.get("/v1/installations/ACME/support")).status_code == 404
+
+
+async def test_a_reseller_registers_a_sale_of_the_last_30_days(api: Api) -> None:
+    reseller = await api.reseller()
+
+    created = await api.installation("ACME", headers=reseller["headers"], purchased_on="2026-10-25")
+
+    assert (created["anchor"], created["support_end"]) == ("2026-10-25", "2027-10-25")
+
+
+async def test_a_reseller_cannot_register_an_older_sale(api: Api) -> None:
+    """Today is 2026-11-24: a sale of 31 days ago would start a fresh year from an old date."""
+    reseller = await api.reseller()
+
+    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2026-10-24"},
+                              headers=reseller["headers"])
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert response.json()["detail"] == (
+        "The purchase date 2026-10-24 is more than 30 days before today (2026-11-24); ask an administrator")
+
+
+async def test_an_admin_registers_a_sale_of_any_date(api: Api) -> None:
+    created = await api.installation("ACME", purchased_on="2020-01-31")
+
+    assert created["support_end"] == "2021-01-31"
+
+
+async def test_the_age_of_a_sale_a_reseller_may_register_is_a_setting(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with Api.started(make_settings(database_url, purchase_max_age_days=7), engine,
+                               today=date(2026, 11, 24)) as api:
+            reseller = await api.reseller()
+            headers = reseller["headers"]
+            week = await api.post("/v1/installations", {"code": "A", "purchased_on": "2026-11-17"}, headers=headers)
+            older = await api.post("/v1/installations", {"code": "B", "purchased_on": "2026-11-16"}, headers=headers)
+    finally:
+        await empty_tables(engine)
+        await engine.dispose()
+
+    assert week.status_code == 201
+    assert (older.status_code, older.json()["code"]) == (400, "invalid_request")
 
 
 @pytest.mark.parametrize("body", [

@@ -112,8 +112,10 @@ class InstallationIn(Request):
     )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
-    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3).")
-    support_end: SaneDate | None = Field(None, description="An existing customer: the known support end (R2).")
+    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date (R3). A reseller's is at "
+                                                            "most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.")
+    support_end: SaneDate | None = Field(None, description="Admins only: an existing customer's known support end "
+                                                           "(R2).")
     reseller_id: UUID | None = Field(None, description="Admins only: the reseller that sold it.")
 
     @model_validator(mode="after")
