@@ -3,6 +3,7 @@
 from datetime import date
 
 import pytest
+from jose import jwt
 
 from service.db import create_engine
 from tests.api import Api
@@ -226,3 +227,42 @@ async def test_an_oversized_body_is_refused_before_it_is_read(api: Api) -> None:
 
     for response in (declared, streamed):
         assert (response.status_code, response.json()["code"]) == (413, "payload_too_large")
+
+
+async def test_an_installation_code_is_one_code_in_any_case(api: Api) -> None:
+    """Stored upper-case; found by any spelling; the answers and certificates name the stored code."""
+    created = await api.installation("look-001", purchased_on="2025-03-15")
+    [key] = await api.keys(1)
+
+    details = await api.get("/v1/installations/Look-001", headers=api.admin)
+    support = (await api.get("/v1/installations/look-001/support")).json()
+    quote = await api.get("/v1/installations/lOOk-001/quote")
+    activation = (await api.activate("look-001", [key])).json()
+
+    assert created["code"] == "LOOK-001"
+    assert (details.status_code, details.json()["code"]) == (200, "LOOK-001")
+    assert support["code"] == "LOOK-001"
+    assert jwt.get_unverified_claims(support["certificate"])["sub"] == "LOOK-001"
+    assert quote.status_code == 200
+    assert activation["installation"] == "LOOK-001"
+    assert jwt.get_unverified_claims(activation["certificate"])["sub"] == "LOOK-001"
+    assert (await api.support("LOOK-001"))["support_end"] == activation["support_end_after"]
+
+
+async def test_a_code_in_another_case_is_the_same_code(api: Api) -> None:
+    await api.installation("LOOK-001")
+
+    response = await api.post("/v1/installations", {"code": "look-001", "purchased_on": "2025-01-01"},
+                              headers=api.admin)
+
+    assert (response.status_code, response.json()["code"]) == (409, "installation_exists")
+
+
+@pytest.mark.parametrize("code", ["\u0131nst", "stra\u00dfe", "\u017fome"])
+async def test_a_code_is_ascii_even_where_upper_case_would_make_it_so(api: Api, code: str) -> None:
+    """"ı".upper() is "I", "ß".upper() is "SS", "ſ".upper() is "S": such codes are refused, not folded."""
+    response = await api.post("/v1/installations", {"code": code, "purchased_on": "2025-01-01"}, headers=api.admin)
+    support = await api.get(f"/v1/installations/{code}/support")
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert (support.status_code, support.json()["code"]) == (400, "invalid_request")

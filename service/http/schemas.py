@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service import rules
 from service.activations import ActivationResult
@@ -22,7 +22,11 @@ def _sane(value: date) -> date:
 
 
 SaneDate = Annotated[date, AfterValidator(_sane)]
-InstallationCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# One installation whatever the case it is typed in: folded to its stored, upper-case form here, so that every
+# service function receives the canonical code. pydantic-core folds it (no Python call on the hot paths), and
+# the ASCII pattern is checked on what was typed: "ı" would fold to "I", but it is refused.
+InstallationCode = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)]
 KeyStatus = Literal["issued", "used", "revoked"]
 
 EXAMPLE_ACTIVATION_ID = "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88"
