@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from service import rules
 from service.activations import ActivationResult
 from service.installations import ActivationSummary, InstallationRecord, SupportState
+from service.resellers import ResellerRecord, RotatedSecret
 
 EARLIEST_DATE = date(2000, 1, 1)
 LATEST_DATE = date(2100, 12, 31)
@@ -104,6 +105,47 @@ class ResellerCreated(BaseModel):
     name: str
     client_id: str
     client_secret: str = Field(description="Shown once; only a hash of it is kept.")
+
+
+class ResellerOut(BaseModel):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "disabled_at": None,
+            "created_at": "2026-11-24T09:00:00Z",
+        }
+    )
+
+    id: UUID
+    name: str
+    client_id: str
+    disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: ResellerRecord) -> "ResellerOut":
+        return cls(id=r.id, name=r.name, client_id=r.client_id, disabled_at=r.disabled_at, created_at=r.created_at)
+
+
+class ResellerSecretRotated(ResellerOut):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "disabled_at": None,
+            "created_at": "2026-11-24T09:00:00Z",
+            "client_secret": "(shown once)",
+        }
+    )
+
+    client_secret: str = Field(description="The new secret, shown once; the old one and its tokens no longer work.")
+
+    @classmethod
+    def of_rotation(cls, rotated: RotatedSecret) -> "ResellerSecretRotated":
+        return cls(**ResellerOut.of(rotated.reseller).model_dump(), client_secret=rotated.client_secret)
 
 
 # --- installations
