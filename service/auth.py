@@ -25,6 +25,7 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 class Principal:
     role: Role
     subject: str
+    issued_at: int | None = None  # the token's `iat`: a reseller's tokens from before a secret rotation are refused
 
     @property
     def is_admin(self) -> bool:
@@ -82,7 +83,7 @@ def verify_token(settings: TokenSettings, token: str) -> Principal:
     role = claims.get("role")
     if role not in ROLES:
         raise Unauthenticated("The access token names no known role")
-    principal = Principal(role=role, subject=claims["sub"])
+    principal = Principal(role=role, subject=claims["sub"], issued_at=claims.get("iat"))
     try:
         principal.reseller_id  # noqa: B018 - a reseller's subject must be its id
     except ValueError as exc:

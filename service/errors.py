@@ -30,6 +30,10 @@ class PurchaseInFuture(InvalidRequest):
     title = "A purchase date cannot be in the future"
 
 
+class PurchaseTooOld(InvalidRequest):
+    title = "A reseller cannot register a sale this old"
+
+
 class Unauthenticated(DomainError):
     code = "unauthenticated"
     title = "Authentication required"

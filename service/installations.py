@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service import resellers, rules
 from service.auth import Principal
 from service.db import reading, transaction
-from service.driver import Driver, EngineSession, Session
-from service.errors import InstallationExists, InstallationNotFound
+from service.driver import Driver, EngineSession, Row, Session
+from service.errors import Forbidden, InstallationExists, InstallationNotFound, PurchaseTooOld
 from service.models import Activation, Installation, LicenseKey
 
 
@@ -76,7 +76,7 @@ _COLUMNS = (
 )
 
 
-def _record(row: Mapping[str, Any]) -> InstallationRecord:
+def _record(row: Row) -> InstallationRecord:
     return InstallationRecord(
         id=row["id"],
         code=row["code"],
@@ -100,6 +100,7 @@ async def find(session: Session, code: str, for_update: bool = False) -> Install
 
 
 async def register(
+    *,
     engine: AsyncEngine,
     principal: Principal,
     code: str,
@@ -107,12 +108,26 @@ async def register(
     purchased_on: date | None = None,
     support_end: date | None = None,
     reseller_id: UUID | None = None,
+    purchase_max_age_days: int,
 ) -> InstallationRecord:
     """R3 for a new sale (`purchased_on`), R2 for an existing customer (`support_end`).
-    A reseller always registers for itself; an admin may name the reseller."""
-    support = rules.purchase(purchased_on, today) if purchased_on else rules.existing_customer(support_end)
+    A reseller always registers for itself; an admin may name the reseller.
+
+    What a reseller says is not taken on trust: only an admin moves an existing customer in (a support end
+    is whatever the caller says it is), and a reseller's sale is at most `purchase_max_age_days` old, so that
+    an old sale cannot be registered for a fresh year. An admin may register any date."""
     if reseller_id is not None:
         principal.require_owner(reseller_id)
+    if support_end is not None:
+        if not principal.is_admin:
+            raise Forbidden("Only an administrator registers an existing customer by its support end")
+        support = rules.existing_customer(support_end)
+    else:
+        assert purchased_on is not None, "a registration gives exactly one of the two (InstallationIn)"
+        support = rules.purchase(purchased_on, today)
+        if not principal.is_admin and purchased_on < today - timedelta(days=purchase_max_age_days):
+            raise PurchaseTooOld(f"The purchase date {purchased_on} is more than {purchase_max_age_days} days "
+                                 f"before today ({today}); ask an administrator")
     owner = reseller_id if principal.is_admin else principal.reseller_id
     try:
         async with transaction(engine) as conn:

@@ -74,6 +74,10 @@ class Reseller(Base):
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = _created_at()
+    # Set while an admin has it disabled: its tokens are refused at once, and it gets no new ones.
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Set by a secret rotation: a token issued (`iat`) before this instant is refused, whatever its `exp`.
+    tokens_valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Installation(Base):

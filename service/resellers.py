@@ -1,16 +1,19 @@
-"""Resellers: registered by an admin, they log in with a client id and secret (OAuth2 client credentials)."""
+"""Resellers: registered by an admin, they log in with a client id and secret (OAuth2 client credentials).
+An admin may disable one (its tokens are refused at once) and rotate its secret (the tokens issued before
+are refused at once)."""
 
 import asyncio
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.auth import SecretChecks, hash_secret
-from service.db import transaction
+from service.db import reading, transaction
 from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
 from service.ratelimit import Limiter, client_key
@@ -27,36 +30,125 @@ class NewReseller:
     client_secret: str
 
 
+@dataclass(frozen=True)
+class ResellerRecord:
+    """What an admin sees of a reseller: never its secret, nor its hash."""
+
+    id: UUID
+    name: str
+    client_id: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    reseller: ResellerRecord
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class Login:
+    reseller_id: UUID
+    tokens_valid_from: datetime | None
+
+    def issued_at(self, now: datetime) -> datetime:
+        """The instant its token is stamped with (`iat`): never before `tokens_valid_from`. `iat` counts whole
+        seconds, so a rotation refuses tokens from the rest of its own second too (see `rotate_secret`); a token
+        from the new secret within that second is stamped with the next whole second rather than refused."""
+        return max(now, self.tokens_valid_from) if self.tokens_valid_from else now
+
+
+_RECORD = select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at)
+_FIND = _RECORD.where(Reseller.id == bindparam("id"))
+# Read on every call with a reseller's token: built once.
+_ACCESS = select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id"))
+
+
 async def register(engine: AsyncEngine, name: str) -> NewReseller:
     client_id = "rs_" + secrets.token_urlsafe(12)
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
     try:
         async with transaction(engine) as conn:
-            reseller_id = await conn.scalar(
+            reseller_id = (await conn.execute(
                 insert(Reseller)
                 .values(name=name, client_id=client_id, secret_hash=secret_hash)
                 .returning(Reseller.id)
-            )
+            )).scalar_one()
     except IntegrityError as exc:
         raise ResellerExists() from exc
     return NewReseller(reseller_id, name, client_id, client_secret)
 
 
 async def authenticate(*, engine: AsyncEngine, limiter: Limiter, checks: SecretChecks, client: str, client_id: str,
-                       client_secret: str) -> UUID:
-    """The reseller's id when the credentials are right; `Unauthenticated` otherwise. Failures are limited per
-    client address and per client id, before any secret is hashed."""
+                       client_secret: str) -> Login:
+    """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
+    otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
+    limited per client address and per client id, before any secret is hashed."""
     async with limiter.attempt(names=[f"client:{client_key(client)}", f"id:{client_id}"],
                                failures=(Unauthenticated,)):
         async with transaction(engine) as conn:
             row = (await conn.execute(
-                select(Reseller.id, Reseller.secret_hash).where(Reseller.client_id == client_id)
+                select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from)
+                .where(Reseller.client_id == client_id)
             )).first()
         stored = row.secret_hash if row else _DUMMY_HASH
-        if not await checks.verify(client_secret, stored) or row is None:
+        if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
             raise Unauthenticated("Unknown client or wrong secret")
-        return row.id
+        return Login(row.id, row.tokens_valid_from)
+
+
+async def check_access(engine: AsyncEngine, *, reseller_id: UUID, issued_at: int | None) -> None:
+    """A reseller's token is good only while the reseller exists and is not disabled, and only if it was issued
+    (`iat`, whole seconds) no earlier than the last secret rotation allows: `Unauthenticated` otherwise."""
+    async with reading(engine) as conn:
+        row = (await conn.execute(_ACCESS, {"id": reseller_id})).first()
+    if row is None:
+        raise Unauthenticated("The access token names no known reseller")
+    if row.disabled_at is not None:
+        raise Unauthenticated("The reseller is disabled")
+    if row.tokens_valid_from is not None and (issued_at is None or issued_at < row.tokens_valid_from.timestamp()):
+        raise Unauthenticated("The access token was issued before the client secret was rotated")
+
+
+async def _find(conn: AsyncConnection, reseller_id: UUID) -> ResellerRecord:
+    row = (await conn.execute(_FIND, {"id": reseller_id})).first()
+    if row is None:
+        raise ResellerNotFound()
+    return ResellerRecord(**row._mapping)
+
+
+async def get(engine: AsyncEngine, *, reseller_id: UUID) -> ResellerRecord:
+    async with reading(engine) as conn:
+        return await _find(conn, reseller_id)
+
+
+async def disable(engine: AsyncEngine, *, reseller_id: UUID, now: datetime) -> ResellerRecord:
+    """Its tokens are refused from now on and it gets no new ones. Disabling it again keeps the first instant."""
+    async with transaction(engine) as conn:
+        await conn.execute(update(Reseller).where(Reseller.id == reseller_id, Reseller.disabled_at.is_(None))
+                           .values(disabled_at=now))
+        return await _find(conn, reseller_id)
+
+
+async def enable(engine: AsyncEngine, *, reseller_id: UUID) -> ResellerRecord:
+    """It may get tokens again, and its unexpired ones work again."""
+    async with transaction(engine) as conn:
+        await conn.execute(update(Reseller).where(Reseller.id == reseller_id).values(disabled_at=None))
+        return await _find(conn, reseller_id)
+
+
+async def rotate_secret(engine: AsyncEngine, *, reseller_id: UUID, now: datetime) -> RotatedSecret:
+    """A new client secret, shown once; the old one stops working at once, and so does every token issued
+    before now (a rotation is usually because the secret leaked). `iat` counts whole seconds, so tokens are
+    valid from the next whole second: one issued earlier in this second could be the leaked secret's."""
+    client_secret = secrets.token_urlsafe(32)
+    secret_hash = await asyncio.to_thread(hash_secret, client_secret)
+    async with transaction(engine) as conn:
+        await conn.execute(update(Reseller).where(Reseller.id == reseller_id).values(
+            secret_hash=secret_hash, tokens_valid_from=now.replace(microsecond=0) + timedelta(seconds=1)))
+        return RotatedSecret(await _find(conn, reseller_id), client_secret)
 
 
 async def require(conn: AsyncConnection, reseller_id: UUID | None) -> None:

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     jwt_issuer: str = "timex-licensing"
     jwt_audience: str = "timex-licensing"
     access_token_minutes: int = Field(15, gt=0)
+    purchase_max_age_days: int = Field(30, ge=0)
     key_hash_secret: str = DEV_SECRET
     certificate_private_key: str | None = None
     allow_sqlite_in_production: bool = False

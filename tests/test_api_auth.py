@@ -28,7 +28,7 @@ async def test_a_reseller_trades_its_credentials_for_a_short_lived_token(api: Ap
     assert response.status_code == 200
     token = response.json()
     assert token["token_type"] == "bearer" and token["expires_in"] == 15 * 60
-    created = await api.post("/v1/installations", {"code": "MINE", "purchased_on": "2025-01-01"},
+    created = await api.post("/v1/installations", {"code": "MINE", "purchased_on": "2026-11-20"},
                              headers={"Authorization": f"Bearer {token['access_token']}"})
     assert created.status_code == 201
     assert created.json()["reseller_id"] == reseller["id"]
@@ -119,7 +119,7 @@ async def test_a_reseller_cannot_call_admin_endpoints(api: Api, path: str, body:
 
 async def test_a_reseller_sees_only_its_own_installations_and_keys(api: Api) -> None:
     mine, theirs = await api.reseller("Mine"), await api.reseller("Theirs")
-    await api.installation("THEIRS", headers=theirs["headers"])
+    await api.installation("THEIRS", headers=theirs["headers"], purchased_on="2026-11-20")
     await api.keys(2, reseller_id=theirs["id"])
     await api.keys(1, reseller_id=mine["id"])
 

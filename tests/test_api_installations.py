@@ -3,8 +3,11 @@
 from datetime import date
 
 import pytest
+from jose import jwt
 
+from service.db import create_engine
 from tests.api import Api
+from tests.conftest import empty_tables, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +30,60 @@ async def test_a_purchase_in_the_future_is_refused(api: Api) -> None:
                               headers=api.admin)
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+async def test_only_an_admin_moves_an_existing_customer_in(api: Api) -> None:
+    """A known support end is taken on trust: a reseller naming one could hand out years of support."""
+    reseller = await api.reseller()
+
+    response = await api.post("/v1/installations", {"code": "ACME", "support_end": "2100-12-31"},
+                              headers=reseller["headers"])
+
+    assert (response.status_code, response.json()["code"]) == (403, "forbidden")
+    assert (await api.get("/v1/installations/ACME/support")).status_code == 404
+
+
+async def test_a_reseller_registers_a_sale_of_the_last_30_days(api: Api) -> None:
+    reseller = await api.reseller()
+
+    created = await api.installation("ACME", headers=reseller["headers"], purchased_on="2026-10-25")
+
+    assert (created["anchor"], created["support_end"]) == ("2026-10-25", "2027-10-25")
+
+
+async def test_a_reseller_cannot_register_an_older_sale(api: Api) -> None:
+    """Today is 2026-11-24: a sale of 31 days ago would start a fresh year from an old date."""
+    reseller = await api.reseller()
+
+    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2026-10-24"},
+                              headers=reseller["headers"])
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert response.json()["detail"] == (
+        "The purchase date 2026-10-24 is more than 30 days before today (2026-11-24); ask an administrator")
+
+
+async def test_an_admin_registers_a_sale_of_any_date(api: Api) -> None:
+    created = await api.installation("ACME", purchased_on="2020-01-31")
+
+    assert created["support_end"] == "2021-01-31"
+
+
+async def test_the_age_of_a_sale_a_reseller_may_register_is_a_setting(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with Api.started(make_settings(database_url, purchase_max_age_days=7), engine,
+                               today=date(2026, 11, 24)) as api:
+            reseller = await api.reseller()
+            headers = reseller["headers"]
+            week = await api.post("/v1/installations", {"code": "A", "purchased_on": "2026-11-17"}, headers=headers)
+            older = await api.post("/v1/installations", {"code": "B", "purchased_on": "2026-11-16"}, headers=headers)
+    finally:
+        await empty_tables(engine)
+        await engine.dispose()
+
+    assert week.status_code == 201
+    assert (older.status_code, older.json()["code"]) == (400, "invalid_request")
 
 
 @pytest.mark.parametrize("body", [
@@ -170,3 +227,42 @@ async def test_an_oversized_body_is_refused_before_it_is_read(api: Api) -> None:
 
     for response in (declared, streamed):
         assert (response.status_code, response.json()["code"]) == (413, "payload_too_large")
+
+
+async def test_an_installation_code_is_one_code_in_any_case(api: Api) -> None:
+    """Stored upper-case; found by any spelling; the answers and certificates name the stored code."""
+    created = await api.installation("look-001", purchased_on="2025-03-15")
+    [key] = await api.keys(1)
+
+    details = await api.get("/v1/installations/Look-001", headers=api.admin)
+    support = (await api.get("/v1/installations/look-001/support")).json()
+    quote = await api.get("/v1/installations/lOOk-001/quote")
+    activation = (await api.activate("look-001", [key])).json()
+
+    assert created["code"] == "LOOK-001"
+    assert (details.status_code, details.json()["code"]) == (200, "LOOK-001")
+    assert support["code"] == "LOOK-001"
+    assert jwt.get_unverified_claims(support["certificate"])["sub"] == "LOOK-001"
+    assert quote.status_code == 200
+    assert activation["installation"] == "LOOK-001"
+    assert jwt.get_unverified_claims(activation["certificate"])["sub"] == "LOOK-001"
+    assert (await api.support("LOOK-001"))["support_end"] == activation["support_end_after"]
+
+
+async def test_a_code_in_another_case_is_the_same_code(api: Api) -> None:
+    await api.installation("LOOK-001")
+
+    response = await api.post("/v1/installations", {"code": "look-001", "purchased_on": "2025-01-01"},
+                              headers=api.admin)
+
+    assert (response.status_code, response.json()["code"]) == (409, "installation_exists")
+
+
+@pytest.mark.parametrize("code", ["\u0131nst", "stra\u00dfe", "\u017fome"])
+async def test_a_code_is_ascii_even_where_upper_case_would_make_it_so(api: Api, code: str) -> None:
+    """"ı".upper() is "I", "ß".upper() is "SS", "ſ".upper() is "S": such codes are refused, not folded."""
+    response = await api.post("/v1/installations", {"code": code, "purchased_on": "2025-01-01"}, headers=api.admin)
+    support = await api.get(f"/v1/installations/{code}/support")
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert (support.status_code, support.json()["code"]) == (400, "invalid_request")

@@ -2,8 +2,9 @@
 
 import asyncio
 
+import pytest
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service import schema
 from service.db import create_engine
@@ -30,3 +31,48 @@ def test_migrations_go_up_to_head_and_back_down_to_base(empty_database_url: str)
 def test_the_models_and_the_migrations_agree(database_url: str) -> None:
     """`alembic check`: autogenerate finds nothing to add on a database built by the migrations."""
     command.check(schema.alembic_config(database_url, configure_logging=False))
+
+
+async def _execute(url: str, *statements: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _codes(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return sorted((await conn.execute(text("SELECT code FROM installations"))).scalars())
+    finally:
+        await engine.dispose()
+
+
+def _installations(*codes: str) -> list[str]:
+    return [f"INSERT INTO installations (code, anchor, initial_months, months, bonus_months) "
+            f"VALUES ('{code}', '2025-03-15', 12, 12, 0)" for code in codes]
+
+
+def test_installation_codes_are_folded_to_upper_case(empty_database_url: str) -> None:
+    schema.upgrade(empty_database_url, "0004", configure_logging=False)
+    asyncio.run(_execute(empty_database_url, *_installations("look-001", "Acme.2", "ZED_9")))
+
+    schema.upgrade(empty_database_url, configure_logging=False)
+
+    assert asyncio.run(_codes(empty_database_url)) == ["ACME.2", "LOOK-001", "ZED_9"]
+
+
+def test_codes_that_differ_only_by_case_stop_the_migration_rather_than_merge_customers(
+    empty_database_url: str,
+) -> None:
+    schema.upgrade(empty_database_url, "0004", configure_logging=False)
+    asyncio.run(_execute(empty_database_url, *_installations("look-001", "LOOK-001", "Look-001", "acme", "OTHER")))
+
+    with pytest.raises(RuntimeError, match=r"differ only by case: 'LOOK-001', 'Look-001', 'look-001'\."):
+        schema.upgrade(empty_database_url, configure_logging=False)
+
+    assert asyncio.run(_codes(empty_database_url)) == ["LOOK-001", "Look-001", "OTHER", "acme", "look-001"]

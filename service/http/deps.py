@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service import resellers
 from service.auth import Principal, SecretChecks, TokenSettings, verify_token
 from service.certificates import CertificateSigner
 from service.clock import Clock
@@ -133,11 +134,18 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /
 
 async def get_principal(
     settings: "SettingsDep",
+    engine: "EngineDep",
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller. A reseller's token is checked against its row on every call, so that disabling the reseller
+    or rotating its secret refuses the token at once rather than at its expiry; admin tokens are in no database.
+    The public hot paths take no token, so they never pay for this read."""
     if credentials is None:
         raise Unauthenticated("An access token is required")
-    return verify_token(TokenSettings.of(settings), credentials.credentials)
+    principal = verify_token(TokenSettings.of(settings), credentials.credentials)
+    if principal.reseller_id is not None:
+        await resellers.check_access(engine, reseller_id=principal.reseller_id, issued_at=principal.issued_at)
+    return principal
 
 
 async def get_admin(principal: "PrincipalDep") -> Principal:

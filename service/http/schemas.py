@@ -1,16 +1,27 @@
 """The v1 wire format: request bodies (strict: unknown fields refused) and response bodies."""
 
 import re
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
 
 from service import rules
 from service.activations import ActivationResult
 from service.installations import ActivationSummary, InstallationRecord, SupportState
+from service.resellers import ResellerRecord, RotatedSecret
 
 EARLIEST_DATE = date(2000, 1, 1)
 LATEST_DATE = date(2100, 12, 31)
@@ -54,7 +65,11 @@ WrittenInDigits = BeforeValidator(_written_in_digits)
 # validation by pydantic-core's regex engine. Lone surrogates need nothing more: pydantic refuses them as strings.
 Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]  # one line: no control character at all
 Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]  # tabs and line breaks too
-InstallationCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# One installation whatever the case it is typed in: folded to its stored, upper-case form here, so that every
+# service function receives the canonical code. pydantic-core folds it (no Python call on the hot paths), and
+# the ASCII pattern is checked on what was typed: "ı" would fold to "I", but it is refused.
+InstallationCode = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)]
 KeyStatus = Literal["issued", "used", "revoked"]
 
 EXAMPLE_ACTIVATION_ID = "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88"
@@ -135,6 +150,47 @@ class ResellerCreated(BaseModel):
     client_secret: str = Field(description="Shown once; only a hash of it is kept.")
 
 
+class ResellerOut(BaseModel):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "disabled_at": None,
+            "created_at": "2026-11-24T09:00:00Z",
+        }
+    )
+
+    id: UUID
+    name: str
+    client_id: str
+    disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: ResellerRecord) -> "ResellerOut":
+        return cls(id=r.id, name=r.name, client_id=r.client_id, disabled_at=r.disabled_at, created_at=r.created_at)
+
+
+class ResellerSecretRotated(ResellerOut):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "disabled_at": None,
+            "created_at": "2026-11-24T09:00:00Z",
+            "client_secret": "(shown once)",
+        }
+    )
+
+    client_secret: str = Field(description="The new secret, shown once; the old one and its tokens no longer work.")
+
+    @classmethod
+    def of_rotation(cls, rotated: RotatedSecret) -> "ResellerSecretRotated":
+        return cls(**ResellerOut.of(rotated.reseller).model_dump(), client_secret=rotated.client_secret)
+
+
 # --- installations
 
 
@@ -145,9 +201,10 @@ class InstallationIn(Request):
     )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
-    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date ([R3](/docs/rules#r3)).")
+    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
+                                          "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.")
     support_end: SaneDate | None = Field(
-        None, description="An existing customer: the known support end ([R2](/docs/rules#r2)).")
+        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2)).")
     reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
 
     @model_validator(mode="after")
@@ -222,7 +279,7 @@ class InstallationOut(BaseModel):
     activations: list[ActivationSummaryOut] = []
 
     @classmethod
-    def of(cls, i: InstallationRecord, activations: list[ActivationSummary] = ()) -> "InstallationOut":
+    def of(cls, i: InstallationRecord, activations: Sequence[ActivationSummary] = ()) -> "InstallationOut":
         return cls(
             code=i.code,
             reseller_id=i.reseller_id,

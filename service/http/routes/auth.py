@@ -24,13 +24,14 @@ async def token(
     grant_type: Annotated[Literal["client_credentials"], Form()] = "client_credentials",
 ) -> TokenOut:
     """OAuth2 client credentials (form-encoded): a reseller's client id and secret buy a short-lived bearer
-    token for the authenticated endpoints. Failed attempts are limited per client address and per client id
-    (`429`, `Retry-After`)."""
+    token for the authenticated endpoints. An unknown client, a wrong secret and a disabled reseller are the
+    same `401`. Failed attempts are limited per client address and per client id (`429`, `Retry-After`)."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    reseller_id = await resellers.authenticate(
+    login = await resellers.authenticate(
         engine=runtime.engine, limiter=runtime.token_limiter, checks=runtime.secret_checks,
         client=client_address(request), client_id=client_id, client_secret=client_secret)
     lifetime = timedelta(minutes=settings.access_token_minutes)
-    access_token = issue_token(TokenSettings.of(settings), "reseller", str(reseller_id), clock.now(), lifetime)
+    access_token = issue_token(TokenSettings.of(settings), "reseller", str(login.reseller_id),
+                               login.issued_at(clock.now()), lifetime)
     return TokenOut(access_token=access_token, expires_in=int(lifetime.total_seconds()))

@@ -28,14 +28,16 @@ LicensesQuery = Annotated[Annotated[int, Field(ge=1, le=1000), WrittenInDigits] 
 
 @router.post("/v1/installations", status_code=status.HTTP_201_CREATED, summary="Register an installation",
              responses=problem_responses(400, 401, 403, 404, 409, 413, 503))
-async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep,
+async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep, settings: SettingsDep,
                    today: TodayDep) -> InstallationOut:
     """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
     customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
-    registers for itself."""
+    registers for itself, only sales, and only sales of the last `PURCHASE_MAX_AGE_DAYS` days (default 30);
+    an admin registers any of them."""
     record = await installations.register(
-        engine, principal, body.code, today,
+        engine=engine, principal=principal, code=body.code, today=today,
         purchased_on=body.purchased_on, support_end=body.support_end, reseller_id=body.reseller_id,
+        purchase_max_age_days=settings.purchase_max_age_days,
     )
     return InstallationOut.of(record)
 
