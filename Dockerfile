@@ -1,11 +1,13 @@
-# Build: the service and its runtime dependencies into a virtualenv.
+# Build: the service and its runtime dependencies, as the lock file pins them (with their hashes), into a virtualenv.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+COPY requirements/runtime.lock ./requirements/
+RUN /opt/venv/bin/pip install -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install --no-deps .
 
 # Run: the virtualenv and the migrations, as an unprivileged user.
 FROM python:3.11-slim
