@@ -83,7 +83,9 @@ def _issue_keys(args: argparse.Namespace) -> None:
     async def run() -> list[keys.IssuedKey]:
         engine = create_engine(settings.database_url)
         try:
-            return await keys.issue(engine, args.count, settings.key_hash_secret.encode(), args.reseller_id)
+            return await keys.issue(
+                engine=engine, count=args.count, secret=settings.key_hash_secret.encode(), reseller_id=args.reseller_id
+            )
         finally:
             await engine.dispose()
 

@@ -14,7 +14,15 @@ class Clock:
 
     def today(self) -> date:
         """Today in the business time zone: the day an activation counts for."""
-        return self.now().astimezone(self.zone).date()
+        return self._day_of(self.now())
+
+    def read(self) -> tuple[datetime, date]:
+        """Now and the business day it falls on, from one reading: a request never straddles midnight."""
+        now = self.now()
+        return now, self._day_of(now)
+
+    def _day_of(self, now: datetime) -> date:
+        return now.astimezone(self.zone).date()
 
 
 class FixedClock(Clock):
@@ -27,5 +35,5 @@ class FixedClock(Clock):
     def set(self, today: date) -> None:
         self._today = today
 
-    def today(self) -> date:
+    def _day_of(self, now: datetime) -> date:
         return self._today

@@ -154,7 +154,7 @@ async def register(
 
 
 async def details(
-    engine: AsyncEngine, principal: Principal, code: str
+    *, engine: AsyncEngine, principal: Principal, code: str
 ) -> tuple[InstallationRecord, list[ActivationSummary]]:
     async with reading(engine) as conn:
         installation = await find(EngineSession(conn), code)
@@ -207,11 +207,13 @@ async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
     return row
 
 
-async def support_state(driver: Driver, code: str, today: date) -> SupportState:
+async def support_state(*, driver: Driver, code: str, today: date) -> SupportState:
     row = await _read_support(driver, code)
     return SupportState(code, rules.Support(row["anchor"], row["months"]), row["bonus_months"], today)
 
 
-async def quote(driver: Driver, code: str, on: date, unit_price_minor: int, licenses: int | None = None) -> rules.Quote:
+async def quote(
+    *, driver: Driver, code: str, on: date, unit_price_minor: int, licenses: int | None = None
+) -> rules.Quote:
     row = await _read_support(driver, code)
     return rules.quote(rules.Support(row["anchor"], row["months"]), on, unit_price_minor, licenses)

@@ -52,7 +52,7 @@ def _info(row: Row) -> KeyInfo:
     return KeyInfo(**row._mapping)
 
 
-async def issue(engine: AsyncEngine, count: int, secret: bytes, reseller_id: UUID | None = None) -> list[IssuedKey]:
+async def issue(*, engine: AsyncEngine, count: int, secret: bytes, reseller_id: UUID | None = None) -> list[IssuedKey]:
     issued = [
         IssuedKey(uuid.uuid4(), key, keyformat.display_prefix(key))
         for key in (keyformat.generate() for _ in range(count))
@@ -82,6 +82,7 @@ async def _insert(conn: AsyncConnection, rows: list[tuple]) -> None:
 
 
 async def list_keys(
+    *,
     engine: AsyncEngine,
     principal: Principal,
     status: str | None = None,
@@ -104,7 +105,7 @@ async def list_keys(
         return [_info(row) for row in await conn.execute(statement)]
 
 
-async def revoke(engine: AsyncEngine, key_id: UUID, now: datetime) -> KeyInfo:
+async def revoke(*, engine: AsyncEngine, key_id: UUID, now: datetime) -> KeyInfo:
     """Revoke an unused key; revoking a revoked key changes nothing."""
     async with transaction(engine) as conn:
         row = (

@@ -89,7 +89,7 @@ class VoidResult:
     support_end: date
 
 
-async def void(engine: AsyncEngine, activation_id: UUID, reason: str, now: datetime) -> VoidResult:
+async def void(*, engine: AsyncEngine, activation_id: UUID, reason: str, now: datetime) -> VoidResult:
     """Void an activation (a refund, a mistake): it stays in the ledger marked void, its keys are
     revoked, and the installation is recomputed. Voiding a void activation changes nothing."""
     async with transaction(engine) as conn:

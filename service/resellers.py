@@ -65,7 +65,7 @@ _FIND = _RECORD.where(Reseller.id == bindparam("id"))
 _ACCESS = select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id"))
 
 
-async def register(engine: AsyncEngine, name: str) -> NewReseller:
+async def register(*, engine: AsyncEngine, name: str) -> NewReseller:
     client_id = "rs_" + secrets.token_urlsafe(12)
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)

@@ -47,6 +47,7 @@ def create_app(
         driver=create_driver(engine, settings.database_pool_size),
         clock=clock or Clock(settings.zone),
         signer=CertificateSigner(settings.certificate_private_key or generate_private_key(), settings.jwt_issuer),
+        key_secret=settings.key_hash_secret.encode(),
         counters=counters,
         activation_limiter=Limiter(
             counters,

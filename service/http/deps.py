@@ -34,6 +34,8 @@ class Runtime:
     driver: Driver
     clock: Clock
     signer: CertificateSigner
+    key_secret: bytes
+    """`KEY_HASH_SECRET` as bytes, made once: what keys are hashed under."""
     counters: Counters
     activation_limiter: Limiter
     token_limiter: Limiter

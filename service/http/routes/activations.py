@@ -31,7 +31,7 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     is used (`402`, with the quote). Sending the same activation again is safe: it answers `200` with the
     first result and changes nothing."""
     runtime = runtime_of(request)
-    settings, clock = runtime.settings, runtime.clock
+    now, today = runtime.clock.read()
     try:
         result = await activations.activate(
             driver=runtime.driver,
@@ -39,10 +39,10 @@ async def activate(body: ActivationIn, request: Request) -> Response:
             client=client_address(request),
             code=body.installation,
             raw_keys=body.keys,
-            today=clock.today(),
-            now=clock.now(),
-            secret=settings.key_hash_secret.encode(),
-            unit_price_minor=settings.unit_price_minor,
+            today=today,
+            now=now,
+            secret=runtime.key_secret,
+            unit_price_minor=runtime.settings.unit_price_minor,
             signer=runtime.signer,
         )
     except DomainError as refusal:
@@ -73,7 +73,7 @@ async def activate(body: ActivationIn, request: Request) -> Response:
 async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
     support is recomputed from its remaining activations. Voiding twice changes nothing."""
-    result = await ledger.void(engine, activation_id, body.reason, clock.now())
+    result = await ledger.void(engine=engine, activation_id=activation_id, reason=body.reason, now=clock.now())
     event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
     return VoidOut(
         activation_id=result.activation_id,

@@ -60,7 +60,7 @@ async def register(
 )
 async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
     """Admins and the owning reseller: the installation and its ledger of activations, in the order applied."""
-    record, activations = await installations.details(engine, principal, code)
+    record, activations = await installations.details(engine=engine, principal=principal, code=code)
     return InstallationOut.of(record, activations)
 
 
@@ -75,9 +75,8 @@ async def support(code: CodePath, request: Request) -> Response:
     ([R9](/docs/rules#r9)), with a signed `certificate` a Timex client can check offline against
     `/.well-known/jwks.json`."""
     runtime = runtime_of(request)
-    now = runtime.clock.now()
-    today = runtime.clock.today()
-    state = await installations.support_state(runtime.driver, code, today)
+    now, today = runtime.clock.read()
+    state = await installations.support_state(driver=runtime.driver, code=code, today=today)
     certificate = runtime.signer.certificate(code, state.support.end, today, now)
     return Response(SupportOut.json_of(state, certificate), media_type="application/json")
 
@@ -95,7 +94,11 @@ async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: 
     runtime = runtime_of(request)
     settings = runtime.settings
     result = await installations.quote(
-        runtime.driver, code, on or runtime.clock.today(), settings.unit_price_minor, licenses
+        driver=runtime.driver,
+        code=code,
+        on=on or runtime.clock.today(),
+        unit_price_minor=settings.unit_price_minor,
+        licenses=licenses,
     )
     return json_response(QuoteOut.of(result, settings.currency))
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import Field
 
 from service import keys
-from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, SettingsDep
+from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, RuntimeDep
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problem_responses
 from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus, WrittenInDigits
@@ -34,10 +34,12 @@ def _out(info: keys.KeyInfo) -> KeyOut:
     summary="Issue keys",
     responses=problem_responses(400, 401, 403, 404, 413, 503),
 )
-async def issue(body: KeysIn, engine: EngineDep, settings: SettingsDep, _admin: AdminDep) -> KeysIssued:
+async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssued:
     """Admins: issue `count` keys, optionally to a reseller. The keys are in this answer only: the service
     keeps a keyed hash of each."""
-    issued = await keys.issue(engine, body.count, settings.key_hash_secret.encode(), body.reseller_id)
+    issued = await keys.issue(
+        engine=runtime.engine, count=body.count, secret=runtime.key_secret, reseller_id=body.reseller_id
+    )
     KEYS_ISSUED.inc(len(issued))
     event("keys_issued", count=len(issued), reseller_id=body.reseller_id, first_key_id=issued[0].id)
     return KeysIssued(
@@ -57,7 +59,9 @@ async def list_keys(
     limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
 ) -> KeyPage:
     """Admins (all keys) and resellers (their own): key metadata, a page at a time, filterable by status."""
-    page = await keys.list_keys(engine, principal, status, reseller_id, after, limit)
+    page = await keys.list_keys(
+        engine=engine, principal=principal, status=status, reseller_id=reseller_id, after=after, limit=limit
+    )
     return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
 
 
@@ -66,7 +70,7 @@ async def list_keys(
 )
 async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
     """Admins: revoke an unused key so that it can never be activated. Revoking it again changes nothing."""
-    info = await keys.revoke(engine, key_id, clock.now())
+    info = await keys.revoke(engine=engine, key_id=key_id, now=clock.now())
     KEYS_REVOKED.inc()
     event("key_revoked", key_id=key_id)
     return _out(info)

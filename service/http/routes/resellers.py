@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 )
 async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
-    new = await resellers.register(engine, body.name)
+    new = await resellers.register(engine=engine, name=body.name)
     return ResellerCreated(id=new.id, name=new.name, client_id=new.client_id, client_secret=new.client_secret)
 
 
