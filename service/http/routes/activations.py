@@ -9,7 +9,7 @@ from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, EngineDep, client_address, runtime_of
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problem_responses
-from service.http.schemas import ActivationIn, ActivationOut, VoidIn, VoidOut
+from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 

@@ -9,7 +9,7 @@ from service import resellers
 from service.http.deps import AdminDep, ClockDep, EngineDep
 from service.http.observability import event
 from service.http.openapi import problem_responses
-from service.http.schemas import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
+from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 
