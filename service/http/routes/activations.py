@@ -50,5 +50,4 @@ async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: Cloc
     support is recomputed from its remaining activations. Voiding twice changes nothing."""
     result = await ledger.void(engine, activation_id, body.reason, clock.now())
     event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
-    return VoidOut(activation_id=result.activation_id, installation=result.installation,
-                   voided_at=result.voided_at, reason=result.reason, support_end=result.support_end)
+    return VoidOut.model_validate(result)

@@ -19,14 +19,14 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(engine, body.name)
-    return ResellerCreated(id=new.id, name=new.name, client_id=new.client_id, client_secret=new.client_secret)
+    return ResellerCreated.model_validate(new)
 
 
 @router.get("/{reseller_id}", summary="A reseller (never its secret)",
             responses=problem_responses(400, 401, 403, 404, 503))
 async def get(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
     """Admins: a reseller, and whether it is disabled."""
-    return ResellerOut.of(await resellers.get(engine, reseller_id=reseller_id))
+    return ResellerOut.model_validate(await resellers.get(engine, reseller_id=reseller_id))
 
 
 @router.post("/{reseller_id}/disable", summary="Disable a reseller",
@@ -36,7 +36,7 @@ async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin:
     gets no new ones. Its installations and keys stay as they are. Disabling it again changes nothing."""
     reseller = await resellers.disable(engine, reseller_id=reseller_id, now=clock.now())
     event("reseller_disabled", reseller_id=reseller_id)
-    return ResellerOut.of(reseller)
+    return ResellerOut.model_validate(reseller)
 
 
 @router.post("/{reseller_id}/enable", summary="Enable a disabled reseller",
@@ -45,7 +45,7 @@ async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> Rese
     """Admins: the reseller may get tokens again, and its unexpired tokens work again."""
     reseller = await resellers.enable(engine, reseller_id=reseller_id)
     event("reseller_enabled", reseller_id=reseller_id)
-    return ResellerOut.of(reseller)
+    return ResellerOut.model_validate(reseller)
 
 
 @router.post("/{reseller_id}/rotate-secret", summary="Give a reseller a new client secret",

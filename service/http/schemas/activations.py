@@ -16,12 +16,11 @@ from service.http.schemas.common import (
     Request,
     Text,
     examples,
-    request_examples,
 )
 
 
 class ActivationIn(Request):
-    model_config = request_examples(
+    model_config = examples(
         {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
     )
 
@@ -41,7 +40,8 @@ class VoidOut(BaseModel):
             "voided_at": "2026-02-01T12:00:00Z",
             "reason": "Refund, order 1234",
             "support_end": "2026-03-15",
-        }
+        },
+        from_attributes=True,
     )
 
     activation_id: UUID

@@ -3,7 +3,7 @@
 
 import re
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Unpack
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
@@ -66,13 +66,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def examples(*items: dict[str, Any]) -> ConfigDict:
-    """A response model's examples, for the OpenAPI document."""
-    return ConfigDict(json_schema_extra={"examples": list(items)})
-
-
-def request_examples(*items: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(items)})
+def examples(*items: dict[str, Any], **config: Unpack[ConfigDict]) -> ConfigDict:
+    """A model's config with its examples, for the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": list(items)}, **config)
 
 
 class Money(BaseModel):

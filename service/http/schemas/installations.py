@@ -18,13 +18,12 @@ from service.http.schemas.common import (
     Request,
     SaneDate,
     examples,
-    request_examples,
 )
 from service.installations import ActivationSummary, InstallationRecord, SupportState
 
 
 class InstallationIn(Request):
-    model_config = request_examples(
+    model_config = examples(
         {"code": "ACME-0001", "purchased_on": "2025-03-15"},
         {"code": "ACME-0002", "support_end": "2026-12-31"},
     )

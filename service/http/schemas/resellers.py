@@ -6,7 +6,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from service.http.schemas.common import Line, Request, examples
-from service.resellers import ResellerRecord, RotatedSecret
+from service.resellers import RotatedSecret
 
 EXAMPLE_RESELLER_ID = "7a1d2c3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d"
 
@@ -22,7 +22,8 @@ class ResellerCreated(BaseModel):
             "name": "Smartec Partner LLC",
             "client_id": "rs_3q9LkP0aZx1v2b7n",
             "client_secret": "(shown once)",
-        }
+        },
+        from_attributes=True,
     )
 
     id: UUID
@@ -39,7 +40,8 @@ class ResellerOut(BaseModel):
             "client_id": "rs_3q9LkP0aZx1v2b7n",
             "disabled_at": None,
             "created_at": "2026-11-24T09:00:00Z",
-        }
+        },
+        from_attributes=True,
     )
 
     id: UUID
@@ -47,10 +49,6 @@ class ResellerOut(BaseModel):
     client_id: str
     disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
     created_at: datetime
-
-    @classmethod
-    def of(cls, r: ResellerRecord) -> "ResellerOut":
-        return cls(id=r.id, name=r.name, client_id=r.client_id, disabled_at=r.disabled_at, created_at=r.created_at)
 
 
 class ResellerSecretRotated(ResellerOut):
@@ -69,4 +67,4 @@ class ResellerSecretRotated(ResellerOut):
 
     @classmethod
     def of_rotation(cls, rotated: RotatedSecret) -> "ResellerSecretRotated":
-        return cls(**ResellerOut.of(rotated.reseller).model_dump(), client_secret=rotated.client_secret)
+        return cls(**ResellerOut.model_validate(rotated.reseller).model_dump(), client_secret=rotated.client_secret)
