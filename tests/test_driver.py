@@ -16,9 +16,13 @@ from tests.api import Api
 pytestmark = pytest.mark.anyio
 
 _SUPPORT = select(Installation.code, Installation.anchor, Installation.months).where(
-    Installation.code == bindparam("code"))
-_GRANT = update(Installation).where(Installation.code == bindparam("of")).values(
-    months=Installation.months + bindparam("more"))
+    Installation.code == bindparam("code")
+)
+_GRANT = (
+    update(Installation)
+    .where(Installation.code == bindparam("of"))
+    .values(months=Installation.months + bindparam("more"))
+)
 _GRANT_ALL = update(Installation).values(months=Installation.months + 1)
 _STAMP = update(Installation).where(Installation.code == bindparam("of")).values(created_at=bindparam("at"))
 

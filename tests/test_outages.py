@@ -72,8 +72,9 @@ async def test_a_restart_under_load_loses_and_invents_nothing(api: Api, cluster:
 
     assert {r.status_code for r in responses} <= {201, 503}
     # A 503 may hide a commit the client never heard of: that is what a replay is for.
-    retried = [await api.activate("LOAD", [key]) for key, r in zip(keys, responses, strict=True)
-               if r.status_code == 503]
+    retried = [
+        await api.activate("LOAD", [key]) for key, r in zip(keys, responses, strict=True) if r.status_code == 503
+    ]
     assert {r.status_code for r in retried} <= {200, 201}
     assert (await api.support("LOAD"))["months_granted"] == 12 + 14 * len(keys)
     assert await ledger.verify(api.engine) == []

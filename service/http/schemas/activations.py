@@ -87,16 +87,18 @@ class ActivationOut(BaseModel):
     def json_of(result: ActivationResult) -> bytes:
         """This document as JSON, written straight from the activation's values, as `SupportOut.json_of`."""
         renewal = result.renewal
-        return orjson.dumps({
-            "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
-            "installation": result.installation,
-            "activated_on": result.activated_on,
-            "support_end_before": renewal.before.end,
-            "support_end_after": renewal.after.end,
-            "months_added": renewal.months_added,
-            "licenses": [
-                {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
-                for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
-            ],
-            "certificate": result.certificate,
-        })
+        return orjson.dumps(
+            {
+                "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
+                "installation": result.installation,
+                "activated_on": result.activated_on,
+                "support_end_before": renewal.before.end,
+                "support_end_after": renewal.after.end,
+                "months_added": renewal.months_added,
+                "licenses": [
+                    {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
+                    for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
+                ],
+                "certificate": result.certificate,
+            }
+        )

@@ -53,8 +53,9 @@ Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 # One installation whatever the case it is typed in: folded to its stored, upper-case form here, so that every
 # service function receives the canonical code. pydantic-core folds it (no Python call on the hot paths), and
 # the ASCII pattern is checked on what was typed: "ı" would fold to "I", but it is refused.
-InstallationCode = Annotated[str, StringConstraints(min_length=1, max_length=64,
-                                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)]
+InstallationCode = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)
+]
 
 EXAMPLE_ACTIVATION_ID = "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88"
 EXAMPLE_KEY_ID = "0b9e3a8e-7d55-4a0f-8f7c-3c5d1e2f4a6b"
@@ -78,4 +79,3 @@ class Money(BaseModel):
     @classmethod
     def of(cls, minor: int, currency: str) -> "Money":
         return cls(amount=f"{minor // 100}.{minor % 100:02d}", currency=currency)
-

@@ -29,10 +29,14 @@ class InstallationIn(Request):
     )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
-    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
-                                          "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.")
+    purchased_on: SaneDate | None = Field(
+        None,
+        description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
+        "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.",
+    )
     support_end: SaneDate | None = Field(
-        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2)).")
+        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2))."
+    )
     reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
 
     @model_validator(mode="after")
@@ -156,18 +160,22 @@ class SupportOut(BaseModel):
         build and validate a model of values that are already of their types (3 % of a read). The
         schema fuzzing checks every answer against this model."""
         end = s.support.end
-        return orjson.dumps({
-            "code": s.code,
-            "support_end": end,
-            "active": s.active,
-            "as_of": s.as_of,
-            "days_left": s.days_left,
-            "months_granted": s.support.months,
-            "bonus_months": s.bonus_months,
-            "entitlements": {"support_requests": rules.may_open_support_requests(s.support, s.as_of),
-                             "updates_released_through": end},
-            "certificate": certificate,
-        })
+        return orjson.dumps(
+            {
+                "code": s.code,
+                "support_end": end,
+                "active": s.active,
+                "as_of": s.as_of,
+                "days_left": s.days_left,
+                "months_granted": s.support.months,
+                "bonus_months": s.bonus_months,
+                "entitlements": {
+                    "support_requests": rules.may_open_support_requests(s.support, s.as_of),
+                    "updates_released_through": end,
+                },
+                "certificate": certificate,
+            }
+        )
 
 
 class PeriodOut(BaseModel):
