@@ -32,7 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import keyformat, schema  # noqa: E402
+from service import keyformat, migrate  # noqa: E402
 from service.auth import TokenSettings, issue_token  # noqa: E402
 from service.certificates import generate_private_key  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -360,7 +360,7 @@ def issue_keys(count: int) -> dict:
 def seed(database: str, installations: int, keys: int, ceiling: bool = True) -> None:
     dsn = bench_dsn(database)
     asyncio.run(recreate_database(database))
-    schema.upgrade(dsn, configure_logging=False)
+    migrate.upgrade(dsn, configure_logging=False)
     asyncio.run(seed_service(dsn, installations, keys))
     if ceiling:
         subprocess.run(

@@ -33,11 +33,11 @@ LOGGING: dict[str, Any] = {
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service import schema
+    from service import migrate
 
     settings = get_settings()
     if settings.is_sqlite:
-        schema.upgrade(settings.database_url)  # the embedded database looks after itself
+        migrate.upgrade(settings.database_url)  # the embedded database looks after itself
     logging = copy.deepcopy(LOGGING)
     if args.no_access_log:
         logging["loggers"]["service.access"]["level"] = "WARNING"
@@ -56,13 +56,13 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from service import schema
+    from service import migrate
 
     settings = get_settings()
     if args.revision.startswith("-") or args.down:
-        schema.downgrade(settings.database_url, args.revision)
+        migrate.downgrade(settings.database_url, args.revision)
     else:
-        schema.upgrade(settings.database_url, args.revision)
+        migrate.upgrade(settings.database_url, args.revision)
 
 
 def _token(args: argparse.Namespace) -> None:

@@ -1,4 +1,10 @@
-"""Domain exceptions: a broken rule, named by its stable `code`, with no HTTP in it.
+"""The service's refusals, each named by its stable `code`, with no HTTP in it.
+
+Most are the request's fault: a broken business rule, a bad credential, an unknown resource, a
+malformed key. Two are not, and the client may try again later: `RateLimited` (too many failed
+attempts lately from its address or with its client id; try after `retry_after` seconds) and
+`Unavailable` (the database cannot be reached, or too many logins are being checked at once;
+nothing was written).
 
 The HTTP layer maps each code to a status and an RFC 9457 problem in one place
 (`service.http.problems`).
@@ -11,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class DomainError(Exception):
-    """A broken business rule; mapped to an HTTP problem in one place."""
+    """A refused request (see the module's docstring); mapped to an HTTP problem in one place."""
 
     code = "domain_error"
     title = "Request refused"

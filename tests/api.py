@@ -37,8 +37,8 @@ class Api:
         finally:
             await app.state.runtime.close()
 
-    def today(self, day: date) -> None:
-        """Stand on another day."""
+    def stand_on(self, day: date) -> None:
+        """Move the service's clock to `day`: from now on it is today."""
         self.clock.set(day)
 
     def headers_for(

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import schema
+from service import migrate
 from service.db import async_url, create_engine
 from service.models import Base
 from service.settings import Settings
@@ -108,7 +108,7 @@ def _fresh_postgres_database() -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this run, migrated to head, dropped at the end."""
     with _fresh_postgres_database() as url:
-        schema.upgrade(url, configure_logging=False)
+        migrate.upgrade(url, configure_logging=False)
         yield url
 
 
@@ -116,7 +116,7 @@ def postgres_url() -> Iterator[str]:
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("db") / "test.db"
     url = f"sqlite+aiosqlite:///{path}"
-    schema.upgrade(url, configure_logging=False)
+    migrate.upgrade(url, configure_logging=False)
     return url
 
 

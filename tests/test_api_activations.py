@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 async def test_activating_one_key_before_the_end_renews_with_the_bonus(api: Api) -> None:
     await api.installation("ACME", purchased_on="2025-03-15")
     [key] = await api.keys(1)
-    api.today(date(2026, 1, 10))
+    api.stand_on(date(2026, 1, 10))
 
     response = await api.activate("ACME", [key])
 
@@ -44,7 +44,7 @@ async def test_two_keys_after_a_lapse_back_date_then_earn_the_bonus(api: Api) ->
     """R5: lapsed 3 months, 2 keys: +12 back-dated, then +14."""
     await api.installation("ACME", purchased_on="2025-03-15")
     keys = await api.keys(2)
-    api.today(date(2026, 6, 15))
+    api.stand_on(date(2026, 6, 15))
 
     body = (await api.activate("ACME", keys)).json()
 
@@ -60,7 +60,7 @@ async def test_a_replay_returns_the_first_result_and_changes_nothing(api: Api) -
     await api.installation("ACME", purchased_on="2025-03-15")
     keys = await api.keys(2)
     first = await api.activate("ACME", keys)
-    api.today(date(2027, 1, 1))
+    api.stand_on(date(2027, 1, 1))
 
     again = await api.activate("ACME", list(reversed(keys)))
 
@@ -74,7 +74,7 @@ async def test_too_few_keys_for_a_long_lapse_are_refused_with_the_quote(api: Api
     """R6: lapsed more than a year, one key is not enough; nothing is used."""
     await api.installation("ACME", purchased_on="2025-03-15")
     [key] = await api.keys(1)
-    api.today(date(2027, 3, 16))
+    api.stand_on(date(2027, 3, 16))
 
     response = await api.activate("ACME", [key])
 
@@ -178,7 +178,7 @@ async def test_a_refused_activation_leaves_every_key_and_the_installation_as_the
         keys[2] = keyformat.generate()  # well-formed, never issued
     elif bad == "insufficient":
         keys = keys[:1]
-        api.today(date(2030, 1, 1))
+        api.stand_on(date(2030, 1, 1))
     statuses_before = await api.key_statuses()
     support_before = await api.support("ACME")
 

@@ -32,7 +32,7 @@ async def test_the_support_state_carries_a_certificate_of_its_support_end(api: A
 async def test_an_activation_carries_a_certificate_of_the_new_support_end(api: Api) -> None:
     await api.installation("ACME", purchased_on="2025-11-24")
     [key] = await api.keys(1)
-    api.today(date(2026, 11, 20))
+    api.stand_on(date(2026, 11, 20))
 
     body = (await api.activate("ACME", [key])).json()
     claims = await _verify_with_jwks_only(api, body["certificate"])

@@ -127,9 +127,9 @@ async def test_a_code_is_registered_once(api: Api) -> None:
 async def test_support_state_is_what_help_about_shows(api: Api) -> None:
     await api.installation("ACME", purchased_on="2025-03-15")
     [key] = await api.keys(1)
-    api.today(date(2026, 1, 10))
+    api.stand_on(date(2026, 1, 10))
     await api.activate("ACME", [key])
-    api.today(date(2026, 11, 24))
+    api.stand_on(date(2026, 11, 24))
 
     support = await api.support("ACME")
 

@@ -19,9 +19,9 @@ async def test_voiding_a_middle_activation_refolds_later_bonuses(api: Api) -> No
     2026-12-01 earned the bonus only because of it. Voided, the second key is back-dated instead."""
     await api.installation("ACME", purchased_on="2025-03-15")
     first, second, third = await api.keys(3)
-    api.today(date(2026, 6, 15))
+    api.stand_on(date(2026, 6, 15))
     voided = (await api.activate("ACME", [first])).json()
-    api.today(date(2026, 12, 1))
+    api.stand_on(date(2026, 12, 1))
     later = (await api.activate("ACME", [second])).json()
     assert (later["licenses"][0]["bonus_months"], later["support_end_after"]) == (2, "2028-05-15")
 

@@ -6,7 +6,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from service import schema
+from service import migrate
 from service.db import create_engine
 from service.models import Base
 
@@ -21,16 +21,16 @@ async def _tables(url: str) -> set[str]:
 
 
 def test_migrations_go_up_to_head_and_back_down_to_base(empty_database_url: str) -> None:
-    schema.upgrade(empty_database_url, configure_logging=False)
+    migrate.upgrade(empty_database_url, configure_logging=False)
     assert asyncio.run(_tables(empty_database_url)) == set(Base.metadata.tables)
 
-    schema.downgrade(empty_database_url, configure_logging=False)
+    migrate.downgrade(empty_database_url, configure_logging=False)
     assert asyncio.run(_tables(empty_database_url)) == set()
 
 
 def test_the_models_and_the_migrations_agree(database_url: str) -> None:
     """`alembic check`: autogenerate finds nothing to add on a database built by the migrations."""
-    command.check(schema.alembic_config(database_url, configure_logging=False))
+    command.check(migrate.alembic_config(database_url, configure_logging=False))
 
 
 async def _execute(url: str, *statements: str) -> None:
@@ -61,10 +61,10 @@ def _installations(*codes: str) -> list[str]:
 
 
 def test_installation_codes_are_folded_to_upper_case(empty_database_url: str) -> None:
-    schema.upgrade(empty_database_url, "0004", configure_logging=False)
+    migrate.upgrade(empty_database_url, "0004", configure_logging=False)
     asyncio.run(_execute(empty_database_url, *_installations("look-001", "Acme.2", "ZED_9")))
 
-    schema.upgrade(empty_database_url, configure_logging=False)
+    migrate.upgrade(empty_database_url, configure_logging=False)
 
     assert asyncio.run(_codes(empty_database_url)) == ["ACME.2", "LOOK-001", "ZED_9"]
 
@@ -72,10 +72,10 @@ def test_installation_codes_are_folded_to_upper_case(empty_database_url: str) ->
 def test_codes_that_differ_only_by_case_stop_the_migration_rather_than_merge_customers(
     empty_database_url: str,
 ) -> None:
-    schema.upgrade(empty_database_url, "0004", configure_logging=False)
+    migrate.upgrade(empty_database_url, "0004", configure_logging=False)
     asyncio.run(_execute(empty_database_url, *_installations("look-001", "LOOK-001", "Look-001", "acme", "OTHER")))
 
     with pytest.raises(RuntimeError, match=r"differ only by case: 'LOOK-001', 'Look-001', 'look-001'\."):
-        schema.upgrade(empty_database_url, configure_logging=False)
+        migrate.upgrade(empty_database_url, configure_logging=False)
 
     assert asyncio.run(_codes(empty_database_url)) == ["LOOK-001", "Look-001", "OTHER", "acme", "look-001"]

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from service import ledger, schema
+from service import ledger, migrate
 from service.db import create_engine
 from tests.api import Api
 from tests.conftest import make_settings
@@ -22,7 +22,7 @@ def cluster() -> Iterator[Cluster]:
     if not os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL tests are off")
     with throwaway_cluster() as cluster:
-        schema.upgrade(cluster.url, configure_logging=False)
+        migrate.upgrade(cluster.url, configure_logging=False)
         yield cluster
 
 

@@ -52,7 +52,8 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-async def get_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    """The settings `create_app` was given (tests give their own), which need not be `get_settings()`'s."""
     return runtime_of(request).settings
 
 
@@ -157,7 +158,7 @@ async def get_admin(principal: "PrincipalDep") -> Principal:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SignerDep = Annotated[CertificateSigner, Depends(get_signer)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 TodayDep = Annotated[date, Depends(get_today)]

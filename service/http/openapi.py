@@ -7,7 +7,7 @@ from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from service.http.schemas import Problem
+from service.http.schemas.problem import Problem
 
 MEDIA_TYPE = "application/problem+json"
 

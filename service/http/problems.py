@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from service import errors
 from service.http.deps import runtime_of
-from service.http.schemas import QuoteOut
+from service.http.schemas.installations import QuoteOut
 
 log = logging.getLogger("service.http")
 

@@ -9,7 +9,7 @@ from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, EngineDep, client_address, runtime_of
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problem_responses
-from service.http.schemas import ActivationIn, ActivationOut, VoidIn, VoidOut
+from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
@@ -75,10 +75,4 @@ async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: Cloc
     support is recomputed from its remaining activations. Voiding twice changes nothing."""
     result = await ledger.void(engine=engine, activation_id=activation_id, reason=body.reason, now=clock.now())
     event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
-    return VoidOut(
-        activation_id=result.activation_id,
-        installation=result.installation,
-        voided_at=result.voided_at,
-        reason=result.reason,
-        support_end=result.support_end,
-    )
+    return VoidOut.model_validate(result)

@@ -9,7 +9,8 @@ from service import resellers
 from service.auth import TokenSettings, issue_token
 from service.http.deps import ClockDep, client_address, runtime_of
 from service.http.openapi import problem_responses
-from service.http.schemas import Line, TokenOut
+from service.http.schemas.auth import TokenOut
+from service.http.schemas.common import Line
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

@@ -8,15 +8,8 @@ from pydantic import Field
 from service import installations, rules
 from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.openapi import json_response, problem_responses
-from service.http.schemas import (
-    InstallationCode,
-    InstallationIn,
-    InstallationOut,
-    QuoteOut,
-    SaneDate,
-    SupportOut,
-    WrittenInDigits,
-)
+from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
+from service.http.schemas.installations import InstallationIn, InstallationOut, QuoteOut, SupportOut
 
 router = APIRouter(tags=["installations"])
 

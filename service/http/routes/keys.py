@@ -10,7 +10,8 @@ from service import keys
 from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, RuntimeDep
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problem_responses
-from service.http.schemas import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus, WrittenInDigits
+from service.http.schemas.common import WrittenInDigits
+from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

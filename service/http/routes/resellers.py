@@ -9,7 +9,7 @@ from service import resellers
 from service.http.deps import AdminDep, ClockDep, EngineDep
 from service.http.observability import event
 from service.http.openapi import problem_responses
-from service.http.schemas import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
+from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(engine=engine, name=body.name)
-    return ResellerCreated(id=new.id, name=new.name, client_id=new.client_id, client_secret=new.client_secret)
+    return ResellerCreated.model_validate(new)
 
 
 @router.get(
@@ -31,7 +31,7 @@ async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> Res
 )
 async def get(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
     """Admins: a reseller, and whether it is disabled."""
-    return ResellerOut.of(await resellers.get(engine, reseller_id=reseller_id))
+    return ResellerOut.model_validate(await resellers.get(engine, reseller_id=reseller_id))
 
 
 @router.post(
@@ -42,7 +42,7 @@ async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin:
     gets no new ones. Its installations and keys stay as they are. Disabling it again changes nothing."""
     reseller = await resellers.disable(engine, reseller_id=reseller_id, now=clock.now())
     event("reseller_disabled", reseller_id=reseller_id)
-    return ResellerOut.of(reseller)
+    return ResellerOut.model_validate(reseller)
 
 
 @router.post(
@@ -52,7 +52,7 @@ async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> Rese
     """Admins: the reseller may get tokens again, and its unexpired tokens work again."""
     reseller = await resellers.enable(engine, reseller_id=reseller_id)
     event("reseller_enabled", reseller_id=reseller_id)
-    return ResellerOut.of(reseller)
+    return ResellerOut.model_validate(reseller)
 
 
 @router.post(

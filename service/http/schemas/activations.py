@@ -1,0 +1,104 @@
+"""Activations: keys applied to an installation, and voided."""
+
+from datetime import date, datetime
+from typing import Annotated
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.activations import ActivationResult
+from service.http.schemas.common import (
+    EXAMPLE_ACTIVATION_ID,
+    EXAMPLE_CERTIFICATE,
+    EXAMPLE_KEY_ID,
+    InstallationCode,
+    Request,
+    Text,
+    examples,
+)
+
+
+class ActivationIn(Request):
+    model_config = examples(
+        {"installation": "ACME-0001", "keys": ["TXS-…(the key as printed)"]},
+    )
+
+    installation: InstallationCode
+    keys: list[Annotated[Text, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
+
+
+class VoidIn(Request):
+    reason: Text = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
+
+
+class VoidOut(BaseModel):
+    model_config = examples(
+        {
+            "activation_id": EXAMPLE_ACTIVATION_ID,
+            "installation": "ACME-0001",
+            "voided_at": "2026-02-01T12:00:00Z",
+            "reason": "Refund, order 1234",
+            "support_end": "2026-03-15",
+        },
+        from_attributes=True,
+    )
+
+    activation_id: UUID
+    installation: str
+    voided_at: datetime
+    reason: str
+    support_end: date = Field(description="The installation's support end after the activation was voided.")
+
+
+class LicenseOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    key_id: UUID
+    from_: date = Field(alias="from")
+    to: date
+    bonus_months: int
+
+
+class ActivationOut(BaseModel):
+    model_config = examples(
+        {
+            "activation_id": EXAMPLE_ACTIVATION_ID,
+            "installation": "ACME-0001",
+            "activated_on": "2026-01-10",
+            "support_end_before": "2026-03-15",
+            "support_end_after": "2027-05-15",
+            "months_added": 14,
+            "licenses": [{"key_id": EXAMPLE_KEY_ID, "from": "2026-03-16", "to": "2027-05-15", "bonus_months": 2}],
+            "certificate": EXAMPLE_CERTIFICATE,
+        }
+    )
+
+    activation_id: UUID
+    installation: str
+    activated_on: date
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    licenses: list[LicenseOut]
+    certificate: str = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")
+
+    @staticmethod
+    def json_of(result: ActivationResult) -> bytes:
+        """This document as JSON, written straight from the activation's values, as `SupportOut.json_of`."""
+        renewal = result.renewal
+        return orjson.dumps(
+            {
+                "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
+                "installation": result.installation,
+                "activated_on": result.activated_on,
+                "support_end_before": renewal.before.end,
+                "support_end_after": renewal.after.end,
+                "months_added": renewal.months_added,
+                "licenses": [
+                    {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
+                    for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
+                ],
+                "certificate": result.certificate,
+            }
+        )

@@ -1,0 +1,239 @@
+"""Installations: registered, read with their activations, their public support state and renewal quotes."""
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service import rules
+from service.http.schemas.common import (
+    EXAMPLE_ACTIVATION_ID,
+    EXAMPLE_CERTIFICATE,
+    EXAMPLE_KEY_ID,
+    InstallationCode,
+    JsonUuid,
+    Money,
+    Request,
+    SaneDate,
+    examples,
+)
+from service.installations import ActivationSummary, InstallationRecord, SupportState
+
+
+class InstallationIn(Request):
+    model_config = examples(
+        {"code": "ACME-0001", "purchased_on": "2025-03-15"},
+        {"code": "ACME-0002", "support_end": "2026-12-31"},
+    )
+
+    code: InstallationCode = Field(examples=["ACME-0001"])
+    purchased_on: SaneDate | None = Field(
+        None,
+        description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
+        "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.",
+    )
+    support_end: SaneDate | None = Field(
+        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2))."
+    )
+    reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "InstallationIn":
+        if (self.purchased_on is None) == (self.support_end is None):
+            raise ValueError("give exactly one of purchased_on and support_end")
+        return self
+
+
+class ActivationSummaryOut(BaseModel):
+    activation_id: UUID
+    activated_on: date
+    licenses: int
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    bonus_months: int
+    key_ids: list[UUID]
+    voided_at: datetime | None = Field(description="Set when an admin voided it; its figures are history.")
+    void_reason: str | None
+
+    @classmethod
+    def of(cls, a: ActivationSummary) -> "ActivationSummaryOut":
+        return cls(
+            activation_id=a.id,
+            activated_on=a.activated_on,
+            licenses=a.licenses,
+            support_end_before=a.support_end_before,
+            support_end_after=a.support_end_after,
+            months_added=a.months_added,
+            bonus_months=a.bonus_months,
+            key_ids=list(a.key_ids),
+            voided_at=a.voided_at,
+            void_reason=a.void_reason,
+        )
+
+
+class InstallationOut(BaseModel):
+    model_config = examples(
+        {
+            "code": "ACME-0001",
+            "reseller_id": None,
+            "anchor": "2025-03-15",
+            "support_end": "2027-05-15",
+            "months_granted": 26,
+            "bonus_months": 2,
+            "created_at": "2025-03-15T09:00:00Z",
+            "activations": [
+                {
+                    "activation_id": EXAMPLE_ACTIVATION_ID,
+                    "activated_on": "2026-01-10",
+                    "licenses": 1,
+                    "support_end_before": "2026-03-15",
+                    "support_end_after": "2027-05-15",
+                    "months_added": 14,
+                    "bonus_months": 2,
+                    "key_ids": [EXAMPLE_KEY_ID],
+                    "voided_at": None,
+                    "void_reason": None,
+                }
+            ],
+        }
+    )
+
+    code: str
+    reseller_id: UUID | None
+    anchor: date
+    support_end: date
+    months_granted: int
+    bonus_months: int
+    created_at: datetime | None
+    activations: list[ActivationSummaryOut] = []
+
+    @classmethod
+    def of(cls, i: InstallationRecord, activations: Sequence[ActivationSummary] = ()) -> "InstallationOut":
+        return cls(
+            code=i.code,
+            reseller_id=i.reseller_id,
+            anchor=i.support.anchor,
+            support_end=i.support.end,
+            months_granted=i.support.months,
+            bonus_months=i.bonus_months,
+            created_at=i.created_at,
+            activations=[ActivationSummaryOut.of(a) for a in activations],
+        )
+
+
+class Entitlements(BaseModel):
+    support_requests: bool
+    updates_released_through: date
+
+
+class SupportOut(BaseModel):
+    model_config = examples(
+        {
+            "code": "ACME-0001",
+            "support_end": "2027-05-15",
+            "active": True,
+            "as_of": "2026-11-24",
+            "days_left": 172,
+            "months_granted": 26,
+            "bonus_months": 2,
+            "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
+            "certificate": EXAMPLE_CERTIFICATE,
+        }
+    )
+
+    code: str
+    support_end: date
+    active: bool
+    as_of: date
+    days_left: int
+    months_granted: int
+    bonus_months: int
+    entitlements: Entitlements
+    certificate: str = Field(description="ES256 JWT stating the support end; verify with /.well-known/jwks.json")
+
+    @staticmethod
+    def json_of(s: SupportState, certificate: str) -> bytes:
+        """This document as JSON, written straight from the rules' values: the hottest answer does not
+        build and validate a model of values that are already of their types (3 % of a read). The
+        schema fuzzing checks every answer against this model."""
+        end = s.support.end
+        return orjson.dumps(
+            {
+                "code": s.code,
+                "support_end": end,
+                "active": s.active,
+                "as_of": s.as_of,
+                "days_left": s.days_left,
+                "months_granted": s.support.months,
+                "bonus_months": s.bonus_months,
+                "entitlements": {
+                    "support_requests": rules.may_open_support_requests(s.support, s.as_of),
+                    "updates_released_through": end,
+                },
+                "certificate": certificate,
+            }
+        )
+
+
+class PeriodOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    bonus_months: int
+
+    @classmethod
+    def of(cls, p: rules.LicensePeriod) -> "PeriodOut":
+        return cls(from_=p.start, to=p.end, bonus_months=p.bonus_months)
+
+
+class QuoteOut(BaseModel):
+    model_config = examples(
+        {
+            "support_end": "2026-03-15",
+            "on": "2027-03-16",
+            "active": False,
+            "licenses_required": 2,
+            "missed_years": 1,
+            "licenses": 2,
+            "sufficient": True,
+            "unit_price": {"amount": "12000.00", "currency": "RUB"},
+            "total": {"amount": "24000.00", "currency": "RUB"},
+            "support_end_after": "2028-03-15",
+            "periods": [
+                {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+                {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
+            ],
+        }
+    )
+
+    support_end: date
+    on: date
+    active: bool
+    licenses_required: int
+    missed_years: int
+    licenses: int
+    sufficient: bool
+    unit_price: Money
+    total: Money
+    support_end_after: date
+    periods: list[PeriodOut]
+
+    @classmethod
+    def of(cls, q: rules.Quote, currency: str) -> "QuoteOut":
+        return cls(
+            support_end=q.support_end,
+            on=q.on,
+            active=q.active,
+            licenses_required=q.licenses_required,
+            missed_years=q.missed_years,
+            licenses=q.licenses,
+            sufficient=q.sufficient,
+            unit_price=Money.of(q.unit_price_minor, currency),
+            total=Money.of(q.total_minor, currency),
+            support_end_after=q.support_end_after,
+            periods=[PeriodOut.of(p) for p in q.periods],
+        )

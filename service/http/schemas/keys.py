@@ -1,0 +1,68 @@
+"""Keys: issued (shown once), listed as metadata, revoked."""
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, EXAMPLE_KEY_ID, JsonUuid, Request, examples
+
+KeyStatus = Literal["issued", "used", "revoked"]
+
+
+class KeysIn(Request):
+    count: int = Field(ge=1, le=100_000, examples=[10])
+    reseller_id: JsonUuid | None = None
+
+
+class IssuedKeyOut(BaseModel):
+    key_id: UUID
+    key: str = Field(description="The key itself: shown once, never stored.")
+    prefix: str
+
+
+class KeysIssued(BaseModel):
+    model_config = examples(
+        {
+            "reseller_id": None,
+            "keys": [{"key_id": EXAMPLE_KEY_ID, "key": "TXS-…(shown once)", "prefix": "TXS-7QKD"}],
+        }
+    )
+
+    reseller_id: UUID | None
+    keys: list[IssuedKeyOut]
+
+
+class KeyOut(BaseModel):
+    key_id: UUID
+    prefix: str
+    status: KeyStatus
+    reseller_id: UUID | None
+    activation_id: UUID | None
+    created_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyPage(BaseModel):
+    model_config = examples(
+        {
+            "items": [
+                {
+                    "key_id": EXAMPLE_KEY_ID,
+                    "prefix": "TXS-7QKD",
+                    "status": "used",
+                    "reseller_id": None,
+                    "activation_id": EXAMPLE_ACTIVATION_ID,
+                    "created_at": "2026-01-09T10:00:00Z",
+                    "used_at": "2026-01-10T08:30:00Z",
+                    "revoked_at": None,
+                }
+            ],
+            "next_after": None,
+        }
+    )
+
+    items: list[KeyOut]
+    next_after: UUID | None = Field(description="Pass as `after` for the next page; null on the last.")

@@ -1,0 +1,70 @@
+"""Resellers: registered, read, disabled and enabled, their secret rotated."""
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from service.http.schemas.common import Line, Request, examples
+from service.resellers import RotatedSecret
+
+EXAMPLE_RESELLER_ID = "7a1d2c3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d"
+
+
+class ResellerIn(Request):
+    name: Line = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
+
+
+class ResellerCreated(BaseModel):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "client_secret": "(shown once)",
+        },
+        from_attributes=True,
+    )
+
+    id: UUID
+    name: str
+    client_id: str
+    client_secret: str = Field(description="Shown once; only a hash of it is kept.")
+
+
+class ResellerOut(BaseModel):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "disabled_at": None,
+            "created_at": "2026-11-24T09:00:00Z",
+        },
+        from_attributes=True,
+    )
+
+    id: UUID
+    name: str
+    client_id: str
+    disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
+    created_at: datetime
+
+
+class ResellerSecretRotated(ResellerOut):
+    model_config = examples(
+        {
+            "id": EXAMPLE_RESELLER_ID,
+            "name": "Smartec Partner LLC",
+            "client_id": "rs_3q9LkP0aZx1v2b7n",
+            "disabled_at": None,
+            "created_at": "2026-11-24T09:00:00Z",
+            "client_secret": "(shown once)",
+        }
+    )
+
+    client_secret: str = Field(description="The new secret, shown once; the old one and its tokens no longer work.")
+
+    @classmethod
+    def of_rotation(cls, rotated: RotatedSecret) -> "ResellerSecretRotated":
+        return cls(**ResellerOut.model_validate(rotated.reseller).model_dump(), client_secret=rotated.client_secret)
