@@ -32,17 +32,17 @@ class ResellerCreated(BaseModel):
     client_secret: str = Field(description="Shown once; only a hash of it is kept.")
 
 
+_RESELLER_EXAMPLE = {
+    "id": EXAMPLE_RESELLER_ID,
+    "name": "Smartec Partner LLC",
+    "client_id": "rs_3q9LkP0aZx1v2b7n",
+    "disabled_at": None,
+    "created_at": "2026-11-24T09:00:00Z",
+}
+
+
 class ResellerOut(BaseModel):
-    model_config = examples(
-        {
-            "id": EXAMPLE_RESELLER_ID,
-            "name": "Smartec Partner LLC",
-            "client_id": "rs_3q9LkP0aZx1v2b7n",
-            "disabled_at": None,
-            "created_at": "2026-11-24T09:00:00Z",
-        },
-        from_attributes=True,
-    )
+    model_config = examples(_RESELLER_EXAMPLE, from_attributes=True)
 
     id: UUID
     name: str
@@ -52,16 +52,7 @@ class ResellerOut(BaseModel):
 
 
 class ResellerSecretRotated(ResellerOut):
-    model_config = examples(
-        {
-            "id": EXAMPLE_RESELLER_ID,
-            "name": "Smartec Partner LLC",
-            "client_id": "rs_3q9LkP0aZx1v2b7n",
-            "disabled_at": None,
-            "created_at": "2026-11-24T09:00:00Z",
-            "client_secret": "(shown once)",
-        }
-    )
+    model_config = examples({**_RESELLER_EXAMPLE, "client_secret": "(shown once)"})
 
     client_secret: str = Field(description="The new secret, shown once; the old one and its tokens no longer work.")
 
