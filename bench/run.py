@@ -81,18 +81,25 @@ async def seed_service(dsn: str, installations: int, keys: int) -> None:
     conn = await asyncpg.connect(dsn)
     anchor = dt.date.today() - dt.timedelta(days=30)  # active: every activation earns the bonus
     await conn.copy_records_to_table(
-        "installations", columns=["code", "anchor", "initial_months", "months", "bonus_months"],
-        records=((f"INST{i:09d}", anchor, 12, 12, 0) for i in range(installations)))
+        "installations",
+        columns=["code", "anchor", "initial_months", "months", "bonus_months"],
+        records=((f"INST{i:09d}", anchor, 12, 12, 0) for i in range(installations)),
+    )
     secret = KEY_SECRET.encode()
     batch = 200_000
     for start in range(0, keys, batch):
         records = []
         for i in range(start, min(start + batch, keys)):
             key = bench_key(i)
-            records.append((uuid.uuid4(), hmac.new(secret, key.encode(), hashlib.sha256).digest(),
-                            keyformat.display_prefix(key), "issued"))
-        await conn.copy_records_to_table("license_keys", columns=["id", "digest", "prefix", "status"],
-                                         records=records)
+            records.append(
+                (
+                    uuid.uuid4(),
+                    hmac.new(secret, key.encode(), hashlib.sha256).digest(),
+                    keyformat.display_prefix(key),
+                    "issued",
+                )
+            )
+        await conn.copy_records_to_table("license_keys", columns=["id", "digest", "prefix", "status"], records=records)
     await conn.execute("VACUUM ANALYZE")
     await conn.close()
 
@@ -114,8 +121,12 @@ async def explain(dsn: str, installations: int) -> dict[str, str]:
     }
     out = {name: "\n".join(r[0] for r in await conn.fetch(sql, code)) for name, sql in plans.items()}
     digest = hmac.new(KEY_SECRET.encode(), bench_key(1).encode(), hashlib.sha256).digest()
-    out["key_lookup"] = "\n".join(r[0] for r in await conn.fetch(
-        "EXPLAIN ANALYZE SELECT id, status FROM license_keys WHERE digest = ANY($1::bytea[])", [digest]))
+    out["key_lookup"] = "\n".join(
+        r[0]
+        for r in await conn.fetch(
+            "EXPLAIN ANALYZE SELECT id, status FROM license_keys WHERE digest = ANY($1::bytea[])", [digest]
+        )
+    )
     await conn.close()
     return out
 
@@ -124,9 +135,15 @@ async def explain(dsn: str, installations: int) -> dict[str, str]:
 
 
 def service_env(dsn: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": dsn, "ENVIRONMENT": "production",
-            "JWT_SECRET": "bench-jwt-secret", "KEY_HASH_SECRET": KEY_SECRET,
-            "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY, "TRUSTED_PROXIES": '["127.0.0.1"]'}
+    return {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "ENVIRONMENT": "production",
+        "JWT_SECRET": "bench-jwt-secret",
+        "KEY_HASH_SECRET": KEY_SECRET,
+        "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY,
+        "TRUSTED_PROXIES": '["127.0.0.1"]',
+    }
 
 
 CERTIFICATE_KEY = generate_private_key()
@@ -153,16 +170,34 @@ def process(command: list[str], env: dict[str, str], url: str, cwd: Path = ROOT)
 
 def start_service(stack: ExitStack, workers: int = WORKERS, dsn: str | None = None) -> tuple[str, subprocess.Popen]:
     port = free_port()
-    command = [str(Path(sys.executable).parent / "timex-licensing"), "serve", "--port", str(port),
-               "--workers", str(workers), "--no-access-log"]
+    command = [
+        str(Path(sys.executable).parent / "timex-licensing"),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+    ]
     url = f"http://127.0.0.1:{port}"
     return url, stack.enter_context(process(command, service_env(dsn or bench_dsn()), url + "/healthz"))
 
 
 def start_ceiling(stack: ExitStack) -> str:
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "ceiling_app:app", "--port", str(port), "--workers", str(WORKERS),
-               "--no-access-log", "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ceiling_app:app",
+        "--port",
+        str(port),
+        "--workers",
+        str(WORKERS),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     env = {**os.environ, "CEILING_DSN": bench_dsn()}
     url = f"http://127.0.0.1:{port}"
     stack.enter_context(process(command, env, url + "/ceiling/installations/INST000000000", cwd=CEILING_DIR))
@@ -176,8 +211,21 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(url: str, script: Path, args: list[str], duration: int, connections: int) -> dict:
-    command = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{duration}s", "--latency",
-               "-s", str(script), url, "--", *args]
+    command = [
+        "wrk",
+        "-t",
+        str(THREADS),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        *args,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
 
     def latency(percent: str) -> float:
@@ -185,15 +233,20 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
         return round(float(value) * _UNITS[unit], 3)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": latency("50"),
-            "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 async def _reset_ceiling_keys() -> None:
     """The ceiling's wrk script always activates the same keys: make them unused again."""
     conn = await asyncpg.connect(bench_dsn())
-    await conn.execute("UPDATE ceiling_key SET installation_id = NULL, activated_at = NULL "
-                       "WHERE activated_at IS NOT NULL")
+    await conn.execute(
+        "UPDATE ceiling_key SET installation_id = NULL, activated_at = NULL WHERE activated_at IS NOT NULL"
+    )
     await conn.close()
 
 
@@ -216,23 +269,29 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
         wrk(service, script, ["support", str(installations)], 2, c)  # warm-up: pools, caches
         wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], 2, c)
         for round_ in range(args.rounds):
-            runs = {"ceiling_read": wrk(f"{ceiling}/ceiling/installations/", ceiling_status,
-                                        [str(installations)], d, c)}
+            runs = {
+                "ceiling_read": wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c)
+            }
             for path in ("support", "quote"):
                 runs[path] = wrk(service, script, [path, str(installations)], d, c)
             asyncio.run(_reset_ceiling_keys())
-            runs["ceiling_activate"] = wrk(f"{ceiling}/ceiling/activations", ceiling_activate,
-                                           [str(installations), "50000"], d, c)
+            runs["ceiling_activate"] = wrk(
+                f"{ceiling}/ceiling/activations", ceiling_activate, [str(installations), "50000"], d, c
+            )
             key_files = write_key_files(first=round_ * THREADS * KEYS_PER_THREAD)
             runs["activate"] = wrk(service, script, ["activate", str(installations), "0", key_files], d, c)
             for name, run in runs.items():
                 rounds.setdefault(name, []).append(run)
         results = {name: _median_run(runs) for name, runs in rounds.items()}
-        for path, ceiling_path in (("support", "ceiling_read"), ("quote", "ceiling_read"),
-                                   ("activate", "ceiling_activate")):
+        for path, ceiling_path in (
+            ("support", "ceiling_read"),
+            ("quote", "ceiling_read"),
+            ("activate", "ceiling_activate"),
+        ):
             # Paired by round: a path and its ceiling ran a few seconds apart, on the machine as it was then.
-            ratios = sorted(mine["rps"] / theirs["rps"] for mine, theirs in
-                            zip(rounds[path], rounds[ceiling_path], strict=True))
+            ratios = sorted(
+                mine["rps"] / theirs["rps"] for mine, theirs in zip(rounds[path], rounds[ceiling_path], strict=True)
+            )
             results[path]["ratio"] = round(ratios[len(ratios) // 2], 3)
         # p99 at half the measured peak: each connection paced to deliver half the peak rate in all.
         half = 16
@@ -241,8 +300,9 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
             results[f"{path}_half_peak"] = wrk(service, script, [path, str(installations), str(pause)], d, half)
         key_files = write_key_files(first=MAX_ROUNDS * THREADS * KEYS_PER_THREAD)
         pause = max(1, round(half * 1000 / (results["activate"]["rps"] / 2)))
-        results["activate_half_peak"] = wrk(service, script, ["activate", str(installations), str(pause), key_files],
-                                            d, half)
+        results["activate_half_peak"] = wrk(
+            service, script, ["activate", str(installations), str(pause), key_files], d, half
+        )
     return results
 
 
@@ -255,27 +315,39 @@ def measure_scale(args: argparse.Namespace, installations: int) -> dict:
     sizes = (installations, SCALE_INSTALLATIONS)
     rounds: dict[int, list[dict]] = {size: [] for size in sizes}
     with ExitStack() as stack:
-        urls = {installations: start_service(stack)[0],
-                SCALE_INSTALLATIONS: start_service(stack, dsn=bench_dsn(SCALE_DATABASE))[0]}
+        urls = {
+            installations: start_service(stack)[0],
+            SCALE_INSTALLATIONS: start_service(stack, dsn=bench_dsn(SCALE_DATABASE))[0],
+        }
         for size in sizes:
             wrk(urls[size], script, ["support", str(size)], 2, c)  # warm-up: pools, caches
         for _ in range(args.rounds):
             for size in sizes:
                 rounds[size].append(wrk(urls[size], script, ["support", str(size)], d, c))
-    ratios = [big["rps"] / small["rps"] for small, big in zip(rounds[installations], rounds[SCALE_INSTALLATIONS],
-                                                                  strict=True)]
-    return {**{str(size): _median_run(runs) for size, runs in rounds.items()},
-            "ratios": [round(ratio, 3) for ratio in ratios], "ratio": round(sorted(ratios)[len(ratios) // 2], 3)}
+    ratios = [
+        big["rps"] / small["rps"] for small, big in zip(rounds[installations], rounds[SCALE_INSTALLATIONS], strict=True)
+    ]
+    return {
+        **{str(size): _median_run(runs) for size, runs in rounds.items()},
+        "ratios": [round(ratio, 3) for ratio in ratios],
+        "ratio": round(sorted(ratios)[len(ratios) // 2], 3),
+    }
 
 
 def issue_keys(count: int) -> dict:
     with ExitStack() as stack:
         url, proc = start_service(stack, workers=1)
-        token = issue_token(TokenSettings.of(Settings(_env_file=None, **{"jwt_secret": "bench-jwt-secret"})),
-                            "admin", "bench", dt.datetime.now(dt.UTC), dt.timedelta(minutes=10))
+        token = issue_token(
+            TokenSettings.of(Settings(_env_file=None, **{"jwt_secret": "bench-jwt-secret"})),
+            "admin",
+            "bench",
+            dt.datetime.now(dt.UTC),
+            dt.timedelta(minutes=10),
+        )
         started = time.perf_counter()
-        response = httpx.post(f"{url}/v1/keys", json={"count": count}, timeout=120,
-                              headers={"Authorization": f"Bearer {token}"})
+        response = httpx.post(
+            f"{url}/v1/keys", json={"count": count}, timeout=120, headers={"Authorization": f"Bearer {token}"}
+        )
         seconds = time.perf_counter() - started
         peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{proc.pid}/status").read_text()).group(1))
     assert response.status_code == 201, response.text[:300]
@@ -291,9 +363,22 @@ def seed(database: str, installations: int, keys: int, ceiling: bool = True) -> 
     schema.upgrade(dsn, configure_logging=False)
     asyncio.run(seed_service(dsn, installations, keys))
     if ceiling:
-        subprocess.run([sys.executable, str(CEILING_DIR / "ceiling_app.py"), "seed", "--dsn", dsn,
-                        "--installations", str(installations), "--keys", str(max(keys, THREADS * 50_000))],
-                       check=True, capture_output=True, timeout=1800)
+        subprocess.run(
+            [
+                sys.executable,
+                str(CEILING_DIR / "ceiling_app.py"),
+                "seed",
+                "--dsn",
+                dsn,
+                "--installations",
+                str(installations),
+                "--keys",
+                str(max(keys, THREADS * 50_000)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=1800,
+        )
 
 
 TARGETS = {"support": 0.6, "quote": 0.5, "activate": 0.7}
@@ -301,28 +386,40 @@ TARGETS = {"support": 0.6, "quote": 0.5, "activate": 0.7}
 
 def table(report: dict) -> str:
     small = report["runs"][str(report["installations"])]
-    rows = ["| hot path | service req/s | p50 ms | p99 ms | ceiling req/s | ratio | ratio by round | target "
-            "| p99 at half peak |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| hot path | service req/s | p50 ms | p99 ms | ceiling req/s | ratio | ratio by round | target "
+        "| p99 at half peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for path, ceiling in (("support", "ceiling_read"), ("quote", "ceiling_read"), ("activate", "ceiling_activate")):
         r, half = small[path], small[f"{path}_half_peak"]
-        by_round = ", ".join(f"{mine / theirs:.2f}" for mine, theirs in
-                             zip(r["rounds_rps"], small[ceiling]["rounds_rps"], strict=True))
-        rows.append(f"| {path} | {r['rps']:.0f} | {r['p50_ms']} | {r['p99_ms']} | {small[ceiling]['rps']:.0f} | "
-                    f"{r['ratio']}× | {by_round} | {TARGETS[path]}× | {half['p99_ms']} ms at {half['rps']:.0f} req/s |")
-    lines = ["\n".join(rows), "Each figure is the median of the rounds; a round runs every path and its ceiling "
-             "one after the other, and the ratio is the median of the rounds' ratios."]
+        by_round = ", ".join(
+            f"{mine / theirs:.2f}" for mine, theirs in zip(r["rounds_rps"], small[ceiling]["rounds_rps"], strict=True)
+        )
+        rows.append(
+            f"| {path} | {r['rps']:.0f} | {r['p50_ms']} | {r['p99_ms']} | {small[ceiling]['rps']:.0f} | "
+            f"{r['ratio']}× | {by_round} | {TARGETS[path]}× | {half['p99_ms']} ms at {half['rps']:.0f} req/s |"
+        )
+    lines = [
+        "\n".join(rows),
+        "Each figure is the median of the rounds; a round runs every path and its ceiling "
+        "one after the other, and the ratio is the median of the rounds' ratios.",
+    ]
     if "scale" in report:
         scale, small = report["scale"], report["installations"]
         big_rps, small_rps = scale[str(SCALE_INSTALLATIONS)]["rps"], scale[str(small)]["rps"]
-        lines.append(f"Support state at {SCALE_INSTALLATIONS:,} installations / {SCALE_KEYS:,} keys: {scale['ratio']}× "
-                     f"its throughput at {small:,} ({big_rps:.0f} against {small_rps:.0f} req/s; by round: "
-                     f"{', '.join(f'{ratio:.2f}' for ratio in scale['ratios'])}; target 0.9×). Each round loads a "
-                     "service on each database, one after the other.")
+        lines.append(
+            f"Support state at {SCALE_INSTALLATIONS:,} installations / {SCALE_KEYS:,} keys: {scale['ratio']}× "
+            f"its throughput at {small:,} ({big_rps:.0f} against {small_rps:.0f} req/s; by round: "
+            f"{', '.join(f'{ratio:.2f}' for ratio in scale['ratios'])}; target 0.9×). Each round loads a "
+            "service on each database, one after the other."
+        )
     if "issue_keys" in report:
         k = report["issue_keys"]
-        lines.append(f"Issuing {k['count']:,} keys in one request: {k['seconds']} s, peak RSS {k['peak_rss_mb']} MB "
-                     "(targets: 10 s, 300 MB).")
+        lines.append(
+            f"Issuing {k['count']:,} keys in one request: {k['seconds']} s, peak RSS {k['peak_rss_mb']} MB "
+            "(targets: 10 s, 300 MB)."
+        )
     command = "python bench/run.py" + (" --scale" if "scale" in report else "")
     lines.append(f"Measured {report['when']} on {report['machine']}; `{command}`.")
     return "\n\n".join(lines)
@@ -333,7 +430,7 @@ def refresh_readme(text: str) -> None:
     content = readme.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in content:
-        content = content[: content.index(start) + len(start)] + "\n" + text + "\n" + content[content.index(end):]
+        content = content[: content.index(start) + len(start)] + "\n" + text + "\n" + content[content.index(end) :]
         readme.write_text(content)
 
 
@@ -342,18 +439,29 @@ def main() -> None:
     parser.add_argument("--installations", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=MAX_ROUNDS, choices=range(1, MAX_ROUNDS + 1),
-                        help="rounds of every path and its ceiling; the median round counts")
-    parser.add_argument("--scale", action="store_true",
-                        help="also the support state at 1,000,000 installations / 3,000,000 keys against 10,000")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=MAX_ROUNDS,
+        choices=range(1, MAX_ROUNDS + 1),
+        help="rounds of every path and its ceiling; the median round counts",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also the support state at 1,000,000 installations / 3,000,000 keys against 10,000",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
     RESULTS.mkdir(exist_ok=True)
     cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    report: dict = {"when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                    "machine": f"{os.cpu_count()} cores, {cpu.group(1) if cpu else 'unknown CPU'}, PostgreSQL local",
-                    "installations": args.installations, "runs": {}}
+    report: dict = {
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} cores, {cpu.group(1) if cpu else 'unknown CPU'}, PostgreSQL local",
+        "installations": args.installations,
+        "runs": {},
+    }
     keys = THREADS * KEYS_PER_THREAD * (MAX_ROUNDS + 1)
     seed(DATABASE, args.installations, keys)
     report["runs"][str(args.installations)] = measure(args, args.installations)
@@ -362,8 +470,7 @@ def main() -> None:
     if args.scale:
         seed(SCALE_DATABASE, SCALE_INSTALLATIONS, SCALE_KEYS, ceiling=False)
         report["scale"] = measure_scale(args, args.installations)
-        report["plans"][str(SCALE_INSTALLATIONS)] = asyncio.run(explain(bench_dsn(SCALE_DATABASE),
-                                                                        SCALE_INSTALLATIONS))
+        report["plans"][str(SCALE_INSTALLATIONS)] = asyncio.run(explain(bench_dsn(SCALE_DATABASE), SCALE_INSTALLATIONS))
         asyncio.run(drop_database(SCALE_DATABASE))  # 3,000,000 keys need not stay on the disk
     for f in RESULTS.glob("keys-thread-*.txt"):
         f.unlink()

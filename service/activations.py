@@ -67,13 +67,27 @@ def _digest_values(key_digests: list[bytes]) -> dict[str, bytes]:
 @lru_cache(maxsize=MAX_KEYS)
 def _keys_by_digest(count: int) -> Select:
     return select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id).where(
-        LicenseKey.digest.in_(_digest_binds(count)))
+        LicenseKey.digest.in_(_digest_binds(count))
+    )
 
 
-_LEDGER_COLUMNS = ("installation_id", "activated_on", "licenses", "months_before", "months_added", "bonus_months",
-                   "support_end_before", "support_end_after", "requested_by", "certificate")
-_RECORD = insert(Activation).values(id=bindparam("activation")).values(
-    {column: bindparam(column) for column in _LEDGER_COLUMNS})
+_LEDGER_COLUMNS = (
+    "installation_id",
+    "activated_on",
+    "licenses",
+    "months_before",
+    "months_added",
+    "bonus_months",
+    "support_end_before",
+    "support_end_after",
+    "requested_by",
+    "certificate",
+)
+_RECORD = (
+    insert(Activation)
+    .values(id=bindparam("activation"))
+    .values({column: bindparam(column) for column in _LEDGER_COLUMNS})
+)
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
@@ -88,8 +102,12 @@ def _take_keys(count: int) -> Update:
     return (
         update(LicenseKey)
         .where(LicenseKey.digest.in_(digests), LicenseKey.status == "issued")
-        .values(status="used", activation_id=bindparam("activation"), used_at=bindparam("when"),
-                position=case({digest: i for i, digest in enumerate(digests)}, value=LicenseKey.digest))
+        .values(
+            status="used",
+            activation_id=bindparam("activation"),
+            used_at=bindparam("when"),
+            position=case({digest: i for i, digest in enumerate(digests)}, value=LicenseKey.digest),
+        )
         .returning(LicenseKey.id, LicenseKey.digest)
     )
 
@@ -108,8 +126,11 @@ def _record_in_one_statement(count: int) -> Select:
     statement: so it writes everything or nothing. The keys taken: all of them, or none."""
     unchanged = (
         select(Installation.id)
-        .where(Installation.id == bindparam("installation_id"), Installation.anchor == bindparam("anchor"),
-               Installation.months == bindparam("months_before"))
+        .where(
+            Installation.id == bindparam("installation_id"),
+            Installation.anchor == bindparam("anchor"),
+            Installation.months == bindparam("months_before"),
+        )
         .with_for_update()
         .cte("unchanged")
     )
@@ -117,17 +138,26 @@ def _record_in_one_statement(count: int) -> Select:
     every_key_taken = select(func.count()).select_from(taken).scalar_subquery() == bindparam("licenses")
     extended = _EXTEND.where(exists(unchanged.select()), every_key_taken).returning(Installation.id).cte("extended")
     columns = Activation.__table__.c
-    ledger_row = select(bindparam("activation", type_=columns.id.type),
-                        *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS))
+    ledger_row = select(
+        bindparam("activation", type_=columns.id.type),
+        *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS),
+    )
     ledger = insert(Activation).from_select(["id", *_LEDGER_COLUMNS], ledger_row.where(exists(extended.select())))
     return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger"))
 
 
-_ACTIVATION = select(Activation.id, Activation.installation_id, Activation.activated_on, Activation.licenses,
-                     Activation.months_before, Activation.voided_at, Activation.certificate).where(
-    Activation.id == bindparam("id"))
-_KEYS_OF_ACTIVATION = select(LicenseKey.id).where(LicenseKey.activation_id == bindparam("id")).order_by(
-    LicenseKey.position)
+_ACTIVATION = select(
+    Activation.id,
+    Activation.installation_id,
+    Activation.activated_on,
+    Activation.licenses,
+    Activation.months_before,
+    Activation.voided_at,
+    Activation.certificate,
+).where(Activation.id == bindparam("id"))
+_KEYS_OF_ACTIVATION = (
+    select(LicenseKey.id).where(LicenseKey.activation_id == bindparam("id")).order_by(LicenseKey.position)
+)
 
 
 # `_write` with the request's values bound: the same write ends both ways of activating.
@@ -149,8 +179,9 @@ async def activate(
 ) -> ActivationResult:
     """Activate `raw_keys` on installation `code` for `client` (an address, also the ledger's `requested_by`)."""
     key_digests = digests(raw_keys, secret)
-    write = partial(_write, code=code, key_digests=key_digests, today=today, now=now, signer=signer,
-                    requested_by=client)
+    write = partial(
+        _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
+    )
     async with limiter.attempt(names=[f"client:{client_key(client)}"], failures=COUNTED_FAILURES):
         try:
             return await _activate_fresh(driver, code, len(key_digests), today, write)
@@ -174,8 +205,9 @@ async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date,
         return result
 
 
-async def _activate_checked(driver: Driver, code: str, key_digests: list[bytes], today: date, unit_price_minor: int,
-                            write: _Write) -> ActivationResult:
+async def _activate_checked(
+    driver: Driver, code: str, key_digests: list[bytes], today: date, unit_price_minor: int, write: _Write
+) -> ActivationResult:
     """Every key read first, so that each refusal says what is wrong, and a replay answers as the first time."""
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
@@ -209,30 +241,43 @@ class _Undecided(Exception):
     """The common case did not apply (its attempt wrote nothing, or is rolled back): decide with every key read."""
 
 
-async def _write(session: Session, installation: installations.InstallationRecord, renewal: rules.Renewal, *,
-                 code: str, key_digests: list[bytes], today: date, now: datetime, signer: CertificateSigner,
-                 requested_by: str | None) -> ActivationResult | None:
+async def _write(
+    session: Session,
+    installation: installations.InstallationRecord,
+    renewal: rules.Renewal,
+    *,
+    code: str,
+    key_digests: list[bytes],
+    today: date,
+    now: datetime,
+    signer: CertificateSigner,
+    requested_by: str | None,
+) -> ActivationResult | None:
     """Write the activation, taking each key only while it is still issued; None when a key could not be
     taken, with nothing written (see `_record`)."""
     certificate = signer.certificate(code, renewal.after.end, today, now)
     activation_id = uuid4()
-    taken = await _record(session, key_digests, {
-        "activation": activation_id,
-        "installation_id": installation.id,
-        "anchor": installation.support.anchor,
-        "activated_on": today,
-        "licenses": len(key_digests),
-        "months_before": renewal.before.months,
-        "months_added": renewal.months_added,
-        "bonus_months": renewal.bonus_months,
-        "support_end_before": renewal.before.end,
-        "support_end_after": renewal.after.end,
-        "requested_by": requested_by,
-        "certificate": certificate,
-        "when": now,
-        "new_months": renewal.after.months,
-        "bonus": renewal.bonus_months,
-    })
+    taken = await _record(
+        session,
+        key_digests,
+        {
+            "activation": activation_id,
+            "installation_id": installation.id,
+            "anchor": installation.support.anchor,
+            "activated_on": today,
+            "licenses": len(key_digests),
+            "months_before": renewal.before.months,
+            "months_added": renewal.months_added,
+            "bonus_months": renewal.bonus_months,
+            "support_end_before": renewal.before.end,
+            "support_end_after": renewal.after.end,
+            "requested_by": requested_by,
+            "certificate": certificate,
+            "when": now,
+            "new_months": renewal.after.months,
+            "bonus": renewal.bonus_months,
+        },
+    )
     if len(taken) != len(key_digests):
         return None
     key_ids = {key["digest"]: key["id"] for key in taken}
@@ -257,8 +302,9 @@ async def _record(session: Session, key_digests: list[bytes], params: dict[str, 
     return taken
 
 
-async def _replay(session: Session, installation: installations.InstallationRecord,
-                  keys: Sequence[Mapping[str, Any]]) -> ActivationResult | None:
+async def _replay(
+    session: Session, installation: installations.InstallationRecord, keys: Sequence[Mapping[str, Any]]
+) -> ActivationResult | None:
     """R10: the same keys, already used together in one activation of this installation, give back
     that activation's result unchanged."""
     activation_ids = {key["activation_id"] for key in keys}
@@ -266,11 +312,21 @@ async def _replay(session: Session, installation: installations.InstallationReco
         return None
     activation = await session.first(_ACTIVATION, {"id": activation_ids.pop()})
     assert activation is not None, "a used key's activation exists (its foreign key)"
-    if (activation["installation_id"] != installation.id or activation["licenses"] != len(keys)
-            or activation["voided_at"] is not None):
+    if (
+        activation["installation_id"] != installation.id
+        or activation["licenses"] != len(keys)
+        or activation["voided_at"] is not None
+    ):
         return None
     key_ids = [row["id"] for row in await session.all(_KEYS_OF_ACTIVATION, {"id": activation["id"]})]
     before = rules.Support(installation.support.anchor, activation["months_before"])
     renewal = rules.renew(before, activation["licenses"], activation["activated_on"])
-    return ActivationResult(activation["id"], installation.code, activation["activated_on"], renewal,
-                            tuple(key_ids), activation["certificate"], replayed=True)
+    return ActivationResult(
+        activation["id"],
+        installation.code,
+        activation["activated_on"],
+        renewal,
+        tuple(key_ids),
+        activation["certificate"],
+        replayed=True,
+    )

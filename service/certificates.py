@@ -17,8 +17,9 @@ ALGORITHM = "ES256"
 
 def generate_private_key() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _thumbprint(public: dict) -> str:
@@ -39,8 +40,13 @@ class CertificateSigner:
 
     def certificate(self, code: str, support_end: date, as_of: date, issued_at: datetime) -> str:
         """A compact JWS (RFC 7515), signed by python-jose's key as `jwt.encode` would sign it."""
-        claims = {"iss": self.issuer, "sub": code, "support_end": support_end.isoformat(),
-                  "as_of": as_of.isoformat(), "iat": int(issued_at.timestamp())}
+        claims = {
+            "iss": self.issuer,
+            "sub": code,
+            "support_end": support_end.isoformat(),
+            "as_of": as_of.isoformat(),
+            "iat": int(issued_at.timestamp()),
+        }
         signing_input = self._header + b"." + base64url_encode(orjson.dumps(claims))
         return (signing_input + b"." + base64url_encode(self._private.sign(signing_input))).decode()
 

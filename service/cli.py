@@ -17,8 +17,10 @@ LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"line": {"format": "%(message)s"}, "plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"lines": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"},
-                 "plain": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "handlers": {
+        "lines": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"},
+        "plain": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+    },
     "loggers": {
         "service.access": {"handlers": ["lines"], "level": "INFO", "propagate": False},
         "service.events": {"handlers": ["lines"], "level": "INFO", "propagate": False},
@@ -41,10 +43,16 @@ def _serve(args: argparse.Namespace) -> None:
         logging["loggers"]["service.access"]["level"] = "WARNING"
     # proxy_headers=False: whose X-Forwarded-For to believe is TRUSTED_PROXIES' to say (`deps.client_address`);
     # uvicorn's own handling would believe it from any peer on 127.0.0.1, before the service sees the peer.
-    uvicorn.run("service.http.app:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, workers=args.workers or settings.workers, access_log=False,
-                log_config=logging,
-                proxy_headers=False)
+    uvicorn.run(
+        "service.http.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        access_log=False,
+        log_config=logging,
+        proxy_headers=False,
+    )
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -106,8 +114,10 @@ def _verify(args: argparse.Namespace) -> int:
 
     drifts = asyncio.run(run())
     for drift in drifts:
-        print(f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus), "
-              f"ledger gives {drift.ledger.months} ({drift.ledger.bonus_months} bonus)")
+        print(
+            f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus), "
+            f"ledger gives {drift.ledger.months} ({drift.ledger.bonus_months} bonus)"
+        )
     print(f"{len(drifts)} installation(s) differ from their ledger", file=sys.stderr)
     return 1 if drifts else 0
 

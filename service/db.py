@@ -81,8 +81,9 @@ async def _reachable(engine: AsyncEngine) -> AsyncIterator[None]:
     except (OSError, TimeoutError, PoolTimeout) as exc:
         raise Unavailable() from exc
     except Exception as exc:  # SQLAlchemy's wrapper, or the driver's own error where a service function used it (COPY)
-        lost = isinstance(exc, DBAPIError) and (exc.connection_invalidated
-                                                or isinstance(exc, OperationalError | InterfaceError))
+        lost = isinstance(exc, DBAPIError) and (
+            exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+        )
         if not (lost or transient(exc)):
             raise
         await engine.dispose(close=False)  # the server restarted: every pooled connection is dead too

@@ -211,8 +211,9 @@ class AsyncpgDriver:
     async def _connected_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             # min_size=0: making the pool connects nothing, so it cannot fail; connections come on demand.
-            pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size,
-                                             reset=_roll_back_if_open, timeout=5, command_timeout=15)
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=0, max_size=self._pool_size, reset=_roll_back_if_open, timeout=5, command_timeout=15
+            )
             if self._pool is None:
                 self._pool = pool
             else:  # another request made one meanwhile

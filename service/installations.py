@@ -126,18 +126,28 @@ async def register(
         assert purchased_on is not None, "a registration gives exactly one of the two (InstallationIn)"
         support = rules.purchase(purchased_on, today)
         if not principal.is_admin and purchased_on < today - timedelta(days=purchase_max_age_days):
-            raise PurchaseTooOld(f"The purchase date {purchased_on} is more than {purchase_max_age_days} days "
-                                 f"before today ({today}); ask an administrator")
+            raise PurchaseTooOld(
+                f"The purchase date {purchased_on} is more than {purchase_max_age_days} days "
+                f"before today ({today}); ask an administrator"
+            )
     owner = reseller_id if principal.is_admin else principal.reseller_id
     try:
         async with transaction(engine) as conn:
             await resellers.require(conn, owner)
-            row = (await conn.execute(
-                insert(Installation)
-                .values(code=code, reseller_id=owner, anchor=support.anchor, initial_months=support.months,
-                        months=support.months, bonus_months=0)
-                .returning(*_COLUMNS)
-            )).one()
+            row = (
+                await conn.execute(
+                    insert(Installation)
+                    .values(
+                        code=code,
+                        reseller_id=owner,
+                        anchor=support.anchor,
+                        initial_months=support.months,
+                        months=support.months,
+                        bonus_months=0,
+                    )
+                    .returning(*_COLUMNS)
+                )
+            ).one()
     except IntegrityError as exc:
         raise InstallationExists() from exc
     return _record(row._mapping)
@@ -149,25 +159,36 @@ async def details(
     async with reading(engine) as conn:
         installation = await find(EngineSession(conn), code)
         principal.require_owner(installation.reseller_id)
-        activations = (await conn.execute(
-            select(Activation).where(Activation.installation_id == installation.id)
-            .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
-        )).all()
-        keys = (await conn.execute(
-            select(LicenseKey.id, LicenseKey.activation_id)
-            .join(Activation, Activation.id == LicenseKey.activation_id)
-            .where(Activation.installation_id == installation.id)
-            .order_by(LicenseKey.position)
-        )).all()
+        activations = (
+            await conn.execute(
+                select(Activation)
+                .where(Activation.installation_id == installation.id)
+                .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
+            )
+        ).all()
+        keys = (
+            await conn.execute(
+                select(LicenseKey.id, LicenseKey.activation_id)
+                .join(Activation, Activation.id == LicenseKey.activation_id)
+                .where(Activation.installation_id == installation.id)
+                .order_by(LicenseKey.position)
+            )
+        ).all()
     key_ids: dict[UUID, list[UUID]] = {}
     for key in keys:
         key_ids.setdefault(key.activation_id, []).append(key.id)
     return installation, [
         ActivationSummary(
-            id=a.id, activated_on=a.activated_on, licenses=a.licenses,
-            support_end_before=a.support_end_before, support_end_after=a.support_end_after,
-            months_added=a.months_added, bonus_months=a.bonus_months, key_ids=tuple(key_ids.get(a.id, ())),
-            voided_at=a.voided_at, void_reason=a.void_reason,
+            id=a.id,
+            activated_on=a.activated_on,
+            licenses=a.licenses,
+            support_end_before=a.support_end_before,
+            support_end_after=a.support_end_after,
+            months_added=a.months_added,
+            bonus_months=a.bonus_months,
+            key_ids=tuple(key_ids.get(a.id, ())),
+            voided_at=a.voided_at,
+            void_reason=a.void_reason,
         )
         for a in activations
     ]
@@ -175,7 +196,8 @@ async def details(
 
 # Built once: the hot read only binds its code, and its compiled form is reused.
 _SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bonus_months).where(
-    Installation.code == bindparam("code"))
+    Installation.code == bindparam("code")
+)
 
 
 async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
@@ -190,7 +212,6 @@ async def support_state(driver: Driver, code: str, today: date) -> SupportState:
     return SupportState(code, rules.Support(row["anchor"], row["months"]), row["bonus_months"], today)
 
 
-async def quote(driver: Driver, code: str, on: date, unit_price_minor: int,
-                licenses: int | None = None) -> rules.Quote:
+async def quote(driver: Driver, code: str, on: date, unit_price_minor: int, licenses: int | None = None) -> rules.Quote:
     row = await _read_support(driver, code)
     return rules.quote(rules.Support(row["anchor"], row["months"]), on, unit_price_minor, licenses)

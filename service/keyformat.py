@@ -20,8 +20,16 @@ import secrets
 from service.errors import KeyMalformed
 
 __all__ = [
-    "ALPHABET", "CHECK_SYMBOLS", "DATA_SYMBOLS", "PREFIX", "KeyMalformed",
-    "digest", "display_prefix", "from_data", "generate", "normalize",
+    "ALPHABET",
+    "CHECK_SYMBOLS",
+    "DATA_SYMBOLS",
+    "PREFIX",
+    "KeyMalformed",
+    "digest",
+    "display_prefix",
+    "from_data",
+    "generate",
+    "normalize",
 ]
 
 PREFIX = "TXS"
@@ -78,7 +86,7 @@ def _check(data: list[int]) -> list[int]:
 
 def _format(values: list[int]) -> str:
     symbols = "".join(ALPHABET[v] for v in values)
-    return "-".join([PREFIX, *(symbols[i:i + GROUP] for i in range(0, len(symbols), GROUP))])
+    return "-".join([PREFIX, *(symbols[i : i + GROUP] for i in range(0, len(symbols), GROUP))])
 
 
 _RANDOM_BYTES = (DATA_SYMBOLS * 5 + 7) // 8  # 12 bytes hold the 90 random bits
@@ -113,7 +121,7 @@ def normalize(text: str) -> str:
         raise KeyMalformed()
     compact = compact.upper()
     if len(compact) == len(PREFIX) + SYMBOLS and compact.startswith(PREFIX):
-        compact = compact[len(PREFIX):]
+        compact = compact[len(PREFIX) :]
     if len(compact) != SYMBOLS or any(symbol not in _VALUE for symbol in compact):
         raise KeyMalformed()
     values = [_VALUE[symbol] for symbol in compact]

@@ -53,8 +53,10 @@ def _info(row: Row) -> KeyInfo:
 
 
 async def issue(engine: AsyncEngine, count: int, secret: bytes, reseller_id: UUID | None = None) -> list[IssuedKey]:
-    issued = [IssuedKey(uuid.uuid4(), key, keyformat.display_prefix(key))
-              for key in (keyformat.generate() for _ in range(count))]
+    issued = [
+        IssuedKey(uuid.uuid4(), key, keyformat.display_prefix(key))
+        for key in (keyformat.generate() for _ in range(count))
+    ]
     rows = [(k.id, keyformat.digest(k.key, secret), k.prefix, reseller_id, "issued") for k in issued]
     async with transaction(engine) as conn:
         await resellers.require(conn, reseller_id)
@@ -74,8 +76,9 @@ async def _insert(conn: AsyncConnection, rows: list[tuple]) -> None:
         await driver_connection.copy_records_to_table(LicenseKey.__tablename__, columns=_COLUMNS, records=rows)
         return
     for start in range(0, len(rows), _INSERT_BATCH):
-        await conn.execute(insert(LicenseKey), [dict(zip(_COLUMNS, row, strict=True))
-                                                for row in rows[start:start + _INSERT_BATCH]])
+        await conn.execute(
+            insert(LicenseKey), [dict(zip(_COLUMNS, row, strict=True)) for row in rows[start : start + _INSERT_BATCH]]
+        )
 
 
 async def list_keys(
@@ -104,12 +107,14 @@ async def list_keys(
 async def revoke(engine: AsyncEngine, key_id: UUID, now: datetime) -> KeyInfo:
     """Revoke an unused key; revoking a revoked key changes nothing."""
     async with transaction(engine) as conn:
-        row = (await conn.execute(
-            update(LicenseKey)
-            .where(LicenseKey.id == key_id, LicenseKey.status == "issued")
-            .values(status="revoked", revoked_at=now)
-            .returning(*_INFO_COLUMNS)
-        )).first()
+        row = (
+            await conn.execute(
+                update(LicenseKey)
+                .where(LicenseKey.id == key_id, LicenseKey.status == "issued")
+                .values(status="revoked", revoked_at=now)
+                .returning(*_INFO_COLUMNS)
+            )
+        ).first()
         if row is None:
             row = (await conn.execute(select(*_INFO_COLUMNS).where(LicenseKey.id == key_id))).first()
             if row is None:

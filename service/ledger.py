@@ -50,17 +50,28 @@ async def verify(engine: AsyncEngine, batch: int = 1000) -> list[Drift]:
     last_id = 0
     async with reading(engine) as conn:
         while True:
-            rows = (await conn.execute(
-                select(Installation.id, Installation.code, Installation.anchor, Installation.initial_months,
-                       Installation.months, Installation.bonus_months)
-                .where(Installation.id > last_id).order_by(Installation.id).limit(batch)
-            )).all()
+            rows = (
+                await conn.execute(
+                    select(
+                        Installation.id,
+                        Installation.code,
+                        Installation.anchor,
+                        Installation.initial_months,
+                        Installation.months,
+                        Installation.bonus_months,
+                    )
+                    .where(Installation.id > last_id)
+                    .order_by(Installation.id)
+                    .limit(batch)
+                )
+            ).all()
             if not rows:
                 return drifts
             last_id = rows[-1].id
             ledgers: dict[int, list[tuple]] = {}
-            for a in await conn.execute(_LIVE_ACTIVATIONS.where(
-                    Activation.installation_id.between(rows[0].id, last_id))):
+            for a in await conn.execute(
+                _LIVE_ACTIVATIONS.where(Activation.installation_id.between(rows[0].id, last_id))
+            ):
                 ledgers.setdefault(a.installation_id, []).append((a.activated_on, a.licenses))
             for row in rows:
                 folded = fold(rules.Support(row.anchor, row.initial_months), ledgers.get(row.id, []))
@@ -86,14 +97,20 @@ async def void(engine: AsyncEngine, activation_id: UUID, reason: str, now: datet
         if code is None:
             raise ActivationNotFound()
         installation = await installations.find(EngineSession(conn), code, for_update=True)
-        activation = (await conn.execute(
-            select(Activation.voided_at, Activation.void_reason).where(Activation.id == activation_id)
-        )).one()
+        activation = (
+            await conn.execute(
+                select(Activation.voided_at, Activation.void_reason).where(Activation.id == activation_id)
+            )
+        ).one()
         if activation.voided_at is None:
-            await conn.execute(update(Activation).where(Activation.id == activation_id)
-                               .values(voided_at=now, void_reason=reason))
-            await conn.execute(update(LicenseKey).where(LicenseKey.activation_id == activation_id)
-                               .values(status="revoked", revoked_at=now))
+            await conn.execute(
+                update(Activation).where(Activation.id == activation_id).values(voided_at=now, void_reason=reason)
+            )
+            await conn.execute(
+                update(LicenseKey)
+                .where(LicenseKey.activation_id == activation_id)
+                .values(status="revoked", revoked_at=now)
+            )
             folded = await _refold(conn, installation)
             support_end = rules.Support(installation.support.anchor, folded.months).end
             return VoidResult(activation_id, code, now, reason, support_end)
@@ -101,10 +118,11 @@ async def void(engine: AsyncEngine, activation_id: UUID, reason: str, now: datet
 
 
 async def _refold(conn: AsyncConnection, installation: installations.InstallationRecord) -> Folded:
-    ledger = (await conn.execute(
-        _LIVE_ACTIVATIONS.where(Activation.installation_id == installation.id)
-    )).all()
+    ledger = (await conn.execute(_LIVE_ACTIVATIONS.where(Activation.installation_id == installation.id))).all()
     folded = fold(installation.start, [(a.activated_on, a.licenses) for a in ledger])
-    await conn.execute(update(Installation).where(Installation.id == installation.id)
-                       .values(months=folded.months, bonus_months=folded.bonus_months))
+    await conn.execute(
+        update(Installation)
+        .where(Installation.id == installation.id)
+        .values(months=folded.months, bonus_months=folded.bonus_months)
+    )
     return folded

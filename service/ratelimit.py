@@ -30,8 +30,12 @@ from service import errors
 
 log = logging.getLogger(__name__)
 
-STORE = Gauge("rate_limit_store", "Where this process keeps its rate-limit counters now: 1 for the store in use",
-              ["store"], multiprocess_mode="liveall")
+STORE = Gauge(
+    "rate_limit_store",
+    "Where this process keeps its rate-limit counters now: 1 for the store in use",
+    ["store"],
+    multiprocess_mode="liveall",
+)
 
 IN_FLIGHT_SECONDS = 60
 """How long an attempt's place outlives a process that died holding it (Redis only)."""
@@ -244,8 +248,7 @@ class Limiter:
         self.prefix = prefix
 
     @asynccontextmanager
-    async def attempt(self, *, names: Sequence[str],
-                      failures: tuple[type[BaseException], ...]) -> AsyncIterator[None]:
+    async def attempt(self, *, names: Sequence[str], failures: tuple[type[BaseException], ...]) -> AsyncIterator[None]:
         """Refuse before any work while `names` are at the limit; count the block's `failures`."""
         keys = [f"{self.prefix}:{name}" for name in names]
         wait, store = await self.counters.take(keys, self.limit)
@@ -265,6 +268,7 @@ def create_counters(redis_url: str | None, *, timeout_ms: int) -> Counters:
     if not redis_url:
         return Counters(None)
     timeout = timeout_ms / 1000
-    redis = Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                           retry=Retry(NoBackoff(), 0))
+    redis = Redis.from_url(
+        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     return Counters(RedisStore(redis), timeout=timeout)

@@ -71,28 +71,33 @@ async def register(engine: AsyncEngine, name: str) -> NewReseller:
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
     try:
         async with transaction(engine) as conn:
-            reseller_id = (await conn.execute(
-                insert(Reseller)
-                .values(name=name, client_id=client_id, secret_hash=secret_hash)
-                .returning(Reseller.id)
-            )).scalar_one()
+            reseller_id = (
+                await conn.execute(
+                    insert(Reseller)
+                    .values(name=name, client_id=client_id, secret_hash=secret_hash)
+                    .returning(Reseller.id)
+                )
+            ).scalar_one()
     except IntegrityError as exc:
         raise ResellerExists() from exc
     return NewReseller(reseller_id, name, client_id, client_secret)
 
 
-async def authenticate(*, engine: AsyncEngine, limiter: Limiter, checks: SecretChecks, client: str, client_id: str,
-                       client_secret: str) -> Login:
+async def authenticate(
+    *, engine: AsyncEngine, limiter: Limiter, checks: SecretChecks, client: str, client_id: str, client_secret: str
+) -> Login:
     """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
     otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
     limited per client address and per client id, before any secret is hashed."""
-    async with limiter.attempt(names=[f"client:{client_key(client)}", f"id:{client_id}"],
-                               failures=(Unauthenticated,)):
+    async with limiter.attempt(names=[f"client:{client_key(client)}", f"id:{client_id}"], failures=(Unauthenticated,)):
         async with transaction(engine) as conn:
-            row = (await conn.execute(
-                select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from)
-                .where(Reseller.client_id == client_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
+                        Reseller.client_id == client_id
+                    )
+                )
+            ).first()
         stored = row.secret_hash if row else _DUMMY_HASH
         if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
             raise Unauthenticated("Unknown client or wrong secret")
@@ -127,8 +132,9 @@ async def get(engine: AsyncEngine, *, reseller_id: UUID) -> ResellerRecord:
 async def disable(engine: AsyncEngine, *, reseller_id: UUID, now: datetime) -> ResellerRecord:
     """Its tokens are refused from now on and it gets no new ones. Disabling it again keeps the first instant."""
     async with transaction(engine) as conn:
-        await conn.execute(update(Reseller).where(Reseller.id == reseller_id, Reseller.disabled_at.is_(None))
-                           .values(disabled_at=now))
+        await conn.execute(
+            update(Reseller).where(Reseller.id == reseller_id, Reseller.disabled_at.is_(None)).values(disabled_at=now)
+        )
         return await _find(conn, reseller_id)
 
 
@@ -146,8 +152,11 @@ async def rotate_secret(engine: AsyncEngine, *, reseller_id: UUID, now: datetime
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
     async with transaction(engine) as conn:
-        await conn.execute(update(Reseller).where(Reseller.id == reseller_id).values(
-            secret_hash=secret_hash, tokens_valid_from=now.replace(microsecond=0) + timedelta(seconds=1)))
+        await conn.execute(
+            update(Reseller)
+            .where(Reseller.id == reseller_id)
+            .values(secret_hash=secret_hash, tokens_valid_from=now.replace(microsecond=0) + timedelta(seconds=1))
+        )
         return RotatedSecret(await _find(conn, reseller_id), client_secret)
 
 

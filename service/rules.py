@@ -172,4 +172,3 @@ def fold(start: Support, activations: Iterable[tuple[date, int]]) -> Renewal:
         current = renewal.after
         periods.extend(renewal.periods)
     return Renewal(start, current, tuple(periods))
-

@@ -50,8 +50,11 @@ class Settings(BaseSettings):
 
     def insecure_settings(self) -> list[str]:
         """Settings still at a value that only the quick start may use."""
-        defaults = {"JWT_SECRET": self.jwt_secret == DEV_SECRET, "KEY_HASH_SECRET": self.key_hash_secret == DEV_SECRET,
-                    "CERTIFICATE_PRIVATE_KEY": self.certificate_private_key is None}
+        defaults = {
+            "JWT_SECRET": self.jwt_secret == DEV_SECRET,
+            "KEY_HASH_SECRET": self.key_hash_secret == DEV_SECRET,
+            "CERTIFICATE_PRIVATE_KEY": self.certificate_private_key is None,
+        }
         return [name for name, insecure in defaults.items() if insecure]
 
     def check_production(self) -> None:
@@ -61,8 +64,10 @@ class Settings(BaseSettings):
             raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
         if self.is_sqlite and not self.allow_sqlite_in_production:
             # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
-            raise RuntimeError("refusing to start in production on the embedded SQLite database: set DATABASE_URL "
-                               "(or ALLOW_SQLITE_IN_PRODUCTION=true for a single-process deployment)")
+            raise RuntimeError(
+                "refusing to start in production on the embedded SQLite database: set DATABASE_URL "
+                "(or ALLOW_SQLITE_IN_PRODUCTION=true for a single-process deployment)"
+            )
 
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:

@@ -41,10 +41,16 @@ class Api:
         """Stand on another day."""
         self.clock.set(day)
 
-    def headers_for(self, role: str, subject: str, lifetime: timedelta = timedelta(minutes=5),
-                    token_settings: TokenSettings | None = None) -> dict[str, str]:
-        token = issue_token(token_settings or TokenSettings.of(self.settings), role, subject,
-                            self.clock.now(), lifetime)
+    def headers_for(
+        self,
+        role: str,
+        subject: str,
+        lifetime: timedelta = timedelta(minutes=5),
+        token_settings: TokenSettings | None = None,
+    ) -> dict[str, str]:
+        token = issue_token(
+            token_settings or TokenSettings.of(self.settings), role, subject, self.clock.now(), lifetime
+        )
         return {"Authorization": f"Bearer {token}"}
 
     # --- requests

@@ -78,8 +78,14 @@ def anyio_backend() -> str:
 
 async def _admin_execute(statement: str) -> None:
     url = make_url(TEST_DATABASE_URL)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                 password=url.password, database=url.database, timeout=10)
+    conn = await asyncpg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=url.database,
+        timeout=10,
+    )
     try:
         await conn.execute(statement)
     finally:

@@ -12,8 +12,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 # This database's sessions waiting for a lock: on the held row, or queued behind one that waits for it.
-_WAITING = ("SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+_WAITING = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
 WAIT_AT_MOST_SECONDS = 60  # not a measure of anything: a test whose requests never wait fails instead of hanging
 
 

@@ -30,8 +30,13 @@ def running_server(env: dict[str, str], cwd: Path | None = None, ready_path: str
     # The log goes to a file, not a pipe: nobody reads a pipe until the server stops, and a server whose log
     # fills the pipe's buffer (64 KiB, a few hundred requests) blocks on its next line.
     with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                                  env=env, cwd=cwd or os.getcwd(), stdout=subprocess.DEVNULL, stderr=log)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=cwd or os.getcwd(),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30

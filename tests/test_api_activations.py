@@ -155,14 +155,18 @@ async def test_an_unknown_installation_is_not_found(api: Api) -> None:
     assert response.json()["code"] == "installation_not_found"
 
 
-@pytest.mark.parametrize(("bad", "status", "code"), [
-    ("revoked", 409, "key_revoked"),
-    ("duplicated", 409, "key_duplicated"),
-    ("unknown", 404, "key_not_found"),
-    ("insufficient", 402, "licenses_insufficient"),
-])
+@pytest.mark.parametrize(
+    ("bad", "status", "code"),
+    [
+        ("revoked", 409, "key_revoked"),
+        ("duplicated", 409, "key_duplicated"),
+        ("unknown", 404, "key_not_found"),
+        ("insufficient", 402, "licenses_insufficient"),
+    ],
+)
 async def test_a_refused_activation_leaves_every_key_and_the_installation_as_they_were(
-        api: Api, bad: str, status: int, code: str) -> None:
+    api: Api, bad: str, status: int, code: str
+) -> None:
     await api.installation("ACME", purchased_on="2025-03-15")
     issued = (await api.post("/v1/keys", {"count": 3}, headers=api.admin)).json()["keys"]
     keys = [k["key"] for k in issued]

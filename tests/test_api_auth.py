@@ -16,8 +16,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def _token(api: Api, client_id: str, client_secret: str):
-    return await api.client.post("/v1/auth/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret})
+    return await api.client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+    )
 
 
 async def test_a_reseller_trades_its_credentials_for_a_short_lived_token(api: Api) -> None:
@@ -28,8 +30,11 @@ async def test_a_reseller_trades_its_credentials_for_a_short_lived_token(api: Ap
     assert response.status_code == 200
     token = response.json()
     assert token["token_type"] == "bearer" and token["expires_in"] == 15 * 60
-    created = await api.post("/v1/installations", {"code": "MINE", "purchased_on": "2026-11-20"},
-                             headers={"Authorization": f"Bearer {token['access_token']}"})
+    created = await api.post(
+        "/v1/installations",
+        {"code": "MINE", "purchased_on": "2026-11-20"},
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
     assert created.status_code == 201
     assert created.json()["reseller_id"] == reseller["id"]
 
@@ -57,8 +62,15 @@ def _hmac_token(claims: dict, key: bytes) -> str:
 
 def _claims(api: Api, **changes) -> dict:
     now = int(time.time())
-    return {"iss": api.settings.jwt_issuer, "aud": api.settings.jwt_audience, "sub": "x", "role": "admin",
-            "iat": now, "exp": now + 300, **changes}
+    return {
+        "iss": api.settings.jwt_issuer,
+        "aud": api.settings.jwt_audience,
+        "sub": "x",
+        "role": "admin",
+        "iat": now,
+        "exp": now + 300,
+        **changes,
+    }
 
 
 def _bad_token(api: Api, case: str) -> str:
@@ -70,11 +82,13 @@ def _bad_token(api: Api, case: str) -> str:
         "other secret": lambda: jwt.encode(_claims(api), "another-secret", algorithm="HS256"),
         "other audience": lambda: jwt.encode(_claims(api, aud="someone-else"), secret, algorithm="HS256"),
         "other issuer": lambda: jwt.encode(_claims(api, iss="someone-else"), secret, algorithm="HS256"),
-        "no expiry": lambda: jwt.encode({k: v for k, v in _claims(api).items() if k != "exp"}, secret,
-                                        algorithm="HS256"),
+        "no expiry": lambda: jwt.encode(
+            {k: v for k, v in _claims(api).items() if k != "exp"}, secret, algorithm="HS256"
+        ),
         "unknown role": lambda: jwt.encode(_claims(api, role="root"), secret, algorithm="HS256"),
-        "reseller without an id": lambda: jwt.encode(_claims(api, role="reseller", sub="nobody"), secret,
-                                                     algorithm="HS256"),
+        "reseller without an id": lambda: jwt.encode(
+            _claims(api, role="reseller", sub="nobody"), secret, algorithm="HS256"
+        ),
         "alg none": lambda: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(api))}.",
         # HS/RS confusion: HMAC keyed with a public key, and a token signed with an asymmetric key.
         "HS256 keyed with a public key": lambda: _hmac_token(_claims(api), ec_public.encode()),
@@ -83,8 +97,19 @@ def _bad_token(api: Api, case: str) -> str:
     }[case]()
 
 
-BAD_TOKENS = ["expired", "other secret", "other audience", "other issuer", "no expiry", "unknown role",
-              "reseller without an id", "alg none", "HS256 keyed with a public key", "ES256", "garbage"]
+BAD_TOKENS = [
+    "expired",
+    "other secret",
+    "other audience",
+    "other issuer",
+    "no expiry",
+    "unknown role",
+    "reseller without an id",
+    "alg none",
+    "HS256 keyed with a public key",
+    "ES256",
+    "garbage",
+]
 
 
 async def test_a_missing_token_is_unauthenticated(api: Api) -> None:
@@ -103,12 +128,15 @@ async def test_a_bad_token_is_unauthenticated(api: Api, case: str) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/resellers", {"name": "Other"}),
-    ("/v1/keys", {"count": 1}),
-    ("/v1/keys/00000000-0000-0000-0000-000000000000/revoke", None),
-    ("/v1/activations/00000000-0000-0000-0000-000000000000/void", {"reason": "x"}),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/resellers", {"name": "Other"}),
+        ("/v1/keys", {"count": 1}),
+        ("/v1/keys/00000000-0000-0000-0000-000000000000/revoke", None),
+        ("/v1/activations/00000000-0000-0000-0000-000000000000/void", {"reason": "x"}),
+    ],
+)
 async def test_a_reseller_cannot_call_admin_endpoints(api: Api, path: str, body: dict | None) -> None:
     reseller = await api.reseller()
 
@@ -135,7 +163,10 @@ async def test_a_reseller_sees_only_its_own_installations_and_keys(api: Api) -> 
 async def test_a_reseller_registers_installations_for_itself_only(api: Api) -> None:
     mine, theirs = await api.reseller("Mine"), await api.reseller("Theirs")
 
-    response = await api.post("/v1/installations", {"code": "X", "purchased_on": "2025-01-01",
-                                                    "reseller_id": theirs["id"]}, headers=mine["headers"])
+    response = await api.post(
+        "/v1/installations",
+        {"code": "X", "purchased_on": "2025-01-01", "reseller_id": theirs["id"]},
+        headers=mine["headers"],
+    )
 
     assert (response.status_code, response.json()["code"]) == (403, "forbidden")

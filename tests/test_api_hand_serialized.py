@@ -21,13 +21,15 @@ def assert_is_exactly(model: type[BaseModel], response: httpx.Response) -> None:
     assert parsed.model_dump(mode="json", by_alias=True) == response.json()
 
 
-@pytest.mark.parametrize(("purchased_on", "keys", "active"), [
-    pytest.param("2026-11-01", 0, True, id="active"),
-    pytest.param("2025-03-15", 0, False, id="lapsed"),
-    pytest.param("2026-11-01", 2, True, id="renewed-with-bonus"),
-])
-async def test_the_support_state_is_exactly_a_support_out(api: Api, purchased_on: str, keys: int,
-                                                           active: bool) -> None:
+@pytest.mark.parametrize(
+    ("purchased_on", "keys", "active"),
+    [
+        pytest.param("2026-11-01", 0, True, id="active"),
+        pytest.param("2025-03-15", 0, False, id="lapsed"),
+        pytest.param("2026-11-01", 2, True, id="renewed-with-bonus"),
+    ],
+)
+async def test_the_support_state_is_exactly_a_support_out(api: Api, purchased_on: str, keys: int, active: bool) -> None:
     await api.installation("ACME", purchased_on=purchased_on)
     if keys:
         assert (await api.activate("ACME", await api.keys(keys))).status_code == 201
@@ -39,13 +41,17 @@ async def test_the_support_state_is_exactly_a_support_out(api: Api, purchased_on
     assert response.json()["active"] is active
 
 
-@pytest.mark.parametrize(("purchased_on", "today", "keys"), [
-    pytest.param("2026-11-01", date(2026, 11, 24), 1, id="one-key"),
-    pytest.param("2026-11-01", date(2026, 11, 24), 3, id="three-keys"),
-    pytest.param("2025-03-15", date(2026, 6, 15), 2, id="lapsed-back-dated"),
-])
-async def test_an_activation_and_its_replay_are_exactly_an_activation_out(api: Api, purchased_on: str, today: date,
-                                                                          keys: int) -> None:
+@pytest.mark.parametrize(
+    ("purchased_on", "today", "keys"),
+    [
+        pytest.param("2026-11-01", date(2026, 11, 24), 1, id="one-key"),
+        pytest.param("2026-11-01", date(2026, 11, 24), 3, id="three-keys"),
+        pytest.param("2025-03-15", date(2026, 6, 15), 2, id="lapsed-back-dated"),
+    ],
+)
+async def test_an_activation_and_its_replay_are_exactly_an_activation_out(
+    api: Api, purchased_on: str, today: date, keys: int
+) -> None:
     await api.installation("ACME", purchased_on=purchased_on)
     batch = await api.keys(keys)
     api.today(today)

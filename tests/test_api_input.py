@@ -21,22 +21,46 @@ def _refused(response) -> bool:
 # Every string an operation takes, in turn holding a NUL (PostgreSQL refuses NUL in text outright).
 NUL_INPUTS = [
     pytest.param("POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "client_id": f"rs_{NUL}"}}, id="token client_id"),
-    pytest.param("POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "client_secret": f"s{NUL}"}},
-                 id="token client_secret"),
-    pytest.param("POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "grant_type": f"client_credentials{NUL}"}},
-                 id="token grant_type"),
-    pytest.param("POST", "/v1/auth/token", {"files": {"client_id": (None, f"rs_{NUL}"),
-                                                      "client_secret": (None, "s")}}, id="token multipart"),
+    pytest.param(
+        "POST", "/v1/auth/token", {"data": {**TOKEN_FORM, "client_secret": f"s{NUL}"}}, id="token client_secret"
+    ),
+    pytest.param(
+        "POST",
+        "/v1/auth/token",
+        {"data": {**TOKEN_FORM, "grant_type": f"client_credentials{NUL}"}},
+        id="token grant_type",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/auth/token",
+        {"files": {"client_id": (None, f"rs_{NUL}"), "client_secret": (None, "s")}},
+        id="token multipart",
+    ),
     pytest.param("POST", "/v1/resellers", {"json": {"name": f"Partner{NUL}"}}, id="reseller name"),
-    pytest.param("POST", "/v1/installations", {"json": {"code": f"ACME{NUL}", "purchased_on": "2025-03-15"}},
-                 id="installation code"),
-    pytest.param("POST", "/v1/installations", {"json": {"code": "ACME", "purchased_on": f"2025-03-15{NUL}"}},
-                 id="installation purchased_on"),
-    pytest.param("POST", "/v1/installations", {"json": {"code": "ACME", "support_end": f"{NUL}2026-12-31"}},
-                 id="installation support_end"),
-    pytest.param("POST", "/v1/installations", {"json": {"code": "ACME", "purchased_on": "2025-03-15",
-                                                        "reseller_id": f"{AN_ID}{NUL}"}},
-                 id="installation reseller_id"),
+    pytest.param(
+        "POST",
+        "/v1/installations",
+        {"json": {"code": f"ACME{NUL}", "purchased_on": "2025-03-15"}},
+        id="installation code",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/installations",
+        {"json": {"code": "ACME", "purchased_on": f"2025-03-15{NUL}"}},
+        id="installation purchased_on",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/installations",
+        {"json": {"code": "ACME", "support_end": f"{NUL}2026-12-31"}},
+        id="installation support_end",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/installations",
+        {"json": {"code": "ACME", "purchased_on": "2025-03-15", "reseller_id": f"{AN_ID}{NUL}"}},
+        id="installation reseller_id",
+    ),
     pytest.param("GET", "/v1/installations/AC%00ME", {}, id="installation path"),
     pytest.param("GET", "/v1/installations/AC%00ME/support", {}, id="support path"),
     pytest.param("GET", "/v1/installations/AC%00ME/quote", {}, id="quote path"),
@@ -49,10 +73,15 @@ NUL_INPUTS = [
     pytest.param("GET", "/v1/keys", {"params": {"after": f"{AN_ID}{NUL}"}}, id="keys after"),
     pytest.param("GET", "/v1/keys", {"params": {"limit": f"10{NUL}"}}, id="keys limit"),
     pytest.param("POST", f"/v1/keys/{AN_ID}%00/revoke", {}, id="revoke path"),
-    pytest.param("POST", "/v1/activations", {"json": {"installation": f"ACME{NUL}", "keys": ["TXS-0000"]}},
-                 id="activation installation"),
-    pytest.param("POST", "/v1/activations", {"json": {"installation": "ACME", "keys": [f"TXS-{NUL}"]}},
-                 id="activation key"),
+    pytest.param(
+        "POST",
+        "/v1/activations",
+        {"json": {"installation": f"ACME{NUL}", "keys": ["TXS-0000"]}},
+        id="activation installation",
+    ),
+    pytest.param(
+        "POST", "/v1/activations", {"json": {"installation": "ACME", "keys": [f"TXS-{NUL}"]}}, id="activation key"
+    ),
     pytest.param("POST", f"/v1/activations/{AN_ID}/void", {"json": {"reason": f"refund{NUL}"}}, id="void reason"),
     pytest.param("POST", f"/v1/activations/{AN_ID}%00/void", {"json": {"reason": "refund"}}, id="void path"),
 ]
@@ -60,7 +89,11 @@ NUL_INPUTS = [
 
 @pytest.mark.parametrize(("method", "path", "request_"), NUL_INPUTS)
 async def test_a_nul_in_any_string_is_an_invalid_request_and_logs_no_error(
-    api: Api, caplog: pytest.LogCaptureFixture, method: str, path: str, request_: dict,
+    api: Api,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    request_: dict,
 ) -> None:
     with caplog.at_level(logging.ERROR):
         response = await api.client.request(method, path, headers=api.admin, **request_)
@@ -82,8 +115,10 @@ async def test_free_text_takes_tabs_and_line_breaks_but_no_other_control_charact
     activation = (await api.activate("ACME", [first])).json()["activation_id"]
     path = f"/v1/activations/{activation}/void"
 
-    refused = [await api.post(path, {"reason": f"Refund{character}order 1234"}, headers=api.admin)
-               for character in (NUL, "\x0b", "\x7f")]
+    refused = [
+        await api.post(path, {"reason": f"Refund{character}order 1234"}, headers=api.admin)
+        for character in (NUL, "\x0b", "\x7f")
+    ]
     voided = await api.post(path, {"reason": "Refund,\r\n\torder 1234"}, headers=api.admin)
     # A key is read as people type and paste it: the whitespace around and inside it does not matter.
     activated = await api.activate("ACME", [f"\t{second}\r\n"])
@@ -93,38 +128,48 @@ async def test_free_text_takes_tabs_and_line_breaks_but_no_other_control_charact
     assert activated.status_code == 201, activated.text
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/resellers", b'{"name": "Partner\\ud800"}'),
-    ("/v1/installations", b'{"code": "\\udfffACME", "purchased_on": "2025-03-15"}'),
-    ("/v1/activations", b'{"installation": "ACME", "keys": ["TXS-\\ud83d"]}'),
-    (f"/v1/activations/{AN_ID}/void", b'{"reason": "refund \\udc00"}'),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/resellers", b'{"name": "Partner\\ud800"}'),
+        ("/v1/installations", b'{"code": "\\udfffACME", "purchased_on": "2025-03-15"}'),
+        ("/v1/activations", b'{"installation": "ACME", "keys": ["TXS-\\ud83d"]}'),
+        (f"/v1/activations/{AN_ID}/void", b'{"reason": "refund \\udc00"}'),
+    ],
+)
 async def test_a_lone_surrogate_in_json_is_an_invalid_request(api: Api, path: str, body: bytes) -> None:
     response = await api.client.post(path, content=body, headers={**api.admin, "Content-Type": "application/json"})
 
     assert _refused(response), response.text
 
 
-@pytest.mark.parametrize("body", [
-    pytest.param(b'{"name": "Partner"', id="malformed JSON"),
-    pytest.param(b'{"name": "Partner\xff\xfe"}', id="invalid UTF-8"),
-    pytest.param(b'{"name": "Partner \xc0\xaf"}', id="overlong UTF-8"),
-    pytest.param(b'{"name": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", id="nested 30,000 deep"),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"name": "Partner"', id="malformed JSON"),
+        pytest.param(b'{"name": "Partner\xff\xfe"}', id="invalid UTF-8"),
+        pytest.param(b'{"name": "Partner \xc0\xaf"}', id="overlong UTF-8"),
+        pytest.param(b'{"name": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", id="nested 30,000 deep"),
+    ],
+)
 async def test_a_body_that_is_not_json_is_an_invalid_request(
-    api: Api, caplog: pytest.LogCaptureFixture, body: bytes,
+    api: Api,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
 ) -> None:
     with caplog.at_level(logging.ERROR):
-        response = await api.client.post("/v1/resellers", content=body,
-                                         headers={**api.admin, "Content-Type": "application/json"})
+        response = await api.client.post(
+            "/v1/resellers", content=body, headers={**api.admin, "Content-Type": "application/json"}
+        )
 
     assert _refused(response), response.text
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_malformed_form_is_an_invalid_request(api: Api) -> None:
-    response = await api.client.post("/v1/auth/token", content=b"client_id=rs_abc",
-                                     headers={"Content-Type": "multipart/form-data"})
+    response = await api.client.post(
+        "/v1/auth/token", content=b"client_id=rs_abc", headers={"Content-Type": "multipart/form-data"}
+    )
 
     assert _refused(response), response.text
 
@@ -137,26 +182,32 @@ async def test_a_count_is_a_json_integer(api: Api, count: object) -> None:
     assert await api.key_statuses() == {}
 
 
-@pytest.mark.parametrize("origin", [
-    {"purchased_on": "2025-03-15T00:00:00"},
-    {"purchased_on": "2025-03-15T00:00:00Z"},
-    {"support_end": "2026-12-31 00:00"},
-    {"purchased_on": 1741996800},
-    {"purchased_on": "20250315"},
-    {"purchased_on": "2025-W11-6"},
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        {"purchased_on": "2025-03-15T00:00:00"},
+        {"purchased_on": "2025-03-15T00:00:00Z"},
+        {"support_end": "2026-12-31 00:00"},
+        {"purchased_on": 1741996800},
+        {"purchased_on": "20250315"},
+        {"purchased_on": "2025-W11-6"},
+    ],
+)
 async def test_a_date_in_a_body_is_a_date_written_yyyy_mm_dd(api: Api, origin: dict) -> None:
     response = await api.post("/v1/installations", {"code": "ACME", **origin}, headers=api.admin)
 
     assert _refused(response), response.text
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/v1/installations/ACME/quote", {"on": "2027-03-16T00:00:00"}),
-    ("/v1/installations/ACME/quote", {"on": "2027-03-16T00:00:00+03:00"}),
-    ("/v1/quote", {"support_end": "2026-03-15T00:00:00"}),
-    ("/v1/quote", {"support_end": "2026-03-15", "on": "20270316"}),
-])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/installations/ACME/quote", {"on": "2027-03-16T00:00:00"}),
+        ("/v1/installations/ACME/quote", {"on": "2027-03-16T00:00:00+03:00"}),
+        ("/v1/quote", {"support_end": "2026-03-15T00:00:00"}),
+        ("/v1/quote", {"support_end": "2026-03-15", "on": "20270316"}),
+    ],
+)
 async def test_a_date_in_a_query_is_a_date_written_yyyy_mm_dd(api: Api, path: str, params: dict) -> None:
     await api.installation("ACME")
 
@@ -165,17 +216,20 @@ async def test_a_date_in_a_query_is_a_date_written_yyyy_mm_dd(api: Api, path: st
     assert _refused(response), response.text
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/v1/installations/ACME/quote", {"licenses": "1.0"}),
-    ("/v1/installations/ACME/quote", {"licenses": "true"}),
-    ("/v1/installations/ACME/quote", {"licenses": "+1"}),
-    ("/v1/installations/ACME/quote", {"licenses": " 1"}),
-    ("/v1/installations/ACME/quote", {"licenses": "1_0"}),
-    ("/v1/installations/ACME/quote", {"licenses": "\u0661"}),  # ARABIC-INDIC DIGIT ONE
-    ("/v1/quote", {"support_end": "2026-03-15", "licenses": "2.0"}),
-    ("/v1/keys", {"limit": "1.0"}),
-    ("/v1/keys", {"limit": "1e2"}),
-])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/installations/ACME/quote", {"licenses": "1.0"}),
+        ("/v1/installations/ACME/quote", {"licenses": "true"}),
+        ("/v1/installations/ACME/quote", {"licenses": "+1"}),
+        ("/v1/installations/ACME/quote", {"licenses": " 1"}),
+        ("/v1/installations/ACME/quote", {"licenses": "1_0"}),
+        ("/v1/installations/ACME/quote", {"licenses": "\u0661"}),  # ARABIC-INDIC DIGIT ONE
+        ("/v1/quote", {"support_end": "2026-03-15", "licenses": "2.0"}),
+        ("/v1/keys", {"limit": "1.0"}),
+        ("/v1/keys", {"limit": "1e2"}),
+    ],
+)
 async def test_an_integer_in_a_query_is_written_in_digits(api: Api, path: str, params: dict) -> None:
     await api.installation("ACME")
 
@@ -184,12 +238,15 @@ async def test_an_integer_in_a_query_is_written_in_digits(api: Api, path: str, p
     assert _refused(response), response.text
 
 
-@pytest.mark.parametrize("query", [
-    "on=2027-01-01&on=2027-02-01",
-    "licenses=1&licenses=2",
-    "on=2027-01-01&o%6E=2027-02-01",
-    "on=2027-01-01&licenses=2&on=2027-01-01",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "on=2027-01-01&on=2027-02-01",
+        "licenses=1&licenses=2",
+        "on=2027-01-01&o%6E=2027-02-01",
+        "on=2027-01-01&licenses=2&on=2027-01-01",
+    ],
+)
 async def test_a_repeated_query_parameter_is_an_invalid_request(api: Api, query: str) -> None:
     await api.installation("ACME")
 
@@ -207,8 +264,7 @@ async def test_a_repeated_filter_is_an_invalid_request(api: Api) -> None:
 async def test_well_formed_input_is_still_taken(api: Api) -> None:
     reseller = await api.reseller()
     installation = await api.installation("ACME", purchased_on="2025-03-15", reseller_id=reseller["id"])
-    issued = await api.post("/v1/keys", {"count": 2, "reseller_id": reseller["id"].replace("-", "")},
-                            headers=api.admin)
+    issued = await api.post("/v1/keys", {"count": 2, "reseller_id": reseller["id"].replace("-", "")}, headers=api.admin)
     quote = await api.get("/v1/installations/ACME/quote?on=2027-03-16&licenses=2")
     page = await api.get("/v1/keys?status=issued&limit=1", headers=api.admin)
 

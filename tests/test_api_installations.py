@@ -26,8 +26,7 @@ async def test_an_existing_customer_keeps_its_support_end(api: Api) -> None:
 
 
 async def test_a_purchase_in_the_future_is_refused(api: Api) -> None:
-    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2026-11-25"},
-                              headers=api.admin)
+    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2026-11-25"}, headers=api.admin)
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
 
@@ -36,8 +35,9 @@ async def test_only_an_admin_moves_an_existing_customer_in(api: Api) -> None:
     """A known support end is taken on trust: a reseller naming one could hand out years of support."""
     reseller = await api.reseller()
 
-    response = await api.post("/v1/installations", {"code": "ACME", "support_end": "2100-12-31"},
-                              headers=reseller["headers"])
+    response = await api.post(
+        "/v1/installations", {"code": "ACME", "support_end": "2100-12-31"}, headers=reseller["headers"]
+    )
 
     assert (response.status_code, response.json()["code"]) == (403, "forbidden")
     assert (await api.get("/v1/installations/ACME/support")).status_code == 404
@@ -55,12 +55,14 @@ async def test_a_reseller_cannot_register_an_older_sale(api: Api) -> None:
     """Today is 2026-11-24: a sale of 31 days ago would start a fresh year from an old date."""
     reseller = await api.reseller()
 
-    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2026-10-24"},
-                              headers=reseller["headers"])
+    response = await api.post(
+        "/v1/installations", {"code": "ACME", "purchased_on": "2026-10-24"}, headers=reseller["headers"]
+    )
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
     assert response.json()["detail"] == (
-        "The purchase date 2026-10-24 is more than 30 days before today (2026-11-24); ask an administrator")
+        "The purchase date 2026-10-24 is more than 30 days before today (2026-11-24); ask an administrator"
+    )
 
 
 async def test_an_admin_registers_a_sale_of_any_date(api: Api) -> None:
@@ -72,8 +74,9 @@ async def test_an_admin_registers_a_sale_of_any_date(api: Api) -> None:
 async def test_the_age_of_a_sale_a_reseller_may_register_is_a_setting(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        async with Api.started(make_settings(database_url, purchase_max_age_days=7), engine,
-                               today=date(2026, 11, 24)) as api:
+        async with Api.started(
+            make_settings(database_url, purchase_max_age_days=7), engine, today=date(2026, 11, 24)
+        ) as api:
             reseller = await api.reseller()
             headers = reseller["headers"]
             week = await api.post("/v1/installations", {"code": "A", "purchased_on": "2026-11-17"}, headers=headers)
@@ -86,14 +89,17 @@ async def test_the_age_of_a_sale_a_reseller_may_register_is_a_setting(database_u
     assert (older.status_code, older.json()["code"]) == (400, "invalid_request")
 
 
-@pytest.mark.parametrize("body", [
-    {"code": "ACME"},
-    {"code": "ACME", "purchased_on": "2025-01-01", "support_end": "2026-01-01"},
-    {"code": "ACME", "purchased_on": "1900-01-01"},
-    {"code": "bad code!", "purchased_on": "2025-01-01"},
-    {"code": "ACME", "purchased_on": "2025-01-01", "colour": "blue"},
-    {"code": "ACME", "purchased_on": "not a date"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"code": "ACME"},
+        {"code": "ACME", "purchased_on": "2025-01-01", "support_end": "2026-01-01"},
+        {"code": "ACME", "purchased_on": "1900-01-01"},
+        {"code": "bad code!", "purchased_on": "2025-01-01"},
+        {"code": "ACME", "purchased_on": "2025-01-01", "colour": "blue"},
+        {"code": "ACME", "purchased_on": "not a date"},
+    ],
+)
 async def test_a_malformed_registration_is_an_invalid_request(api: Api, body: dict) -> None:
     response = await api.post("/v1/installations", body, headers=api.admin)
 
@@ -103,8 +109,9 @@ async def test_a_malformed_registration_is_an_invalid_request(api: Api, body: di
 
 
 async def test_malformed_json_is_an_invalid_request(api: Api) -> None:
-    response = await api.client.post("/v1/installations", content=b"{not json",
-                                     headers={**api.admin, "Content-Type": "application/json"})
+    response = await api.client.post(
+        "/v1/installations", content=b"{not json", headers={**api.admin, "Content-Type": "application/json"}
+    )
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
 
@@ -112,8 +119,7 @@ async def test_malformed_json_is_an_invalid_request(api: Api) -> None:
 async def test_a_code_is_registered_once(api: Api) -> None:
     await api.installation("ACME")
 
-    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2025-01-01"},
-                              headers=api.admin)
+    response = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2025-01-01"}, headers=api.admin)
 
     assert (response.status_code, response.json()["code"]) == (409, "installation_exists")
 
@@ -128,8 +134,13 @@ async def test_support_state_is_what_help_about_shows(api: Api) -> None:
     support = await api.support("ACME")
 
     assert support == {
-        "code": "ACME", "support_end": "2027-05-15", "active": True, "as_of": "2026-11-24",
-        "days_left": 172, "months_granted": 26, "bonus_months": 2,
+        "code": "ACME",
+        "support_end": "2027-05-15",
+        "active": True,
+        "as_of": "2026-11-24",
+        "days_left": 172,
+        "months_granted": 26,
+        "bonus_months": 2,
         "entitlements": {"support_requests": True, "updates_released_through": "2027-05-15"},
     }
 
@@ -157,13 +168,20 @@ async def test_quote_prices_every_missed_year(api: Api) -> None:
 
     assert response.status_code == 200
     assert response.json() == {
-        "support_end": "2026-03-15", "on": "2027-03-16", "active": False,
-        "licenses_required": 2, "missed_years": 1, "licenses": 2, "sufficient": True,
+        "support_end": "2026-03-15",
+        "on": "2027-03-16",
+        "active": False,
+        "licenses_required": 2,
+        "missed_years": 1,
+        "licenses": 2,
+        "sufficient": True,
         "unit_price": {"amount": "12000.00", "currency": "RUB"},
         "total": {"amount": "24000.00", "currency": "RUB"},
         "support_end_after": "2028-03-15",
-        "periods": [{"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
-                    {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0}],
+        "periods": [
+            {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+            {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
+        ],
     }
 
 
@@ -191,8 +209,15 @@ async def test_a_customer_not_yet_registered_can_be_quoted_from_its_support_end(
     assert (response.json()["licenses_required"], response.json()["total"]["amount"]) == (2, "24000.00")
 
 
-@pytest.mark.parametrize("params", [{}, {"support_end": "yesterday"}, {"support_end": "2026-01-01", "licenses": 0},
-                                    {"support_end": "2026-01-01", "on": "3000-01-01"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"support_end": "yesterday"},
+        {"support_end": "2026-01-01", "licenses": 0},
+        {"support_end": "2026-01-01", "on": "3000-01-01"},
+    ],
+)
 async def test_a_bad_quote_query_is_an_invalid_request(api: Api, params: dict) -> None:
     response = await api.get("/v1/quote", params=params)
 
@@ -215,15 +240,17 @@ async def test_an_installation_shows_its_activations(api: Api) -> None:
 async def test_an_oversized_body_is_refused_before_it_is_read(api: Api) -> None:
     body = b'{"code": "ACME", "purchased_on": "2025-01-01", "pad": "' + b"x" * 70_000 + b'"}'
 
-    declared = await api.client.post("/v1/installations", content=body,
-                                     headers={**api.admin, "Content-Type": "application/json"})
+    declared = await api.client.post(
+        "/v1/installations", content=body, headers={**api.admin, "Content-Type": "application/json"}
+    )
 
     async def chunks():
         for _ in range(10):
             yield b" " * 10_000
 
-    streamed = await api.client.post("/v1/installations", content=chunks(),
-                                     headers={**api.admin, "Content-Type": "application/json"})
+    streamed = await api.client.post(
+        "/v1/installations", content=chunks(), headers={**api.admin, "Content-Type": "application/json"}
+    )
 
     for response in (declared, streamed):
         assert (response.status_code, response.json()["code"]) == (413, "payload_too_large")
@@ -252,15 +279,16 @@ async def test_an_installation_code_is_one_code_in_any_case(api: Api) -> None:
 async def test_a_code_in_another_case_is_the_same_code(api: Api) -> None:
     await api.installation("LOOK-001")
 
-    response = await api.post("/v1/installations", {"code": "look-001", "purchased_on": "2025-01-01"},
-                              headers=api.admin)
+    response = await api.post(
+        "/v1/installations", {"code": "look-001", "purchased_on": "2025-01-01"}, headers=api.admin
+    )
 
     assert (response.status_code, response.json()["code"]) == (409, "installation_exists")
 
 
 @pytest.mark.parametrize("code", ["\u0131nst", "stra\u00dfe", "\u017fome"])
 async def test_a_code_is_ascii_even_where_upper_case_would_make_it_so(api: Api, code: str) -> None:
-    """"ı".upper() is "I", "ß".upper() is "SS", "ſ".upper() is "S": such codes are refused, not folded."""
+    """ "ı".upper() is "I", "ß".upper() is "SS", "ſ".upper() is "S": such codes are refused, not folded."""
     response = await api.post("/v1/installations", {"code": code, "purchased_on": "2025-01-01"}, headers=api.admin)
     support = await api.get(f"/v1/installations/{code}/support")
 

@@ -27,8 +27,11 @@ async def test_keys_are_listed_by_status_page_by_page(api: Api) -> None:
 
     used = (await api.get("/v1/keys", params={"status": "used"}, headers=api.admin)).json()
     first = (await api.get("/v1/keys", params={"status": "issued", "limit": 3}, headers=api.admin)).json()
-    rest = (await api.get("/v1/keys", params={"status": "issued", "limit": 3, "after": first["next_after"]},
-                          headers=api.admin)).json()
+    rest = (
+        await api.get(
+            "/v1/keys", params={"status": "issued", "limit": 3, "after": first["next_after"]}, headers=api.admin
+        )
+    ).json()
 
     assert len(used["items"]) == 1 and used["items"][0]["activation_id"] is not None
     assert len(first["items"]) == 3 and first["next_after"] is not None
@@ -46,8 +49,9 @@ async def test_keys_can_be_issued_to_a_reseller(api: Api) -> None:
 
 
 async def test_keys_for_an_unknown_reseller_are_refused(api: Api) -> None:
-    response = await api.post("/v1/keys", {"count": 1, "reseller_id": "00000000-0000-0000-0000-000000000001"},
-                              headers=api.admin)
+    response = await api.post(
+        "/v1/keys", {"count": 1, "reseller_id": "00000000-0000-0000-0000-000000000001"}, headers=api.admin
+    )
 
     assert (response.status_code, response.json()["code"]) == (404, "reseller_not_found")
 

@@ -36,9 +36,16 @@ def _redis_url() -> str:
 @asynccontextmanager
 async def _limited_api(database_url: str, client_address: str = PROXY, **overrides: object) -> AsyncIterator[Api]:
     """An API that blocks after three failures, behind a trusted proxy at 10.0.0.5."""
-    settings = make_settings(database_url, **{
-        "activation_failure_limit": LIMIT, "token_failure_limit": LIMIT, "trusted_proxies": ["10.0.0.0/24"],
-        "rate_limit_prefix": f"test-{uuid.uuid4().hex}", **overrides})
+    settings = make_settings(
+        database_url,
+        **{
+            "activation_failure_limit": LIMIT,
+            "token_failure_limit": LIMIT,
+            "trusted_proxies": ["10.0.0.0/24"],
+            "rate_limit_prefix": f"test-{uuid.uuid4().hex}",
+            **overrides,
+        },
+    )
     engine = create_engine(settings.database_url)
     try:
         async with Api.started(settings, engine, today=date(2026, 11, 24), client_address=client_address) as api:
@@ -101,8 +108,10 @@ async def test_malformed_keys_are_refused_offline_and_not_counted(limited: Api) 
     await limited.installation("ACME")
     [good] = await limited.keys(1)
 
-    typos = [(await limited.activate("ACME", ["TXS-NOT-A-KEY"], **_from("203.0.113.7"))).status_code
-             for _ in range(LIMIT * 2)]
+    typos = [
+        (await limited.activate("ACME", ["TXS-NOT-A-KEY"], **_from("203.0.113.7"))).status_code
+        for _ in range(LIMIT * 2)
+    ]
     response = await limited.activate("ACME", [good], **_from("203.0.113.7"))
 
     assert typos == [422] * (LIMIT * 2)
@@ -112,8 +121,9 @@ async def test_malformed_keys_are_refused_offline_and_not_counted(limited: Api) 
 async def test_concurrent_guesses_from_one_client_never_pass_the_limit(limited: Api) -> None:
     await limited.installation("ACME")
 
-    responses = await asyncio.gather(*(limited.activate("ACME", [keyformat.generate()], **_from("203.0.113.7"))
-                                       for _ in range(300)))
+    responses = await asyncio.gather(
+        *(limited.activate("ACME", [keyformat.generate()], **_from("203.0.113.7")) for _ in range(300))
+    )
 
     outcomes = Counter(r.json()["code"] for r in responses)
     assert outcomes["key_not_found"] <= LIMIT
@@ -159,6 +169,7 @@ async def test_one_address_however_it_is_written_is_one_client(limited: Api) -> 
 async def test_forwarded_for_on_several_header_lines_is_read_whole(limited: Api) -> None:
     """A proxy that adds its own X-Forwarded-For line (HAProxy's `option forwardfor`): the client's own
     line, on the left, names whoever it likes; the proxy's line, on the right, is the truth."""
+
     def lines(forged: str) -> dict:
         return {"headers": [("X-Forwarded-For", forged), ("X-Forwarded-For", "198.51.100.7")]}
 
@@ -198,9 +209,11 @@ async def test_forwarded_for_is_ignored_from_an_untrusted_peer(database_url: str
 
 
 async def _token(api: Api, client_id: str, client_secret: str, address: str) -> httpx.Response:
-    return await api.client.post("/v1/auth/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
-        **_from(address))
+    return await api.client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+        **_from(address),
+    )
 
 
 async def test_a_client_that_keeps_failing_to_log_in_is_refused_before_any_hashing(limited: Api) -> None:
@@ -230,20 +243,24 @@ async def test_guessing_one_client_secret_from_many_addresses_is_limited(limited
 async def test_successful_logins_are_never_counted(limited: Api) -> None:
     reseller = await limited.reseller()
 
-    statuses = [(await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.7")).status_code
-                for _ in range(LIMIT + 2)]
+    statuses = [
+        (await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.7")).status_code
+        for _ in range(LIMIT + 2)
+    ]
 
     assert statuses == [200] * (LIMIT + 2)
 
 
 async def test_a_flood_of_logins_waits_its_turn_or_is_turned_away_at_once(database_url: str) -> None:
     """One secret check at a time and none waiting: the others are `503` with `Retry-After`, not queued."""
-    async with _limited_api(database_url, secret_check_concurrency=1, secret_check_queue=0,
-                            token_failure_limit=100) as api:
+    async with _limited_api(
+        database_url, secret_check_concurrency=1, secret_check_queue=0, token_failure_limit=100
+    ) as api:
         reseller = await api.reseller()
 
-        responses = await asyncio.gather(*(_token(api, reseller["client_id"], "guess", f"198.51.100.{n}")
-                                           for n in range(8)))
+        responses = await asyncio.gather(
+            *(_token(api, reseller["client_id"], "guess", f"198.51.100.{n}") for n in range(8))
+        )
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses[401] >= 1 and statuses[503] >= 1 and statuses[401] + statuses[503] == 8
@@ -302,16 +319,19 @@ async def test_with_redis_stopped_limits_hold_in_memory(database_url: str) -> No
 
 async def test_with_redis_never_answering_limits_hold_in_memory_without_waiting_on_it(database_url: str) -> None:
     with anyio.fail_after(60):  # a guard against hanging, not a speed target
-        async with _silent_listener() as (port, accepted), \
-                _limited_api(database_url, redis_url=f"redis://127.0.0.1:{port}/0") as api:
+        async with (
+            _silent_listener() as (port, accepted),
+            _limited_api(database_url, redis_url=f"redis://127.0.0.1:{port}/0") as api,
+        ):
             await _limits_hold_without_redis(api)
             # Redis is asked again only after a pause, not by every request in between.
             assert accepted() <= 2
 
 
 async def test_the_store_in_use_is_a_metric(database_url: str) -> None:
-    async with _limited_api(database_url, redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
-                            metrics_networks=["10.0.0.0/24"]) as api:
+    async with _limited_api(
+        database_url, redis_url=f"redis://127.0.0.1:{_closed_port()}/0", metrics_networks=["10.0.0.0/24"]
+    ) as api:
         await api.installation("ACME")
         await _fail(api, "ACME", 1)
 
@@ -332,15 +352,25 @@ async def test_two_service_processes_sharing_redis_let_through_at_most_the_limit
     """Guesses spread over two processes, all at once: Redis counts them as one. (A second to answer: on two
     busy cores a process's event loop can lag past the default 50 ms, and the process would count in memory.)"""
     await pg_api.installation("ACME")
-    env = {**os.environ, "DATABASE_URL": pg_api.settings.database_url, "REDIS_URL": _redis_url(),
-           "REDIS_TIMEOUT_MS": "1000", "ACTIVATION_FAILURE_LIMIT": str(LIMIT),
-           "RATE_LIMIT_PREFIX": f"test-{uuid.uuid4().hex}"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg_api.settings.database_url,
+        "REDIS_URL": _redis_url(),
+        "REDIS_TIMEOUT_MS": "1000",
+        "ACTIVATION_FAILURE_LIMIT": str(LIMIT),
+        "RATE_LIMIT_PREFIX": f"test-{uuid.uuid4().hex}",
+    }
     with running_server(env) as first, running_server(env) as second:
         async with httpx.AsyncClient(timeout=30) as client:
-            responses = await asyncio.gather(*(
-                client.post(f"{(first, second)[n % 2]}/v1/activations",
-                            json={"installation": "ACME", "keys": [keyformat.generate()]})
-                for n in range(100)))
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        f"{(first, second)[n % 2]}/v1/activations",
+                        json={"installation": "ACME", "keys": [keyformat.generate()]},
+                    )
+                    for n in range(100)
+                )
+            )
 
     outcomes = Counter(r.json()["code"] for r in responses)
     assert outcomes["key_not_found"] <= LIMIT

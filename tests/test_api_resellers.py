@@ -13,8 +13,10 @@ REPRESENTATION = {"id", "name", "client_id", "disabled_at", "created_at"}
 
 
 async def _token(api: Api, client_id: str, client_secret: str):
-    return await api.client.post("/v1/auth/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret})
+    return await api.client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+    )
 
 
 async def _login(api: Api, reseller: dict, secret: str | None = None) -> dict:
@@ -37,7 +39,11 @@ async def test_an_admin_reads_a_reseller_without_its_secret(api: Api) -> None:
     body = response.json()
     assert set(body) == REPRESENTATION
     assert (body["id"], body["name"], body["client_id"], body["disabled_at"]) == (
-        reseller["id"], "Partner", reseller["client_id"], None)
+        reseller["id"],
+        "Partner",
+        reseller["client_id"],
+        None,
+    )
 
 
 async def test_a_disabled_resellers_tokens_stop_working_at_once(api: Api) -> None:
@@ -125,16 +131,18 @@ async def test_a_token_of_a_reseller_that_does_not_exist_is_unauthenticated(api:
     assert (response.status_code, response.json()["code"]) == (401, "unauthenticated")
 
 
-@pytest.mark.parametrize(("method", "action"), [("GET", ""), ("POST", "/disable"), ("POST", "/enable"),
-                                                ("POST", "/rotate-secret")])
+@pytest.mark.parametrize(
+    ("method", "action"), [("GET", ""), ("POST", "/disable"), ("POST", "/enable"), ("POST", "/rotate-secret")]
+)
 async def test_an_unknown_reseller_is_not_found(api: Api, method: str, action: str) -> None:
     response = await api.client.request(method, f"/v1/resellers/{uuid.uuid4()}{action}", headers=api.admin)
 
     assert (response.status_code, response.json()["code"]) == (404, "reseller_not_found")
 
 
-@pytest.mark.parametrize(("method", "action"), [("GET", ""), ("POST", "/disable"), ("POST", "/enable"),
-                                                ("POST", "/rotate-secret")])
+@pytest.mark.parametrize(
+    ("method", "action"), [("GET", ""), ("POST", "/disable"), ("POST", "/enable"), ("POST", "/rotate-secret")]
+)
 async def test_only_an_admin_manages_resellers(api: Api, method: str, action: str) -> None:
     """Not even a reseller's own record: it could enable itself or take a secret it was denied."""
     reseller = await api.reseller()

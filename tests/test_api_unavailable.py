@@ -25,8 +25,7 @@ async def test_an_unreachable_database_is_answered_503_with_retry_after(backend:
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         reads = await api.get("/v1/installations/ACME/support")
-        writes = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2025-01-01"},
-                                headers=api.admin)
+        writes = await api.post("/v1/installations", {"code": "ACME", "purchased_on": "2025-01-01"}, headers=api.admin)
     await engine.dispose()
 
     for response in (reads, writes):
@@ -57,5 +56,6 @@ async def test_a_database_refusing_connections_is_answered_503_with_retry_after(
         await _admin_execute(f'DROP ROLE IF EXISTS "{role}"')
 
     assert {path: (r.status_code, r.json()["code"]) for path, r in responses.items()} == {
-        path: (503, "unavailable") for path in responses}
+        path: (503, "unavailable") for path in responses
+    }
     assert all(r.headers["retry-after"].isdigit() for r in responses.values())

@@ -35,7 +35,9 @@ async def test_voiding_a_middle_activation_refolds_later_bonuses(api: Api) -> No
     assert sorted(statuses.values()) == ["issued", "revoked", "used"]
     history = (await api.get("/v1/installations/ACME", headers=api.admin)).json()["activations"]
     assert [(a["activation_id"], a["void_reason"]) for a in history] == [
-        (voided["activation_id"], "refund"), (later["activation_id"], None)]
+        (voided["activation_id"], "refund"),
+        (later["activation_id"], None),
+    ]
     assert await ledger.verify(api.engine) == []
     assert (await api.activate("ACME", [first])).json()["code"] == "key_revoked"
     assert (await api.activate("ACME", [third])).status_code == 201
@@ -58,8 +60,9 @@ async def test_voiding_twice_changes_nothing(api: Api) -> None:
 async def test_voiding_is_for_admins_and_needs_a_known_activation(api: Api) -> None:
     reseller = await api.reseller()
     unknown = await _void(api, "00000000-0000-0000-0000-000000000001")
-    by_reseller = await api.post("/v1/activations/00000000-0000-0000-0000-000000000001/void",
-                                 {"reason": "x"}, headers=reseller["headers"])
+    by_reseller = await api.post(
+        "/v1/activations/00000000-0000-0000-0000-000000000001/void", {"reason": "x"}, headers=reseller["headers"]
+    )
 
     assert (unknown.status_code, unknown.json()["code"]) == (404, "activation_not_found")
     assert (by_reseller.status_code, by_reseller.json()["code"]) == (403, "forbidden")

@@ -38,14 +38,23 @@ def test_serve_believes_x_forwarded_for_only_from_trusted_proxies(tmp_path: Path
     failed activations count against it."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'timex.db'}", "ACTIVATION_FAILURE_LIMIT": "2"}
     settings = Settings(_env_file=None)
-    admin = {"Authorization": "Bearer " + issue_token(TokenSettings.of(settings), "admin", "ops",
-                                                      Clock(settings.zone).now(), timedelta(minutes=5))}
+    admin = {
+        "Authorization": "Bearer "
+        + issue_token(TokenSettings.of(settings), "admin", "ops", Clock(settings.zone).now(), timedelta(minutes=5))
+    }
     with running_server(env, cwd=tmp_path) as url:
         for n in range(3):
-            httpx.post(f"{url}/v1/installations", json={"code": f"INST-{n}", "purchased_on": "2026-11-01"},
-                       headers=admin).raise_for_status()
-        statuses = [httpx.post(f"{url}/v1/activations", json={"installation": f"INST-{n}", "keys": [generate()]},
-                               headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(3)]
+            httpx.post(
+                f"{url}/v1/installations", json={"code": f"INST-{n}", "purchased_on": "2026-11-01"}, headers=admin
+            ).raise_for_status()
+        statuses = [
+            httpx.post(
+                f"{url}/v1/activations",
+                json={"installation": f"INST-{n}", "keys": [generate()]},
+                headers={"X-Forwarded-For": f"203.0.113.{n}"},
+            ).status_code
+            for n in range(3)
+        ]
 
     assert statuses == [404, 404, 429]
 
@@ -54,8 +63,12 @@ def test_production_refuses_to_start_with_a_default_secret() -> None:
     from service.certificates import generate_private_key
     from service.http.app import create_app
 
-    secure = {"jwt_secret": "s" * 32, "key_hash_secret": "k" * 32, "certificate_private_key": generate_private_key(),
-              "database_url": "postgresql://timex@db.invalid/timex"}
+    secure = {
+        "jwt_secret": "s" * 32,
+        "key_hash_secret": "k" * 32,
+        "certificate_private_key": generate_private_key(),
+        "database_url": "postgresql://timex@db.invalid/timex",
+    }
 
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
         create_app(Settings(_env_file=None, environment="production", **{**secure, "jwt_secret": DEV_SECRET}))
@@ -68,8 +81,13 @@ def test_production_refuses_the_embedded_sqlite_database_unless_allowed() -> Non
     from service.certificates import generate_private_key
     from service.http.app import create_app
 
-    secure = {"jwt_secret": "s" * 32, "key_hash_secret": "k" * 32, "certificate_private_key": generate_private_key(),
-              "environment": "production", "database_url": "sqlite+aiosqlite:///./forgotten.db"}
+    secure = {
+        "jwt_secret": "s" * 32,
+        "key_hash_secret": "k" * 32,
+        "certificate_private_key": generate_private_key(),
+        "environment": "production",
+        "database_url": "sqlite+aiosqlite:///./forgotten.db",
+    }
 
     with pytest.raises(RuntimeError, match="DATABASE_URL"):
         create_app(Settings(_env_file=None, **secure))

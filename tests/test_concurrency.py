@@ -68,7 +68,9 @@ async def test_two_batches_sharing_a_key_one_wins_the_other_changes_nothing(pg: 
     assert sorted(r.status_code for r in responses) == [201, 409]
     assert sorted((await pg.key_statuses()).values()) == ["issued", "used", "used"]
     assert sorted([(await pg.support("ONE"))["months_granted"], (await pg.support("TWO"))["months_granted"]]) == [
-        12, 12 + 28]
+        12,
+        12 + 28,
+    ]
 
 
 async def test_a_replay_racing_its_original_returns_the_same_body(pg: Api) -> None:
@@ -84,7 +86,8 @@ async def test_a_replay_racing_its_original_returns_the_same_body(pg: Api) -> No
 
 
 async def test_an_activation_overtaken_between_its_read_and_its_write_loses_no_month(
-        pg: Api, postgres_url: str) -> None:
+    pg: Api, postgres_url: str
+) -> None:
     """Two activations read the same support, then write: the one overtaken writes nothing from what it read (its
     statement finds the installation moved on), and is decided again on the support the other left."""
     await pg.installation("ACME", purchased_on="2026-11-01")
@@ -131,7 +134,8 @@ def two_servers(postgres_url: str) -> Iterator[list[str]]:
 
 
 async def test_two_service_processes_on_one_database_keep_every_guarantee(
-        pg: Api, two_servers: list[str], postgres_url: str) -> None:
+    pg: Api, two_servers: list[str], postgres_url: str
+) -> None:
     await pg.installation("ACME", purchased_on="2026-11-01")
     codes = [f"I{n}" for n in range(10)]
     for code in codes:
@@ -140,8 +144,10 @@ async def test_two_service_processes_on_one_database_keep_every_guarantee(
     [contested] = await pg.keys(1)
 
     async with httpx.AsyncClient(timeout=30) as client:
+
         def post(n: int, code: str, batch: list[str]):
             return client.post(f"{two_servers[n % 2]}/v1/activations", json={"installation": code, "keys": batch})
+
         one_key_each = asyncio.gather(*(post(n, "ACME", [key]) for n, key in enumerate(keys)))
         contest = asyncio.gather(*(post(n, code, [contested]) for n, code in enumerate(codes)))
         replays = asyncio.gather(*(post(n, "ACME", keys[:2]) for n in range(4)))
@@ -151,6 +157,11 @@ async def test_two_service_processes_on_one_database_keep_every_guarantee(
     assert all(r.status_code in (200, 201, 409) for r in singles + replayed)
     granted = sum(len(r.json()["licenses"]) for r in singles + replayed if r.status_code == 201)
     assert (await pg.support("ACME"))["months_granted"] == 12 + 14 * granted
-    verify = subprocess.run([sys.executable, "-m", "service.cli", "verify"], capture_output=True, text=True,
-                            env={**os.environ, "DATABASE_URL": postgres_url}, timeout=60)
+    verify = subprocess.run(
+        [sys.executable, "-m", "service.cli", "verify"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": postgres_url},
+        timeout=60,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -26,8 +26,9 @@ def test_an_installed_service_migrates_from_its_working_directory(tmp_path: Path
     shutil.copytree(ROOT / "service", tmp_path / "site" / "service")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "DATABASE_URL": f"sqlite:///{app / 'db.sqlite'}"}
 
-    result = subprocess.run([sys.executable, "-m", "service.cli", "migrate"], cwd=app, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "migrate"], cwd=app, env=env, capture_output=True, text=True, timeout=120
+    )
 
     assert result.returncode == 0, result.stderr
     assert "Running upgrade 0002 -> 0003" in result.stderr

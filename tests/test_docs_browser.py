@@ -20,15 +20,20 @@ from tests.servers import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"),
-                                reason="no chromium here (CI installs it and runs this test)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM and not os.environ.get("CI"), reason="no chromium here (CI installs it and runs this test)"
+)
 
 
 def _render(url: str, *extra: str) -> str:
     # Chromium's helper processes may still write to the profile as the browser exits.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
-                                 *extra, url], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", *extra, url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     return result.stdout
 
 
@@ -42,8 +47,14 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def test_swagger_ui_lists_every_operation_and_offers_authorize(server: str, tmp_path: Path) -> None:
     dom = _render(f"{server}/docs", "--dump-dom")
 
-    for summary in ("Activate keys on an installation", "Support state", "What renewing an installation costs",
-                    "Issue keys", "Register an installation", "Get an access token"):
+    for summary in (
+        "Activate keys on an installation",
+        "Support state",
+        "What renewing an installation costs",
+        "Issue keys",
+        "Register an installation",
+        "Get an access token",
+    ):
         assert summary in dom
     assert 'class="btn authorize' in dom
     _render(f"{server}/docs", f"--screenshot={tmp_path / 'docs.png'}", "--window-size=1280,2000")
@@ -75,8 +86,9 @@ OPERATION = "#operations-keys-list_keys_v1_keys_get"
 
 def test_authorize_with_a_bearer_token_then_call_an_admin_operation(server: str) -> None:
     """A person's way through Swagger UI: Authorize, paste a token, try `GET /v1/keys`, see 200."""
-    token = issue_token(TokenSettings.of(Settings(_env_file=None)), "admin", "docs", Clock(ZoneInfo("UTC")).now(),
-                        timedelta(minutes=10))
+    token = issue_token(
+        TokenSettings.of(Settings(_env_file=None)), "admin", "docs", Clock(ZoneInfo("UTC")).now(), timedelta(minutes=10)
+    )
     with chromium_page(CHROMIUM) as page:
         page.send("Page.navigate", url=f"{server}/docs")
         status = page.evaluate(f"""(async () => {{

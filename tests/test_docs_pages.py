@@ -92,12 +92,24 @@ def _cell_date(text: str) -> date | None:
 def test_the_worked_examples_table_is_what_the_rules_tests_check() -> None:
     markdown = (docs.DOCUMENTS / "licensing-rules.md").read_text()
     table = markdown.split("## Worked examples", 1)[1].split("\n## ", 1)[0]
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
-            if re.match(r"\| \d{4}-", line)]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if re.match(r"\| \d{4}-", line)
+    ]
 
-    documented = [(_cell_date(anchor), int(months), _cell_date(day), int(keys),
-                   None if after.startswith("refused") else int(after),
-                   None if end.startswith("unchanged") else _cell_date(end), int(required), int(missed))
-                  for anchor, months, day, keys, _state, after, end, required, missed in rows]
+    documented = [
+        (
+            _cell_date(anchor),
+            int(months),
+            _cell_date(day),
+            int(keys),
+            None if after.startswith("refused") else int(after),
+            None if end.startswith("unchanged") else _cell_date(end),
+            int(required),
+            int(missed),
+        )
+        for anchor, months, day, keys, _state, after, end, required, missed in rows
+    ]
 
     assert documented == WORKED_EXAMPLES

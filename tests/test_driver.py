@@ -19,9 +19,13 @@ from tests.api import Api
 pytestmark = pytest.mark.anyio
 
 _SUPPORT = select(Installation.code, Installation.anchor, Installation.months).where(
-    Installation.code == bindparam("code"))
-_GRANT = update(Installation).where(Installation.code == bindparam("of")).values(
-    months=Installation.months + bindparam("more"))
+    Installation.code == bindparam("code")
+)
+_GRANT = (
+    update(Installation)
+    .where(Installation.code == bindparam("of"))
+    .values(months=Installation.months + bindparam("more"))
+)
 _GRANT_ALL = update(Installation).values(months=Installation.months + 1)
 _STAMP = update(Installation).where(Installation.code == bindparam("of")).values(created_at=bindparam("at"))
 
@@ -92,8 +96,9 @@ def statements_sent(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
         connection.add_query_logger(lambda query: sent.append(query.query))
 
     create_pool = asyncpg.create_pool
-    monkeypatch.setattr(asyncpg, "create_pool", lambda *args, **kwargs: create_pool(
-        *args, init=logging_its_queries, **kwargs))
+    monkeypatch.setattr(
+        asyncpg, "create_pool", lambda *args, **kwargs: create_pool(*args, init=logging_its_queries, **kwargs)
+    )
     event.listen(api.engine.sync_engine, "before_cursor_execute", through_the_engine)
     yield sent
     event.remove(api.engine.sync_engine, "before_cursor_execute", through_the_engine)
@@ -104,7 +109,8 @@ def _tables_written(statement: str) -> set[str]:
 
 
 async def test_an_activations_writes_share_one_statement_only_where_the_database_can(
-        api: Api, statements_sent: list[str]) -> None:
+    api: Api, statements_sent: list[str]
+) -> None:
     """On PostgreSQL its ledger row, its keys and the installation are written by one statement (data-modifying
     CTEs), one round trip; SQLite has no such statements: three, in a transaction."""
     await api.installation("ACME", purchased_on="2026-11-01")

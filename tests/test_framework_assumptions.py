@@ -45,8 +45,7 @@ def test_include_router_still_keeps_a_branch_matched_on_every_request() -> None:
 
 
 def test_a_compiled_statement_names_its_positional_parameters_and_their_binds() -> None:
-    compiled = select(Installation.id).where(Installation.code == bindparam("code")).compile(
-        dialect=asyncpg.dialect())
+    compiled = select(Installation.id).where(Installation.code == bindparam("code")).compile(dialect=asyncpg.dialect())
 
     assert compiled.positiontup == ["code"]
     assert compiled.binds["code"].required

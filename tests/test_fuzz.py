@@ -31,8 +31,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     # Limits high enough that the fuzzer reaches the handlers rather than the limiter.
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'fuzz.db'}", "ACTIVATION_FAILURE_LIMIT": "100000",
-           "TOKEN_FAILURE_LIMIT": "100000"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{folder / 'fuzz.db'}",
+        "ACTIVATION_FAILURE_LIMIT": "100000",
+        "TOKEN_FAILURE_LIMIT": "100000",
+    }
     with running_server(env, cwd=folder) as url:
         yield url
 
@@ -40,8 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def admin() -> dict[str, str]:
     settings_ = Settings(_env_file=None)
-    token = issue_token(TokenSettings.of(settings_), "admin", "fuzz", Clock(settings_.zone).now(),
-                        timedelta(hours=1))
+    token = issue_token(TokenSettings.of(settings_), "admin", "fuzz", Clock(settings_.zone).now(), timedelta(hours=1))
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -55,6 +58,7 @@ def test_no_input_breaks_the_service_or_its_contract(server: str, admin: dict[st
     assert len(operations) >= 14
 
     for operation in operations:
+
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def fuzz(case) -> None:

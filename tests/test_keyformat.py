@@ -25,7 +25,7 @@ MESSAGE = "The key is not a valid Timex Support key: check it for typos."
 
 def _payload(key: str) -> str:
     """The 20 symbols of a canonical key, without prefix and dashes."""
-    return key.replace("-", "")[len(keyformat.PREFIX):]
+    return key.replace("-", "")[len(keyformat.PREFIX) :]
 
 
 def _refused(text: str) -> bool:
@@ -37,11 +37,11 @@ def _refused(text: str) -> bool:
 
 
 def _substituted(payload: str, at: int, symbol: str) -> str:
-    return payload[:at] + symbol + payload[at + 1:]
+    return payload[:at] + symbol + payload[at + 1 :]
 
 
 def _swapped(payload: str, at: int) -> str:
-    return payload[:at] + payload[at + 1] + payload[at] + payload[at + 2:]
+    return payload[:at] + payload[at + 1] + payload[at] + payload[at + 2 :]
 
 
 def _fixed_key(seed: int = 20240601) -> str:
@@ -54,6 +54,7 @@ keys = data_symbols.map(keyformat.from_data)
 
 
 # The format
+
 
 def test_a_generated_key_has_the_format_and_is_its_own_canonical_form() -> None:
     for _ in range(100):
@@ -96,17 +97,20 @@ ALPHA = 0b00010  # x
 def test_a_key_is_its_data_symbols_then_two_checks_making_alpha_and_alpha_squared_roots(data: list[int]) -> None:
     values = [ALPHABET.index(symbol) for symbol in _payload(keyformat.from_data(data))]
 
-    assert values[:keyformat.DATA_SYMBOLS] == data
+    assert values[: keyformat.DATA_SYMBOLS] == data
     assert _evaluate(values, ALPHA) == 0
     assert _evaluate(values, _gf32_mul(ALPHA, ALPHA)) == 0
 
 
-@pytest.mark.parametrize("data", [
-    [0] * (keyformat.DATA_SYMBOLS - 1),
-    [0] * (keyformat.DATA_SYMBOLS + 1),
-    [0] * (keyformat.DATA_SYMBOLS - 1) + [32],
-    [-1] + [0] * (keyformat.DATA_SYMBOLS - 1),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        [0] * (keyformat.DATA_SYMBOLS - 1),
+        [0] * (keyformat.DATA_SYMBOLS + 1),
+        [0] * (keyformat.DATA_SYMBOLS - 1) + [32],
+        [-1] + [0] * (keyformat.DATA_SYMBOLS - 1),
+    ],
+)
 def test_a_key_is_built_only_from_eighteen_symbols_of_zero_to_thirty_one(data: list[int]) -> None:
     with pytest.raises(ValueError, match="18 data symbols"):
         keyformat.from_data(data)
@@ -127,10 +131,10 @@ def test_the_listing_prefix_is_txs_and_the_first_four_symbols() -> None:
 
 # Typos are caught without a database
 
+
 def test_every_single_substitution_of_a_fixed_key_is_refused() -> None:
     payload = _payload(_fixed_key())
-    typos = [_substituted(payload, at, symbol)
-             for at in range(SYMBOLS) for symbol in ALPHABET if symbol != payload[at]]
+    typos = [_substituted(payload, at, symbol) for at in range(SYMBOLS) for symbol in ALPHABET if symbol != payload[at]]
 
     assert len(typos) == 20 * 31
     assert [typo for typo in typos if not _refused(typo)] == []
@@ -165,7 +169,7 @@ def test_two_different_swapped_neighbours_are_always_caught(key: str, at: int) -
 def test_a_swap_across_a_dash_or_into_the_check_symbols_is_caught_in_the_dashed_form(at: int) -> None:
     payload = _payload(_fixed_key())
     typo = _swapped(payload, at)
-    dashed = "-".join(["TXS", *(typo[i:i + 5] for i in range(0, SYMBOLS, 5))])
+    dashed = "-".join(["TXS", *(typo[i : i + 5] for i in range(0, SYMBOLS, 5))])
 
     assert _refused(dashed)
 
@@ -189,26 +193,31 @@ def test_any_two_mistyped_symbols_anywhere_are_caught_so_the_distance_is_three()
 
 # Keys are read as people type them
 
+
 def _key_with_lookalikes() -> str:
     """A key holding 0s, 1s and an S, so that O, I, L (and look-alikes of S) have something to stand for."""
     return keyformat.from_data([0, 1, 2, 3, 4, 0, 1, 31, 30, 29, 0, 1, 10, 11, 12, 1, 0, 25])
 
 
-@pytest.mark.parametrize("typed", [
-    pytest.param(lambda key: key.lower(), id="lowercase"),
-    pytest.param(lambda key: key.replace("-", ""), id="no dashes"),
-    pytest.param(lambda key: key.replace("-", " "), id="spaces for dashes"),
-    pytest.param(lambda key: f"  {key}\n", id="surrounding whitespace"),
-    pytest.param(lambda key: key.replace("-", "\t-\u00a0"), id="tabs and non-breaking spaces"),
-    pytest.param(lambda key: key.replace("-", "\u2013"), id="en dashes"),
-    pytest.param(lambda key: _payload(key), id="without the prefix"),
-    pytest.param(lambda key: "-".join(_payload(key)[i:i + 4] for i in range(0, SYMBOLS, 4)), id="groups of 4"),
-    pytest.param(lambda key: key.replace("0", "O"), id="O for 0"),
-    pytest.param(lambda key: key.replace("1", "I"), id="I for 1"),
-    pytest.param(lambda key: key.replace("1", "L"), id="L for 1"),
-    pytest.param(lambda key: key.lower().replace("0", "o").replace("1", "l").replace("-", ""),
-                 id="all of it at once"),
-])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param(lambda key: key.lower(), id="lowercase"),
+        pytest.param(lambda key: key.replace("-", ""), id="no dashes"),
+        pytest.param(lambda key: key.replace("-", " "), id="spaces for dashes"),
+        pytest.param(lambda key: f"  {key}\n", id="surrounding whitespace"),
+        pytest.param(lambda key: key.replace("-", "\t-\u00a0"), id="tabs and non-breaking spaces"),
+        pytest.param(lambda key: key.replace("-", "\u2013"), id="en dashes"),
+        pytest.param(lambda key: _payload(key), id="without the prefix"),
+        pytest.param(lambda key: "-".join(_payload(key)[i : i + 4] for i in range(0, SYMBOLS, 4)), id="groups of 4"),
+        pytest.param(lambda key: key.replace("0", "O"), id="O for 0"),
+        pytest.param(lambda key: key.replace("1", "I"), id="I for 1"),
+        pytest.param(lambda key: key.replace("1", "L"), id="L for 1"),
+        pytest.param(
+            lambda key: key.lower().replace("0", "o").replace("1", "l").replace("-", ""), id="all of it at once"
+        ),
+    ],
+)
 def test_a_key_typed_loosely_is_read_as_the_canonical_key(typed: Callable[[str], str]) -> None:
     key = _key_with_lookalikes()
     assert {"0", "1", "S"} <= set(_payload(key))
@@ -219,13 +228,14 @@ def test_a_key_typed_loosely_is_read_as_the_canonical_key(typed: Callable[[str],
 @given(keys, st.sampled_from([" ", "", "-", " - "]), st.booleans(), st.booleans())
 def test_case_separators_and_prefix_never_change_the_key(key: str, sep: str, lower: bool, prefix: bool) -> None:
     payload = _payload(key)
-    groups = [payload[i:i + 5] for i in range(0, SYMBOLS, 5)]
+    groups = [payload[i : i + 5] for i in range(0, SYMBOLS, 5)]
     typed = sep.join((["TXS"] if prefix else []) + groups)
 
     assert keyformat.normalize(typed.lower() if lower else typed) == key
 
 
 # Anything else is refused
+
 
 def _malformed() -> list[tuple[str, str]]:
     key = _fixed_key()
@@ -268,6 +278,7 @@ def test_arbitrary_text_is_either_a_key_or_refused_as_malformed(text: str) -> No
 
 # Keys are secrets: refusals never quote them
 
+
 def test_a_refused_key_is_a_domain_error_named_key_malformed() -> None:
     assert issubclass(keyformat.KeyMalformed, DomainError)
     assert keyformat.KeyMalformed.code == "key_malformed"
@@ -278,7 +289,7 @@ def test_a_refused_key_is_a_domain_error_named_key_malformed() -> None:
 def test_the_refusal_never_quotes_the_key(key: str, at: int, shift: int, dashed: bool) -> None:
     payload = _payload(key)
     typo = _substituted(payload, at, ALPHABET[(ALPHABET.index(payload[at]) + shift) % 32])
-    typed = "TXS-" + "-".join(typo[i:i + 5] for i in range(0, SYMBOLS, 5)) if dashed else typo
+    typed = "TXS-" + "-".join(typo[i : i + 5] for i in range(0, SYMBOLS, 5)) if dashed else typo
 
     with pytest.raises(KeyMalformed) as refusal:
         keyformat.normalize(typed)
@@ -287,7 +298,7 @@ def test_the_refusal_never_quotes_the_key(key: str, at: int, shift: int, dashed:
     shown = " ".join([str(error), repr(error), str(error.detail), repr(error.args)])
     assert str(error) == MESSAGE
     assert error.__cause__ is None and error.__context__ is None
-    for secret in [typed, typo, key, payload, *(typo[i:i + 5] for i in range(0, SYMBOLS, 5))]:
+    for secret in [typed, typo, key, payload, *(typo[i : i + 5] for i in range(0, SYMBOLS, 5))]:
         assert secret not in shown
 
 
@@ -300,6 +311,7 @@ def test_every_refusal_has_the_same_message_whatever_the_input(text: str) -> Non
 
 
 # What is stored
+
 
 def test_the_stored_digest_is_an_hmac_sha256_of_the_canonical_key_under_the_server_secret() -> None:
     key = keyformat.generate()
@@ -323,6 +335,7 @@ def test_a_key_typed_loosely_has_the_digest_of_its_canonical_form() -> None:
 
 
 # Randomness
+
 
 def test_a_thousand_generated_keys_are_all_different() -> None:
     assert len({keyformat.generate() for _ in range(1000)}) == 1000

@@ -53,8 +53,11 @@ async def _codes(url: str) -> list[str]:
 
 
 def _installations(*codes: str) -> list[str]:
-    return [f"INSERT INTO installations (code, anchor, initial_months, months, bonus_months) "
-            f"VALUES ('{code}', '2025-03-15', 12, 12, 0)" for code in codes]
+    return [
+        f"INSERT INTO installations (code, anchor, initial_months, months, bonus_months) "
+        f"VALUES ('{code}', '2025-03-15', 12, 12, 0)"
+        for code in codes
+    ]
 
 
 def test_installation_codes_are_folded_to_upper_case(empty_database_url: str) -> None:

@@ -16,8 +16,11 @@ pytestmark = pytest.mark.anyio
 
 def _metric(text: str, name: str, **labels: str) -> float:
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))  # exposition sorts labels
-    match = re.search(rf"^{name}\{{[^}}]*{re.escape(wanted)}[^}}]*\}} (\S+)$", text, re.MULTILINE) if labels else \
-        re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    match = (
+        re.search(rf"^{name}\{{[^}}]*{re.escape(wanted)}[^}}]*\}} (\S+)$", text, re.MULTILINE)
+        if labels
+        else re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    )
     return float(match.group(1)) if match else 0.0
 
 
@@ -63,8 +66,10 @@ async def test_metrics_are_refused_to_the_public_by_default(api: Api) -> None:
 async def test_metrics_are_served_to_the_configured_token_or_network(settings: Settings) -> None:
     settings = settings.model_copy(update={"metrics_token": "scrape-me", "metrics_networks": ["192.0.2.0/24"]})
     engine = create_engine(settings.database_url)
-    async with Api.started(settings, engine, today=date(2026, 11, 24), client_address="198.51.100.1") as outside, \
-            Api.started(settings, engine, today=date(2026, 11, 24), client_address="192.0.2.9") as inside:
+    async with (
+        Api.started(settings, engine, today=date(2026, 11, 24), client_address="198.51.100.1") as outside,
+        Api.started(settings, engine, today=date(2026, 11, 24), client_address="192.0.2.9") as inside,
+    ):
         with_token = await outside.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
         wrong_token = await outside.get("/metrics", headers={"Authorization": "Bearer guess"})
         from_network = await inside.get("/metrics")
@@ -89,8 +94,10 @@ async def test_metrics_count_requests_activations_and_keys(api: Api) -> None:
     assert after.headers["content-type"].startswith("text/plain")
     text = after.text
     for outcome, delta in (("activated", 1), ("replayed", 1), ("key_duplicated", 1)):
-        assert _metric(text, "activations_total", outcome=outcome) - _metric(before, "activations_total",
-                                                                               outcome=outcome) == delta
+        assert (
+            _metric(text, "activations_total", outcome=outcome) - _metric(before, "activations_total", outcome=outcome)
+            == delta
+        )
     assert _metric(text, "keys_issued_total") - _metric(before, "keys_issued_total") == 2
     assert _metric(text, "http_requests_total", route="/v1/activations", method="POST", status="201") >= 1
     assert "http_request_duration_seconds_bucket" in text

@@ -93,8 +93,10 @@ async def test_a_restart_under_load_loses_and_invents_nothing(api: Api, cluster:
     assert [r.status_code for r in before_restart] == [201] * 3
     assert [r.status_code for r in held_answers] == [503] * len(held_keys)
     assert {r.status_code for r in load_answers} <= {201, 503}
-    load_final = [r if r.status_code == 201 else await replayed_until_answered(api, "LOAD", key)
-                  for key, r in zip(load_keys, load_answers, strict=True)]
+    load_final = [
+        r if r.status_code == 201 else await replayed_until_answered(api, "LOAD", key)
+        for key, r in zip(load_keys, load_answers, strict=True)
+    ]
     held_final = [await replayed_until_answered(api, "HELD", key) for key in held_keys]
     assert {r.status_code for r in load_final} <= {200, 201}
     assert [r.status_code for r in held_final] == [201] * len(held_keys)  # the write in flight was not committed
@@ -103,8 +105,11 @@ async def test_a_restart_under_load_loses_and_invents_nothing(api: Api, cluster:
     assert (await api.support("HELD"))["months_granted"] == 12 + 14 * len(held_keys)
     assert set((await api.key_statuses()).values()) == {"used"}
     answered = {r.json()["activation_id"] for r in load_final + held_final}
-    ledger_ids = {a["activation_id"] for code in ("LOAD", "HELD")
-                  for a in (await api.get(f"/v1/installations/{code}", headers=api.admin)).json()["activations"]}
+    ledger_ids = {
+        a["activation_id"]
+        for code in ("LOAD", "HELD")
+        for a in (await api.get(f"/v1/installations/{code}", headers=api.admin)).json()["activations"]
+    }
     assert len(answered) == len(load_keys) + len(held_keys)
     assert ledger_ids == answered
     assert await ledger.verify(api.engine) == []

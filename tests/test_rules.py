@@ -13,15 +13,18 @@ from service.rules import Support, add_months
 # --- R2: calendar months, clamped, never drifting
 
 
-@pytest.mark.parametrize(("start", "months", "expected"), [
-    (date(2024, 1, 31), 1, date(2024, 2, 29)),
-    (date(2023, 1, 31), 1, date(2023, 2, 28)),
-    (date(2023, 12, 31), 40, date(2027, 4, 30)),
-    (date(2025, 2, 28), 26, date(2027, 4, 28)),
-    (date(2024, 2, 29), 12, date(2025, 2, 28)),
-    (date(2024, 2, 29), 48, date(2028, 2, 29)),
-    (date(2025, 3, 15), 0, date(2025, 3, 15)),
-])
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        (date(2024, 1, 31), 1, date(2024, 2, 29)),
+        (date(2023, 1, 31), 1, date(2023, 2, 28)),
+        (date(2023, 12, 31), 40, date(2027, 4, 30)),
+        (date(2025, 2, 28), 26, date(2027, 4, 28)),
+        (date(2024, 2, 29), 12, date(2025, 2, 28)),
+        (date(2024, 2, 29), 48, date(2028, 2, 29)),
+        (date(2025, 3, 15), 0, date(2025, 3, 15)),
+    ],
+)
 def test_r2_months_are_calendar_months_clamped_to_the_month_end(start: date, months: int, expected: date) -> None:
     assert add_months(start, months) == expected
 
@@ -73,8 +76,9 @@ WORKED_EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize(("anchor", "months", "today", "keys", "months_after", "end_after", "required", "missed"),
-                         WORKED_EXAMPLES)
+@pytest.mark.parametrize(
+    ("anchor", "months", "today", "keys", "months_after", "end_after", "required", "missed"), WORKED_EXAMPLES
+)
 def test_the_worked_examples(anchor, months, today, keys, months_after, end_after, required, missed) -> None:
     support = Support(anchor, months)
 
@@ -106,7 +110,9 @@ def test_r8_the_quote_of_the_contract_example() -> None:
     assert quote.total_minor == 2_400_000
     assert quote.support_end_after == date(2028, 3, 15)
     assert [(p.start, p.end, p.bonus_months) for p in quote.periods] == [
-        (date(2026, 3, 16), date(2027, 3, 15), 0), (date(2027, 3, 16), date(2028, 3, 15), 0)]
+        (date(2026, 3, 16), date(2027, 3, 15), 0),
+        (date(2027, 3, 16), date(2028, 3, 15), 0),
+    ]
 
 
 def test_r8_a_quote_says_which_support_end_it_starts_from_on_which_day_and_at_which_unit_price() -> None:
@@ -114,9 +120,17 @@ def test_r8_a_quote_says_which_support_end_it_starts_from_on_which_day_and_at_wh
     active = rules.quote(Support(date(2025, 3, 15), 12), date(2026, 3, 15), unit_price_minor=999)
 
     assert (lapsed.support_end, lapsed.on, lapsed.active, lapsed.unit_price_minor) == (
-        date(2026, 3, 15), date(2027, 3, 16), False, 1_200_000)
+        date(2026, 3, 15),
+        date(2027, 3, 16),
+        False,
+        1_200_000,
+    )
     assert (active.support_end, active.on, active.active, active.unit_price_minor) == (
-        date(2026, 3, 15), date(2026, 3, 15), True, 999)
+        date(2026, 3, 15),
+        date(2026, 3, 15),
+        True,
+        999,
+    )
     assert (active.licenses, active.total_minor, active.support_end_after) == (1, 999, date(2027, 5, 15))
 
 
@@ -186,7 +200,8 @@ def test_r6_r7_exactly_the_required_licenses_succeed_and_one_fewer_is_refused(su
 
 @given(supports, days, st.integers(1, 6))
 def test_an_activation_never_shortens_support_and_the_bonus_needs_active_support(
-        support: Support, on: date, n: int) -> None:
+    support: Support, on: date, n: int
+) -> None:
     renewal = rules.renew(support, n, on)
 
     assert renewal.after.end > support.end

@@ -23,12 +23,22 @@ class Cluster:
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
 
     def _pg_ctl(self, *args: str) -> None:
-        subprocess.run(_as_postgres([_bin("pg_ctl"), "-D", f"{self.folder}/data", *args]),
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            _as_postgres([_bin("pg_ctl"), "-D", f"{self.folder}/data", *args]),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def start(self) -> None:
-        self._pg_ctl("-l", f"{self.folder}/log", "-w", "-o",
-                     f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._pg_ctl(
+            "-l",
+            f"{self.folder}/log",
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self) -> None:
         self._pg_ctl("-m", "immediate", "-w", "stop")
@@ -44,12 +54,19 @@ def throwaway_cluster() -> Iterator[Cluster]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     cluster = Cluster(folder, free_port())
-    subprocess.run(_as_postgres([_bin("initdb"), "-D", f"{folder}/data", "-A", "trust", "-U", "postgres"]),
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        _as_postgres([_bin("initdb"), "-D", f"{folder}/data", "-A", "trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     cluster.start()
     try:
         yield cluster
     finally:
-        subprocess.run(_as_postgres([_bin("pg_ctl"), "-D", f"{folder}/data", "-m", "immediate", "stop"]),
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            _as_postgres([_bin("pg_ctl"), "-D", f"{folder}/data", "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(folder, ignore_errors=True)

@@ -44,9 +44,7 @@ def upgrade() -> None:
         _created_at(),
         sa.CheckConstraint("initial_months >= 0", name=op.f("ck_installations_initial_months_not_negative")),
         sa.CheckConstraint("months >= initial_months", name=op.f("ck_installations_months_not_below_initial")),
-        sa.ForeignKeyConstraint(
-            ["reseller_id"], ["resellers.id"], name=op.f("fk_installations_reseller_id_resellers")
-        ),
+        sa.ForeignKeyConstraint(["reseller_id"], ["resellers.id"], name=op.f("fk_installations_reseller_id_resellers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_installations")),
         sa.UniqueConstraint("code", name=op.f("uq_installations_code")),
     )

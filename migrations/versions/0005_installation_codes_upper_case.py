@@ -35,8 +35,10 @@ def upgrade() -> None:
         spellings.setdefault(code.upper(), []).append(code)
     if spellings:
         groups = "; ".join(", ".join(repr(code) for code in sorted(group)) for _, group in sorted(spellings.items()))
-        raise RuntimeError(f"Installation codes are case-insensitive now, and these differ only by case: {groups}. "
-                           "Rename or merge them by hand, then upgrade again; nothing was changed.")
+        raise RuntimeError(
+            f"Installation codes are case-insensitive now, and these differ only by case: {groups}. "
+            "Rename or merge them by hand, then upgrade again; nothing was changed."
+        )
     op.execute(installations.update().where(installations.c.code != folded).values(code=folded))
 
 

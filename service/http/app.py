@@ -32,8 +32,9 @@ the fixed points of this contract at [/docs/contract](/docs/contract).
 """
 
 
-def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None,
-               clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine: AsyncEngine | None = None, clock: Clock | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     settings.check_production()
     owns_engine = engine is None
@@ -47,12 +48,18 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         clock=clock or Clock(settings.zone),
         signer=CertificateSigner(settings.certificate_private_key or generate_private_key(), settings.jwt_issuer),
         counters=counters,
-        activation_limiter=Limiter(counters, limit=settings.activation_failure_limit,
-                                   window=settings.activation_failure_window_seconds,
-                                   prefix=f"{settings.rate_limit_prefix}:activation"),
-        token_limiter=Limiter(counters, limit=settings.token_failure_limit,
-                              window=settings.token_failure_window_seconds,
-                              prefix=f"{settings.rate_limit_prefix}:token"),
+        activation_limiter=Limiter(
+            counters,
+            limit=settings.activation_failure_limit,
+            window=settings.activation_failure_window_seconds,
+            prefix=f"{settings.rate_limit_prefix}:activation",
+        ),
+        token_limiter=Limiter(
+            counters,
+            limit=settings.token_failure_limit,
+            window=settings.token_failure_window_seconds,
+            prefix=f"{settings.rate_limit_prefix}:token",
+        ),
         secret_checks=SecretChecks(concurrency=settings.secret_check_concurrency, queue=settings.secret_check_queue),
         trusted_networks=settings.trusted_networks,
     )
@@ -69,9 +76,15 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     # FastAPI's own OpenTelemetry hooks are off: the service's telemetry is `Observability` (Prometheus and
     # JSON logs), and the hooks would look up three OpenTelemetry providers on every request.
-    app = FastAPI(title="Timex Support licensing", version=version("timex-licensing"), description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="Timex Support licensing",
+        version=version("timex-licensing"),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)

@@ -27,8 +27,12 @@ class RequestLimits:
             return await self.app(scope, receive, send)
         query = scope["query_string"]
         if b"&" in query and _repeats_a_name(query):
-            refusal = problem(400, errors.InvalidRequest.code, errors.InvalidRequest.title,
-                              "A query parameter is given more than once")
+            refusal = problem(
+                400,
+                errors.InvalidRequest.code,
+                errors.InvalidRequest.title,
+                "A query parameter is given more than once",
+            )
             return await refusal(scope, receive, send)
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)

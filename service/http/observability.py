@@ -19,10 +19,15 @@ access_log = logging.getLogger("service.access")
 events_log = logging.getLogger("service.events")
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["route", "method", "status"])
-LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request", ["route", "method"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-ACTIVATIONS = Counter("activations_total", "Activation requests by outcome: activated, replayed or a refusal code",
-                      ["outcome"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ACTIVATIONS = Counter(
+    "activations_total", "Activation requests by outcome: activated, replayed or a refusal code", ["outcome"]
+)
 KEYS_ISSUED = Counter("keys_issued_total", "License keys issued")
 KEYS_REVOKED = Counter("keys_revoked_total", "Revocations of unused keys (POST /v1/keys/{key_id}/revoke)")
 
@@ -37,8 +42,10 @@ def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
     checks and locks on every call, which costs more than the update itself."""
     series = _SERIES.get((route, method, status))
     if series is None:
-        series = _SERIES[route, method, status] = (REQUESTS.labels(route, method, status),
-                                                    LATENCY.labels(route, method))
+        series = _SERIES[route, method, status] = (
+            REQUESTS.labels(route, method, status),
+            LATENCY.labels(route, method),
+        )
     return series
 
 
@@ -76,10 +83,18 @@ class Observability:
             requests.inc()
             latency.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(orjson.dumps({
-                    "method": scope["method"], "route": route, "path": scope["path"], "status": status,
-                    "duration_ms": round(elapsed * 1000, 3), "request_id": request_id.decode(),
-                }).decode())
+                access_log.info(
+                    orjson.dumps(
+                        {
+                            "method": scope["method"],
+                            "route": route,
+                            "path": scope["path"],
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "request_id": request_id.decode(),
+                        }
+                    ).decode()
+                )
 
 
 router = APIRouter(tags=["health"])

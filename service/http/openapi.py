@@ -13,10 +13,10 @@ MEDIA_TYPE = "application/problem+json"
 
 _ERRORS = {
     400: "`invalid_request`: malformed JSON or UTF-8, wrong types, unknown fields, out-of-range values, control "
-         "characters, a repeated query parameter",
+    "characters, a repeated query parameter",
     401: "`unauthenticated`: a missing, expired or badly signed access token",
     402: "`licenses_insufficient` ([R6](/docs/rules#r6)): the keys would not bring support current; "
-         "`quote` says what would",
+    "`quote` says what would",
     403: "`forbidden`: the token lacks the role, or the resource is another reseller's",
     404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`",
     409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`",
@@ -38,8 +38,10 @@ def json_response(body: BaseModel, status: int = 200) -> Response:
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route: its problem+json errors, documented."""
-    return {status: {"description": _ERRORS[status], "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
-            for status in statuses}
+    return {
+        status: {"description": _ERRORS[status], "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+        for status in statuses
+    }
 
 
 def document() -> str:
@@ -56,8 +58,13 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes, tags=app.openapi_tags)
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
             for path in schema["paths"].values():
                 for operation in path.values():
                     validation = operation["responses"].get("422", {})

@@ -41,10 +41,17 @@ STATUS = {
 RETRY_AFTER_UNAVAILABLE = "5"
 
 
-def problem(status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None,
-            **extra: object) -> JSONResponse:
-    body = {"type": f"urn:timex-licensing:problem:{code}", "title": title, "status": status,
-            "detail": detail, "code": code, **extra}
+def problem(
+    status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    body = {
+        "type": f"urn:timex-licensing:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 

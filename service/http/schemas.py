@@ -68,8 +68,9 @@ Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 # One installation whatever the case it is typed in: folded to its stored, upper-case form here, so that every
 # service function receives the canonical code. pydantic-core folds it (no Python call on the hot paths), and
 # the ASCII pattern is checked on what was typed: "ı" would fold to "I", but it is refused.
-InstallationCode = Annotated[str, StringConstraints(min_length=1, max_length=64,
-                                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)]
+InstallationCode = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)
+]
 KeyStatus = Literal["issued", "used", "revoked"]
 
 EXAMPLE_ACTIVATION_ID = "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88"
@@ -201,10 +202,14 @@ class InstallationIn(Request):
     )
 
     code: InstallationCode = Field(examples=["ACME-0001"])
-    purchased_on: SaneDate | None = Field(None, description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
-                                          "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.")
+    purchased_on: SaneDate | None = Field(
+        None,
+        description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
+        "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.",
+    )
     support_end: SaneDate | None = Field(
-        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2)).")
+        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2))."
+    )
     reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
 
     @model_validator(mode="after")
@@ -329,18 +334,22 @@ class SupportOut(BaseModel):
         here checks it against this model: tests/test_api_hand_serialized.py does, for each shape of
         the answer (active, lapsed, renewed), refusing any field the model does not declare."""
         end = s.support.end
-        return orjson.dumps({
-            "code": s.code,
-            "support_end": end,
-            "active": s.active,
-            "as_of": s.as_of,
-            "days_left": s.days_left,
-            "months_granted": s.support.months,
-            "bonus_months": s.bonus_months,
-            "entitlements": {"support_requests": rules.may_open_support_requests(s.support, s.as_of),
-                             "updates_released_through": end},
-            "certificate": certificate,
-        })
+        return orjson.dumps(
+            {
+                "code": s.code,
+                "support_end": end,
+                "active": s.active,
+                "as_of": s.as_of,
+                "days_left": s.days_left,
+                "months_granted": s.support.months,
+                "bonus_months": s.bonus_months,
+                "entitlements": {
+                    "support_requests": rules.may_open_support_requests(s.support, s.as_of),
+                    "updates_released_through": end,
+                },
+                "certificate": certificate,
+            }
+        )
 
 
 class PeriodOut(BaseModel):
@@ -536,16 +545,18 @@ class ActivationOut(BaseModel):
         that one, checked against this model by tests/test_api_hand_serialized.py (201 and replayed 200, one
         key and several, current and back-dated)."""
         renewal = result.renewal
-        return orjson.dumps({
-            "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
-            "installation": result.installation,
-            "activated_on": result.activated_on,
-            "support_end_before": renewal.before.end,
-            "support_end_after": renewal.after.end,
-            "months_added": renewal.months_added,
-            "licenses": [
-                {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
-                for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
-            ],
-            "certificate": result.certificate,
-        })
+        return orjson.dumps(
+            {
+                "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
+                "installation": result.installation,
+                "activated_on": result.activated_on,
+                "support_end_before": renewal.before.end,
+                "support_end_after": renewal.after.end,
+                "months_added": renewal.months_added,
+                "licenses": [
+                    {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
+                    for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
+                ],
+                "certificate": result.certificate,
+            }
+        )

@@ -14,10 +14,16 @@ from service.http.schemas import ActivationIn, ActivationOut, VoidIn, VoidOut
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Activate keys on an installation",
-             response_model=ActivationOut,
-             responses={200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
-                        **problem_responses(400, 402, 404, 409, 413, 422, 429, 503)})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Activate keys on an installation",
+    response_model=ActivationOut,
+    responses={
+        200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
+        **problem_responses(400, 402, 404, 409, 413, 422, 429, 503),
+    },
+)
 async def activate(body: ActivationIn, request: Request) -> Response:
     """Apply 1 to 50 keys to an installation, today (the service's date, never the client's): each adds a
     year from the current support end, with 2 bonus months while support is still active
@@ -28,27 +34,51 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     settings, clock = runtime.settings, runtime.clock
     try:
         result = await activations.activate(
-            driver=runtime.driver, limiter=runtime.activation_limiter, client=client_address(request),
-            code=body.installation, raw_keys=body.keys, today=clock.today(), now=clock.now(),
-            secret=settings.key_hash_secret.encode(), unit_price_minor=settings.unit_price_minor, signer=runtime.signer,
+            driver=runtime.driver,
+            limiter=runtime.activation_limiter,
+            client=client_address(request),
+            code=body.installation,
+            raw_keys=body.keys,
+            today=clock.today(),
+            now=clock.now(),
+            secret=settings.key_hash_secret.encode(),
+            unit_price_minor=settings.unit_price_minor,
+            signer=runtime.signer,
         )
     except DomainError as refusal:
         ACTIVATIONS.labels(refusal.code).inc()
         raise
     ACTIVATIONS.labels("replayed" if result.replayed else "activated").inc()
     if not result.replayed:
-        event("activation", activation_id=result.id, installation=result.installation, licenses=len(result.key_ids),
-              months_added=result.renewal.months_added, support_end=result.renewal.after.end)
-    return Response(ActivationOut.json_of(result), status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
-                    media_type="application/json")
+        event(
+            "activation",
+            activation_id=result.id,
+            installation=result.installation,
+            licenses=len(result.key_ids),
+            months_added=result.renewal.months_added,
+            support_end=result.renewal.after.end,
+        )
+    return Response(
+        ActivationOut.json_of(result),
+        status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
+        media_type="application/json",
+    )
 
 
-@router.post("/{activation_id}/void", summary="Void an activation (a refund or a mistake)",
-             responses=problem_responses(400, 401, 403, 404, 413, 503))
+@router.post(
+    "/{activation_id}/void",
+    summary="Void an activation (a refund or a mistake)",
+    responses=problem_responses(400, 401, 403, 404, 413, 503),
+)
 async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
     support is recomputed from its remaining activations. Voiding twice changes nothing."""
     result = await ledger.void(engine, activation_id, body.reason, clock.now())
     event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
-    return VoidOut(activation_id=result.activation_id, installation=result.installation,
-                   voided_at=result.voided_at, reason=result.reason, support_end=result.support_end)
+    return VoidOut(
+        activation_id=result.activation_id,
+        installation=result.installation,
+        voided_at=result.voided_at,
+        reason=result.reason,
+        support_end=result.support_end,
+    )

@@ -14,8 +14,11 @@ from service.http.schemas import Line, TokenOut
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.post("/token", summary="Get an access token (OAuth2 client credentials)",
-             responses=problem_responses(400, 401, 413, 429, 503))
+@router.post(
+    "/token",
+    summary="Get an access token (OAuth2 client credentials)",
+    responses=problem_responses(400, 401, 413, 429, 503),
+)
 async def token(
     request: Request,
     clock: ClockDep,
@@ -29,9 +32,15 @@ async def token(
     runtime = runtime_of(request)
     settings = runtime.settings
     login = await resellers.authenticate(
-        engine=runtime.engine, limiter=runtime.token_limiter, checks=runtime.secret_checks,
-        client=client_address(request), client_id=client_id, client_secret=client_secret)
+        engine=runtime.engine,
+        limiter=runtime.token_limiter,
+        checks=runtime.secret_checks,
+        client=client_address(request),
+        client_id=client_id,
+        client_secret=client_secret,
+    )
     lifetime = timedelta(minutes=settings.access_token_minutes)
-    access_token = issue_token(TokenSettings.of(settings), "reseller", str(login.reseller_id),
-                               login.issued_at(clock.now()), lifetime)
+    access_token = issue_token(
+        TokenSettings.of(settings), "reseller", str(login.reseller_id), login.issued_at(clock.now()), lifetime
+    )
     return TokenOut(access_token=access_token, expires_in=int(lifetime.total_seconds()))

@@ -16,8 +16,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable",
-            responses=problem_responses(503))
+@router.get("/readyz", summary="Readiness: the database is reachable", responses=problem_responses(503))
 async def readyz(runtime: RuntimeDep) -> dict[str, str]:
     """Readiness for the load balancer: `200` when the database answers, `503 unavailable` when not.
     `rate_limits` says where this process counts failures now: `redis`, or `memory` (no `REDIS_URL`, or

@@ -22,36 +22,54 @@ router = APIRouter(tags=["installations"])
 
 CodePath = Annotated[InstallationCode, Path(description="The installation's code")]
 OnQuery = Annotated[SaneDate | None, Query(description="The day to quote for; default today")]
-LicensesQuery = Annotated[Annotated[int, Field(ge=1, le=1000), WrittenInDigits] | None,
-                          Query(description="Default: the number required")]
+LicensesQuery = Annotated[
+    Annotated[int, Field(ge=1, le=1000), WrittenInDigits] | None, Query(description="Default: the number required")
+]
 
 
-@router.post("/v1/installations", status_code=status.HTTP_201_CREATED, summary="Register an installation",
-             responses=problem_responses(400, 401, 403, 404, 409, 413, 503))
-async def register(body: InstallationIn, engine: EngineDep, principal: PrincipalDep, settings: SettingsDep,
-                   today: TodayDep) -> InstallationOut:
+@router.post(
+    "/v1/installations",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an installation",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 503),
+)
+async def register(
+    body: InstallationIn, engine: EngineDep, principal: PrincipalDep, settings: SettingsDep, today: TodayDep
+) -> InstallationOut:
     """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
     customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
     registers for itself, only sales, and only sales of the last `PURCHASE_MAX_AGE_DAYS` days (default 30);
     an admin registers any of them."""
     record = await installations.register(
-        engine=engine, principal=principal, code=body.code, today=today,
-        purchased_on=body.purchased_on, support_end=body.support_end, reseller_id=body.reseller_id,
+        engine=engine,
+        principal=principal,
+        code=body.code,
+        today=today,
+        purchased_on=body.purchased_on,
+        support_end=body.support_end,
+        reseller_id=body.reseller_id,
         purchase_max_age_days=settings.purchase_max_age_days,
     )
     return InstallationOut.of(record)
 
 
-@router.get("/v1/installations/{code}", summary="An installation with its activations",
-            responses=problem_responses(400, 401, 403, 404, 503))
+@router.get(
+    "/v1/installations/{code}",
+    summary="An installation with its activations",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
 async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
     """Admins and the owning reseller: the installation and its ledger of activations, in the order applied."""
     record, activations = await installations.details(engine, principal, code)
     return InstallationOut.of(record, activations)
 
 
-@router.get("/v1/installations/{code}/support", summary="Support state (what Help → About shows)",
-            response_model=SupportOut, responses=problem_responses(400, 404, 503))
+@router.get(
+    "/v1/installations/{code}/support",
+    summary="Support state (what Help → About shows)",
+    response_model=SupportOut,
+    responses=problem_responses(400, 404, 503),
+)
 async def support(code: CodePath, request: Request) -> Response:
     """Public: the support end, whether support is active today, and what the installation is entitled to
     ([R9](/docs/rules#r9)), with a signed `certificate` a Timex client can check offline against
@@ -64,24 +82,31 @@ async def support(code: CodePath, request: Request) -> Response:
     return Response(SupportOut.json_of(state, certificate), media_type="application/json")
 
 
-@router.get("/v1/installations/{code}/quote", summary="What renewing an installation costs",
-            response_model=QuoteOut, responses=problem_responses(400, 404, 503))
+@router.get(
+    "/v1/installations/{code}/quote",
+    summary="What renewing an installation costs",
+    response_model=QuoteOut,
+    responses=problem_responses(400, 404, 503),
+)
 async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
     """Public: how many licenses renewing takes on a day ([R7](/docs/rules#r7): every missed year once lapsed
     over a year), what they cost ([R8](/docs/rules#r8)), and the support end they would give. Fewer licenses
     than required: `sufficient` is false."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    result = await installations.quote(runtime.driver, code, on or runtime.clock.today(), settings.unit_price_minor,
-                                       licenses)
+    result = await installations.quote(
+        runtime.driver, code, on or runtime.clock.today(), settings.unit_price_minor, licenses
+    )
     return json_response(QuoteOut.of(result, settings.currency))
 
 
-@router.get("/v1/quote", summary="What renewing costs, from a bare support end",
-            responses=problem_responses(400))
+@router.get("/v1/quote", summary="What renewing costs, from a bare support end", responses=problem_responses(400))
 async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],
-    settings: SettingsDep, today: TodayDep, on: OnQuery = None, licenses: LicensesQuery = None,
+    settings: SettingsDep,
+    today: TodayDep,
+    on: OnQuery = None,
+    licenses: LicensesQuery = None,
 ) -> QuoteOut:
     """Public: the same quote for a customer not registered yet, from its current support end."""
     result = rules.quote(rules.existing_customer(support_end), on or today, settings.unit_price_minor, licenses)

@@ -16,25 +16,38 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
 def _out(info: keys.KeyInfo) -> KeyOut:
-    return KeyOut(key_id=info.id, prefix=info.prefix, status=info.status, reseller_id=info.reseller_id,
-                  activation_id=info.activation_id, created_at=info.created_at, used_at=info.used_at,
-                  revoked_at=info.revoked_at)
+    return KeyOut(
+        key_id=info.id,
+        prefix=info.prefix,
+        status=info.status,
+        reseller_id=info.reseller_id,
+        activation_id=info.activation_id,
+        created_at=info.created_at,
+        used_at=info.used_at,
+        revoked_at=info.revoked_at,
+    )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Issue keys",
-             responses=problem_responses(400, 401, 403, 404, 413, 503))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Issue keys",
+    responses=problem_responses(400, 401, 403, 404, 413, 503),
+)
 async def issue(body: KeysIn, engine: EngineDep, settings: SettingsDep, _admin: AdminDep) -> KeysIssued:
     """Admins: issue `count` keys, optionally to a reseller. The keys are in this answer only: the service
     keeps a keyed hash of each."""
     issued = await keys.issue(engine, body.count, settings.key_hash_secret.encode(), body.reseller_id)
     KEYS_ISSUED.inc(len(issued))
     event("keys_issued", count=len(issued), reseller_id=body.reseller_id, first_key_id=issued[0].id)
-    return KeysIssued(reseller_id=body.reseller_id,
-                      keys=[IssuedKeyOut(key_id=k.id, key=k.key, prefix=k.prefix) for k in issued])
+    return KeysIssued(
+        reseller_id=body.reseller_id, keys=[IssuedKeyOut(key_id=k.id, key=k.key, prefix=k.prefix) for k in issued]
+    )
 
 
-@router.get("", summary="List key metadata (never the keys themselves)",
-            responses=problem_responses(400, 401, 403, 503))
+@router.get(
+    "", summary="List key metadata (never the keys themselves)", responses=problem_responses(400, 401, 403, 503)
+)
 async def list_keys(
     engine: EngineDep,
     principal: PrincipalDep,
@@ -48,8 +61,9 @@ async def list_keys(
     return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
 
 
-@router.post("/{key_id}/revoke", summary="Revoke an unused key",
-             responses=problem_responses(400, 401, 403, 404, 409, 503))
+@router.post(
+    "/{key_id}/revoke", summary="Revoke an unused key", responses=problem_responses(400, 401, 403, 404, 409, 503)
+)
 async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
     """Admins: revoke an unused key so that it can never be activated. Revoking it again changes nothing."""
     info = await keys.revoke(engine, key_id, clock.now())

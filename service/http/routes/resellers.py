@@ -14,23 +14,29 @@ from service.http.schemas import ResellerCreated, ResellerIn, ResellerOut, Resel
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Register a reseller",
-             responses=problem_responses(400, 401, 403, 409, 413, 503))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a reseller",
+    responses=problem_responses(400, 401, 403, 409, 413, 503),
+)
 async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(engine, body.name)
     return ResellerCreated(id=new.id, name=new.name, client_id=new.client_id, client_secret=new.client_secret)
 
 
-@router.get("/{reseller_id}", summary="A reseller (never its secret)",
-            responses=problem_responses(400, 401, 403, 404, 503))
+@router.get(
+    "/{reseller_id}", summary="A reseller (never its secret)", responses=problem_responses(400, 401, 403, 404, 503)
+)
 async def get(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
     """Admins: a reseller, and whether it is disabled."""
     return ResellerOut.of(await resellers.get(engine, reseller_id=reseller_id))
 
 
-@router.post("/{reseller_id}/disable", summary="Disable a reseller",
-             responses=problem_responses(400, 401, 403, 404, 503))
+@router.post(
+    "/{reseller_id}/disable", summary="Disable a reseller", responses=problem_responses(400, 401, 403, 404, 503)
+)
 async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller's access tokens are refused from this moment (`401`), not when they expire, and it
     gets no new ones. Its installations and keys stay as they are. Disabling it again changes nothing."""
@@ -39,8 +45,9 @@ async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin:
     return ResellerOut.of(reseller)
 
 
-@router.post("/{reseller_id}/enable", summary="Enable a disabled reseller",
-             responses=problem_responses(400, 401, 403, 404, 503))
+@router.post(
+    "/{reseller_id}/enable", summary="Enable a disabled reseller", responses=problem_responses(400, 401, 403, 404, 503)
+)
 async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller may get tokens again, and its unexpired tokens work again."""
     reseller = await resellers.enable(engine, reseller_id=reseller_id)
@@ -48,10 +55,14 @@ async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> Rese
     return ResellerOut.of(reseller)
 
 
-@router.post("/{reseller_id}/rotate-secret", summary="Give a reseller a new client secret",
-             responses=problem_responses(400, 401, 403, 404, 503))
-async def rotate_secret(reseller_id: UUID, engine: EngineDep, clock: ClockDep,
-                        _admin: AdminDep) -> ResellerSecretRotated:
+@router.post(
+    "/{reseller_id}/rotate-secret",
+    summary="Give a reseller a new client secret",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def rotate_secret(
+    reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep
+) -> ResellerSecretRotated:
     """Admins: a new client secret, in this answer only. The old secret stops working at once, and so does
     every access token issued before the rotation (the usual reason for one is a leaked secret)."""
     rotated = await resellers.rotate_secret(engine, reseller_id=reseller_id, now=clock.now())
