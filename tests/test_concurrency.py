@@ -6,18 +6,17 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date
 
 import httpx
 import pytest
 
-from service import activations, installations, ledger, rules
-from service.certificates import CertificateSigner, generate_private_key
+from service import ledger
 from service.db import create_engine
-from service.driver import create_driver
 from tests.api import Api
 from tests.conftest import empty_tables, make_settings
+from tests.held_rows import installation_held
 from tests.servers import running_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -86,50 +85,40 @@ async def test_a_replay_racing_its_original_returns_the_same_body(pg: Api) -> No
     assert len(history) == 1
 
 
-async def _write_after(pg: Api, code: str, keys: list[str], in_between: Callable[[], Awaitable[object]]):
-    """The common case's write (`activations._activate_fresh`), from a read of the installation made before
-    `in_between`: what happens when another request is served between the two."""
-    driver = create_driver(pg.engine)
-    try:
-        async with driver.single_write() as session:
-            installation = await installations.find(session, code)
-            await in_between()
-            renewal = rules.activate(installation.support, len(keys), pg.clock.today())
-            return await activations._write(
-                session,
-                installation,
-                renewal,
-                code=code,
-                key_digests=activations.digests(keys, pg.settings.key_hash_secret.encode()),
-                today=pg.clock.today(),
-                now=pg.clock.now(),
-                requested_by=None,
-                signer=CertificateSigner(generate_private_key(), "test"),
-            )
-    finally:
-        await driver.close()
-
-
-async def test_a_write_from_a_read_another_activation_overtook_writes_nothing(pg: Api) -> None:
+async def test_an_activation_overtaken_between_its_read_and_its_write_loses_no_month(
+    pg: Api, postgres_url: str
+) -> None:
+    """Two activations read the same support, then write: the one overtaken writes nothing from what it read (its
+    statement finds the installation moved on), and is decided again on the support the other left."""
     await pg.installation("ACME", purchased_on="2026-11-01")
-    first, second = await pg.keys(2)
+    keys = await pg.keys(2)
 
-    written = await _write_after(pg, "ACME", [second], in_between=lambda: pg.activate("ACME", [first]))
+    async with installation_held(postgres_url, "ACME") as held:
+        both = [asyncio.create_task(pg.activate("ACME", [key])) for key in keys]
+        await held.until_waiting(2)  # each has read 12 months, and waits to write
+    responses = await asyncio.gather(*both)
 
-    assert written is None
-    assert sorted((await pg.key_statuses()).values()) == ["issued", "used"]
-    assert (await pg.support("ACME"))["months_granted"] == 12 + 14
-    assert (await pg.activate("ACME", [second])).status_code == 201
+    assert [r.status_code for r in responses] == [201, 201]
+    assert (await pg.support("ACME"))["months_granted"] == 12 + 14 + 14
+    earlier, later = (await pg.get("/v1/installations/ACME", headers=pg.admin)).json()["activations"]
+    assert later["support_end_before"] == earlier["support_end_after"]
 
 
-async def test_a_write_that_cannot_take_every_key_takes_none(pg: Api) -> None:
+async def test_a_write_that_cannot_take_every_key_takes_none(pg: Api, postgres_url: str) -> None:
+    """An activation reads the support, and before it writes, another installation takes one of its keys: its
+    write takes not even the other key, and the request is refused."""
     await pg.installation("ACME", purchased_on="2026-11-01")
     await pg.installation("OTHER", purchased_on="2026-11-01")
     mine, contested = await pg.keys(2)
 
-    written = await _write_after(pg, "ACME", [mine, contested], in_between=lambda: pg.activate("OTHER", [contested]))
+    async with installation_held(postgres_url, "ACME") as held:
+        overtaken = asyncio.create_task(pg.activate("ACME", [mine, contested]))
+        await held.until_waiting(1)
+        other = await pg.activate("OTHER", [contested])
+    refused = await overtaken
 
-    assert written is None
+    assert other.status_code == 201
+    assert (refused.status_code, refused.json()["code"]) == (409, "key_already_used")
     assert sorted((await pg.key_statuses()).values()) == ["issued", "used"]
     assert (await pg.support("ACME"))["months_granted"] == 12
     history = (await pg.get("/v1/installations/ACME", headers=pg.admin)).json()["activations"]

@@ -85,7 +85,9 @@ class ActivationOut(BaseModel):
 
     @staticmethod
     def json_of(result: ActivationResult) -> bytes:
-        """This document as JSON, written straight from the activation's values, as `SupportOut.json_of`."""
+        """This document as JSON, written straight from the activation's values, as `SupportOut.json_of`; and as
+        that one, checked against this model by tests/test_api_hand_serialized.py (201 and replayed 200, one
+        key and several, current and back-dated)."""
         renewal = result.renewal
         return orjson.dumps(
             {
