@@ -104,7 +104,7 @@ async def authenticate(
         return Login(row.id, row.tokens_valid_from)
 
 
-async def check_access(engine: AsyncEngine, *, reseller_id: UUID, issued_at: int | None) -> None:
+async def check_access(*, engine: AsyncEngine, reseller_id: UUID, issued_at: int | None) -> None:
     """A reseller's token is good only while the reseller exists and is not disabled, and only if it was issued
     (`iat`, whole seconds) no earlier than the last secret rotation allows: `Unauthenticated` otherwise."""
     async with reading(engine) as conn:
@@ -124,12 +124,12 @@ async def _find(conn: AsyncConnection, reseller_id: UUID) -> ResellerRecord:
     return ResellerRecord(**row._mapping)
 
 
-async def get(engine: AsyncEngine, *, reseller_id: UUID) -> ResellerRecord:
+async def get(*, engine: AsyncEngine, reseller_id: UUID) -> ResellerRecord:
     async with reading(engine) as conn:
         return await _find(conn, reseller_id)
 
 
-async def disable(engine: AsyncEngine, *, reseller_id: UUID, now: datetime) -> ResellerRecord:
+async def disable(*, engine: AsyncEngine, reseller_id: UUID, now: datetime) -> ResellerRecord:
     """Its tokens are refused from now on and it gets no new ones. Disabling it again keeps the first instant."""
     async with transaction(engine) as conn:
         await conn.execute(
@@ -138,14 +138,14 @@ async def disable(engine: AsyncEngine, *, reseller_id: UUID, now: datetime) -> R
         return await _find(conn, reseller_id)
 
 
-async def enable(engine: AsyncEngine, *, reseller_id: UUID) -> ResellerRecord:
+async def enable(*, engine: AsyncEngine, reseller_id: UUID) -> ResellerRecord:
     """It may get tokens again, and its unexpired ones work again."""
     async with transaction(engine) as conn:
         await conn.execute(update(Reseller).where(Reseller.id == reseller_id).values(disabled_at=None))
         return await _find(conn, reseller_id)
 
 
-async def rotate_secret(engine: AsyncEngine, *, reseller_id: UUID, now: datetime) -> RotatedSecret:
+async def rotate_secret(*, engine: AsyncEngine, reseller_id: UUID, now: datetime) -> RotatedSecret:
     """A new client secret, shown once; the old one stops working at once, and so does every token issued
     before now (a rotation is usually because the secret leaked). `iat` counts whole seconds, so tokens are
     valid from the next whole second: one issued earlier in this second could be the leaked secret's."""

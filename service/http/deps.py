@@ -147,7 +147,7 @@ async def get_principal(
         raise Unauthenticated("An access token is required")
     principal = verify_token(TokenSettings.of(settings), credentials.credentials)
     if principal.reseller_id is not None:
-        await resellers.check_access(engine, reseller_id=principal.reseller_id, issued_at=principal.issued_at)
+        await resellers.check_access(engine=engine, reseller_id=principal.reseller_id, issued_at=principal.issued_at)
     return principal
 
 

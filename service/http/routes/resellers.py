@@ -31,7 +31,7 @@ async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> Res
 )
 async def get(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
     """Admins: a reseller, and whether it is disabled."""
-    return ResellerOut.model_validate(await resellers.get(engine, reseller_id=reseller_id))
+    return ResellerOut.model_validate(await resellers.get(engine=engine, reseller_id=reseller_id))
 
 
 @router.post(
@@ -40,7 +40,7 @@ async def get(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> Reselle
 async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller's access tokens are refused from this moment (`401`), not when they expire, and it
     gets no new ones. Its installations and keys stay as they are. Disabling it again changes nothing."""
-    reseller = await resellers.disable(engine, reseller_id=reseller_id, now=clock.now())
+    reseller = await resellers.disable(engine=engine, reseller_id=reseller_id, now=clock.now())
     event("reseller_disabled", reseller_id=reseller_id)
     return ResellerOut.model_validate(reseller)
 
@@ -50,7 +50,7 @@ async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin:
 )
 async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller may get tokens again, and its unexpired tokens work again."""
-    reseller = await resellers.enable(engine, reseller_id=reseller_id)
+    reseller = await resellers.enable(engine=engine, reseller_id=reseller_id)
     event("reseller_enabled", reseller_id=reseller_id)
     return ResellerOut.model_validate(reseller)
 
@@ -65,6 +65,6 @@ async def rotate_secret(
 ) -> ResellerSecretRotated:
     """Admins: a new client secret, in this answer only. The old secret stops working at once, and so does
     every access token issued before the rotation (the usual reason for one is a leaked secret)."""
-    rotated = await resellers.rotate_secret(engine, reseller_id=reseller_id, now=clock.now())
+    rotated = await resellers.rotate_secret(engine=engine, reseller_id=reseller_id, now=clock.now())
     event("reseller_secret_rotated", reseller_id=reseller_id)
     return ResellerSecretRotated.of_rotation(rotated)
