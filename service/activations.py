@@ -26,7 +26,7 @@ from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
-from service.ratelimit import Limiter, client_key
+from service.ratelimit import Limiter, client_name
 
 MAX_KEYS = 50
 
@@ -182,7 +182,7 @@ async def activate(
     write = partial(
         _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
     )
-    async with limiter.attempt(names=[f"client:{client_key(client)}"], failures=COUNTED_FAILURES):
+    async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
         try:
             return await _activate_fresh(driver, code, len(key_digests), today, write)
         except _Undecided:

@@ -44,15 +44,15 @@ REFUSED_IN_FLIGHT_RETRY_AFTER = 1
 """`Retry-After` when only the attempts in flight fill the limit: one of them ends soon."""
 
 
-def client_key(address: str) -> str:
-    """What a client is limited as: its IPv4 address, or its IPv6 network (/64: what one subscriber gets)."""
+def client_name(address: str) -> str:
+    """The name a client is limited under: its IPv4 address, or its IPv6 network (/64: what one subscriber gets)."""
     try:
         parsed = ip_address(address)
     except ValueError:
-        return address
+        return f"client:{address}"
     if isinstance(parsed, IPv6Address):
-        return str(ip_network(f"{parsed}/64", strict=False))
-    return address
+        return f"client:{ip_network(f'{parsed}/64', strict=False)}"
+    return f"client:{address}"
 
 
 class Store(Protocol):

@@ -16,7 +16,7 @@ from service.auth import SecretChecks, hash_secret
 from service.db import reading, transaction
 from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
-from service.ratelimit import Limiter, client_key
+from service.ratelimit import Limiter, client_name
 
 # Checked against when the client id is unknown, so that a miss costs as much time as a hit.
 _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
@@ -89,7 +89,7 @@ async def authenticate(
     """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
     otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
     limited per client address and per client id, before any secret is hashed."""
-    async with limiter.attempt(names=[f"client:{client_key(client)}", f"id:{client_id}"], failures=(Unauthenticated,)):
+    async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
         async with transaction(engine) as conn:
             row = (
                 await conn.execute(

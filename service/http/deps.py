@@ -70,18 +70,27 @@ async def get_signer(request: Request) -> CertificateSigner:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address, canonical: the peer, or, when the peer is a trusted proxy, the rightmost
-    X-Forwarded-For hop that is not one. Every X-Forwarded-For line counts, in order (RFC 9110 §5.3):
-    a proxy that adds its own line must not leave the client's line to speak for it."""
-    peer = canonical_address(request.client.host) if request.client else None
-    if peer is None:
-        return UNKNOWN_ADDRESS
+    """The caller's address, canonical (see `_client`), or `unknown` when the peer has none."""
+    client = _client(request)
+    return UNKNOWN_ADDRESS if client is None else str(client)
+
+
+UNKNOWN_ADDRESS = "unknown"
+
+Address = IPv4Address | IPv6Address
+
+
+def _client(request: Request) -> Address | None:
+    """The peer, or, when the peer is a trusted proxy, the rightmost X-Forwarded-For hop that is not one. Every
+    X-Forwarded-For line counts, in order (RFC 9110 §5.3): a proxy that adds its own line must not leave the
+    client's line to speak for it."""
+    peer = _canonical(request.client.host) if request.client else None
     trusted = runtime_of(request).trusted_networks
-    if not _within(peer, trusted):
+    if peer is None or not _within(peer, trusted):
         return peer
     hops = [hop for line in request.headers.getlist("x-forwarded-for") for hop in line.split(",")]
     for hop in reversed(hops):
-        address = canonical_address(hop)
+        address = _canonical(hop)
         if address is None:
             return peer  # a hop no trusted proxy would write: believe nothing to its left
         if not _within(address, trusted):
@@ -89,24 +98,20 @@ def client_address(request: Request) -> str:
     return peer
 
 
-UNKNOWN_ADDRESS = "unknown"
-
-
-def canonical_address(text: str) -> str | None:
-    """One spelling per address: compressed lower-case IPv6, an IPv4-mapped IPv6 address as IPv4, no zone id
-    (at most 39 characters); None for anything else."""
+def _canonical(text: str) -> Address | None:
+    """One value per address, so one spelling: an IPv4-mapped IPv6 address as IPv4, no zone id (written out,
+    at most 39 characters); None for anything else."""
     try:
         address = ip_address(text.strip().partition("%")[0])
     except ValueError:
         return None
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
+        return address.ipv4_mapped
+    return address
 
 
-def _within(address: str, networks: list[IPv4Network | IPv6Network]) -> bool:
-    parsed: IPv4Address | IPv6Address = ip_address(address)
-    return any(parsed in network for network in networks)
+def _within(address: Address, networks: list[IPv4Network | IPv6Network]) -> bool:
+    return any(address in network for network in networks)
 
 
 def require_metrics_access(request: Request) -> None:
@@ -117,7 +122,8 @@ def require_metrics_access(request: Request) -> None:
     if token and hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()):
         return
     networks = settings.metrics_allowed_networks
-    if networks and _within(client_address(request), networks):
+    client = _client(request)
+    if client is not None and _within(client, networks):
         return
     raise Forbidden("Metrics are served to the configured token or networks only")
 
