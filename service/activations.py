@@ -23,7 +23,7 @@ from sqlalchemy import BindParameter, Select, Update, bindparam, case, exists, f
 
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
-from service.driver import Driver, Refused, Session
+from service.driver import Driver, Refused, Session, retried
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
 from service.ratelimit import Limiter, client_name
@@ -164,6 +164,7 @@ _KEYS_OF_ACTIVATION = (
 _Write = Callable[[Session, installations.InstallationRecord, rules.Renewal], Awaitable[ActivationResult | None]]
 
 
+@retried
 async def activate(
     *,
     driver: Driver,

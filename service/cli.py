@@ -5,11 +5,17 @@ import asyncio
 import copy
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.settings import get_settings
+
+if TYPE_CHECKING:
+    from service.driver import Driver  # imported where used: `serve` need not load the database's modules
+
+T = TypeVar("T")
 
 # The service writes its own JSON access log (service.access) and business events (service.events),
 # one line each, to stderr; uvicorn's own access log would repeat the first.
@@ -74,22 +80,28 @@ def _token(args: argparse.Namespace) -> None:
     print(issue_token(TokenSettings.of(settings), args.role, args.subject, now, timedelta(minutes=args.minutes)))
 
 
+def _on_database(work: "Callable[[Driver], Awaitable[T]]") -> T:
+    """One task on the settings' database, on a pool of one connection."""
+    from service.driver import create_driver
+
+    async def run() -> T:
+        driver = create_driver(get_settings().database_url, pool_size=1)
+        try:
+            return await work(driver)
+        finally:
+            await driver.close()
+
+    return asyncio.run(run())
+
+
 def _issue_keys(args: argparse.Namespace) -> None:
     from service import keys
-    from service.db import create_engine
 
-    settings = get_settings()
-
-    async def run() -> list[keys.IssuedKey]:
-        engine = create_engine(settings.database_url)
-        try:
-            return await keys.issue(
-                engine=engine, count=args.count, secret=settings.key_hash_secret.encode(), reseller_id=args.reseller_id
-            )
-        finally:
-            await engine.dispose()
-
-    for issued in asyncio.run(run()):
+    secret = get_settings().key_hash_secret.encode()
+    issued_keys = _on_database(
+        lambda driver: keys.issue(driver=driver, count=args.count, secret=secret, reseller_id=args.reseller_id)
+    )
+    for issued in issued_keys:
         print(json.dumps({"key_id": str(issued.id), "key": issued.key}))
 
 
@@ -103,18 +115,8 @@ def _openapi(args: argparse.Namespace) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     from service import ledger
-    from service.db import create_engine
 
-    settings = get_settings()
-
-    async def run() -> list[ledger.Drift]:
-        engine = create_engine(settings.database_url)
-        try:
-            return await ledger.verify(engine)
-        finally:
-            await engine.dispose()
-
-    drifts = asyncio.run(run())
+    drifts = _on_database(lambda driver: ledger.verify(driver=driver))
     for drift in drifts:
         print(
             f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus), "

@@ -1,32 +1,46 @@
-"""The hot paths' way to the database: SQLAlchemy Core statements, compiled once, run on the driver.
+"""The one way into the database: SQLAlchemy Core statements, built from the models, run by a `Driver`.
 
-Through SQLAlchemy's `AsyncConnection` a single-row read costs about twice the CPU of the same read on
-asyncpg itself (greenlet switches on checkout, execute and release), and on the support-state read
-that is most of the request. So on PostgreSQL the hot paths (support state, quote, activation) run
-their statements, compiled once by SQLAlchemy's asyncpg dialect, on an asyncpg pool of their own;
-on SQLite they go through the engine. Either way a service function sees one `Session` with the same
-three calls and rows read by column name, and the statements stay SQLAlchemy's, built from the models.
+A service function gets the process's `Driver` and opens a `Session` on it (`reading`, `transaction`,
+`single_write`), or makes one read with `Driver.first`; a session has the same few calls on either
+database, and rows are read by column name. Each process has one pool of `DATABASE_POOL_SIZE` connections:
+
+- On PostgreSQL the statements, compiled once by SQLAlchemy's asyncpg dialect, run on an asyncpg pool:
+  through SQLAlchemy's `AsyncConnection` a single-row read costs about twice the CPU (greenlet switches on
+  checkout, execute and release), and on the support-state read that is most of the request.
+- On SQLite (the embedded default) they go through an SQLAlchemy engine.
+
+What goes wrong is said the same way on both (`Duplicate`, `Refused`, `Contended`, `Unavailable`), so that no
+service function sees a driver's own errors. Only a lost or refused connection drops the pool.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import functools
+import random
+import sqlite3
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import asyncpg
-from sqlalchemy import ClauseElement, Executable
+from sqlalchemy import ClauseElement, Executable, insert
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from service.db import reading, transaction, transient
-from service.errors import Unavailable
+from service.db import async_url, create_engine
+from service.errors import DomainError, Unavailable
+from service.models import Base
 
 Params = Mapping[str, Any]
 Row = Mapping[Any, Any]
 """A row read by column name (SQLAlchemy's `RowMapping` or asyncpg's `Record`)."""
 POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `Unavailable`
+CONFLICT_ATTEMPTS = 4  # a transaction that keeps losing to others this often is `Unavailable`
 
 
 class Refused(Exception):
@@ -35,6 +49,20 @@ class Refused(Exception):
     def __init__(self, constraint: str):
         super().__init__(constraint)
         self.constraint = constraint
+
+
+class Duplicate(Exception):
+    """A unique constraint refused a write, which is rolled back. `constraint` names it on PostgreSQL; SQLite
+    names only the columns, in `detail`."""
+
+    def __init__(self, constraint: str | None, detail: str):
+        super().__init__(detail)
+        self.constraint = constraint
+
+
+class Contended(Exception):
+    """The transaction lost to a concurrent one (SQLSTATE class 40: a deadlock, a serialization failure) and was
+    rolled back: the same work may be tried again (see `retried`)."""
 
 
 class Session(Protocol):
@@ -49,6 +77,10 @@ class Session(Protocol):
 
     async def execute(self, statement: Executable, params: Params) -> int:
         """Run a statement; the number of rows it changed."""
+
+    async def copy(self, model: type[Base], columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
+        """Insert many rows, given as tuples of `columns`: by COPY on PostgreSQL (100,000 rows as one statement,
+        where row by row they cost the database about 45 µs each), in batches elsewhere."""
 
 
 class Driver(Protocol):
@@ -69,19 +101,108 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def create_driver(engine: AsyncEngine, pool_size: int = 20) -> Driver:
-    if engine.dialect.driver == "asyncpg":
-        return AsyncpgDriver(engine, pool_size)
-    return EngineDriver(engine)
+def create_driver(url: str, *, pool_size: int) -> Driver:
+    """The process's way into the database at `url`, with at most `pool_size` connections."""
+    url = async_url(url)
+    if url.startswith("postgresql"):
+        return AsyncpgDriver(url, pool_size)
+    return EngineDriver(create_engine(url, pool_size))
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def retried(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """For a service function whose every attempt is one transaction, or one statement that stands alone:
+    an attempt that lost to a concurrent transaction (`Contended`, rolled back whole) is made again, after a
+    random pause that grows with each try, so that the two do not collide again; `Unavailable` after
+    `CONFLICT_ATTEMPTS`."""
+
+    @functools.wraps(function)
+    async def attempts(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await function(*args, **kwargs)
+            except Contended as exc:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise Unavailable() from exc
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    return attempts
+
+
+# --- What went wrong, said the same way on both databases
+
+_LOST = (
+    OSError,  # refused, reset, unreachable
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.AdminShutdownError,  # 57P01
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up
+    asyncpg.exceptions.TooManyConnectionsError,  # 53300: no connection left, for the server or the role
+)
+_FOR_THIS_REQUEST = (
+    TimeoutError,  # a statement over `command_timeout`: asyncpg cancels it, the connection stays good
+    PoolTimeout,  # no free connection in time
+    asyncpg.exceptions.QueryCanceledError,  # 57014: statement_timeout on the server
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        if isinstance(seen, DBAPIError) and isinstance(seen.orig, BaseException):
+            yield seen.orig
+        seen = seen.__cause__ or seen.__context__
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether the connection is gone or was refused: the server restarted, or refused a connection."""
+    return any(
+        isinstance(cause, _LOST) or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        for cause in _causes(exc)
+    )
+
+
+def _translated(exc: Exception) -> Exception | None:
+    """The driver's error as one of ours, or None for one that is a bug (an error of SQL or of a value), or
+    already ours."""
+    if isinstance(exc, DomainError | Duplicate | Refused | Contended):
+        return None
+    for cause in _causes(exc):
+        if isinstance(cause, asyncpg.exceptions.UniqueViolationError):
+            return Duplicate(cause.constraint_name, str(cause))
+        if isinstance(cause, sqlite3.IntegrityError) and "UNIQUE" in str(cause):
+            return Duplicate(None, str(cause))
+        if isinstance(cause, asyncpg.exceptions.TransactionRollbackError):
+            return Contended(str(cause))
+        if isinstance(cause, sqlite3.OperationalError):
+            return Unavailable()  # the file cannot be opened, or its write lock not had in the connection's timeout
+        if isinstance(cause, _FOR_THIS_REQUEST):
+            return Unavailable()
+    return Unavailable() if _lost(exc) else None
+
+
+@contextmanager
+def _translating() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        translated = _translated(exc)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 # --- SQLite (and any other engine): the statements through SQLAlchemy
 
 
 class EngineSession:
-    """The session over an SQLAlchemy connection: how code outside the hot paths shares their helpers."""
-
-    # A write per statement, even on PostgreSQL: `EngineDriver.single_write` is a transaction anyway.
+    # A write per statement: `EngineDriver.single_write` is a transaction anyway.
     writable_ctes = False
 
     def __init__(self, connection: AsyncConnection):
@@ -97,6 +218,12 @@ class EngineSession:
     async def execute(self, statement: Executable, params: Params) -> int:
         return (await self._connection.execute(statement, params)).rowcount
 
+    async def copy(self, model: type[Base], columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
+        batch = 5_000
+        for start in range(0, len(records), batch):
+            rows = [dict(zip(columns, record, strict=True)) for record in records[start : start + batch]]
+            await self._connection.execute(insert(model), rows)
+
 
 class EngineDriver:
     def __init__(self, engine: AsyncEngine):
@@ -107,20 +234,31 @@ class EngineDriver:
             return await session.first(statement, params)
 
     @asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
+        try:
+            with _translating():
+                yield
+        except Unavailable as exc:
+            if _lost(exc):
+                await self._engine.dispose(close=False)  # every pooled connection is as dead
+            raise
+
+    @asynccontextmanager
     async def reading(self) -> AsyncIterator[Session]:
-        async with reading(self._engine) as connection:
-            yield EngineSession(connection)
+        """Outside a transaction: a single consistent SELECT needs no BEGIN and ROLLBACK."""
+        async with self._translated(), self._engine.connect() as connection:
+            yield EngineSession(await connection.execution_options(isolation_level="AUTOCOMMIT"))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
-        async with transaction(self._engine) as connection:
+        async with self._translated(), self._engine.begin() as connection:
             yield EngineSession(connection)
 
     def single_write(self) -> AbstractAsyncContextManager[Session]:
         return self.transaction()
 
     async def close(self) -> None:
-        """The engine belongs to whoever made it."""
+        await self._engine.dispose()
 
 
 # --- PostgreSQL: the compiled statements on asyncpg
@@ -138,6 +276,8 @@ def _compile(statement: Executable, dialect: Any) -> _Compiled:
     assert isinstance(statement, ClauseElement), "a statement built with SQLAlchemy Core"
     compiled = statement.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None, "asyncpg's numbered parameters"
+    # A default computed in Python (`default=uuid.uuid4`) is SQLAlchemy's execution's to fill in, not ours.
+    assert not compiled.insert_prefetch, "every value of an insert given, none left to a Python-side default"
     getters: list[tuple[str | None, Any, Any]] = []  # (name, or None and the fixed value), bind processor
     for name in compiled.positiontup:
         bind = compiled.binds[name]
@@ -183,6 +323,9 @@ class _AsyncpgSession:
         status = await self._connection.execute(compiled.sql, *compiled.arguments(params))
         return int(status.rpartition(" ")[2])  # "UPDATE 1"
 
+    async def copy(self, model: type[Base], columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
+        await self._connection.copy_records_to_table(model.__tablename__, columns=list(columns), records=records)
+
 
 async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
     """What a returned connection needs here: asyncpg's default reset (unlisten, unlock, RESET ALL)
@@ -192,17 +335,17 @@ async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
 
 
 class AsyncpgDriver:
-    def __init__(self, engine: AsyncEngine, pool_size: int):
-        self._engine = engine
-        self._dialect = engine.dialect
-        self._dsn = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, url: str, pool_size: int):
+        self._dialect = asyncpg_dialect()
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._checked_out = 0  # connections of the pool asked for and not yet back: the pool is this driver's alone
-        self._compiled: dict[Executable, _Compiled] = {}
+        # Kept while the statement lives: those of the hot paths are built once (at import, or per key count) and
+        # compiled once; one built for a single call is forgotten with it.
+        self._compiled: weakref.WeakKeyDictionary[Executable, _Compiled] = weakref.WeakKeyDictionary()
 
     def _compile(self, statement: Executable) -> _Compiled:
-        """Compiled on first use and kept: hot-path statements are built once, at import or per key count."""
         compiled = self._compiled.get(statement)
         if compiled is None:
             compiled = self._compiled[statement] = _compile(statement, self._dialect)
@@ -243,13 +386,15 @@ class AsyncpgDriver:
         finally:
             self._checked_out -= 1
 
-    async def _unavailable_if_transient(self, exc: Exception) -> None:
-        if transient(exc):
-            # The server restarted: every pooled connection is dead too, the engine's as well as ours.
-            if self._pool is not None:
-                await self._pool.expire_connections()
-            await self._engine.dispose(close=False)
-            raise Unavailable() from exc
+    async def _translate(self, exc: Exception) -> None:
+        """Raise `exc` as one of ours, if it is one; the server restarted or refused: every pooled connection is
+        as dead."""
+        translated = _translated(exc)
+        if translated is None:
+            return
+        if isinstance(translated, Unavailable) and _lost(exc) and self._pool is not None:
+            await self._pool.expire_connections()
+        raise translated from exc
 
     @asynccontextmanager
     async def _session(self, in_transaction: bool) -> AsyncIterator[Session]:
@@ -264,7 +409,7 @@ class AsyncpgDriver:
             finally:
                 await self._release(pool, connection)
         except Exception as exc:
-            await self._unavailable_if_transient(exc)
+            await self._translate(exc)
             raise
 
     async def first(self, statement: Executable, params: Params) -> Row | None:
@@ -276,7 +421,7 @@ class AsyncpgDriver:
             finally:
                 await self._release(pool, connection)
         except Exception as exc:
-            await self._unavailable_if_transient(exc)
+            await self._translate(exc)
             raise
 
     def reading(self) -> AbstractAsyncContextManager[Session]:

@@ -7,13 +7,10 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import resellers, rules
 from service.auth import Principal
-from service.db import reading, transaction
-from service.driver import Driver, EngineSession, Row, Session
+from service.driver import Driver, Duplicate, Row, Session, retried
 from service.errors import Forbidden, InstallationExists, InstallationNotFound, PurchaseTooOld
 from service.models import Activation, Installation, LicenseKey
 
@@ -99,9 +96,10 @@ async def find(session: Session, code: str, for_update: bool = False) -> Install
     return _record(row)
 
 
+@retried
 async def register(
     *,
-    engine: AsyncEngine,
+    driver: Driver,
     principal: Principal,
     code: str,
     today: date,
@@ -131,66 +129,65 @@ async def register(
                 f"before today ({today}); ask an administrator"
             )
     owner = reseller_id if principal.is_admin else principal.reseller_id
+    values = {
+        "code": code,
+        "reseller_id": owner,
+        "anchor": support.anchor,
+        "initial_months": support.months,
+        "months": support.months,
+    }
     try:
-        async with transaction(engine) as conn:
-            await resellers.require(conn, owner)
-            row = (
-                await conn.execute(
-                    insert(Installation)
-                    .values(
-                        code=code,
-                        reseller_id=owner,
-                        anchor=support.anchor,
-                        initial_months=support.months,
-                        months=support.months,
-                        bonus_months=0,
-                    )
-                    .returning(*_COLUMNS)
-                )
-            ).one()
-    except IntegrityError as exc:
+        async with driver.transaction() as session:
+            await resellers.require(session, owner)
+            row = await session.first(_REGISTER, values)
+    except Duplicate as exc:
         raise InstallationExists() from exc
-    return _record(row._mapping)
+    assert row is not None, "an insert returns its row"
+    return _record(row)
+
+
+_REGISTER = (
+    insert(Installation)
+    .values({column: bindparam(column) for column in ("code", "reseller_id", "anchor", "initial_months", "months")})
+    .values(bonus_months=0)
+    .returning(*_COLUMNS)
+)
+_ACTIVATIONS_OF = (
+    select(
+        Activation.id,
+        Activation.activated_on,
+        Activation.licenses,
+        Activation.support_end_before,
+        Activation.support_end_after,
+        Activation.months_added,
+        Activation.bonus_months,
+        Activation.voided_at,
+        Activation.void_reason,
+    )
+    .where(Activation.installation_id == bindparam("id"))
+    .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
+)
+_KEYS_OF = (
+    select(LicenseKey.id, LicenseKey.activation_id)
+    .join(Activation, Activation.id == LicenseKey.activation_id)
+    .where(Activation.installation_id == bindparam("id"))
+    .order_by(LicenseKey.position)
+)
 
 
 async def details(
-    *, engine: AsyncEngine, principal: Principal, code: str
+    *, driver: Driver, principal: Principal, code: str
 ) -> tuple[InstallationRecord, list[ActivationSummary]]:
-    async with reading(engine) as conn:
-        installation = await find(EngineSession(conn), code)
+    async with driver.reading() as session:
+        installation = await find(session, code)
         principal.require_owner(installation.reseller_id)
-        activations = (
-            await conn.execute(
-                select(Activation)
-                .where(Activation.installation_id == installation.id)
-                .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
-            )
-        ).all()
-        keys = (
-            await conn.execute(
-                select(LicenseKey.id, LicenseKey.activation_id)
-                .join(Activation, Activation.id == LicenseKey.activation_id)
-                .where(Activation.installation_id == installation.id)
-                .order_by(LicenseKey.position)
-            )
-        ).all()
+        activations = await session.all(_ACTIVATIONS_OF, {"id": installation.id})
+        keys = await session.all(_KEYS_OF, {"id": installation.id})
     key_ids: dict[UUID, list[UUID]] = {}
     for key in keys:
-        key_ids.setdefault(key.activation_id, []).append(key.id)
+        key_ids.setdefault(key["activation_id"], []).append(key["id"])
     return installation, [
-        ActivationSummary(
-            id=a.id,
-            activated_on=a.activated_on,
-            licenses=a.licenses,
-            support_end_before=a.support_end_before,
-            support_end_after=a.support_end_after,
-            months_added=a.months_added,
-            bonus_months=a.bonus_months,
-            key_ids=tuple(key_ids.get(a.id, ())),
-            voided_at=a.voided_at,
-            void_reason=a.void_reason,
-        )
-        for a in activations
+        ActivationSummary(**activation, key_ids=tuple(key_ids.get(activation["id"], ()))) for activation in activations
     ]
 
 

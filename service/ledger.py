@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import bindparam, select, update
 
 from service import installations, rules
-from service.db import reading, transaction
-from service.driver import EngineSession
+from service.driver import Driver, Session, retried
 from service.errors import ActivationNotFound
 from service.models import Activation, Installation, LicenseKey
 
@@ -44,40 +42,43 @@ class Drift:
     ledger: Folded
 
 
-async def verify(engine: AsyncEngine, batch: int = 1000) -> list[Drift]:
+_INSTALLATIONS_AFTER = (
+    select(
+        Installation.id,
+        Installation.code,
+        Installation.anchor,
+        Installation.initial_months,
+        Installation.months,
+        Installation.bonus_months,
+    )
+    .where(Installation.id > bindparam("after"))
+    .order_by(Installation.id)
+    .limit(bindparam("batch"))
+)
+_LIVE_ACTIVATIONS_BETWEEN = _LIVE_ACTIVATIONS.where(
+    Activation.installation_id.between(bindparam("first"), bindparam("last"))
+)
+_LIVE_ACTIVATIONS_OF = _LIVE_ACTIVATIONS.where(Activation.installation_id == bindparam("id"))
+
+
+async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift]:
     """Every installation whose stored support differs from its ledger."""
     drifts: list[Drift] = []
     last_id = 0
-    async with reading(engine) as conn:
+    async with driver.reading() as session:
         while True:
-            rows = (
-                await conn.execute(
-                    select(
-                        Installation.id,
-                        Installation.code,
-                        Installation.anchor,
-                        Installation.initial_months,
-                        Installation.months,
-                        Installation.bonus_months,
-                    )
-                    .where(Installation.id > last_id)
-                    .order_by(Installation.id)
-                    .limit(batch)
-                )
-            ).all()
+            rows = await session.all(_INSTALLATIONS_AFTER, {"after": last_id, "batch": batch})
             if not rows:
                 return drifts
-            last_id = rows[-1].id
+            last_id = rows[-1]["id"]
             ledgers: dict[int, list[tuple]] = {}
-            for a in await conn.execute(
-                _LIVE_ACTIVATIONS.where(Activation.installation_id.between(rows[0].id, last_id))
-            ):
-                ledgers.setdefault(a.installation_id, []).append((a.activated_on, a.licenses))
+            for a in await session.all(_LIVE_ACTIVATIONS_BETWEEN, {"first": rows[0]["id"], "last": last_id}):
+                ledgers.setdefault(a["installation_id"], []).append((a["activated_on"], a["licenses"]))
             for row in rows:
-                folded = fold(rules.Support(row.anchor, row.initial_months), ledgers.get(row.id, []))
-                stored = Folded(row.months, row.bonus_months)
+                folded = fold(rules.Support(row["anchor"], row["initial_months"]), ledgers.get(row["id"], []))
+                stored = Folded(row["months"], row["bonus_months"])
                 if stored != folded:
-                    drifts.append(Drift(row.code, stored, folded))
+                    drifts.append(Drift(row["code"], stored, folded))
 
 
 @dataclass(frozen=True)
@@ -89,40 +90,51 @@ class VoidResult:
     support_end: date
 
 
-async def void(*, engine: AsyncEngine, activation_id: UUID, reason: str, now: datetime) -> VoidResult:
+_CODE_OF_ACTIVATION = select(Installation.code).join(Activation).where(Activation.id == bindparam("id"))
+_VOID_STATE = select(Activation.voided_at, Activation.void_reason).where(Activation.id == bindparam("id"))
+_VOID = (
+    update(Activation)
+    .where(Activation.id == bindparam("activation_id"))
+    .values(voided_at=bindparam("now"), void_reason=bindparam("reason"))
+)
+_REVOKE_KEYS_OF = (
+    update(LicenseKey)
+    .where(LicenseKey.activation_id == bindparam("of"))
+    .values(status="revoked", revoked_at=bindparam("now"))
+)
+_STORE_FOLDED = (
+    update(Installation)
+    .where(Installation.id == bindparam("installation_id"))
+    .values(months=bindparam("months"), bonus_months=bindparam("bonus_months"))
+)
+
+
+@retried
+async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetime) -> VoidResult:
     """Void an activation (a refund, a mistake): it stays in the ledger marked void, its keys are
     revoked, and the installation is recomputed. Voiding a void activation changes nothing."""
-    async with transaction(engine) as conn:
-        code = await conn.scalar(select(Installation.code).join(Activation).where(Activation.id == activation_id))
-        if code is None:
+    async with driver.transaction() as session:
+        found = await session.first(_CODE_OF_ACTIVATION, {"id": activation_id})
+        if found is None:
             raise ActivationNotFound()
-        installation = await installations.find(EngineSession(conn), code, for_update=True)
-        activation = (
-            await conn.execute(
-                select(Activation.voided_at, Activation.void_reason).where(Activation.id == activation_id)
-            )
-        ).one()
-        if activation.voided_at is None:
-            await conn.execute(
-                update(Activation).where(Activation.id == activation_id).values(voided_at=now, void_reason=reason)
-            )
-            await conn.execute(
-                update(LicenseKey)
-                .where(LicenseKey.activation_id == activation_id)
-                .values(status="revoked", revoked_at=now)
-            )
-            folded = await _refold(conn, installation)
+        code = found["code"]
+        installation = await installations.find(session, code, for_update=True)
+        activation = await session.first(_VOID_STATE, {"id": activation_id})
+        assert activation is not None, "the activation was found above, and activations are never deleted"
+        if activation["voided_at"] is None:
+            await session.execute(_VOID, {"activation_id": activation_id, "now": now, "reason": reason})
+            await session.execute(_REVOKE_KEYS_OF, {"of": activation_id, "now": now})
+            folded = await _refold(session, installation)
             support_end = rules.Support(installation.support.anchor, folded.months).end
             return VoidResult(activation_id, code, now, reason, support_end)
-    return VoidResult(activation_id, code, activation.voided_at, activation.void_reason, installation.support.end)
+    return VoidResult(activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end)
 
 
-async def _refold(conn: AsyncConnection, installation: installations.InstallationRecord) -> Folded:
-    ledger = (await conn.execute(_LIVE_ACTIVATIONS.where(Activation.installation_id == installation.id))).all()
-    folded = fold(installation.start, [(a.activated_on, a.licenses) for a in ledger])
-    await conn.execute(
-        update(Installation)
-        .where(Installation.id == installation.id)
-        .values(months=folded.months, bonus_months=folded.bonus_months)
+async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:
+    ledger = await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})
+    folded = fold(installation.start, [(a["activated_on"], a["licenses"]) for a in ledger])
+    await session.execute(
+        _STORE_FOLDED,
+        {"installation_id": installation.id, "months": folded.months, "bonus_months": folded.bonus_months},
     )
     return folded

@@ -4,16 +4,15 @@ are refused at once)."""
 
 import asyncio
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.auth import SecretChecks, hash_secret
-from service.db import reading, transaction
+from service.driver import Driver, Duplicate, Session, retried
 from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
 from service.ratelimit import Limiter, client_name
@@ -63,104 +62,123 @@ _RECORD = select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.create
 _FIND = _RECORD.where(Reseller.id == bindparam("id"))
 # Read on every call with a reseller's token: built once.
 _ACCESS = select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id"))
+_LOGIN = select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
+    Reseller.client_id == bindparam("client_id")
+)
+_REGISTER = insert(Reseller).values(
+    id=bindparam("id"), name=bindparam("name"), client_id=bindparam("client_id"), secret_hash=bindparam("secret_hash")
+)
+_DISABLE = (
+    update(Reseller)
+    .where(Reseller.id == bindparam("reseller_id"), Reseller.disabled_at.is_(None))
+    .values(disabled_at=bindparam("now"))
+)
+_ENABLE = update(Reseller).where(Reseller.id == bindparam("reseller_id")).values(disabled_at=None)
+_ROTATE = (
+    update(Reseller)
+    .where(Reseller.id == bindparam("reseller_id"))
+    .values(secret_hash=bindparam("secret_hash"), tokens_valid_from=bindparam("valid_from"))
+)
+_EXISTS = select(Reseller.id).where(Reseller.id == bindparam("id"))
 
 
-async def register(*, engine: AsyncEngine, name: str) -> NewReseller:
+async def register(*, driver: Driver, name: str) -> NewReseller:
+    reseller_id = uuid.uuid4()
     client_id = "rs_" + secrets.token_urlsafe(12)
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
+    values = {"id": reseller_id, "name": name, "client_id": client_id, "secret_hash": secret_hash}
     try:
-        async with transaction(engine) as conn:
-            reseller_id = (
-                await conn.execute(
-                    insert(Reseller)
-                    .values(name=name, client_id=client_id, secret_hash=secret_hash)
-                    .returning(Reseller.id)
-                )
-            ).scalar_one()
-    except IntegrityError as exc:
+        await _insert(driver=driver, values=values)
+    except Duplicate as exc:
         raise ResellerExists() from exc
     return NewReseller(reseller_id, name, client_id, client_secret)
 
 
+@retried
+async def _insert(*, driver: Driver, values: dict[str, object]) -> None:
+    async with driver.transaction() as session:
+        await session.execute(_REGISTER, values)
+
+
 async def authenticate(
-    *, engine: AsyncEngine, limiter: Limiter, checks: SecretChecks, client: str, client_id: str, client_secret: str
+    *, driver: Driver, limiter: Limiter, checks: SecretChecks, client: str, client_id: str, client_secret: str
 ) -> Login:
     """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
     otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
     limited per client address and per client id, before any secret is hashed."""
     async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
-        async with transaction(engine) as conn:
-            row = (
-                await conn.execute(
-                    select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
-                        Reseller.client_id == client_id
-                    )
-                )
-            ).first()
-        stored = row.secret_hash if row else _DUMMY_HASH
-        if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
+        row = await driver.first(_LOGIN, {"client_id": client_id})
+        stored = row["secret_hash"] if row else _DUMMY_HASH
+        if not await checks.verify(client_secret, stored) or row is None or row["disabled_at"] is not None:
             raise Unauthenticated("Unknown client or wrong secret")
-        return Login(row.id, row.tokens_valid_from)
+        return Login(row["id"], row["tokens_valid_from"])
 
 
-async def check_access(*, engine: AsyncEngine, reseller_id: UUID, issued_at: int | None) -> None:
+async def check_access(*, driver: Driver, reseller_id: UUID, issued_at: int | None) -> None:
     """A reseller's token is good only while the reseller exists and is not disabled, and only if it was issued
     (`iat`, whole seconds) no earlier than the last secret rotation allows: `Unauthenticated` otherwise."""
-    async with reading(engine) as conn:
-        row = (await conn.execute(_ACCESS, {"id": reseller_id})).first()
+    row = await driver.first(_ACCESS, {"id": reseller_id})
     if row is None:
         raise Unauthenticated("The access token names no known reseller")
-    if row.disabled_at is not None:
+    if row["disabled_at"] is not None:
         raise Unauthenticated("The reseller is disabled")
-    if row.tokens_valid_from is not None and (issued_at is None or issued_at < row.tokens_valid_from.timestamp()):
+    valid_from = row["tokens_valid_from"]
+    if valid_from is not None and (issued_at is None or issued_at < valid_from.timestamp()):
         raise Unauthenticated("The access token was issued before the client secret was rotated")
 
 
-async def _find(conn: AsyncConnection, reseller_id: UUID) -> ResellerRecord:
-    row = (await conn.execute(_FIND, {"id": reseller_id})).first()
+async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
+    row = await session.first(_FIND, {"id": reseller_id})
     if row is None:
         raise ResellerNotFound()
-    return ResellerRecord(**row._mapping)
+    return ResellerRecord(**row)
 
 
-async def get(*, engine: AsyncEngine, reseller_id: UUID) -> ResellerRecord:
-    async with reading(engine) as conn:
-        return await _find(conn, reseller_id)
+async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
+    async with driver.reading() as session:
+        return await _find(session, reseller_id)
 
 
-async def disable(*, engine: AsyncEngine, reseller_id: UUID, now: datetime) -> ResellerRecord:
+@retried
+async def disable(*, driver: Driver, reseller_id: UUID, now: datetime) -> ResellerRecord:
     """Its tokens are refused from now on and it gets no new ones. Disabling it again keeps the first instant."""
-    async with transaction(engine) as conn:
-        await conn.execute(
-            update(Reseller).where(Reseller.id == reseller_id, Reseller.disabled_at.is_(None)).values(disabled_at=now)
-        )
-        return await _find(conn, reseller_id)
+    async with driver.transaction() as session:
+        await session.execute(_DISABLE, {"reseller_id": reseller_id, "now": now})
+        return await _find(session, reseller_id)
 
 
-async def enable(*, engine: AsyncEngine, reseller_id: UUID) -> ResellerRecord:
+@retried
+async def enable(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
     """It may get tokens again, and its unexpired ones work again."""
-    async with transaction(engine) as conn:
-        await conn.execute(update(Reseller).where(Reseller.id == reseller_id).values(disabled_at=None))
-        return await _find(conn, reseller_id)
+    async with driver.transaction() as session:
+        await session.execute(_ENABLE, {"reseller_id": reseller_id})
+        return await _find(session, reseller_id)
 
 
-async def rotate_secret(*, engine: AsyncEngine, reseller_id: UUID, now: datetime) -> RotatedSecret:
+async def rotate_secret(*, driver: Driver, reseller_id: UUID, now: datetime) -> RotatedSecret:
     """A new client secret, shown once; the old one stops working at once, and so does every token issued
     before now (a rotation is usually because the secret leaked). `iat` counts whole seconds, so tokens are
     valid from the next whole second: one issued earlier in this second could be the leaked secret's."""
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
-    async with transaction(engine) as conn:
-        await conn.execute(
-            update(Reseller)
-            .where(Reseller.id == reseller_id)
-            .values(secret_hash=secret_hash, tokens_valid_from=now.replace(microsecond=0) + timedelta(seconds=1))
+    valid_from = now.replace(microsecond=0) + timedelta(seconds=1)
+    return RotatedSecret(
+        await _store_secret(driver=driver, reseller_id=reseller_id, secret_hash=secret_hash, valid_from=valid_from),
+        client_secret,
+    )
+
+
+@retried
+async def _store_secret(*, driver: Driver, reseller_id: UUID, secret_hash: str, valid_from: datetime) -> ResellerRecord:
+    async with driver.transaction() as session:
+        await session.execute(
+            _ROTATE, {"reseller_id": reseller_id, "secret_hash": secret_hash, "valid_from": valid_from}
         )
-        return RotatedSecret(await _find(conn, reseller_id), client_secret)
+        return await _find(session, reseller_id)
 
 
-async def require(conn: AsyncConnection, reseller_id: UUID | None) -> None:
+async def require(session: Session, reseller_id: UUID | None) -> None:
     """Inside another transaction: the named reseller exists (no name, nothing to check)."""
-    if reseller_id is not None and await conn.scalar(select(Reseller.id).where(Reseller.id == reseller_id)) is None:
+    if reseller_id is not None and await session.first(_EXISTS, {"id": reseller_id}) is None:
         raise ResellerNotFound()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.auth import TokenSettings, issue_token
 from service.clock import FixedClock
+from service.driver import Driver
 from service.http.app import create_app
 from service.settings import Settings
 
@@ -18,22 +19,27 @@ ISSUED_KEYS: set[str] = set()
 
 
 class Api:
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, clock: FixedClock, engine: AsyncEngine):
+    def __init__(
+        self, client: httpx.AsyncClient, settings: Settings, clock: FixedClock, engine: AsyncEngine, driver: Driver
+    ):
         self.client = client
         self.settings = settings
         self.clock = clock
         self.engine = engine
+        """The test's own way to the database, to arrange what the API cannot, and to clean up."""
+        self.driver = driver
+        """The service's own."""
         self.admin = self.headers_for("admin", "test-admin")
 
     @classmethod
     @asynccontextmanager
     async def started(cls, settings: Settings, engine: AsyncEngine, today: date, client_address: str = "127.0.0.1"):
         clock = FixedClock(settings.zone, today)
-        app = create_app(settings, engine=engine, clock=clock)
+        app = create_app(settings, clock=clock)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_address, 50000))
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                yield cls(client, settings, clock, engine)
+                yield cls(client, settings, clock, engine, app.state.runtime.driver)
         finally:
             await app.state.runtime.close()
 

@@ -10,7 +10,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -144,15 +144,22 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    engine = create_engine(settings.database_url)
+@asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[Api]:
+    """The service on `settings`, standing on 2026-11-24; every table emptied afterwards."""
+    engine = create_engine(settings.database_url)  # the test's own, for what the API cannot arrange, and to clean up
     try:
         async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
             yield api
     finally:
         await empty_tables(engine)
         await engine.dispose()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with service(settings) as api:
+        yield api
 
 
 async def empty_tables(engine: AsyncEngine) -> None:

@@ -38,7 +38,7 @@ async def test_voiding_a_middle_activation_refolds_later_bonuses(api: Api) -> No
         (voided["activation_id"], "refund"),
         (later["activation_id"], None),
     ]
-    assert await ledger.verify(api.engine) == []
+    assert await ledger.verify(driver=api.driver) == []
     assert (await api.activate("ACME", [first])).json()["code"] == "key_revoked"
     assert (await api.activate("ACME", [third])).status_code == 201
 
@@ -78,7 +78,7 @@ async def test_verify_reports_an_installation_that_drifted_from_its_ledger(api: 
     async with api.engine.begin() as conn:
         await conn.execute(update(Installation).where(Installation.code == "ACME").values(months=13))
 
-    [drift] = await ledger.verify(api.engine)
+    [drift] = await ledger.verify(driver=api.driver)
 
     assert (drift.code, drift.stored.months, drift.ledger.months) == ("ACME", 13, 12)
 

@@ -29,7 +29,7 @@ async def pg(postgres_url: str) -> AsyncIterator[Api]:
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         yield api
-        assert await ledger.verify(engine) == [], "the ledger does not explain every installation"
+        assert await ledger.verify(driver=api.driver) == [], "the ledger does not explain every installation"
         await empty_tables(engine)
     await engine.dispose()
 

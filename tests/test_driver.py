@@ -1,4 +1,4 @@
-"""The hot paths' driver: the same SQLAlchemy statements give the same answers on asyncpg (PostgreSQL)
+"""The one way into the database: the same SQLAlchemy statements give the same answers on asyncpg (PostgreSQL)
 and through the engine (SQLite)."""
 
 import re
@@ -7,10 +7,9 @@ from datetime import datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import Engine, bindparam, event, select, update
 
 from service import driver as driver_module
-from service.db import create_engine
 from service.driver import create_driver
 from service.errors import Unavailable
 from service.models import Installation
@@ -32,7 +31,7 @@ _STAMP = update(Installation).where(Installation.code == bindparam("of")).values
 
 @pytest.fixture
 async def driver(api: Api):
-    driver = create_driver(api.engine)
+    driver = create_driver(api.settings.database_url, pool_size=2)
     yield driver
     await driver.close()
 
@@ -99,9 +98,9 @@ def statements_sent(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
     monkeypatch.setattr(
         asyncpg, "create_pool", lambda *args, **kwargs: create_pool(*args, init=logging_its_queries, **kwargs)
     )
-    event.listen(api.engine.sync_engine, "before_cursor_execute", through_the_engine)
+    event.listen(Engine, "before_cursor_execute", through_the_engine)
     yield sent
-    event.remove(api.engine.sync_engine, "before_cursor_execute", through_the_engine)
+    event.remove(Engine, "before_cursor_execute", through_the_engine)
 
 
 def _tables_written(statement: str) -> set[str]:
@@ -131,8 +130,7 @@ async def test_an_activations_writes_share_one_statement_only_where_the_database
 async def test_waiting_too_long_for_a_connection_is_unavailable(postgres_url: str, monkeypatch) -> None:
     """Every connection of the pool busy: a read waits, up to its limit, then answers `Unavailable`."""
     monkeypatch.setattr(driver_module, "POOL_TIMEOUT_SECONDS", 0.2)
-    engine = create_engine(postgres_url)
-    one_connection = create_driver(engine, pool_size=1)
+    one_connection = create_driver(postgres_url, pool_size=1)
     try:
         async with one_connection.reading():
             with pytest.raises(Unavailable):
@@ -140,4 +138,3 @@ async def test_waiting_too_long_for_a_connection_is_unavailable(postgres_url: st
         assert await one_connection.first(_SUPPORT, {"code": "ACME"}) is None
     finally:
         await one_connection.close()
-        await engine.dispose()

@@ -112,4 +112,4 @@ async def test_a_restart_under_load_loses_and_invents_nothing(api: Api, cluster:
     }
     assert len(answered) == len(load_keys) + len(held_keys)
     assert ledger_ids == answered
-    assert await ledger.verify(api.engine) == []
+    assert await ledger.verify(driver=api.driver) == []

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, problem mapping, and the engine's lifetime."""
+"""The FastAPI application: routers, problem mapping, and the lifetime of what it opens."""
 
 import gc
 from collections.abc import AsyncIterator
@@ -6,12 +6,10 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.auth import SecretChecks
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
-from service.db import create_engine
 from service.driver import create_driver
 from service.http import docs, observability, openapi, problems
 from service.http.deps import Runtime
@@ -32,19 +30,13 @@ the fixed points of this contract at [/docs/contract](/docs/contract).
 """
 
 
-def create_app(
-    settings: Settings | None = None, engine: AsyncEngine | None = None, clock: Clock | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_production()
-    owns_engine = engine is None
-
-    engine = engine or create_engine(settings.database_url, settings.database_pool_size)
     counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
     runtime = Runtime(
         settings=settings,
-        engine=engine,
-        driver=create_driver(engine, settings.database_pool_size),
+        driver=create_driver(settings.database_url, pool_size=settings.database_pool_size),
         clock=clock or Clock(settings.zone),
         signer=CertificateSigner(settings.certificate_private_key or generate_private_key(), settings.jwt_issuer),
         key_secret=settings.key_hash_secret.encode(),
@@ -72,8 +64,6 @@ def create_app(
         gc.freeze()
         yield
         await runtime.close()
-        if owns_engine:
-            await engine.dispose()
 
     # FastAPI's own OpenTelemetry hooks are off: the service's telemetry is `Observability` (Prometheus and
     # JSON logs), and the hooks would look up three OpenTelemetry providers on every request.

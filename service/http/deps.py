@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import resellers
 from service.auth import Principal, SecretChecks, TokenSettings, verify_token
@@ -30,7 +29,6 @@ class Runtime:
     they use as dependencies."""
 
     settings: Settings
-    engine: AsyncEngine
     driver: Driver
     clock: Clock
     signer: CertificateSigner
@@ -43,7 +41,7 @@ class Runtime:
     trusted_networks: list[IPv4Network | IPv6Network]
 
     async def close(self) -> None:
-        """Close what the runtime opened; the engine belongs to whoever made it."""
+        """Close what the runtime opened."""
         await self.counters.close()
         await self.driver.close()
 
@@ -57,8 +55,8 @@ async def get_app_settings(request: Request) -> Settings:
     return runtime_of(request).settings
 
 
-async def get_engine(request: Request) -> AsyncEngine:
-    return runtime_of(request).engine
+async def get_driver(request: Request) -> Driver:
+    return runtime_of(request).driver
 
 
 async def get_clock(request: Request) -> Clock:
@@ -143,7 +141,7 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /
 
 async def get_principal(
     settings: "SettingsDep",
-    engine: "EngineDep",
+    driver: "DriverDep",
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller. A reseller's token is checked against its row on every call, so that disabling the reseller
@@ -153,7 +151,7 @@ async def get_principal(
         raise Unauthenticated("An access token is required")
     principal = verify_token(TokenSettings.of(settings), credentials.credentials)
     if principal.reseller_id is not None:
-        await resellers.check_access(engine=engine, reseller_id=principal.reseller_id, issued_at=principal.issued_at)
+        await resellers.check_access(driver=driver, reseller_id=principal.reseller_id, issued_at=principal.issued_at)
     return principal
 
 
@@ -165,7 +163,7 @@ async def get_admin(principal: "PrincipalDep") -> Principal:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SignerDep = Annotated[CertificateSigner, Depends(get_signer)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+DriverDep = Annotated[Driver, Depends(get_driver)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 TodayDep = Annotated[date, Depends(get_today)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

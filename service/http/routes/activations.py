@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
 from service.errors import DomainError
-from service.http.deps import AdminDep, ClockDep, EngineDep, client_address, runtime_of
+from service.http.deps import AdminDep, ClockDep, DriverDep, client_address, runtime_of
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problem_responses
 from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
@@ -70,9 +70,9 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     summary="Void an activation (a refund or a mistake)",
     responses=problem_responses(400, 401, 403, 404, 413, 503),
 )
-async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
+async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
     support is recomputed from its remaining activations. Voiding twice changes nothing."""
-    result = await ledger.void(engine=engine, activation_id=activation_id, reason=body.reason, now=clock.now())
+    result = await ledger.void(driver=driver, activation_id=activation_id, reason=body.reason, now=clock.now())
     event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
     return VoidOut.model_validate(result)

@@ -33,7 +33,7 @@ async def token(
     runtime = runtime_of(request)
     settings = runtime.settings
     login = await resellers.authenticate(
-        engine=runtime.engine,
+        driver=runtime.driver,
         limiter=runtime.token_limiter,
         checks=runtime.secret_checks,
         client=client_address(request),

@@ -1,13 +1,15 @@
 """`/healthz`: the process is alive. `/readyz`: it can reach its database (send traffic here)."""
 
-from fastapi import APIRouter
-from sqlalchemy import text
+from typing import Any
 
-from service.db import reading
+from fastapi import APIRouter
+from sqlalchemy import Select, literal_column, select
+
 from service.http.deps import RuntimeDep
 from service.http.openapi import problem_responses
 
 router = APIRouter(tags=["health"])
+_PING: Select[Any] = select(literal_column("1"))
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -21,8 +23,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, str]:
     """Readiness for the load balancer: `200` when the database answers, `503 unavailable` when not.
     `rate_limits` says where this process counts failures now: `redis`, or `memory` (no `REDIS_URL`, or
     Redis unreachable: then `redis` says so, and the process stays ready, limiting on its own)."""
-    async with reading(runtime.engine) as conn:
-        await conn.execute(text("SELECT 1"))
+    await runtime.driver.first(_PING, {})
     store = await runtime.counters.check()
     answer = {"status": "ready", "rate_limits": store}
     if runtime.counters.redis_away:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import Field
 
 from service import installations, rules
-from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
+from service.http.deps import DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.openapi import json_response, problem_responses
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
 from service.http.schemas.installations import InstallationIn, InstallationOut, QuoteOut, SupportOut
@@ -27,14 +27,14 @@ LicensesQuery = Annotated[
     responses=problem_responses(400, 401, 403, 404, 409, 413, 503),
 )
 async def register(
-    body: InstallationIn, engine: EngineDep, principal: PrincipalDep, settings: SettingsDep, today: TodayDep
+    body: InstallationIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep, today: TodayDep
 ) -> InstallationOut:
     """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
     customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
     registers for itself, only sales, and only sales of the last `PURCHASE_MAX_AGE_DAYS` days (default 30);
     an admin registers any of them."""
     record = await installations.register(
-        engine=engine,
+        driver=driver,
         principal=principal,
         code=body.code,
         today=today,
@@ -51,9 +51,9 @@ async def register(
     summary="An installation with its activations",
     responses=problem_responses(400, 401, 403, 404, 503),
 )
-async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
+async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> InstallationOut:
     """Admins and the owning reseller: the installation and its ledger of activations, in the order applied."""
-    record, activations = await installations.details(engine=engine, principal=principal, code=code)
+    record, activations = await installations.details(driver=driver, principal=principal, code=code)
     return InstallationOut.of(record, activations)
 
 

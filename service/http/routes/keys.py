@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import Field
 
 from service import keys
-from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, RuntimeDep
+from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problem_responses
 from service.http.schemas.common import WrittenInDigits
@@ -39,7 +39,7 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
     """Admins: issue `count` keys, optionally to a reseller. The keys are in this answer only: the service
     keeps a keyed hash of each."""
     issued = await keys.issue(
-        engine=runtime.engine, count=body.count, secret=runtime.key_secret, reseller_id=body.reseller_id
+        driver=runtime.driver, count=body.count, secret=runtime.key_secret, reseller_id=body.reseller_id
     )
     KEYS_ISSUED.inc(len(issued))
     event("keys_issued", count=len(issued), reseller_id=body.reseller_id, first_key_id=issued[0].id)
@@ -52,7 +52,7 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
     "", summary="List key metadata (never the keys themselves)", responses=problem_responses(400, 401, 403, 503)
 )
 async def list_keys(
-    engine: EngineDep,
+    driver: DriverDep,
     principal: PrincipalDep,
     status: Annotated[KeyStatus | None, Query()] = None,
     reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's keys")] = None,
@@ -61,7 +61,7 @@ async def list_keys(
 ) -> KeyPage:
     """Admins (all keys) and resellers (their own): key metadata, a page at a time, filterable by status."""
     page = await keys.list_keys(
-        engine=engine, principal=principal, status=status, reseller_id=reseller_id, after=after, limit=limit
+        driver=driver, principal=principal, status=status, reseller_id=reseller_id, after=after, limit=limit
     )
     return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
 
@@ -69,9 +69,9 @@ async def list_keys(
 @router.post(
     "/{key_id}/revoke", summary="Revoke an unused key", responses=problem_responses(400, 401, 403, 404, 409, 503)
 )
-async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
+async def revoke(key_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
     """Admins: revoke an unused key so that it can never be activated. Revoking it again changes nothing."""
-    info = await keys.revoke(engine=engine, key_id=key_id, now=clock.now())
+    info = await keys.revoke(driver=driver, key_id=key_id, now=clock.now())
     KEYS_REVOKED.inc()
     event("key_revoked", key_id=key_id)
     return _out(info)

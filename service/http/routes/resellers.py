@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, status
 
 from service import resellers
-from service.http.deps import AdminDep, ClockDep, EngineDep
+from service.http.deps import AdminDep, ClockDep, DriverDep
 from service.http.observability import event
 from service.http.openapi import problem_responses
 from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
@@ -20,27 +20,27 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
     summary="Register a reseller",
     responses=problem_responses(400, 401, 403, 409, 413, 503),
 )
-async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
+async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
-    new = await resellers.register(engine=engine, name=body.name)
+    new = await resellers.register(driver=driver, name=body.name)
     return ResellerCreated.model_validate(new)
 
 
 @router.get(
     "/{reseller_id}", summary="A reseller (never its secret)", responses=problem_responses(400, 401, 403, 404, 503)
 )
-async def get(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
+async def get(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> ResellerOut:
     """Admins: a reseller, and whether it is disabled."""
-    return ResellerOut.model_validate(await resellers.get(engine=engine, reseller_id=reseller_id))
+    return ResellerOut.model_validate(await resellers.get(driver=driver, reseller_id=reseller_id))
 
 
 @router.post(
     "/{reseller_id}/disable", summary="Disable a reseller", responses=problem_responses(400, 401, 403, 404, 503)
 )
-async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> ResellerOut:
+async def disable(reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller's access tokens are refused from this moment (`401`), not when they expire, and it
     gets no new ones. Its installations and keys stay as they are. Disabling it again changes nothing."""
-    reseller = await resellers.disable(engine=engine, reseller_id=reseller_id, now=clock.now())
+    reseller = await resellers.disable(driver=driver, reseller_id=reseller_id, now=clock.now())
     event("reseller_disabled", reseller_id=reseller_id)
     return ResellerOut.model_validate(reseller)
 
@@ -48,9 +48,9 @@ async def disable(reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin:
 @router.post(
     "/{reseller_id}/enable", summary="Enable a disabled reseller", responses=problem_responses(400, 401, 403, 404, 503)
 )
-async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> ResellerOut:
+async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller may get tokens again, and its unexpired tokens work again."""
-    reseller = await resellers.enable(engine=engine, reseller_id=reseller_id)
+    reseller = await resellers.enable(driver=driver, reseller_id=reseller_id)
     event("reseller_enabled", reseller_id=reseller_id)
     return ResellerOut.model_validate(reseller)
 
@@ -61,10 +61,10 @@ async def enable(reseller_id: UUID, engine: EngineDep, _admin: AdminDep) -> Rese
     responses=problem_responses(400, 401, 403, 404, 503),
 )
 async def rotate_secret(
-    reseller_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep
+    reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep
 ) -> ResellerSecretRotated:
     """Admins: a new client secret, in this answer only. The old secret stops working at once, and so does
     every access token issued before the rotation (the usual reason for one is a leaked secret)."""
-    rotated = await resellers.rotate_secret(engine=engine, reseller_id=reseller_id, now=clock.now())
+    rotated = await resellers.rotate_secret(driver=driver, reseller_id=reseller_id, now=clock.now())
     event("reseller_secret_rotated", reseller_id=reseller_id)
     return ResellerSecretRotated.of_rotation(rotated)

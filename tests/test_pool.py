@@ -1,0 +1,105 @@
+"""One pool per process on PostgreSQL, holding `DATABASE_POOL_SIZE` connections whatever the mix of calls; a
+conflict between transactions is retried, and never costs the pool its connections."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.api import Api
+from tests.conftest import make_settings, service
+from tests.held_rows import WAIT_AT_MOST_SECONDS
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+# The backends connected to this database, but for the one asking.
+_SERVICE_BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+
+def service_on(postgres_url: str, pool_size: int) -> AbstractAsyncContextManager[Api]:
+    return service(make_settings(postgres_url, database_pool_size=pool_size, activation_failure_limit=1000))
+
+
+@asynccontextmanager
+async def watching(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own, to the service's database."""
+    connection = await asyncpg.connect(make_url(postgres_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def backends(watcher: asyncpg.Connection, but: set[int] = frozenset()) -> set[int]:
+    await watcher.execute("SELECT pg_stat_clear_snapshot()")
+    return {row["pid"] for row in await watcher.fetch(_SERVICE_BACKENDS)} - but
+
+
+async def test_every_call_hot_or_cold_shares_one_pool_of_database_pool_size_connections(postgres_url: str) -> None:
+    async with service_on(postgres_url, pool_size=3) as api, watching(postgres_url) as watcher:
+        await api.installation("ACME", purchased_on="2026-11-01")
+        keys = await api.keys(20)
+        seen: set[int] = set()
+        most_at_once = 0
+
+        async def count_while(calls: asyncio.Future) -> None:
+            nonlocal most_at_once
+            while not calls.done():
+                now = await backends(watcher)
+                seen.update(now)
+                most_at_once = max(most_at_once, len(now))
+                await asyncio.sleep(0.005)
+
+        calls = asyncio.gather(
+            *(api.get("/v1/installations/ACME/support") for _ in range(10)),  # the hot read
+            *(api.get("/v1/installations/ACME/quote") for _ in range(10)),
+            *(api.activate("ACME", [key]) for key in keys),  # the hot write
+            *(api.get("/v1/keys", headers=api.admin) for _ in range(10)),  # cold reads
+            *(api.get("/v1/installations/ACME", headers=api.admin) for _ in range(10)),
+            *(api.installation(f"NEW-{i}", purchased_on="2026-11-01") for i in range(10)),  # cold writes
+            *(api.get("/readyz") for _ in range(10)),
+        )
+        await count_while(calls)
+        answers = await calls
+        seen.update(await backends(watcher))
+
+    statuses = {a.status_code for a in answers if not isinstance(a, dict)}
+    assert statuses <= {200, 201}, "every call answered"
+    assert 1 <= most_at_once <= 3
+    assert len(seen) <= 3, "no connection beyond the pool's three, ever"
+
+
+async def test_a_deadlock_is_retried_and_the_request_succeeds_on_the_same_connection(postgres_url: str) -> None:
+    """Another client locks an activation's keys, the void locks the installation and waits for the keys, the
+    other client asks for the installation: PostgreSQL breaks the deadlock by failing the void's transaction
+    (the other client waits far longer before it looks for deadlocks). The void is tried again, and succeeds,
+    on the pool's one connection: a conflict is not a lost server."""
+    async with service_on(postgres_url, pool_size=1) as api, watching(postgres_url) as other:
+        await api.installation("ACME", purchased_on="2026-11-01")
+        activation = (await api.activate("ACME", await api.keys(2))).json()
+        pool_before = await backends(other)
+
+        await other.execute("BEGIN")
+        await other.execute("SET LOCAL deadlock_timeout = '60s'")
+        await other.execute(
+            "SELECT 1 FROM license_keys WHERE activation_id = $1 FOR UPDATE", activation["activation_id"]
+        )
+        void = asyncio.create_task(
+            api.post(f"/v1/activations/{activation['activation_id']}/void", {"reason": "refund"}, headers=api.admin)
+        )
+        async with asyncio.timeout(WAIT_AT_MOST_SECONDS):
+            while not await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                await asyncio.sleep(0.01)
+        await other.execute("SELECT 1 FROM installations WHERE code = 'ACME' FOR UPDATE")  # the deadlock
+        await other.execute("ROLLBACK")
+        answer = await void
+        pool_after = await backends(other)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["support_end"] == "2027-11-01"
+    assert pool_after == pool_before and len(pool_before) == 1, "the pool kept its connection"
