@@ -70,6 +70,20 @@ class ResellerNotFound(DomainError):
     title = "No such reseller"
 
 
+class WebhookUrlRefused(InvalidRequest):
+    title = "The webhook URL is not one the service sends to"
+
+
+class WebhookEndpointNotFound(DomainError):
+    code = "webhook_endpoint_not_found"
+    title = "No such webhook endpoint"
+
+
+class WebhookDeliveryNotFound(DomainError):
+    code = "webhook_delivery_not_found"
+    title = "No such webhook delivery"
+
+
 class InstallationExists(DomainError):
     code = "installation_exists"
     title = "An installation with this code is already registered"

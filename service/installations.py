@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select
 
-from service import resellers, rules
+from service import resellers, rules, webhooks
 from service.auth import Principal
 from service.driver import Driver, Duplicate, Row, Session, retried
 from service.errors import Forbidden, InstallationExists, InstallationNotFound, PurchaseTooOld
@@ -61,7 +61,7 @@ class ActivationSummary:
     void_reason: str | None
 
 
-_COLUMNS = (
+COLUMNS = (
     Installation.id,
     Installation.code,
     Installation.reseller_id,
@@ -73,7 +73,7 @@ _COLUMNS = (
 )
 
 
-def _record(row: Row) -> InstallationRecord:
+def record_of(row: Row) -> InstallationRecord:
     return InstallationRecord(
         id=row["id"],
         code=row["code"],
@@ -85,7 +85,7 @@ def _record(row: Row) -> InstallationRecord:
     )
 
 
-_FIND = select(*_COLUMNS).where(Installation.code == bindparam("code"))
+_FIND = select(*COLUMNS).where(Installation.code == bindparam("code"))
 _FIND_FOR_UPDATE = _FIND.with_for_update()
 
 
@@ -93,7 +93,7 @@ async def find(session: Session, code: str, for_update: bool = False) -> Install
     row = await session.first(_FIND_FOR_UPDATE if for_update else _FIND, {"code": code})
     if row is None:
         raise InstallationNotFound(f"No installation has the code {code!r}")
-    return _record(row)
+    return record_of(row)
 
 
 @retried
@@ -103,6 +103,7 @@ async def register(
     principal: Principal,
     code: str,
     today: date,
+    now: datetime,
     purchased_on: date | None = None,
     support_end: date | None = None,
     reseller_id: UUID | None = None,
@@ -140,17 +141,21 @@ async def register(
         async with driver.transaction() as session:
             await resellers.require(session, owner)
             row = await session.first(_REGISTER, values)
+            assert row is not None, "an insert returns its row"
+            record = record_of(row)
+            await webhooks.emit(
+                session, webhooks.Event.of(webhooks.INSTALLATION_REGISTERED, record, reseller_id=owner, now=now)
+            )
     except Duplicate as exc:
         raise InstallationExists() from exc
-    assert row is not None, "an insert returns its row"
-    return _record(row)
+    return record
 
 
 _REGISTER = (
     insert(Installation)
     .values({column: bindparam(column) for column in ("code", "reseller_id", "anchor", "initial_months", "months")})
     .values(bonus_months=0)
-    .returning(*_COLUMNS)
+    .returning(*COLUMNS)
 )
 _ACTIVATIONS_OF = (
     select(

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
-from service import installations, rules
+from service import installations, rules, webhooks
 from service.driver import Driver, Session, retried
 from service.errors import ActivationNotFound
 from service.models import Activation, Installation, LicenseKey
@@ -126,8 +126,18 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
             await session.execute(_REVOKE_KEYS_OF, {"of": activation_id, "now": now})
             folded = await _refold(session, installation)
             support_end = rules.Support(installation.support.anchor, folded.months).end
-            return VoidResult(activation_id, code, now, reason, support_end)
+            result = VoidResult(activation_id, code, now, reason, support_end)
+            await _announce(session, result, installation)
+            return result
     return VoidResult(activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end)
+
+
+async def _announce(session: Session, voided: VoidResult, installation: installations.InstallationRecord) -> None:
+    """One `activation.voided` event per activation voided, in the voiding transaction."""
+    event = webhooks.Event.of(
+        webhooks.ACTIVATION_VOIDED, voided, reseller_id=installation.reseller_id, now=voided.voided_at
+    )
+    await webhooks.emit(session, event)
 
 
 async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:

@@ -18,7 +18,8 @@ _ERRORS = {
     402: "`licenses_insufficient` ([R6](/docs/rules#r6)): the keys would not bring support current; "
     "`quote` says what would",
     403: "`forbidden`: the token lacks the role, or the resource is another reseller's",
-    404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`",
+    404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`, "
+    "`webhook_endpoint_not_found`, `webhook_delivery_not_found`",
     409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`",
     413: "`payload_too_large`: the request body is over the limit",
     422: "`key_malformed`: a key fails its format or check symbols (a typo)",
@@ -63,6 +64,7 @@ def install(app: FastAPI) -> None:
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
+                webhooks=app.webhooks.routes,
                 tags=app.openapi_tags,
             )
             for path in schema["paths"].values():

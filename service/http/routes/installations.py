@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import Field
 
 from service import installations, rules
-from service.http.deps import DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
+from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.openapi import json_response, problem_responses
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
 from service.http.schemas.installations import InstallationIn, InstallationOut, QuoteOut, SupportOut
@@ -27,17 +27,19 @@ LicensesQuery = Annotated[
     responses=problem_responses(400, 401, 403, 404, 409, 413, 503),
 )
 async def register(
-    body: InstallationIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep, today: TodayDep
+    body: InstallationIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep, clock: ClockDep
 ) -> InstallationOut:
     """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
     customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
     registers for itself, only sales, and only sales of the last `PURCHASE_MAX_AGE_DAYS` days (default 30);
     an admin registers any of them."""
+    now, today = clock.read()
     record = await installations.register(
         driver=driver,
         principal=principal,
         code=body.code,
         today=today,
+        now=now,
         purchased_on=body.purchased_on,
         support_end=body.support_end,
         reseller_id=body.reseller_id,

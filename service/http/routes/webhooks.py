@@ -1,0 +1,124 @@
+"""Webhook endpoints: registered (the signing secret shown once), listed, disabled, deleted, their secret rotated;
+their deliveries seen and sent again."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import Field
+
+from service import webhooks
+from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep
+from service.http.openapi import problem_responses
+from service.http.schemas.common import WrittenInDigits
+from service.http.schemas.webhooks import (
+    DeliveryList,
+    DeliveryOut,
+    EndpointCreated,
+    EndpointIn,
+    EndpointList,
+    EndpointOut,
+)
+
+router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a webhook endpoint",
+    responses=problem_responses(400, 401, 403, 404, 413, 503),
+)
+async def create(
+    body: EndpointIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep
+) -> EndpointCreated:
+    """Admins and resellers: an `https` URL at a public address, and the events it wants (see `webhooks` in this
+    document); none given, every event. A reseller's endpoint hears about its own installations and keys; an
+    admin's, about those of the reseller it names, or with none, of every reseller. The signing secret is in this
+    answer only."""
+    new = await webhooks.create_endpoint(
+        driver=driver,
+        principal=principal,
+        url=body.url,
+        event_types=body.event_types,
+        reseller_id=body.reseller_id,
+        allowed_hosts=settings.webhook_allowed_hosts,
+    )
+    return EndpointCreated.of_new(new)
+
+
+@router.get("", summary="List webhook endpoints", responses=problem_responses(400, 401, 403, 503))
+async def list_endpoints(driver: DriverDep, principal: PrincipalDep) -> EndpointList:
+    """Admins: every endpoint; resellers: their own. Never their secrets."""
+    endpoints = await webhooks.list_endpoints(driver=driver, principal=principal)
+    return EndpointList(items=[EndpointOut.of(endpoint) for endpoint in endpoints])
+
+
+@router.post(
+    "/{endpoint_id}/disable",
+    summary="Disable a webhook endpoint",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def disable(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep, clock: ClockDep) -> EndpointOut:
+    """Admins and the owning reseller: nothing more is sent to it. Disabling it again changes nothing."""
+    endpoint = await webhooks.disable_endpoint(
+        driver=driver, principal=principal, endpoint_id=endpoint_id, now=clock.now()
+    )
+    return EndpointOut.of(endpoint)
+
+
+@router.delete(
+    "/{endpoint_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a webhook endpoint",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def delete(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) -> Response:
+    """Admins and the owning reseller: the endpoint and its deliveries are gone."""
+    await webhooks.delete_endpoint(driver=driver, principal=principal, endpoint_id=endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{endpoint_id}/rotate-secret",
+    summary="Rotate a webhook endpoint's signing secret",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def rotate_secret(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) -> EndpointCreated:
+    """Admins and the owning reseller: a new secret, in this answer only; every delivery from now on, retries
+    included, is signed with it."""
+    rotated = await webhooks.rotate_secret(driver=driver, principal=principal, endpoint_id=endpoint_id)
+    return EndpointCreated.of_new(rotated)
+
+
+@router.get(
+    "/{endpoint_id}/deliveries",
+    summary="A webhook endpoint's deliveries",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def deliveries(
+    endpoint_id: UUID,
+    driver: DriverDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
+) -> DeliveryList:
+    """Admins and the owning reseller: the latest deliveries, newest event first, with what the last attempt
+    got (its status code, the start of the answer)."""
+    found = await webhooks.list_deliveries(driver=driver, principal=principal, endpoint_id=endpoint_id, limit=limit)
+    return DeliveryList(items=[DeliveryOut.of(delivery) for delivery in found])
+
+
+@router.post(
+    "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+    summary="Send a webhook delivery again",
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def redeliver(
+    endpoint_id: UUID, delivery_id: UUID, driver: DriverDep, principal: PrincipalDep, clock: ClockDep
+) -> DeliveryOut:
+    """Admins and the owning reseller: a delivery (a failed one, typically) is due again now, with a fresh round
+    of attempts and the same `webhook-id`."""
+    delivery = await webhooks.redeliver(
+        driver=driver, principal=principal, endpoint_id=endpoint_id, delivery_id=delivery_id, now=clock.now()
+    )
+    return DeliveryOut.of(delivery)
