@@ -247,7 +247,7 @@ async def _owned(session: Session, principal: Principal, endpoint_id: UUID) -> E
 
 _DISABLE = (
     update(WebhookEndpoint)
-    .where(WebhookEndpoint.id == bindparam("id"), WebhookEndpoint.disabled_at.is_(None))
+    .where(WebhookEndpoint.id == bindparam("endpoint"), WebhookEndpoint.disabled_at.is_(None))
     .values(disabled_at=bindparam("now"))
 )
 
@@ -257,7 +257,7 @@ async def disable_endpoint(*, driver: Driver, principal: Principal, endpoint_id:
     """Nothing more is sent to it; its pending deliveries wait. Disabling it again changes nothing."""
     async with driver.transaction() as session:
         await _owned(session, principal, endpoint_id)
-        await session.execute(_DISABLE, {"id": endpoint_id, "now": now})
+        await session.execute(_DISABLE, {"endpoint": endpoint_id, "now": now})
         return await _owned(session, principal, endpoint_id)
 
 
@@ -274,7 +274,9 @@ async def delete_endpoint(*, driver: Driver, principal: Principal, endpoint_id: 
         await session.execute(_DELETE, {"id": endpoint_id})
 
 
-_ROTATE = update(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("id")).values(secret=bindparam("secret"))
+_ROTATE = (
+    update(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("endpoint")).values(secret=bindparam("new_secret"))
+)
 
 
 @retried
@@ -283,7 +285,7 @@ async def rotate_secret(*, driver: Driver, principal: Principal, endpoint_id: UU
     secret = new_secret()
     async with driver.transaction() as session:
         endpoint = await _owned(session, principal, endpoint_id)
-        await session.execute(_ROTATE, {"id": endpoint_id, "secret": secret})
+        await session.execute(_ROTATE, {"endpoint": endpoint_id, "new_secret": secret})
     return EndpointWithSecret(endpoint, secret)
 
 
@@ -338,7 +340,7 @@ async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: 
 
 _REDELIVER = (
     update(WebhookDelivery)
-    .where(WebhookDelivery.id == bindparam("id"))
+    .where(WebhookDelivery.id == bindparam("delivery"))
     .values(status="pending", attempts=0, next_attempt_at=bindparam("now"))
 )
 
@@ -353,7 +355,7 @@ async def redeliver(
         params = {"endpoint_id": endpoint_id, "id": delivery_id, "limit": 1}
         if await session.first(_DELIVERY, params) is None:
             raise WebhookDeliveryNotFound()
-        await session.execute(_REDELIVER, {"id": delivery_id, "now": now})
+        await session.execute(_REDELIVER, {"delivery": delivery_id, "now": now})
         row = await session.first(_DELIVERY, params)
     assert row is not None, "the delivery was found above in this transaction"
     return Delivery(**row)
@@ -370,7 +372,7 @@ _UNDISPATCHED = (
     .with_for_update(skip_locked=True)
 )
 _ENABLED_ENDPOINTS = select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.disabled_at.is_(None))
-_DISPATCHED = update(WebhookEvent).where(WebhookEvent.id == bindparam("id")).values(dispatched_at=bindparam("now"))
+_DISPATCHED = update(WebhookEvent).where(WebhookEvent.id == bindparam("event")).values(dispatched_at=bindparam("now"))
 _DELIVERY_ROW = ("id", "event_id", "endpoint_id", "status", "attempts", "next_attempt_at", "created_at")
 
 
@@ -393,7 +395,7 @@ async def dispatch(*, driver: Driver, now: datetime, batch: int = 100) -> int:
         if deliveries:
             await session.copy(WebhookDelivery, _DELIVERY_ROW, deliveries)
         for event in events:
-            await session.execute(_DISPATCHED, {"id": event["id"], "now": now})
+            await session.execute(_DISPATCHED, {"event": event["id"], "now": now})
     return len(events)
 
 
@@ -437,7 +439,7 @@ _DUE = (
 )
 _LEASE = (
     update(WebhookDelivery)
-    .where(WebhookDelivery.id == bindparam("id"))
+    .where(WebhookDelivery.id == bindparam("delivery"))
     .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=bindparam("lease_end"))
 )
 
@@ -450,7 +452,7 @@ async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int) 
     async with driver.transaction() as session:
         rows = await session.all(_DUE, {"now": now, "batch": batch})
         for row in rows:
-            await session.execute(_LEASE, {"id": row["delivery_id"], "lease_end": now + lease})
+            await session.execute(_LEASE, {"delivery": row["delivery_id"], "lease_end": now + lease})
     return [
         Claim(
             delivery_id=row["delivery_id"],
@@ -485,24 +487,24 @@ def retry_delay(attempt: int, base_seconds: float, jitter: float) -> timedelta:
 _ATTEMPTED = (
     update(WebhookDelivery)
     .where(
-        WebhookDelivery.id == bindparam("id"),
+        WebhookDelivery.id == bindparam("delivery"),
         WebhookDelivery.attempts == bindparam("attempt"),
         WebhookDelivery.status == "pending",
     )
     .values(
-        status=bindparam("status"),
-        next_attempt_at=bindparam("next_attempt_at"),
+        status=bindparam("outcome"),
+        next_attempt_at=bindparam("due"),
         last_attempt_at=bindparam("now"),
         last_status_code=bindparam("status_code"),
         last_error=bindparam("error"),
         response_excerpt=bindparam("excerpt"),
-        delivered_at=bindparam("delivered_at"),
+        delivered_at=bindparam("delivered"),
     )
 )
-_HEALTHY = update(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("id")).values(failing_since=None)
+_HEALTHY = update(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("endpoint")).values(failing_since=None)
 _FAILING = (
     update(WebhookEndpoint)
-    .where(WebhookEndpoint.id == bindparam("id"), WebhookEndpoint.failing_since.is_(None))
+    .where(WebhookEndpoint.id == bindparam("endpoint"), WebhookEndpoint.failing_since.is_(None))
     .values(failing_since=bindparam("now"))
 )
 
@@ -514,29 +516,31 @@ async def record(*, driver: Driver, claim: Claim, outcome: Outcome, now: datetim
     records nothing. The delivery's status after it."""
     status = "delivered" if outcome.delivered else ("pending" if retry_at is not None else "failed")
     params = {
-        "id": claim.delivery_id,
+        "delivery": claim.delivery_id,
         "attempt": claim.attempt,
-        "status": status,
-        "next_attempt_at": retry_at or now,
+        "outcome": status,
+        "due": retry_at or now,
         "now": now,
         "status_code": outcome.status_code,
         "error": outcome.error and outcome.error[:200],
         "excerpt": outcome.excerpt and outcome.excerpt[:EXCERPT_CHARACTERS],
-        "delivered_at": now if outcome.delivered else None,
+        "delivered": now if outcome.delivered else None,
     }
     async with driver.transaction() as session:
         if not await session.execute(_ATTEMPTED, params):
             return "overtaken"
         if status == "delivered":
-            await session.execute(_HEALTHY, {"id": claim.endpoint_id})
+            await session.execute(_HEALTHY, {"endpoint": claim.endpoint_id})
         elif status == "failed":
-            await session.execute(_FAILING, {"id": claim.endpoint_id, "now": now})
+            await session.execute(_FAILING, {"endpoint": claim.endpoint_id, "now": now})
     return status
 
 
-_OLDEST_UNDISPATCHED = select(func.min(WebhookEvent.occurred_at)).where(WebhookEvent.dispatched_at.is_(None))
+_OLDEST_UNDISPATCHED = select(func.min(WebhookEvent.occurred_at).label("oldest")).where(
+    WebhookEvent.dispatched_at.is_(None)
+)
 _OLDEST_PENDING = (
-    select(func.min(WebhookEvent.occurred_at))
+    select(func.min(WebhookEvent.occurred_at).label("oldest"))
     .join(WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)
     .where(WebhookDelivery.status == "pending")
 )
@@ -546,8 +550,8 @@ async def oldest_undelivered(*, driver: Driver) -> datetime | None:
     """When the oldest event not yet delivered everywhere it is wanted happened (None: there is none)."""
     async with driver.reading() as session:
         found = [
-            row[0]
+            row["oldest"]
             for statement in (_OLDEST_UNDISPATCHED, _OLDEST_PENDING)
-            if (row := await session.first(statement, {})) is not None and row[0] is not None
+            if (row := await session.first(statement, {})) is not None and row["oldest"] is not None
         ]
     return min(found, default=None)

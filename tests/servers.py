@@ -58,3 +58,18 @@ def running_server(env: dict[str, str], cwd: Path | None = None, ready_path: str
 def _read(log: IO[bytes]) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")
+
+
+@contextmanager
+def running_worker(env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`timex-licensing worker`, stopped (SIGTERM) on the way out; its log kept with the servers'."""
+    with tempfile.TemporaryFile() as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            worker.wait(timeout=10)
+            SERVER_LOGS.append(_read(log))
