@@ -1,23 +1,28 @@
-"""Webhooks delivered by several `timex-licensing worker` processes on one PostgreSQL: each event once, never
-one attempt by two workers at once (they claim with `SELECT … FOR UPDATE SKIP LOCKED`)."""
+"""Webhooks delivered by real processes: several `timex-licensing worker` on one PostgreSQL, each event once, never
+one attempt by two workers at once (they claim with `SELECT … FOR UPDATE SKIP LOCKED`); and `serve` delivering
+by itself on the embedded SQLite database."""
 
 import asyncio
 import json
 import os
 import time
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 
+from service.auth import TokenSettings, issue_token
 from service.db import create_engine
+from service.settings import Settings
 from tests.api import Api
 from tests.conftest import empty_tables, make_settings
 from tests.receiver import Receiver
-from tests.servers import running_worker
+from tests.servers import running_server, running_worker
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = pytest.mark.anyio
 
 EVENTS = 200
 
@@ -39,6 +44,7 @@ async def _undelivered(api: Api) -> int:
     return int(pending or 0) + int(undispatched or 0)
 
 
+@pytest.mark.postgres
 async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: Api, postgres_url: str) -> None:
     async with Receiver.running() as receiver:
         response = await pg.post(
@@ -65,3 +71,28 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: 
     assert len(counts) == EVENTS
     assert set(counts.values()) == {1}, "an event was delivered twice"
     assert await _undelivered(pg) == 0
+
+
+async def test_serve_delivers_by_itself_when_told_to(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}",
+        "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "WEBHOOK_WORKER_IN_SERVE": "true",
+        "WEBHOOK_POLL_SECONDS": "0.05",
+    }
+    token = issue_token(
+        TokenSettings.of(Settings(_env_file=None)), "admin", "test", datetime.now(UTC), timedelta(minutes=5)
+    )
+    admin = {"Authorization": f"Bearer {token}"}
+    async with Receiver.running() as receiver:
+        with running_server(env) as url:
+            async with httpx.AsyncClient(base_url=url, headers=admin) as client:
+                hook = (await client.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
+                await client.post("/v1/installations", json={"code": "ACME", "purchased_on": "2025-03-15"})
+                deadline = time.monotonic() + 30  # a bound on a broken run, not a measure of this one
+                while not receiver.received and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+
+    [received] = receiver.received
+    assert received.verified(hook["secret"])["data"]["code"] == "ACME"
