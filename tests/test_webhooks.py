@@ -4,10 +4,11 @@ retry; nothing a rolled-back change did is announced. A real receiver on 127.0.0
 `WEBHOOK_ALLOWED_HOSTS`), and the worker's rounds run by the test, on the service's clock."""
 
 import itertools
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from sqlalchemy import func, select
@@ -15,12 +16,31 @@ from sqlalchemy import func, select
 from service import webhooks
 from service.delivery import Worker
 from service.http import events
+from service.http.openapi import document
+from service.http.schemas.webhooks import (
+    ActivationCreated,
+    ActivationVoided,
+    EventType,
+    InstallationRegistered,
+    KeyRevoked,
+    SupportExpiring,
+    SupportLapsed,
+)
 from service.models import WebhookEvent
 from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.anyio
+
+DOCUMENTED = {
+    "activation.created": ActivationCreated,
+    "activation.voided": ActivationVoided,
+    "installation.registered": InstallationRegistered,
+    "key.revoked": KeyRevoked,
+    "installation.support_expiring": SupportExpiring,
+    "installation.support_lapsed": SupportLapsed,
+}
 
 
 @pytest.fixture
@@ -102,8 +122,23 @@ async def test_every_event_reaches_the_reseller_it_is_about_in_the_apis_represen
         assert (sent[notice]["data"]["code"], sent[notice]["data"]["support_end"]) == ("ACME", "2027-11-20")
     for event in sent.values():
         assert re.fullmatch(r"[0-9a-f-]{36}", event["id"]) and event["timestamp"]
+        DOCUMENTED[event["type"]].model_validate(event)  # the body the API document describes
     operator = [r.verified(everything["secret"]) for r in receiver.at(everything["url"])]
     assert {e["data"].get("code") for e in operator if e["type"] == "installation.registered"} == {"ACME", "THEIRS"}
+
+
+def test_the_api_document_describes_each_events_body_with_the_apis_own_models() -> None:
+    spec = json.loads(document())
+    schemas = spec["components"]["schemas"]
+
+    assert set(spec["webhooks"]) == set(webhooks.EVENT_TYPES) == set(get_args(EventType))
+    for event_type, model in DOCUMENTED.items():
+        operation = spec["webhooks"][event_type]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{model.__name__}"}
+        assert "webhook-signature" in operation["description"]
+    assert schemas["ActivationCreated"]["properties"]["data"]["$ref"].endswith("/ActivationOut")
+    assert schemas["KeyRevoked"]["properties"]["data"]["$ref"].endswith("/KeyOut")
 
 
 async def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt_with_the_same_id(

@@ -67,7 +67,7 @@ def install(app: FastAPI) -> None:
                 webhooks=app.webhooks.routes,
                 tags=app.openapi_tags,
             )
-            for path in schema["paths"].values():
+            for path in [*schema["paths"].values(), *schema.get("webhooks", {}).values()]:
                 for operation in path.values():
                     validation = operation["responses"].get("422", {})
                     if "HTTPValidationError" in str(validation.get("content")):
