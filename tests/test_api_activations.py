@@ -24,7 +24,7 @@ async def test_activating_one_key_before_the_end_renews_with_the_bonus(api: Api)
     assert body["support_end_before"] == "2026-03-15"
     assert body["support_end_after"] == "2027-05-15"
     assert body["months_added"] == 14
-    [license_] = body["licenses"]
+    [license_] = body["periods"]
     assert (license_["from"], license_["to"], license_["bonus_months"]) == ("2026-03-16", "2027-05-15", 2)
     support = await api.support("ACME")
     assert (support["support_end"], support["months_granted"], support["bonus_months"]) == ("2027-05-15", 26, 2)
@@ -50,7 +50,7 @@ async def test_two_keys_after_a_lapse_back_date_then_earn_the_bonus(api: Api) ->
 
     assert body["months_added"] == 26
     assert body["support_end_after"] == "2028-05-15"
-    assert [(p["from"], p["to"], p["bonus_months"]) for p in body["licenses"]] == [
+    assert [(p["from"], p["to"], p["bonus_months"]) for p in body["periods"]] == [
         ("2026-03-16", "2027-03-15", 0),
         ("2027-03-16", "2028-05-15", 2),
     ]

@@ -15,7 +15,9 @@ TOKEN_FORM = {"grant_type": "client_credentials", "client_id": "rs_abc", "client
 
 
 def _refused(response) -> bool:
-    return (response.status_code, response.json().get("code")) == (400, "invalid_request")
+    """`400 invalid_request`: a problem's `code`, or at the token endpoint RFC 6749's `error`."""
+    body = response.json()
+    return (response.status_code, body.get("code", body.get("error"))) == (400, "invalid_request")
 
 
 # Every string an operation takes, in turn holding a NUL (PostgreSQL refuses NUL in text outright).
