@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service import errors
 from service.http.problems import MEDIA_TYPE, STATUS
@@ -176,7 +176,11 @@ TAGS = [
 SERVERS = [{"url": "/", "description": "This service"}]
 CONTACT = {"name": "Smartec, Timex Support licensing"}
 # Schemas no route's signature names, yet the responses and the token endpoint's request refer to.
-_SHARED_MODELS = [(Problem, "serialization"), (OAuth2Error, "serialization"), (TokenRequest, "validation")]
+_SHARED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (Problem, "serialization"),
+    (OAuth2Error, "serialization"),
+    (TokenRequest, "validation"),
+]
 
 
 def install(app: FastAPI) -> None:

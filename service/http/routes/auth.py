@@ -4,6 +4,7 @@ answer (§5.1) and errors (§5.2) in its own JSON, not problem+json, since OAuth
 
 import binascii
 from base64 import b64decode
+from collections.abc import Mapping
 from datetime import timedelta
 from urllib.parse import unquote_plus
 
@@ -33,7 +34,7 @@ class _Refused(Exception):
         self.headers = headers or {}
 
 
-def _answer(body: dict[str, object], status: int, headers: dict[str, str]) -> Response:
+def _answer(body: Mapping[str, object], status: int, headers: Mapping[str, str]) -> Response:
     return Response(orjson.dumps(body), status, {**_NO_STORE, **headers}, media_type="application/json")
 
 
