@@ -17,6 +17,8 @@ from service.http.schemas.problem import Problem
 
 REF = "#/components/schemas/{model}"
 PROBLEM = {"$ref": REF.format(model="Problem")}
+BAD_UUID = "Input should be a valid UUID, invalid length: found 3"
+BAD_CODE = "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$'"
 
 # What the middleware and the framework refuse before any route runs, beside the domain's own codes.
 PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -34,10 +36,8 @@ _titles(errors.DomainError)
 
 # Each code's example: what the service really answers, its `detail` and any member beside the five of every problem.
 _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
-    errors.InvalidRequest.code: (
-        "body.count: Input should be greater than or equal to 1",
-        {"errors": [{"loc": ["body", "count"], "msg": "Input should be greater than or equal to 1", "type": "ge"}]},
-    ),
+    # What any operation may be refused with (a route names a field of its own with `problems(invalid=…)`).
+    errors.InvalidRequest.code: ("A query parameter is given more than once", {}),
     errors.Unauthenticated.code: ("The access token is missing, expired or not valid", {}),
     errors.LicensesInsufficient.code: ("1 license(s) supplied, 2 required", {"quote": QUOTE_EXAMPLE}),
     errors.Forbidden.code: ("This operation is for administrators", {}),
@@ -82,8 +82,15 @@ def _header(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/headers/{name}"}
 
 
-def _example(code: str) -> dict[str, Any]:
+Invalid = tuple[list[str | int], str, str]
+"""An `invalid_request` example's one field: where (`loc`), pydantic's message and its error type."""
+
+
+def _example(code: str, invalid: Invalid | None = None) -> dict[str, Any]:
     detail, extra = _EXAMPLES[code]
+    if invalid is not None and code == errors.InvalidRequest.code:
+        loc, msg, kind = invalid
+        detail, extra = f"{'.'.join(map(str, loc))}: {msg}", {"errors": [{"loc": loc, "msg": msg, "type": kind}]}
     status = _STATUS[code]
     return {
         "type": f"urn:timex-licensing:problem:{code}",
@@ -95,9 +102,9 @@ def _example(code: str) -> dict[str, Any]:
     }
 
 
-def problems(*codes: str) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: the problems it can answer with, exactly these codes, each with an example,
-    grouped by status, all of them the one `Problem` schema."""
+def problems(*codes: str, invalid: Invalid | None = None) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the problems it can answer with, exactly these codes, each with an example
+    (`invalid`: its `invalid_request`'s, a field of its own), grouped by status, all of them the one `Problem`."""
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(_STATUS[code], []).append(code)
@@ -108,7 +115,9 @@ def problems(*codes: str) -> dict[int | str, dict[str, Any]]:
             "content": {
                 MEDIA_TYPE: {
                     "schema": PROBLEM,
-                    "examples": {code: {"summary": _TITLES[code], "value": _example(code)} for code in grouped},
+                    "examples": {
+                        code: {"summary": _TITLES[code], "value": _example(code, invalid)} for code in grouped
+                    },
                 }
             },
         }

@@ -8,7 +8,7 @@ from service import activations, ledger
 from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, EngineDep, client_address, runtime_of
 from service.http.observability import ACTIVATIONS, event
-from service.http.openapi import problems
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
@@ -34,6 +34,7 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
             "key_malformed",
             "rate_limited",
             "unavailable",
+            invalid=(["body", "keys"], "List should have at most 50 items after validation, not 51", "too_long"),
         ),
     },
 )
@@ -83,7 +84,13 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     summary="Void an activation (a refund or a mistake)",
     operation_id="voidActivation",
     responses=problems(
-        "invalid_request", "unauthenticated", "forbidden", "activation_not_found", "payload_too_large", "unavailable"
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "activation_not_found",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["path", "activation_id"], BAD_UUID, "uuid_parsing"),
     ),
 )
 async def void(activation_id: UUID, body: VoidIn, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from service import installations, rules
 from service.http.deps import EngineDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
-from service.http.openapi import json_response, problems
+from service.http.openapi import BAD_CODE, json_response, problems
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
 from service.http.schemas.installations import InstallationIn, InstallationOut, NewSale, QuoteOut, SupportOut
 
@@ -33,6 +33,7 @@ LicensesQuery = Annotated[
         "installation_exists",
         "payload_too_large",
         "unavailable",
+        invalid=(["body", "sale", "purchased_on"], "Value error, day is out of range for month", "value_error"),
     ),
 )
 async def register(
@@ -63,7 +64,14 @@ async def register(
     "/v1/installations/{code}",
     summary="An installation with its activations",
     operation_id="getInstallation",
-    responses=problems("invalid_request", "unauthenticated", "forbidden", "installation_not_found", "unavailable"),
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "installation_not_found",
+        "unavailable",
+        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+    ),
 )
 async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> InstallationOut:
     """Admins and the owning reseller: the installation and its ledger of activations, in the order applied."""
@@ -76,7 +84,12 @@ async def get(code: CodePath, engine: EngineDep, principal: PrincipalDep) -> Ins
     summary="Support state (what Help → About shows)",
     operation_id="getSupportState",
     response_model=SupportOut,
-    responses=problems("invalid_request", "installation_not_found", "unavailable"),
+    responses=problems(
+        "invalid_request",
+        "installation_not_found",
+        "unavailable",
+        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+    ),
 )
 async def support(code: CodePath, request: Request) -> Response:
     """Public: the support end, whether support is active today, and what the installation is entitled to
@@ -94,7 +107,12 @@ async def support(code: CodePath, request: Request) -> Response:
     summary="What renewing an installation costs",
     operation_id="quoteRenewal",
     response_model=QuoteOut,
-    responses=problems("invalid_request", "installation_not_found", "unavailable"),
+    responses=problems(
+        "invalid_request",
+        "installation_not_found",
+        "unavailable",
+        invalid=(["query", "on"], "Value error, must be a date written YYYY-MM-DD", "value_error"),
+    ),
 )
 async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
     """Public: how many licenses renewing takes on a day ([R7](/docs/rules#r7): every missed year once lapsed
@@ -116,7 +134,7 @@ async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: 
     "/v1/quote",
     summary="What renewing costs, from a bare support end",
     operation_id="quoteFromSupportEnd",
-    responses=problems("invalid_request"),
+    responses=problems("invalid_request", invalid=(["query", "support_end"], "Field required", "missing")),
 )
 async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],

@@ -9,7 +9,7 @@ from pydantic import Field
 from service import keys
 from service.http.deps import AdminDep, ClockDep, EngineDep, PrincipalDep, RuntimeDep
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
-from service.http.openapi import problems
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
@@ -35,7 +35,13 @@ def _out(info: keys.KeyInfo) -> KeyOut:
     summary="Issue keys",
     operation_id="issueKeys",
     responses=problems(
-        "invalid_request", "unauthenticated", "forbidden", "reseller_not_found", "payload_too_large", "unavailable"
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "reseller_not_found",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["body", "count"], "Input should be greater than or equal to 1", "greater_than_equal"),
     ),
 )
 async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssued:
@@ -55,7 +61,13 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
     "",
     summary="List key metadata (never the keys themselves)",
     operation_id="listKeys",
-    responses=problems("invalid_request", "unauthenticated", "forbidden", "unavailable"),
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "limit"], "Input should be greater than or equal to 1", "greater_than_equal"),
+    ),
 )
 async def list_keys(
     engine: EngineDep,
@@ -77,7 +89,13 @@ async def list_keys(
     summary="Revoke an unused key",
     operation_id="revokeKey",
     responses=problems(
-        "invalid_request", "unauthenticated", "forbidden", "key_not_found", "key_already_used", "unavailable"
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "key_not_found",
+        "key_already_used",
+        "unavailable",
+        invalid=(["path", "key_id"], BAD_UUID, "uuid_parsing"),
     ),
 )
 async def revoke(key_id: UUID, engine: EngineDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 from service import resellers
 from service.http.deps import AdminDep, ClockDep, EngineDep
 from service.http.observability import event
-from service.http.openapi import problems
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
@@ -20,7 +20,13 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
     summary="Register a reseller",
     operation_id="registerReseller",
     responses=problems(
-        "invalid_request", "unauthenticated", "forbidden", "reseller_exists", "payload_too_large", "unavailable"
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "reseller_exists",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["body", "name"], "String should have at least 1 character", "string_too_short"),
     ),
 )
 async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> ResellerCreated:
@@ -29,7 +35,14 @@ async def register(body: ResellerIn, engine: EngineDep, _admin: AdminDep) -> Res
     return ResellerCreated.model_validate(new)
 
 
-_ONE_RESELLER = problems("invalid_request", "unauthenticated", "forbidden", "reseller_not_found", "unavailable")
+_ONE_RESELLER = problems(
+    "invalid_request",
+    "unauthenticated",
+    "forbidden",
+    "reseller_not_found",
+    "unavailable",
+    invalid=(["path", "reseller_id"], BAD_UUID, "uuid_parsing"),
+)
 
 
 @router.get(
