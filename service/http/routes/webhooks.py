@@ -9,7 +9,7 @@ from pydantic import Field
 
 from service import webhooks
 from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep
-from service.http.openapi import problem_responses
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.webhooks import (
     DeliveryList,
@@ -21,13 +21,30 @@ from service.http.schemas.webhooks import (
 )
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+# Another reseller's endpoint is answered as one that does not exist.
+_ONE_ENDPOINT = problems(
+    "invalid_request",
+    "unauthenticated",
+    "webhook_endpoint_not_found",
+    "unavailable",
+    invalid=(["path", "endpoint_id"], BAD_UUID, "uuid_parsing"),
+)
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register a webhook endpoint",
-    responses=problem_responses(400, 401, 403, 404, 413, 503),
+    operation_id="registerWebhookEndpoint",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "reseller_not_found",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["body", "url"], "String should have at least 1 character", "string_too_short"),
+    ),
 )
 async def create(
     body: EndpointIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep
@@ -47,7 +64,12 @@ async def create(
     return EndpointCreated.of_new(new)
 
 
-@router.get("", summary="List webhook endpoints", responses=problem_responses(400, 401, 403, 503))
+@router.get(
+    "",
+    summary="List webhook endpoints",
+    operation_id="listWebhookEndpoints",
+    responses=problems("invalid_request", "unauthenticated", "unavailable"),
+)
 async def list_endpoints(driver: DriverDep, principal: PrincipalDep) -> EndpointList:
     """Admins: every endpoint; resellers: their own. Never their secrets."""
     endpoints = await webhooks.list_endpoints(driver=driver, principal=principal)
@@ -57,7 +79,8 @@ async def list_endpoints(driver: DriverDep, principal: PrincipalDep) -> Endpoint
 @router.post(
     "/{endpoint_id}/disable",
     summary="Disable a webhook endpoint",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    operation_id="disableWebhookEndpoint",
+    responses=_ONE_ENDPOINT,
 )
 async def disable(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep, clock: ClockDep) -> EndpointOut:
     """Admins and the owning reseller: nothing more is sent to it. Disabling it again changes nothing."""
@@ -71,7 +94,8 @@ async def disable(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep,
     "/{endpoint_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a webhook endpoint",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    operation_id="deleteWebhookEndpoint",
+    responses=_ONE_ENDPOINT,
 )
 async def delete(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) -> Response:
     """Admins and the owning reseller: the endpoint and its deliveries are gone."""
@@ -82,7 +106,8 @@ async def delete(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) 
 @router.post(
     "/{endpoint_id}/rotate-secret",
     summary="Rotate a webhook endpoint's signing secret",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    operation_id="rotateWebhookEndpointSecret",
+    responses=_ONE_ENDPOINT,
 )
 async def rotate_secret(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) -> EndpointCreated:
     """Admins and the owning reseller: a new secret, in this answer only; every delivery from now on, retries
@@ -94,7 +119,8 @@ async def rotate_secret(endpoint_id: UUID, driver: DriverDep, principal: Princip
 @router.get(
     "/{endpoint_id}/deliveries",
     summary="A webhook endpoint's deliveries",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    operation_id="listWebhookDeliveries",
+    responses=_ONE_ENDPOINT,
 )
 async def deliveries(
     endpoint_id: UUID,
@@ -111,7 +137,15 @@ async def deliveries(
 @router.post(
     "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
     summary="Send a webhook delivery again",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    operation_id="redeliverWebhook",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "webhook_endpoint_not_found",
+        "webhook_delivery_not_found",
+        "unavailable",
+        invalid=(["path", "delivery_id"], BAD_UUID, "uuid_parsing"),
+    ),
 )
 async def redeliver(
     endpoint_id: UUID, delivery_id: UUID, driver: DriverDep, principal: PrincipalDep, clock: ClockDep
