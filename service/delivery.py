@@ -31,7 +31,8 @@ log = logging.getLogger("service.webhooks")
 
 DELIVERIES = Counter(
     "webhook_deliveries_total",
-    "Webhook delivery attempts by outcome: delivered, retrying (failed, to be tried again), failed (out of attempts)",
+    "Webhook delivery attempts by outcome: delivered, retrying (failed, to be tried again), failed (out of attempts),"
+    " overtaken (its lease ran out, or it was redelivered, meanwhile: recorded by the later attempt)",
     ["outcome"],
 )
 
@@ -111,6 +112,8 @@ class Worker:
             transport=transport or CheckedAddressTransport(settings.webhook_allowed_hosts),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
             follow_redirects=False,
+            # No proxy from the environment: a proxy would connect to the host itself, past the address checked.
+            trust_env=False,
             # Uncompressed answers: only their start is read, and a compressed one could expand a thousandfold.
             headers={
                 "user-agent": "timex-licensing-webhooks",

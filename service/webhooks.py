@@ -338,9 +338,10 @@ async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: 
     return [Delivery(**row) for row in rows]
 
 
+# A pending delivery is left as it is: it is on its way, and may be in a worker's hands right now.
 _REDELIVER = (
     update(WebhookDelivery)
-    .where(WebhookDelivery.id == bindparam("delivery"))
+    .where(WebhookDelivery.id == bindparam("delivery"), WebhookDelivery.status != "pending")
     .values(status="pending", attempts=0, next_attempt_at=bindparam("now"))
 )
 
@@ -349,7 +350,8 @@ _REDELIVER = (
 async def redeliver(
     *, driver: Driver, principal: Principal, endpoint_id: UUID, delivery_id: UUID, now: datetime
 ) -> Delivery:
-    """Send a delivery again now, with a fresh round of attempts and the same `webhook-id`."""
+    """Send a delivered or failed delivery again now, with a fresh round of attempts and the same `webhook-id`;
+    a pending one is on its way already, and stays as it is."""
     async with driver.transaction() as session:
         await _owned(session, principal, endpoint_id)
         params = {"endpoint_id": endpoint_id, "id": delivery_id, "limit": 1}

@@ -182,6 +182,26 @@ async def test_out_of_attempts_the_endpoint_is_failing_and_the_admin_redelivers(
     assert healthy["failing_since"] is None
 
 
+async def test_a_pending_delivery_redelivered_stays_as_it_is(hooks: Api, receiver: Receiver) -> None:
+    """It is on its way already, and may be in a worker's hands: a fresh round now would send it twice at once."""
+    hook = await endpoint(hooks, receiver.url)
+    receiver.answers = [500]
+    await hooks.installation("ACME")
+    worker = worker_of(hooks)
+    try:
+        await worker.run_once()
+    finally:
+        await worker.close()
+    [pending] = await deliveries(hooks, hook["id"])
+
+    again = await hooks.post(
+        f"/v1/webhook-endpoints/{hook['id']}/deliveries/{pending['id']}/redeliver", headers=hooks.admin
+    )
+
+    assert (pending["status"], pending["attempts"]) == ("pending", 1)
+    assert again.json() == pending
+
+
 async def test_retries_back_off_exponentially_with_jitter_over_about_a_day() -> None:
     """The defaults: 5 s doubled for each of 15 attempts; the jitter spreads each wait over ±25 %."""
     waits = [webhooks.retry_delay(attempt, 5, 0.5) for attempt in range(1, 15)]
@@ -346,6 +366,21 @@ async def test_a_name_is_connected_to_at_the_address_checked_and_keeps_its_host_
 
     [received] = receiver.received
     assert received.headers["host"] == f"localhost:{port}"
+
+
+async def test_no_proxy_from_the_environment_carries_a_delivery(
+    hooks: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy would connect to the host by itself, past the address the service checked."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    await endpoint(hooks, receiver.url)
+    await hooks.installation("ACME")
+
+    await deliver_all(hooks)
+
+    assert len(receiver.received) == 1
 
 
 async def test_metrics_count_deliveries_and_age_the_oldest_undelivered_event(hooks: Api, receiver: Receiver) -> None:

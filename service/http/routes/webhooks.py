@@ -150,8 +150,8 @@ async def deliveries(
 async def redeliver(
     endpoint_id: UUID, delivery_id: UUID, driver: DriverDep, principal: PrincipalDep, clock: ClockDep
 ) -> DeliveryOut:
-    """Admins and the owning reseller: a delivery (a failed one, typically) is due again now, with a fresh round
-    of attempts and the same `webhook-id`."""
+    """Admins and the owning reseller: a delivered or failed delivery is due again now, with a fresh round of
+    attempts and the same `webhook-id`. A pending one is on its way already: it stays as it is."""
     delivery = await webhooks.redeliver(
         driver=driver, principal=principal, endpoint_id=endpoint_id, delivery_id=delivery_id, now=clock.now()
     )
