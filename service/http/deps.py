@@ -155,9 +155,7 @@ _reseller_oauth2 = OAuth2(
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def _principal(
-    settings: Settings, driver: Driver, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
+async def _principal(settings: Settings, driver: Driver, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The caller. A reseller's token is checked against its row on every call, so that disabling the reseller
     or rotating its secret refuses the token at once rather than at its expiry; admin tokens are in no database.
     The public hot paths take no token, so they never pay for this read."""
