@@ -142,6 +142,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop` is set, pausing `WEBHOOK_POLL_SECONDS` after a round with nothing due. A round
         that fails (the database unavailable) is logged and tried again after the pause."""
+        log.info("webhook worker running")
         while not stop.is_set():
             try:
                 attempts = await self.run_once()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -61,14 +61,15 @@ def _read(log: IO[bytes]) -> str:
 
 
 @contextmanager
-def running_worker(env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    """`timex-licensing worker`, stopped (SIGTERM) on the way out; its log kept with the servers'."""
+def running_worker(env: dict[str, str]) -> Iterator[Callable[[], str]]:
+    """`timex-licensing worker`, stopped (SIGTERM) on the way out; yields a way to read its log so far, which is
+    kept with the servers'."""
     with tempfile.TemporaryFile() as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
         )
         try:
-            yield worker
+            yield lambda: _read(log)
         finally:
             worker.terminate()
             worker.wait(timeout=10)

@@ -46,6 +46,13 @@ async def _undelivered(api: Api) -> int:
 
 @pytest.mark.postgres
 async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: Api, postgres_url: str) -> None:
+    """Both workers are running before the events happen, so that they race for every one of them."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_url,
+        "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "WEBHOOK_POLL_SECONDS": "0.02",
+    }
     async with Receiver.running() as receiver:
         response = await pg.post(
             "/v1/webhook-endpoints",
@@ -53,24 +60,22 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: 
             headers=pg.admin,
         )
         assert response.status_code == 201, response.text
-        for n in range(EVENTS):
-            await pg.installation(f"I{n}")
-        env = {
-            **os.environ,
-            "DATABASE_URL": postgres_url,
-            "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
-            "WEBHOOK_POLL_SECONDS": "0.05",
-        }
-
-        with running_worker(env), running_worker(env):
-            deadline = time.monotonic() + 120  # a bound on a broken run, not a measure of this one
-            while await _undelivered(pg) and time.monotonic() < deadline:
+        with running_worker(env) as first_log, running_worker(env) as second_log:
+            deadline = time.monotonic() + 60  # a bound on a broken run, not a measure of this one
+            while not all("worker running" in log() for log in (first_log, second_log)):
+                assert time.monotonic() < deadline, first_log() + second_log()
+                await asyncio.sleep(0.05)
+            for n in range(EVENTS):
+                await pg.installation(f"I{n}")
+            while (len(receiver.received) < EVENTS or await _undelivered(pg)) and time.monotonic() < deadline + 60:
                 await asyncio.sleep(0.1)
+            delivered_by = [log().count(": delivered") for log in (first_log, second_log)]
 
     counts = receiver.counts()
     assert len(counts) == EVENTS
     assert set(counts.values()) == {1}, "an event was delivered twice"
     assert await _undelivered(pg) == 0
+    assert sum(delivered_by) == EVENTS and all(delivered_by), delivered_by  # each worker took a share
 
 
 async def test_serve_delivers_by_itself_when_told_to(tmp_path: Path) -> None:
