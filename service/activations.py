@@ -24,7 +24,7 @@ from sqlalchemy import BindParameter, Select, Update, bindparam, case, exists, f
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session
-from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
+from service.errors import N_, KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
 from service.ratelimit import Limiter, client_name
 
@@ -212,18 +212,19 @@ async def _activate_checked(
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
         keys = await session.all(_keys_by_digest(len(key_digests)), _digest_values(key_digests))
-        if len(keys) != len(key_digests):
-            raise KeyNotFound("At least one key is unknown")
         by_digest = {key["digest"]: key for key in keys}
+        refused = _refused(key_digests, by_digest)
+        if len(keys) != len(key_digests):
+            raise KeyNotFound(N_("At least one key is unknown"), refused=refused)
         ordered = [by_digest[d] for d in key_digests]
 
         replay = await _replay(session, installation, ordered)
         if replay is not None:
             return replay
         if any(key["status"] == "revoked" for key in ordered):
-            raise KeyRevoked()
+            raise KeyRevoked(refused=refused)
         if any(key["status"] == "used" for key in ordered):
-            raise KeyAlreadyUsed()
+            raise KeyAlreadyUsed(refused=refused)
 
         try:
             renewal = rules.activate(installation.support, len(ordered), today)
@@ -235,6 +236,22 @@ async def _activate_checked(
         if result is None:
             raise KeyAlreadyUsed()  # another transaction took one after we read it: nothing is written
         return result
+
+
+_REFUSED_STATUS = {"revoked": KeyRevoked.code, "used": KeyAlreadyUsed.code}
+
+
+def _refused(key_digests: list[bytes], by_digest: Mapping[bytes, Mapping[str, Any]]) -> dict[int, str]:
+    """Why each key that cannot be used is refused, by its position in the request (a replay's used keys too:
+    only read when the activation is refused)."""
+    refused = {}
+    for position, key_digest in enumerate(key_digests):
+        key = by_digest.get(key_digest)
+        if key is None:
+            refused[position] = KeyNotFound.code
+        elif key["status"] in _REFUSED_STATUS:
+            refused[position] = _REFUSED_STATUS[key["status"]]
+    return refused
 
 
 class _Undecided(Exception):

@@ -30,6 +30,7 @@ __all__ = [
     "from_data",
     "generate",
     "normalize",
+    "split",
 ]
 
 PREFIX = "TXS"
@@ -128,6 +129,28 @@ def normalize(text: str) -> str:
     if _check(values[:DATA_SYMBOLS]) != values[DATA_SYMBOLS:]:
         raise KeyMalformed()
     return _format(values)
+
+
+def split(text: str) -> list[str]:
+    """The keys in text a person pasted, as typed: one per line or separated by spaces. A key may itself be
+    typed with spaces (`TXS-ABCDE FGHJK …`): a new key begins at a word starting with the prefix, or once the
+    key so far has its 20 symbols (and prefix)."""
+    keys: list[str] = []
+    for line in text.splitlines():
+        current: list[str] = []
+        for word in line.split():
+            if current and (word.upper().startswith(PREFIX) or _symbols(current) >= SYMBOLS):
+                keys.append(" ".join(current))
+                current = []
+            current.append(word)
+        if current:
+            keys.append(" ".join(current))
+    return keys
+
+
+def _symbols(words: list[str]) -> int:
+    compact = "".join(words).translate(_DROP_DASHES).upper()
+    return len(compact) - (len(PREFIX) if compact.startswith(PREFIX) else 0)
 
 
 def digest(canonical_key: str, secret: bytes) -> bytes:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service import keyformat, resellers
 from service.auth import Principal
 from service.db import reading, transaction
-from service.errors import KeyAlreadyUsed, KeyNotFound
+from service.errors import N_, KeyAlreadyUsed, KeyNotFound
 from service.models import LicenseKey
 
 _INSERT_BATCH = 5_000
@@ -121,5 +121,5 @@ async def revoke(*, engine: AsyncEngine, key_id: UUID, now: datetime) -> KeyInfo
             if row is None:
                 raise KeyNotFound()
             if row.status == "used":
-                raise KeyAlreadyUsed("A used key cannot be revoked")
+                raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
     return _info(row)

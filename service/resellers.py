@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.auth import SecretChecks, hash_secret
 from service.db import reading, transaction
-from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
+from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
 from service.ratelimit import Limiter, client_name
 
@@ -100,7 +100,7 @@ async def authenticate(
             ).first()
         stored = row.secret_hash if row else _DUMMY_HASH
         if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
-            raise Unauthenticated("Unknown client or wrong secret")
+            raise Unauthenticated(N_("Unknown client or wrong secret"))
         return Login(row.id, row.tokens_valid_from)
 
 
@@ -110,11 +110,11 @@ async def check_access(*, engine: AsyncEngine, reseller_id: UUID, issued_at: int
     async with reading(engine) as conn:
         row = (await conn.execute(_ACCESS, {"id": reseller_id})).first()
     if row is None:
-        raise Unauthenticated("The access token names no known reseller")
+        raise Unauthenticated(N_("The access token names no known reseller"))
     if row.disabled_at is not None:
-        raise Unauthenticated("The reseller is disabled")
+        raise Unauthenticated(N_("The reseller is disabled"))
     if row.tokens_valid_from is not None and (issued_at is None or issued_at < row.tokens_valid_from.timestamp()):
-        raise Unauthenticated("The access token was issued before the client secret was rotated")
+        raise Unauthenticated(N_("The access token was issued before the client secret was rotated"))
 
 
 async def _find(conn: AsyncConnection, reseller_id: UUID) -> ResellerRecord:

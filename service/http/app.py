@@ -13,7 +13,7 @@ from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.db import create_engine
 from service.driver import create_driver
-from service.http import docs, observability, openapi, problems
+from service.http import docs, observability, openapi, pages, problems
 from service.http.deps import Runtime
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
@@ -89,7 +89,7 @@ def create_app(
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
-    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
@@ -98,4 +98,5 @@ def create_app(
     for module in (installations, activations, auth, resellers, keys, certificates, health, observability):
         app.router.routes.extend(module.router.routes)
     docs.install(app)
+    pages.install(app)
     return app

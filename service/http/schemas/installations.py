@@ -8,6 +8,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service import rules
+from service.errors import N_
 from service.http.schemas.common import (
     EXAMPLE_ACTIVATION_ID,
     EXAMPLE_CERTIFICATE,
@@ -42,7 +43,7 @@ class InstallationIn(Request):
     @model_validator(mode="after")
     def _one_origin(self) -> "InstallationIn":
         if (self.purchased_on is None) == (self.support_end is None):
-            raise ValueError("give exactly one of purchased_on and support_end")
+            raise ValueError(N_("give exactly one of purchased_on and support_end"))
         return self
 
 
