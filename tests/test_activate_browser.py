@@ -179,8 +179,9 @@ def test_the_page_loads_with_no_network_but_the_service_and_fits_a_phone(server:
             "[...document.querySelectorAll('input:not([type=hidden]), textarea')].every(f => f.labels.length === 1)"
         )
         resources = page.evaluate("performance.getEntriesByType('resource').map(r => r.name)")
+        scripts = page.evaluate("document.scripts.length")
         _screenshot(page, "activate-page-phone.png", tmp_path)
 
     assert styled == "rgb(11, 87, 208)"  # the page's own stylesheet, served by the service, applied
-    assert fits and labelled
+    assert fits and labelled and scripts == 0
     assert resources and all(name.startswith(server) for name in resources)

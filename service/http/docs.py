@@ -1,7 +1,7 @@
 """Swagger UI at /docs and ReDoc at /redoc, their JavaScript and CSS served by the service itself:
 ops read the API in closed networks, where no CDN answers. The licensing rules the API cites as
-(R1)–(R10) are at /docs/rules and its contract at /docs/contract, rendered here from the Markdown
-shipped in the package (`service/docs/`)."""
+(R1)–(R10) are at /docs/rules, its contract at /docs/contract and the error reference at /docs/errors,
+rendered here from the Markdown shipped in the package (`service/docs/`)."""
 
 import re
 from collections.abc import Awaitable, Callable
