@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from pydantic import TypeAdapter, ValidationError
 
 from service import errors, installations, keyformat, rules
@@ -34,7 +34,7 @@ from service.http.deps import runtime_of
 from service.http.problems import STATUS
 from service.http.routes.activations import activate_keys
 from service.http.schemas.common import InstallationCode
-from service.i18n import LANGUAGES, long_date, money, translations
+from service.i18n import LANGUAGES, long_date, money, translate, translations
 from service.installations import SupportState
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +64,7 @@ def _environment(language: str) -> Environment:
     )
     environment.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     environment.filters["long_date"] = lambda day: long_date(day, language)
+    environment.filters["money"] = pass_context(lambda context, minor: money(minor, context["currency"], language))
     return environment
 
 
@@ -112,11 +113,13 @@ def _language(value: object, request: Request) -> str:
 
 
 def _render(request: Request, template: str, language: str, status: int = 200, **context: Any) -> HTMLResponse:
-    settings = runtime_of(request).settings
-    environment = _ENVIRONMENTS[language]
-    environment.filters["money"] = lambda minor: money(minor, settings.currency, language)
+    currency = runtime_of(request).settings.currency
     other = next(other for other in LANGUAGES if other != language)
-    html = environment.get_template(template).render(language=language, other=other, assets=ASSETS, **context)
+    html = (
+        _ENVIRONMENTS[language]
+        .get_template(template)
+        .render(language=language, other=other, assets=ASSETS, currency=currency, **context)
+    )
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, "Content-Language": language})
 
 
@@ -132,7 +135,7 @@ def _check_keys(text: str, language: str) -> tuple[list[KeyLine], str | None]:
     """Each key typed, read offline as the API reads it: a typo or a repeat is found here, before any lookup."""
     lines = [KeyLine(raw) for raw in keyformat.split(text)]
     if len(lines) > MAX_KEYS:
-        return lines, translations(language).gettext(TOO_MANY_KEYS) % {"count": MAX_KEYS}
+        return lines, translate(language, TOO_MANY_KEYS, {"count": MAX_KEYS})
     seen: set[str] = set()
     for line in lines:
         try:
@@ -186,7 +189,7 @@ async def activate_submit(request: Request) -> HTMLResponse:
     form = Form(code=fields.get("code", ""), keys_text=fields.get("keys", ""))
     render = _Renderer(request, language, form)
     if not _same_site(request):
-        form.code_error = translations(language).gettext(CROSS_SITE)
+        form.code_error = translate(language, CROSS_SITE)
         return render(403)
     code, form.code_error = _check_code(form.code, language)
     form.keys, form.keys_error = _check_keys(form.keys_text, language)
@@ -195,7 +198,7 @@ async def activate_submit(request: Request) -> HTMLResponse:
     try:
         state, quote = await _support(request, code)
     except errors.InstallationNotFound:
-        form.code_error = translations(language).gettext(CODE_NOT_FOUND)
+        form.code_error = translate(language, CODE_NOT_FOUND)
         return render(404)
     except errors.DomainError as refusal:
         return render(STATUS.get(refusal.code, 400), refusal=refusal)
@@ -205,7 +208,7 @@ async def activate_submit(request: Request) -> HTMLResponse:
     if fields.get("action") != "activate":
         return render(200)
     if not form.keys:
-        form.keys_error = translations(language).gettext(NO_KEYS)
+        form.keys_error = translate(language, NO_KEYS)
     if form.has_errors:
         return render(422)
     try:
@@ -231,8 +234,8 @@ class _Renderer:
     def __call__(self, status: int, template: str = "activate.html", **context: Any) -> HTMLResponse:
         refusal = context.pop("refusal", None)
         if refusal is not None:
-            context["refusal_title"] = translations(self.language).gettext(refusal.title)
-            context["refusal_detail"] = _detail(refusal, self.language)
+            context["refusal_title"] = translate(self.language, refusal.title)
+            context["refusal_detail"] = translate(self.language, refusal.message, refusal.params or None)
         return _render(
             self.request,
             template,
@@ -245,11 +248,6 @@ class _Renderer:
         )
 
 
-def _detail(refusal: errors.DomainError, language: str) -> str:
-    text = translations(language).gettext(refusal.message)
-    return text % refusal.params if refusal.params else text
-
-
 async def support_page(request: Request) -> HTMLResponse:
     language = _language(request.query_params.get("lang"), request)
     code, code_error = _check_code(request.path_params["code"], language)
@@ -258,7 +256,7 @@ async def support_page(request: Request) -> HTMLResponse:
     try:
         state, quote = await _support(request, code)
     except errors.InstallationNotFound:
-        error = translations(language).gettext(CODE_NOT_FOUND)
+        error = translate(language, CODE_NOT_FOUND)
         return _render(request, "support.html", language, 404, code=code, error=error)
     support_requests = rules.may_open_support_requests(state.support, state.as_of)
     return _render(
