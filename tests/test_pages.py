@@ -159,6 +159,7 @@ async def test_the_page_is_limited_as_the_api_is_for_the_same_client(api: Api) -
     from_the_api = await api.activate("ACME-1", [generate()])
 
     assert page.status_code == 429 and "Слишком много запросов" in text(page)
+    assert 0 < int(page.headers["retry-after"]) <= api.settings.activation_failure_window_seconds
     assert from_the_api.status_code == 429
 
 

@@ -112,7 +112,14 @@ def _language(value: object, request: Request) -> str:
     return value if isinstance(value, str) and value in LANGUAGES else runtime_of(request).settings.page_language
 
 
-def _render(request: Request, template: str, language: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _render(
+    request: Request,
+    template: str,
+    language: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     currency = runtime_of(request).settings.currency
     other = next(other for other in LANGUAGES if other != language)
     html = (
@@ -120,7 +127,9 @@ def _render(request: Request, template: str, language: str, status: int = 200, *
         .get_template(template)
         .render(language=language, other=other, assets=ASSETS, currency=currency, **context)
     )
-    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, "Content-Language": language})
+    return HTMLResponse(
+        html, status_code=status, headers={**SECURITY_HEADERS, "Content-Language": language, **(headers or {})}
+    )
 
 
 def _check_code(text: str, language: str) -> tuple[str | None, str | None]:
@@ -233,6 +242,7 @@ class _Renderer:
 
     def __call__(self, status: int, template: str = "activate.html", **context: Any) -> HTMLResponse:
         refusal = context.pop("refusal", None)
+        headers = {"Retry-After": str(refusal.retry_after)} if isinstance(refusal, errors.RateLimited) else None
         if refusal is not None:
             context["refusal_title"] = translate(self.language, refusal.title)
             context["refusal_detail"] = translate(self.language, refusal.message, refusal.params or None)
@@ -241,6 +251,7 @@ class _Renderer:
             template,
             self.language,
             status,
+            headers,
             form=self.form,
             refusals=KEY_REFUSALS,
             **self.context,
