@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from service import resellers
 from service.auth import Principal
 from service.driver import Driver, Row, Session, retried
-from service.errors import WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
+from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
 from service.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 ACTIVATION_CREATED = "activation.created"
@@ -165,19 +165,19 @@ def check_url(url: str, allowed_hosts: Sequence[str]) -> None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host:
-        raise WebhookUrlRefused("The URL must be an absolute https URL")
+        raise WebhookUrlRefused(N_("The URL must be an absolute https URL"))
     if parts.username or parts.password:
-        raise WebhookUrlRefused("The URL must not carry credentials")
+        raise WebhookUrlRefused(N_("The URL must not carry credentials"))
     if host in allowed_hosts:
         return
     if parts.scheme != "https":
-        raise WebhookUrlRefused("The URL must be https")
+        raise WebhookUrlRefused(N_("The URL must be https"))
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return
     if not public(address):
-        raise WebhookUrlRefused("The URL's address is not a public one")
+        raise WebhookUrlRefused(N_("The URL's address is not a public one"))
 
 
 def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

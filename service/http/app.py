@@ -13,7 +13,7 @@ from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.delivery import Worker
 from service.driver import create_driver
-from service.http import docs, events, observability, openapi, problems
+from service.http import docs, events, observability, openapi, pages, problems
 from service.http.deps import Runtime
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
-    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
@@ -100,4 +100,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.router.routes.extend(module.router.routes)
     events.install(app)
     docs.install(app)
+    pages.install(app)
     return app

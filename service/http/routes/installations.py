@@ -33,7 +33,7 @@ LicensesQuery = Annotated[
         "installation_exists",
         "payload_too_large",
         "unavailable",
-        invalid=(["body", "sale", "purchased_on"], "Value error, day is out of range for month", "value_error"),
+        invalid=(["body", "sale", "purchased_on"], "value_error", {"error": "day is out of range for month"}),
     ),
 )
 async def register(
@@ -72,7 +72,7 @@ async def register(
         "forbidden",
         "installation_not_found",
         "unavailable",
-        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+        invalid=(["path", "code"], "string_pattern_mismatch", BAD_CODE),
     ),
 )
 async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> InstallationOut:
@@ -90,7 +90,7 @@ async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> Ins
         "invalid_request",
         "installation_not_found",
         "unavailable",
-        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+        invalid=(["path", "code"], "string_pattern_mismatch", BAD_CODE),
     ),
 )
 async def support(code: CodePath, request: Request) -> Response:
@@ -113,7 +113,7 @@ async def support(code: CodePath, request: Request) -> Response:
         "invalid_request",
         "installation_not_found",
         "unavailable",
-        invalid=(["query", "on"], "Value error, must be a date written YYYY-MM-DD", "value_error"),
+        invalid=(["query", "on"], "value_error", {"error": "must be a date written YYYY-MM-DD"}),
     ),
 )
 async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
@@ -136,7 +136,7 @@ async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: 
     "/v1/quote",
     summary="What renewing costs, from a bare support end",
     operation_id="quoteFromSupportEnd",
-    responses=problems("invalid_request", invalid=(["query", "support_end"], "Field required", "missing")),
+    responses=problems("invalid_request", invalid=(["query", "support_end"], "missing", {})),
 )
 async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],

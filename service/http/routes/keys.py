@@ -9,7 +9,7 @@ from pydantic import Field
 from service import keys
 from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
-from service.http.openapi import BAD_UUID, problems
+from service.http.openapi import problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
         "reseller_not_found",
         "payload_too_large",
         "unavailable",
-        invalid=(["body", "count"], "Input should be greater than or equal to 1", "greater_than_equal"),
+        invalid=(["body", "count"], "greater_than_equal", {"ge": 1}),
     ),
 )
 async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssued:
@@ -53,7 +53,7 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
         "unauthenticated",
         "forbidden",
         "unavailable",
-        invalid=(["query", "limit"], "Input should be greater than or equal to 1", "greater_than_equal"),
+        invalid=(["query", "limit"], "greater_than_equal", {"ge": 1}),
     ),
 )
 async def list_keys(
@@ -82,7 +82,7 @@ async def list_keys(
         "key_not_found",
         "key_already_used",
         "unavailable",
-        invalid=(["path", "key_id"], BAD_UUID, "uuid_parsing"),
+        invalid=(["path", "key_id"], "uuid_parsing", {}),
     ),
 )
 async def revoke(key_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from service import webhooks
 from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep
-from service.http.openapi import BAD_UUID, problems
+from service.http.openapi import problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.webhooks import (
     DeliveryList,
@@ -27,7 +27,7 @@ _ONE_ENDPOINT = problems(
     "unauthenticated",
     "webhook_endpoint_not_found",
     "unavailable",
-    invalid=(["path", "endpoint_id"], BAD_UUID, "uuid_parsing"),
+    invalid=(["path", "endpoint_id"], "uuid_parsing", {}),
 )
 
 
@@ -43,7 +43,7 @@ _ONE_ENDPOINT = problems(
         "reseller_not_found",
         "payload_too_large",
         "unavailable",
-        invalid=(["body", "url"], "String should have at least 1 character", "string_too_short"),
+        invalid=(["body", "url"], "string_too_short", {"min_length": 1}),
     ),
 )
 async def create(
@@ -144,7 +144,7 @@ async def deliveries(
         "webhook_endpoint_not_found",
         "webhook_delivery_not_found",
         "unavailable",
-        invalid=(["path", "delivery_id"], BAD_UUID, "uuid_parsing"),
+        invalid=(["path", "delivery_id"], "uuid_parsing", {}),
     ),
 )
 async def redeliver(
