@@ -11,6 +11,7 @@ The HTTP layer maps each code to a status and an RFC 9457 problem in one place
 """
 
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 if TYPE_CHECKING:
     from service.rules import Quote  # the rules raise these errors: no import at run time
@@ -96,6 +97,20 @@ class LicensesInsufficient(DomainError):
 class KeyAlreadyUsed(DomainError):
     code = "key_already_used"
     title = "The key was already used"
+
+
+class VoidHasDependents(DomainError):
+    """Later live activations were computed on the one to void: voiding it alone would leave them standing on
+    support that no longer was (R6). The request may ask to void them too (`cascade`)."""
+
+    code = "void_has_dependents"
+    title = "Later activations depend on this one"
+
+    def __init__(self, dependents: list[UUID]):
+        super().__init__(
+            f"{len(dependents)} later live activation(s) were computed on this one: void them too (cascade)"
+        )
+        self.dependents = dependents
 
 
 class KeyRevoked(DomainError):

@@ -30,6 +30,7 @@ STATUS = {
     errors.ActivationNotFound.code: 404,
     errors.KeyAlreadyUsed.code: 409,
     errors.KeyRevoked.code: 409,
+    errors.VoidHasDependents.code: 409,
     errors.KeyDuplicated.code: 409,
     errors.InstallationExists.code: 409,
     errors.ResellerExists.code: 409,
@@ -70,6 +71,8 @@ async def domain_error(request: Request, exc: errors.DomainError) -> JSONRespons
     if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
         currency = runtime_of(request).settings.currency
         extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
+    if isinstance(exc, errors.VoidHasDependents):
+        extra["dependents"] = [str(activation_id) for activation_id in exc.dependents]
     if isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
     return problem(STATUS.get(exc.code, 400), exc.code, exc.title, exc.detail, _headers(exc), **extra)

@@ -43,7 +43,7 @@ async def activate(body: ActivationIn, request: Request) -> Response:
             now=now,
             secret=runtime.key_secret,
             unit_price_minor=runtime.settings.unit_price_minor,
-            signer=runtime.signer,
+            signer=(await runtime.signing_keys.current()).signer,
         )
     except DomainError as refusal:
         ACTIVATIONS.labels(refusal.code).inc()
@@ -68,11 +68,17 @@ async def activate(body: ActivationIn, request: Request) -> Response:
 @router.post(
     "/{activation_id}/void",
     summary="Void an activation (a refund or a mistake)",
-    responses=problem_responses(400, 401, 403, 404, 413, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 503),
 )
 async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
-    support is recomputed from its remaining activations. Voiding twice changes nothing."""
-    result = await ledger.void(driver=driver, activation_id=activation_id, reason=body.reason, now=clock.now())
-    event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
+    support is recomputed from its remaining activations. Every later live activation of the installation was
+    computed on it: without `cascade` that is refused (`409 void_has_dependents`, listing them); with it they are
+    voided too, newest first. The answer lists every activation voided and every key revoked. Voiding twice
+    changes nothing."""
+    result = await ledger.void(
+        driver=driver, activation_id=activation_id, reason=body.reason, now=clock.now(), cascade=body.cascade
+    )
+    for voided in result.voided:
+        event("void", activation_id=voided, installation=result.installation, support_end=result.support_end)
     return VoidOut.model_validate(result)
