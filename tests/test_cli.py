@@ -72,9 +72,11 @@ def test_production_refuses_to_start_with_a_default_secret() -> None:
 
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
         create_app(Settings(_env_file=None, environment="production", **{**secure, "jwt_secret": DEV_SECRET}))
-    with pytest.raises(RuntimeError, match="CERTIFICATE_PRIVATE_KEY"):
+    with pytest.raises(RuntimeError, match="CERTIFICATE_KEY_SECRET"):
         create_app(Settings(_env_file=None, environment="production", **{**secure, "certificate_private_key": None}))
     assert create_app(Settings(_env_file=None, environment="production", **secure))
+    stored_keys = {**secure, "certificate_private_key": None, "certificate_key_secret": "c" * 32}
+    assert create_app(Settings(_env_file=None, environment="production", **stored_keys))
 
 
 def test_production_refuses_the_embedded_sqlite_database_unless_allowed() -> None:
