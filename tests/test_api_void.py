@@ -1,5 +1,8 @@
 """Voiding an activation: it stays in the ledger, its keys are revoked, support is recomputed."""
 
+import os
+import subprocess
+import sys
 from datetime import date
 from uuid import UUID
 
@@ -134,6 +137,13 @@ async def test_verify_reports_a_live_activation_that_r6_would_have_refused(api: 
         await conn.execute(update(Installation).where(Installation.code == "ACME").values(months=24, bonus_months=0))
 
     [impossible] = await ledger.verify(driver=api.driver)
+    command = subprocess.run(
+        [sys.executable, "-m", "service.cli", "verify"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": api.settings.database_url},
+        timeout=60,
+    )
 
     assert isinstance(impossible, ledger.Impossible)
     assert (impossible.code, str(impossible.activation_id), str(impossible.activated_on)) == (
@@ -141,6 +151,9 @@ async def test_verify_reports_a_live_activation_that_r6_would_have_refused(api: 
         b["activation_id"],
         "2026-11-24",
     )
+    assert command.returncode == 1
+    assert f"ACME: activation {b['activation_id']} of 2026-11-24" in command.stdout
+    assert "R6 would have refused it" in command.stdout
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -12,7 +12,13 @@ router = APIRouter(tags=["certificates"])
     "/.well-known/jwks.json",
     summary="The public keys of support certificates (JWKS)",
     response_model=dict,
-    responses={200: {"headers": {"Cache-Control": {"description": "How long the key set may be kept"}}}},
+    responses={
+        200: {
+            "headers": {
+                "Cache-Control": {"description": "How long the key set may be kept", "schema": {"type": "string"}}
+            }
+        }
+    },
 )
 async def jwks(signing_keys: SigningKeysDep) -> JSONResponse:
     """Public: the JSON Web Key Set that verifies support certificates (ES256): the key that signs now, and

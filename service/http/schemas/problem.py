@@ -1,6 +1,7 @@
 """The body of every error: RFC 9457 problem details."""
 
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 
@@ -17,3 +18,6 @@ class Problem(BaseModel):
     code: str
     errors: list[dict[str, Any]] | None = Field(None, description="`invalid_request`: where and what, per field")
     quote: QuoteOut | None = Field(None, description="`licenses_insufficient`: what renewing takes")
+    dependents: list[UUID] | None = Field(
+        None, description="`void_has_dependents`: the later live activations computed on the one to void"
+    )
