@@ -27,6 +27,7 @@ from service.driver import Driver, Refused, Session, retried
 from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
 from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
 from service.ratelimit import Limiter, client_name
+from service.signing_keys import SigningKeys
 
 MAX_KEYS = 50
 
@@ -191,14 +192,17 @@ async def activate(
     now: datetime,
     secret: bytes,
     unit_price_minor: int,
-    signer: CertificateSigner,
+    signing_keys: SigningKeys,
 ) -> ActivationResult:
     """Activate `raw_keys` on installation `code` for `client` (an address, also the ledger's `requested_by`)."""
     key_digests = digests(raw_keys, secret)
-    write = partial(
-        _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
-    )
     async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
+        # This process's copy of the key set, read from the database only when due: before any connection is
+        # taken, so that a read of it never waits for a connection that its own request holds.
+        signer = (await signing_keys.current()).signer
+        write = partial(
+            _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
+        )
         try:
             return await _activate_fresh(driver, code, len(key_digests), today, write)
         except _Undecided:

@@ -43,7 +43,7 @@ async def activate(body: ActivationIn, request: Request) -> Response:
             now=now,
             secret=runtime.key_secret,
             unit_price_minor=runtime.settings.unit_price_minor,
-            signer=(await runtime.signing_keys.current()).signer,
+            signing_keys=runtime.signing_keys,
         )
     except DomainError as refusal:
         ACTIVATIONS.labels(refusal.code).inc()
