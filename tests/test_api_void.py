@@ -21,7 +21,7 @@ async def _void(api: Api, activation_id: str, reason: str = "refund", **options:
 
 
 def _key_ids(activation: dict) -> list[str]:
-    return [license["key_id"] for license in activation["licenses"]]
+    return [period["key_id"] for period in activation["periods"]]
 
 
 ORIGIN = rules.Support(date(2024, 5, 25), 12)

@@ -4,6 +4,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.http.deps import SigningKeysDep
+from service.http.openapi import headers
+from service.http.schemas.certificates import Jwks
 
 router = APIRouter(tags=["certificates"])
 
@@ -11,14 +13,9 @@ router = APIRouter(tags=["certificates"])
 @router.get(
     "/.well-known/jwks.json",
     summary="The public keys of support certificates (JWKS)",
-    response_model=dict,
-    responses={
-        200: {
-            "headers": {
-                "Cache-Control": {"description": "How long the key set may be kept", "schema": {"type": "string"}}
-            }
-        }
-    },
+    operation_id="getJwks",
+    response_model=Jwks,
+    responses={200: {"headers": headers("Cache-Control")}},
 )
 async def jwks(signing_keys: SigningKeysDep) -> JSONResponse:
     """Public: the JSON Web Key Set that verifies support certificates (ES256): the key that signs now, and
