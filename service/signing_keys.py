@@ -14,6 +14,7 @@ so that a rotation reaches every process within that time, and a certificate cos
 import asyncio
 import base64
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
-from service.driver import Contended, Driver, Duplicate, retried
+from service.driver import Contended, Driver, Duplicate, Row, retried
 from service.models import SigningKey
 
 
@@ -130,11 +131,11 @@ async def load(
     return KeySet(signers[0], {"keys": [signer.public_jwk for signer in signers]})
 
 
-async def _published(driver: Driver, since: datetime) -> list:
+async def _published(driver: Driver, since: datetime) -> Sequence[Row]:
+    """Newest first: the signing key, which is always the newest (a key is made signing, and never signs again
+    once retired), then the retired ones."""
     async with driver.reading() as session:
-        rows = list(await session.all(_PUBLISHED, {"since": since}))
-    # The signing key first, then the retired ones, newest first.
-    return sorted(rows, key=lambda row: row["signing"] is not True)
+        return await session.all(_PUBLISHED, {"since": since})
 
 
 def _new_key(cipher: Fernet, now: datetime) -> dict:
