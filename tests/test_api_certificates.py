@@ -171,3 +171,23 @@ async def test_every_worker_of_a_server_signs_with_the_one_key_set(api: Api) -> 
 
     assert len(jwks["keys"]) == 1
     assert [verify(jwks, answer.json()["certificate"])["sub"] for answer in answers] == ["ACME"] * 30
+
+
+async def test_processes_starting_at_once_on_an_empty_key_table_make_one_signing_key(api: Api) -> None:
+    """Each reads an empty table and makes a key; one is stored, and every one signs with that one."""
+    key_sets = await asyncio.gather(
+        *(
+            signing_keys.load(
+                driver=api.driver,
+                secret=api.settings.certificate_key_secret,
+                issuer=api.settings.jwt_issuer,
+                lifetime=LIFETIME,
+                retained=LIFETIME,
+                now=api.clock.now(),
+            )
+            for _ in range(4)
+        )
+    )
+
+    assert len({key_set.signer.kid for key_set in key_sets}) == 1
+    assert [len(key_set.jwks["keys"]) for key_set in key_sets] == [1] * 4
