@@ -22,7 +22,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import BindParameter, Select, Text, Update, bindparam, case, cast, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
-from service import installations, keyformat, rules, webhooks
+from service import certificates, installations, keyformat, rules, webhooks
 from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session, retried
 from service.errors import (
@@ -37,6 +37,7 @@ from service.errors import (
 )
 from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey, WebhookEvent
 from service.ratelimit import Limiter, client_name
+from service.signing_keys import SigningKeys
 
 MAX_KEYS = 50
 
@@ -83,8 +84,13 @@ def _digest_values(key_digests: list[bytes]) -> dict[str, bytes]:
 
 @lru_cache(maxsize=MAX_KEYS)
 def _keys_by_digest(count: int) -> Select:
-    return select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id).where(
-        LicenseKey.digest.in_(_digest_binds(count))
+    """The request's keys, locked in the order of their ids: every path that locks several keys (this one, the
+    one-statement activation, a void) takes them in that order, so that two of them never wait on each other."""
+    return (
+        select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id)
+        .where(LicenseKey.digest.in_(_digest_binds(count)))
+        .order_by(LicenseKey.id)
+        .with_for_update()
     )
 
 
@@ -136,7 +142,8 @@ def _record_in_one_statement(count: int) -> Select:
 
     - `unchanged` locks the installation if it is still as it was read (not moved on by another activation
       since; the lock is taken before any key's, in the same order as `_activate_checked` takes them);
-    - `taken` takes the keys that are still issued, if so;
+    - `locked` locks the request's keys, if so, in the order of their ids (as `_keys_by_digest` does);
+    - `taken` takes those that are still issued;
     - `extended` and `ledger` extend the installation and write the ledger row only if every key was taken;
     - `outbox` writes its `activation.created` event, with the keys taken in the request's order, only then too.
 
@@ -152,7 +159,14 @@ def _record_in_one_statement(count: int) -> Select:
         .with_for_update()
         .cte("unchanged")
     )
-    taken = _take_keys(count).where(exists(unchanged.select())).cte("taken")
+    locked = (
+        select(LicenseKey.id)
+        .where(LicenseKey.digest.in_(_digest_binds(count)), exists(unchanged.select()))
+        .order_by(LicenseKey.id)
+        .with_for_update()
+        .cte("locked")
+    )
+    taken = _take_keys(count).where(LicenseKey.id.in_(locked.select())).cte("taken")
     every_key_taken = select(func.count()).select_from(taken).scalar_subquery() == bindparam("licenses")
     extended = _EXTEND.where(exists(unchanged.select()), every_key_taken).returning(Installation.id).cte("extended")
     columns = Activation.__table__.c
@@ -195,6 +209,8 @@ _KEYS_OF_ACTIVATION = (
 
 # `_write` with the request's values bound: the same write ends both ways of activating.
 _Write = Callable[[Session, installations.InstallationRecord, rules.Renewal], Awaitable[ActivationResult | None]]
+# `_reissue` with the request's values bound: a replay's certificate.
+_Reissue = Callable[[str | None, str, date, date], str]
 
 
 @retried
@@ -209,20 +225,24 @@ async def activate(
     now: datetime,
     secret: bytes,
     unit_price_minor: int,
-    signer: CertificateSigner,
+    signing_keys: SigningKeys,
 ) -> ActivationResult:
     """Activate `raw_keys` on installation `code` for `client` (an address, also the ledger's `requested_by`)."""
     canonical = canonical_keys(raw_keys)
     key_digests = [keyformat.digest(key, secret) for key in canonical]
-    write = partial(
-        _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
-    )
     try:
         async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
+            # This process's copy of the key set, read from the database only when due: before any connection is
+            # taken, so that a read of it never waits for a connection that its own request holds.
+            signer = (await signing_keys.current()).signer
+            write = partial(
+                _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
+            )
             try:
                 return await _activate_fresh(driver, code, len(key_digests), today, write)
             except _Undecided:
-                return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write)
+                reissue = partial(_reissue, signer=signer, now=now)
+                return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write, reissue)
     except KeyRefused as refusal:
         if refusal.index is not None:
             refusal.prefix = keyformat.display_prefix(canonical[refusal.index])
@@ -246,7 +266,13 @@ async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date,
 
 
 async def _activate_checked(
-    driver: Driver, code: str, key_digests: list[bytes], today: date, unit_price_minor: int, write: _Write
+    driver: Driver,
+    code: str,
+    key_digests: list[bytes],
+    today: date,
+    unit_price_minor: int,
+    write: _Write,
+    reissue: _Reissue,
 ) -> ActivationResult:
     """Every key read first, so that each refusal says what is wrong, and a replay answers as the first time."""
     async with driver.transaction() as session:
@@ -259,7 +285,7 @@ async def _activate_checked(
             raise KeyNotFound(N_("At least one key is unknown"), index=unknown, refused=refused)
         ordered = [by_digest[d] for d in key_digests]
 
-        replay = await _replay(session, installation, ordered)
+        replay = await _replay(session, installation, ordered, reissue)
         if replay is not None:
             return replay
         for refusal, status in ((KeyRevoked, "revoked"), (KeyAlreadyUsed, "used")):
@@ -366,11 +392,25 @@ async def _record(session: Session, key_digests: list[bytes], params: dict[str, 
     return taken
 
 
+def _reissue(
+    stored: str | None, code: str, support_end: date, as_of: date, *, signer: CertificateSigner, now: datetime
+) -> str:
+    """The certificate an activation first gave while it is unexpired; otherwise (or for one stored before
+    certificates expired) the same statement signed afresh."""
+    expires = None if stored is None else certificates.expires(stored)
+    if stored is not None and expires is not None and now.timestamp() < expires:
+        return stored
+    return signer.certificate(code, support_end, as_of, now)
+
+
 async def _replay(
-    session: Session, installation: installations.InstallationRecord, keys: Sequence[Mapping[str, Any]]
+    session: Session,
+    installation: installations.InstallationRecord,
+    keys: Sequence[Mapping[str, Any]],
+    reissue: _Reissue,
 ) -> ActivationResult | None:
     """R10: the same keys, already used together in one activation of this installation, give back
-    that activation's result unchanged."""
+    that activation's result unchanged, with a certificate still valid."""
     activation_ids = {key["activation_id"] for key in keys}
     if len(activation_ids) != 1 or None in activation_ids:
         return None
@@ -391,6 +431,6 @@ async def _replay(
         activation["activated_on"],
         renewal,
         tuple(key_ids),
-        activation["certificate"],
+        reissue(activation["certificate"], installation.code, renewal.after.end, activation["activated_on"]),
         replayed=True,
     )

@@ -1,10 +1,11 @@
-"""Signed support certificates: a JWT (ES256) stating an installation's support end, which a
-Timex client can check offline against the public key served at `/.well-known/jwks.json`."""
+"""Signed support certificates: a JWT (ES256) stating an installation's support end as of a day, which a
+Timex client can check offline against the public keys served at `/.well-known/jwks.json`, until it expires
+(`exp`, `CERTIFICATE_LIFETIME_DAYS` after it was issued)."""
 
 import base64
 import hashlib
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import orjson
 from cryptography.hazmat.primitives import serialization
@@ -28,27 +29,35 @@ def _thumbprint(public: dict) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
 
 
+def expires(certificate: str) -> int | None:
+    """The certificate's `exp` (seconds since the epoch), read without verifying it: the service reads its own
+    certificates, stored in the ledger. None for one signed before certificates expired."""
+    payload = certificate.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims.get("exp")
+
+
 class CertificateSigner:
-    def __init__(self, private_key_pem: str, issuer: str):
+    def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta):
         self._private = jwk.construct(private_key_pem, ALGORITHM)
         public = {k: v for k, v in self._private.public_key().to_dict().items() if k in ("kty", "crv", "x", "y")}
         self.kid = _thumbprint(public)
         self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
         self.issuer = issuer
+        self.lifetime = lifetime
         # Every certificate has the same header: encoded once, not per certificate (a third of `jwt.encode`).
         self._header = base64url_encode(orjson.dumps({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT"}))
 
     def certificate(self, code: str, support_end: date, as_of: date, issued_at: datetime) -> str:
         """A compact JWS (RFC 7515), signed by python-jose's key as `jwt.encode` would sign it."""
+        iat = int(issued_at.timestamp())
         claims = {
             "iss": self.issuer,
             "sub": code,
             "support_end": support_end.isoformat(),
             "as_of": as_of.isoformat(),
-            "iat": int(issued_at.timestamp()),
+            "iat": iat,
+            "exp": iat + int(self.lifetime.total_seconds()),
         }
         signing_input = self._header + b"." + base64url_encode(orjson.dumps(claims))
         return (signing_input + b"." + base64url_encode(self._private.sign(signing_input))).decode()
-
-    def jwks(self) -> dict:
-        return {"keys": [self.public_jwk]}

@@ -143,14 +143,39 @@ def _openapi(args: argparse.Namespace) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from service import ledger
 
-    drifts = _on_database(lambda driver: ledger.verify(driver=driver))
-    for drift in drifts:
-        print(
-            f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus), "
-            f"ledger gives {drift.ledger.months} ({drift.ledger.bonus_months} bonus)"
-        )
-    print(f"{len(drifts)} installation(s) differ from their ledger", file=sys.stderr)
-    return 1 if drifts else 0
+    findings = _on_database(lambda driver: ledger.verify(driver=driver))
+    for finding in findings:
+        if isinstance(finding, ledger.Drift):
+            print(
+                f"{finding.code}: stored {finding.stored.months} months ({finding.stored.bonus_months} bonus), "
+                f"ledger gives {finding.ledger.months} ({finding.ledger.bonus_months} bonus)"
+            )
+        else:
+            print(
+                f"{finding.code}: activation {finding.activation_id} of {finding.activated_on} "
+                "leaves support lapsed where it stands in the ledger (R6 would have refused it)"
+            )
+    print(
+        f"{len(findings)} finding(s): installations that differ from their ledger, impossible activations",
+        file=sys.stderr,
+    )
+    return 1 if findings else 0
+
+
+def _rotate_signing_key(args: argparse.Namespace) -> int:
+    from service import signing_keys
+    from service.clock import Clock
+
+    settings = get_settings()
+    if settings.certificate_private_key is not None:
+        print("the signing key is CERTIFICATE_PRIVATE_KEY: change that setting to change it", file=sys.stderr)
+        return 1
+    now = Clock(settings.zone).now()
+    rotation = _on_database(
+        lambda driver: signing_keys.rotate(driver=driver, secret=settings.certificate_key_secret, now=now)
+    )
+    print(json.dumps({"signing": rotation.signing, "retired": rotation.retired}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     openapi.add_argument("--output", default="openapi/openapi.json")
     openapi.set_defaults(run=_openapi)
 
-    verify = commands.add_parser("verify", help="recompute every installation from its ledger; exit 1 on drift")
+    verify = commands.add_parser(
+        "verify",
+        help="recompute every installation from its ledger, checking each activation against R6; exit 1 on a finding",
+    )
     verify.set_defaults(run=_verify)
+
+    rotate = commands.add_parser(
+        "rotate-signing-key",
+        help="make a new certificate signing key; the old one keeps verifying until its certificates expire",
+    )
+    rotate.set_defaults(run=_rotate_signing_key)
 
     args = parser.parse_args(argv)
     return args.run(args) or 0

@@ -13,6 +13,7 @@ The HTTP layer maps each code to a status and an RFC 9457 problem in one place
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 if TYPE_CHECKING:
     from service.rules import Quote  # the rules raise these errors: no import at run time
@@ -143,6 +144,21 @@ class LicensesInsufficient(DomainError):
 class KeyAlreadyUsed(KeyRefused):
     code = "key_already_used"
     title = N_("The key was already used")
+
+
+class VoidHasDependents(DomainError):
+    """Later live activations were computed on the one to void: voiding it alone would leave them standing on
+    support that no longer was (R6). The request may ask to void them too (`cascade`)."""
+
+    code = "void_has_dependents"
+    title = N_("Later activations depend on this one")
+
+    def __init__(self, dependents: list[UUID]):
+        super().__init__(
+            N_("%(count)s later live activation(s) were computed on this one: void them too (cascade)"),
+            count=len(dependents),
+        )
+        self.dependents = dependents
 
 
 class KeyRevoked(KeyRefused):

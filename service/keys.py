@@ -100,7 +100,8 @@ _INFO = select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id"))
 
 @retried
 async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
-    """Revoke an unused key; revoking a revoked key changes nothing."""
+    """Revoke an unused key; revoking a revoked key changes nothing. It locks that one key only, so it keeps the
+    order in which other paths lock keys (by id) whatever it waits on."""
     async with driver.transaction() as session:
         row = await session.first(_REVOKE, {"key_id": key_id, "now": now})
         if row is not None:

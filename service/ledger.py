@@ -2,23 +2,28 @@
 (not voided) activations, in the order they were applied, through the rules gives.
 
 Ledger rows keep the figures they had when they were applied (history); voiding one marks it
-and recomputes the installation from the rows that remain, on their original days.
+and recomputes the installation from the rows that remain, on their original days. Only the newest live
+activations are ever voided: every later live activation was computed on the support an earlier one gave, so
+voiding that one alone would leave them standing on support that no longer was (R6). So the live ledger is
+always a ledger the rules accepted, activation by activation.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
 from service import installations, rules, webhooks
 from service.driver import Driver, Session, retried
-from service.errors import ActivationNotFound
+from service.errors import ActivationNotFound, VoidHasDependents
 from service.models import Activation, Installation, LicenseKey
 
 # months_before grows strictly with every activation applied, so it is the order of application.
 _LIVE_ACTIVATIONS = (
-    select(Activation.installation_id, Activation.activated_on, Activation.licenses)
+    select(Activation.id, Activation.installation_id, Activation.activated_on, Activation.licenses)
     .where(Activation.voided_at.is_(None))
     .order_by(Activation.installation_id, Activation.months_before, Activation.created_at)
 )
@@ -37,9 +42,20 @@ def fold(start: rules.Support, activations: list[tuple]) -> Folded:
 
 @dataclass(frozen=True)
 class Drift:
+    """The installation's stored support differs from its ledger's."""
+
     code: str
     stored: Folded
     ledger: Folded
+
+
+@dataclass(frozen=True)
+class Impossible:
+    """A live activation that R6 would have refused where it stands in its installation's ledger."""
+
+    code: str
+    activation_id: UUID
+    activated_on: date
 
 
 _INSTALLATIONS_AFTER = (
@@ -61,24 +77,31 @@ _LIVE_ACTIVATIONS_BETWEEN = _LIVE_ACTIVATIONS.where(
 _LIVE_ACTIVATIONS_OF = _LIVE_ACTIVATIONS.where(Activation.installation_id == bindparam("id"))
 
 
-async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift]:
-    """Every installation whose stored support differs from its ledger."""
-    drifts: list[Drift] = []
+async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift | Impossible]:
+    """Every installation whose stored support differs from its ledger, and every live activation that R6 would
+    have refused in its ledger."""
+    findings: list[Drift | Impossible] = []
     last_id = 0
     async with driver.reading() as session:
         while True:
             rows = await session.all(_INSTALLATIONS_AFTER, {"after": last_id, "batch": batch})
             if not rows:
-                return drifts
+                return findings
             last_id = rows[-1]["id"]
-            ledgers: dict[int, list[tuple]] = {}
+            ledgers: dict[int, list[Mapping[str, Any]]] = {}
             for a in await session.all(_LIVE_ACTIVATIONS_BETWEEN, {"first": rows[0]["id"], "last": last_id}):
-                ledgers.setdefault(a["installation_id"], []).append((a["activated_on"], a["licenses"]))
+                ledgers.setdefault(a["installation_id"], []).append(a)
             for row in rows:
-                folded = fold(rules.Support(row["anchor"], row["initial_months"]), ledgers.get(row["id"], []))
+                start = rules.Support(row["anchor"], row["initial_months"])
+                ledger = ledgers.get(row["id"], [])
+                applied = [(a["activated_on"], a["licenses"]) for a in ledger]
+                folded = fold(start, applied)
                 stored = Folded(row["months"], row["bonus_months"])
                 if stored != folded:
-                    drifts.append(Drift(row["code"], stored, folded))
+                    findings.append(Drift(row["code"], stored, folded))
+                for position in rules.refused_in_fold(start, applied):
+                    activation = ledger[position]
+                    findings.append(Impossible(row["code"], activation["id"], activation["activated_on"]))
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,10 @@ class VoidResult:
     voided_at: datetime
     reason: str
     support_end: date
+    voided: tuple[UUID, ...]
+    """Every activation this request voided, newest first: the one asked for last."""
+    revoked_keys: tuple[UUID, ...]
+    """Every key this request revoked."""
 
 
 _CODE_OF_ACTIVATION = select(Installation.code).join(Activation).where(Activation.id == bindparam("id"))
@@ -97,10 +124,26 @@ _VOID = (
     .where(Activation.id == bindparam("activation_id"))
     .values(voided_at=bindparam("now"), void_reason=bindparam("reason"))
 )
-_REVOKE_KEYS_OF = (
+# The keys still used by the installation's void activations (those just voided), locked in the order of their ids,
+# as every path that locks several keys does, then revoked.
+_KEYS_TO_REVOKE = (
+    select(LicenseKey.id)
+    .where(
+        LicenseKey.status == "used",
+        LicenseKey.activation_id.in_(
+            select(Activation.id).where(
+                Activation.installation_id == bindparam("installation_id"), Activation.voided_at.is_not(None)
+            )
+        ),
+    )
+    .order_by(LicenseKey.id)
+    .with_for_update()
+)
+_REVOKE_KEYS = (
     update(LicenseKey)
-    .where(LicenseKey.activation_id == bindparam("of"))
+    .where(LicenseKey.id.in_(_KEYS_TO_REVOKE.scalar_subquery()))
     .values(status="revoked", revoked_at=bindparam("now"))
+    .returning(LicenseKey.id)
 )
 _STORE_FOLDED = (
     update(Installation)
@@ -110,9 +153,12 @@ _STORE_FOLDED = (
 
 
 @retried
-async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetime) -> VoidResult:
+async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetime, cascade: bool = False) -> VoidResult:
     """Void an activation (a refund, a mistake): it stays in the ledger marked void, its keys are
-    revoked, and the installation is recomputed. Voiding a void activation changes nothing."""
+    revoked, and the installation is recomputed. Voiding a void activation changes nothing.
+
+    Every later live activation of the installation was computed on it: `VoidHasDependents` unless `cascade`,
+    and then they are voided too, newest first."""
     async with driver.transaction() as session:
         found = await session.first(_CODE_OF_ACTIVATION, {"id": activation_id})
         if found is None:
@@ -122,18 +168,30 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
         activation = await session.first(_VOID_STATE, {"id": activation_id})
         assert activation is not None, "the activation was found above, and activations are never deleted"
         if activation["voided_at"] is None:
-            await session.execute(_VOID, {"activation_id": activation_id, "now": now, "reason": reason})
-            await session.execute(_REVOKE_KEYS_OF, {"of": activation_id, "now": now})
+            live = [row["id"] for row in await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})]
+            position = live.index(activation_id)
+            dependents = live[position + 1 :]
+            if dependents and not cascade:
+                raise VoidHasDependents(dependents)
+            voided = tuple(reversed(live[position:]))
+            for voiding in voided:
+                await session.execute(_VOID, {"activation_id": voiding, "now": now, "reason": reason})
+            revoked = await session.all(_REVOKE_KEYS, {"installation_id": installation.id, "now": now})
             folded = await _refold(session, installation)
             support_end = rules.Support(installation.support.anchor, folded.months).end
-            result = VoidResult(activation_id, code, now, reason, support_end)
-            await _announce(session, result, installation)
+            revoked_keys = tuple(sorted(row["id"] for row in revoked))
+            result = VoidResult(activation_id, code, now, reason, support_end, voided, revoked_keys)
+            for each in voided:
+                await _announce(session, replace(result, activation_id=each), installation)
             return result
-    return VoidResult(activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end)
+    return VoidResult(
+        activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end, (), ()
+    )
 
 
 async def _announce(session: Session, voided: VoidResult, installation: installations.InstallationRecord) -> None:
-    """One `activation.voided` event per activation voided, in the voiding transaction."""
+    """The `activation.voided` event of one activation voided, in the voiding transaction: the request's answer,
+    naming that activation (a cascade announces each activation it voided)."""
     event = webhooks.Event.of(
         webhooks.ACTIVATION_VOIDED, voided, reseller_id=installation.reseller_id, now=voided.voided_at
     )

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -144,6 +145,27 @@ class LicenseKey(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {KEY_STATUSES!r}", name="status_known"),
         CheckConstraint("status <> 'used' OR activation_id IS NOT NULL", name="used_has_activation"),
+    )
+
+
+class SigningKey(Base):
+    """A key that signs (or signed) support certificates: one key set per deployment, shared by every process.
+    The private key is stored encrypted under `CERTIFICATE_KEY_SECRET` (see `service.signing_keys`)."""
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # True for the one key that signs, NULL once retired: the unique constraint lets only one row be true,
+    # so that processes starting at once on an empty table cannot each install a signing key of their own.
+    signing: Mapped[bool | None] = mapped_column(Boolean, unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint("signing", name="signing_true_or_null"),
+        CheckConstraint("(signing IS NULL) = (retired_at IS NOT NULL)", name="retired_not_signing"),
     )
 
 

@@ -176,3 +176,15 @@ def fold(start: Support, activations: Iterable[tuple[date, int]]) -> Renewal:
         current = renewal.after
         periods.extend(renewal.periods)
     return Renewal(start, current, tuple(periods))
+
+
+def refused_in_fold(start: Support, activations: Iterable[tuple[date, int]]) -> list[int]:
+    """R6 over a ledger: the positions of the activations that R6 would have refused, replayed in order from
+    `start` (support still lapsed on their day after them). A ledger the service wrote has none, whatever was
+    voided since (voids take only the newest activations, see `ledger.void`)."""
+    current, refused = start, list[int]()
+    for position, (activated_on, licenses) in enumerate(activations):
+        current = renew(current, licenses, activated_on).after
+        if not current.is_active(activated_on):
+            refused.append(position)
+    return refused

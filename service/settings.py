@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     purchase_max_age_days: int = Field(30, ge=0)
     key_hash_secret: str = DEV_SECRET
     certificate_private_key: str | None = None
+    certificate_key_secret: str = DEV_SECRET
+    certificate_lifetime_days: int = Field(30, gt=0)
+    signing_keys_reload_seconds: int = Field(60, gt=0)
     allow_sqlite_in_production: bool = False
     redis_url: str | None = None
     redis_timeout_ms: int = Field(50, gt=0)
@@ -63,7 +66,8 @@ class Settings(BaseSettings):
         defaults = {
             "JWT_SECRET": self.jwt_secret == DEV_SECRET,
             "KEY_HASH_SECRET": self.key_hash_secret == DEV_SECRET,
-            "CERTIFICATE_PRIVATE_KEY": self.certificate_private_key is None,
+            "CERTIFICATE_KEY_SECRET (or CERTIFICATE_PRIVATE_KEY)": self.certificate_private_key is None
+            and self.certificate_key_secret == DEV_SECRET,
         }
         return [name for name, insecure in defaults.items() if insecure]
 

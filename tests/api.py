@@ -55,6 +55,11 @@ class Api:
         """Move the service's clock to `day`: from now on it is today."""
         self.clock.set(day)
 
+    def shift_instants(self, by: timedelta) -> None:
+        """The service's instants (a certificate's `iat`) run `by` from the real ones, which a client checks
+        against; `timedelta()` to put them back."""
+        self.clock.shift(by)
+
     def headers_for(
         self,
         role: str,

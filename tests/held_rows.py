@@ -1,4 +1,5 @@
-"""Another client holding an installation's row (PostgreSQL), so that a test decides when activations of it write.
+"""Another client holding an installation's row, or a key's (PostgreSQL), so that a test decides when activations of
+it write.
 
 An activation reads the installation without a lock, then writes in one statement that first locks its row
 (`FOR UPDATE`): while another client holds the row, every activation of it has read and waits in its write,
@@ -6,7 +7,7 @@ its commit in flight. A test waits until it sees them waiting, arranges what it 
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -28,16 +29,37 @@ class HeldRow:
                 await self._connection.execute("SELECT pg_stat_clear_snapshot()")
                 await asyncio.sleep(0.01)
 
+    async def is_locked(self, key_id: str) -> bool:
+        """Whether another session holds key `key_id`'s row: this one cannot lock it without waiting."""
+        # In a savepoint rolled back at once, so that what it locks is let go.
+        await self._connection.execute("SAVEPOINT probe")
+        try:
+            await self._connection.execute("SELECT 1 FROM license_keys WHERE id = $1::uuid FOR UPDATE NOWAIT", key_id)
+        except asyncpg.exceptions.LockNotAvailableError:
+            return True
+        finally:
+            await self._connection.execute("ROLLBACK TO SAVEPOINT probe")
+        return False
+
 
 @asynccontextmanager
-async def installation_held(database_url: str, code: str) -> AsyncIterator[HeldRow]:
-    """Installation `code`'s row locked by a connection of its own, in a transaction open until the block ends."""
+async def _held(database_url: str, statement: str, value: object) -> AsyncIterator[HeldRow]:
     url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     connection = await asyncpg.connect(url)
     try:
         await connection.execute("BEGIN")
-        await connection.execute("SELECT 1 FROM installations WHERE code = $1 FOR UPDATE", code)
+        await connection.execute(statement, value)
         yield HeldRow(connection)
     finally:
         # Not `close()`, which would wait for a server that a test may have stopped: the server rolls back.
         connection.terminate()
+
+
+def installation_held(database_url: str, code: str) -> AbstractAsyncContextManager[HeldRow]:
+    """Installation `code`'s row locked by a connection of its own, in a transaction open until the block ends."""
+    return _held(database_url, "SELECT 1 FROM installations WHERE code = $1 FOR UPDATE", code)
+
+
+def key_held(database_url: str, key_id: str) -> AbstractAsyncContextManager[HeldRow]:
+    """Key `key_id`'s row locked by a connection of its own, in a transaction open until the block ends."""
+    return _held(database_url, "SELECT 1 FROM license_keys WHERE id = $1::uuid FOR UPDATE", key_id)

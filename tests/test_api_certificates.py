@@ -1,22 +1,42 @@
 """Signed support certificates: a Timex client checks its support end offline, with nothing but
-the service's JWKS document."""
+the service's JWKS document, until the certificate expires. One key set per deployment, kept in the database:
+every process signs with the same key, across restarts and rotations."""
 
-from datetime import date
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
 
+import httpx
 import pytest
 from jose import jwk, jwt
 
+from service import signing_keys
 from tests.api import Api
+from tests.conftest import make_settings, service
+from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
 
+LIFETIME = timedelta(days=30)
+"""CERTIFICATE_LIFETIME_DAYS's default."""
 
-async def _verify_with_jwks_only(api: Api, certificate: str) -> dict:
-    jwks = (await api.get("/.well-known/jwks.json")).json()
+
+def verify(jwks: dict, certificate: str) -> dict:
+    """What a Timex client does offline: the key named by the certificate's `kid`, from a JWKS fetched earlier."""
     kid = jwt.get_unverified_header(certificate)["kid"]
     [public] = [key for key in jwks["keys"] if key["kid"] == kid]
     assert "d" not in public  # the private part never leaves the service
     return jwt.decode(certificate, jwk.construct(public), algorithms=["ES256"])
+
+
+async def _verify_with_jwks_only(api: Api, certificate: str) -> dict:
+    return verify((await api.get("/.well-known/jwks.json")).json(), certificate)
+
+
+async def _support_certificate(api: Api, code: str = "ACME") -> str:
+    return (await api.get(f"/v1/installations/{code}/support")).json()["certificate"]
 
 
 async def test_the_support_state_carries_a_certificate_of_its_support_end(api: Api) -> None:
@@ -27,6 +47,7 @@ async def test_the_support_state_carries_a_certificate_of_its_support_end(api: A
 
     assert (claims["sub"], claims["support_end"], claims["as_of"]) == ("ACME", "2026-11-24", "2026-11-24")
     assert claims["iss"] == api.settings.jwt_issuer
+    assert claims["exp"] - claims["iat"] == LIFETIME.total_seconds()
 
 
 async def test_an_activation_carries_a_certificate_of_the_new_support_end(api: Api) -> None:
@@ -48,3 +69,125 @@ async def test_a_tampered_certificate_does_not_verify(api: Api) -> None:
 
     with pytest.raises(jwt.JWTError):
         await _verify_with_jwks_only(api, f"{header}.{forged}.{signature}")
+
+
+async def test_the_key_set_may_be_cached_for_as_long_as_a_process_keeps_it(api: Api) -> None:
+    response = await api.get("/.well-known/jwks.json")
+
+    assert response.headers["cache-control"] == f"public, max-age={api.settings.signing_keys_reload_seconds}"
+    [key] = response.json()["keys"]
+    assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("EC", "P-256", "ES256", "sig")
+
+
+async def test_an_expired_certificate_does_not_verify(api: Api) -> None:
+    await api.installation("ACME")
+    api.shift_instants(-(LIFETIME + timedelta(minutes=1)))
+    certificate = await _support_certificate(api)
+    api.shift_instants(timedelta())
+
+    with pytest.raises(jwt.ExpiredSignatureError):
+        await _verify_with_jwks_only(api, certificate)
+
+
+async def test_a_replay_answers_the_first_certificate_while_it_is_valid_and_a_fresh_one_after(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-11-24")
+    [key] = await api.keys(1)
+    api.shift_instants(-(LIFETIME + timedelta(days=1)))  # activated 31 days ago
+    first = (await api.activate("ACME", [key])).json()
+    replayed_while_valid = (await api.activate("ACME", [key])).json()
+    api.shift_instants(timedelta())
+
+    replayed = await api.activate("ACME", [key])
+
+    assert replayed_while_valid["certificate"] == first["certificate"]
+    with pytest.raises(jwt.ExpiredSignatureError):
+        await _verify_with_jwks_only(api, first["certificate"])
+    assert replayed.status_code == 200
+    claims = await _verify_with_jwks_only(api, replayed.json()["certificate"])
+    assert (claims["support_end"], claims["as_of"]) == (first["support_end_after"], first["activated_on"])
+    assert {k: v for k, v in replayed.json().items() if k != "certificate"} == {
+        k: v for k, v in first.items() if k != "certificate"
+    }
+
+
+def _rotate(database_url: str) -> None:
+    """`timex-licensing rotate-signing-key`, as ops would run it."""
+    rotated = subprocess.run(
+        [sys.executable, "-m", "service.cli", "rotate-signing-key"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": database_url},
+        timeout=60,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+
+
+async def test_a_certificate_verifies_after_a_restart_and_a_rotation_until_it_expires(api: Api) -> None:
+    await api.installation("ACME")
+    signed_before = await _support_certificate(api)
+
+    async with Api.started(api.settings, api.engine, today=date(2026, 11, 24)) as restarted:
+        jwks_after_restart = (await restarted.get("/.well-known/jwks.json")).json()
+        _rotate(api.settings.database_url)
+    async with Api.started(api.settings, api.engine, today=date(2026, 11, 24)) as rotated:
+        jwks = (await rotated.get("/.well-known/jwks.json")).json()
+        signed_after = await _support_certificate(rotated)
+
+    assert verify(jwks_after_restart, signed_before)["sub"] == "ACME"
+    assert verify(jwks, signed_before)["sub"] == "ACME"
+    assert verify(jwks, signed_after)["sub"] == "ACME"
+    before_kid, after_kid = (jwt.get_unverified_header(c)["kid"] for c in (signed_before, signed_after))
+    assert before_kid != after_kid
+    assert [key["kid"] for key in jwks["keys"]] == [after_kid, before_kid]  # the signing key first
+
+
+async def test_a_running_process_signs_with_the_new_key_once_it_reloads_the_key_set(database_url: str) -> None:
+    settings = make_settings(database_url, signing_keys_reload_seconds=1)
+    async with service(settings) as api:
+        await api.installation("ACME")
+        old_kid = jwt.get_unverified_header(await _support_certificate(api))["kid"]
+        rotation = await signing_keys.rotate(
+            driver=api.driver, secret=settings.certificate_key_secret, now=api.clock.now()
+        )
+        assert rotation.retired == old_kid
+
+        await asyncio.sleep(settings.signing_keys_reload_seconds)
+        certificate = await _support_certificate(api)
+
+        assert jwt.get_unverified_header(certificate)["kid"] == rotation.signing
+        assert verify((await api.get("/.well-known/jwks.json")).json(), certificate)["sub"] == "ACME"
+
+
+async def test_every_worker_of_a_server_signs_with_the_one_key_set(api: Api) -> None:
+    """Two worker processes, started at once on an empty key table: one key is made, and 30 certificates, from
+    whichever worker, all verify against one JWKS fetch."""
+    await api.installation("ACME")
+    env = {**os.environ, "DATABASE_URL": api.settings.database_url, "WORKERS": "2"}
+
+    with running_server(env) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            answers = await asyncio.gather(*(client.get("/v1/installations/ACME/support") for _ in range(30)))
+            jwks = (await client.get("/.well-known/jwks.json")).json()
+
+    assert len(jwks["keys"]) == 1
+    assert [verify(jwks, answer.json()["certificate"])["sub"] for answer in answers] == ["ACME"] * 30
+
+
+async def test_processes_starting_at_once_on_an_empty_key_table_make_one_signing_key(api: Api) -> None:
+    """Each reads an empty table and makes a key; one is stored, and every one signs with that one."""
+    key_sets = await asyncio.gather(
+        *(
+            signing_keys.load(
+                driver=api.driver,
+                secret=api.settings.certificate_key_secret,
+                issuer=api.settings.jwt_issuer,
+                lifetime=LIFETIME,
+                retained=LIFETIME,
+                now=api.clock.now(),
+            )
+            for _ in range(4)
+        )
+    )
+
+    assert len({key_set.signer.kid for key_set in key_sets}) == 1
+    assert [len(key_set.jwks["keys"]) for key_set in key_sets] == [1] * 4

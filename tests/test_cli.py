@@ -1,6 +1,8 @@
 """The `timex-licensing` command: tokens, migrations, and a real `serve` on the embedded database."""
 
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -72,9 +74,11 @@ def test_production_refuses_to_start_with_a_default_secret() -> None:
 
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
         create_app(Settings(_env_file=None, environment="production", **{**secure, "jwt_secret": DEV_SECRET}))
-    with pytest.raises(RuntimeError, match="CERTIFICATE_PRIVATE_KEY"):
+    with pytest.raises(RuntimeError, match="CERTIFICATE_KEY_SECRET"):
         create_app(Settings(_env_file=None, environment="production", **{**secure, "certificate_private_key": None}))
     assert create_app(Settings(_env_file=None, environment="production", **secure))
+    stored_keys = {**secure, "certificate_private_key": None, "certificate_key_secret": "c" * 32}
+    assert create_app(Settings(_env_file=None, environment="production", **stored_keys))
 
 
 def test_production_refuses_the_embedded_sqlite_database_unless_allowed() -> None:
@@ -92,3 +96,19 @@ def test_production_refuses_the_embedded_sqlite_database_unless_allowed() -> Non
     with pytest.raises(RuntimeError, match="DATABASE_URL"):
         create_app(Settings(_env_file=None, **secure))
     assert create_app(Settings(_env_file=None, allow_sqlite_in_production=True, **secure))
+
+
+def test_rotating_the_signing_key_is_refused_while_certificate_private_key_gives_it(tmp_path: Path) -> None:
+    from service.certificates import generate_private_key
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'timex.db'}",
+        "CERTIFICATE_PRIVATE_KEY": generate_private_key(),
+    }
+    rotated = subprocess.run(
+        [sys.executable, "-m", "service.cli", "rotate-signing-key"], capture_output=True, text=True, env=env, timeout=60
+    )
+
+    assert rotated.returncode == 1
+    assert "CERTIFICATE_PRIVATE_KEY" in rotated.stderr

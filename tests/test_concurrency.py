@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
+from uuid import UUID
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from service import ledger
 from service.db import create_engine
 from tests.api import Api
 from tests.conftest import empty_tables, make_settings
-from tests.held_rows import installation_held
+from tests.held_rows import installation_held, key_held
 from tests.servers import running_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -123,6 +124,56 @@ async def test_a_write_that_cannot_take_every_key_takes_none(pg: Api, postgres_u
     assert (await pg.support("ACME"))["months_granted"] == 12
     history = (await pg.get("/v1/installations/ACME", headers=pg.admin)).json()["activations"]
     assert history == []
+
+
+async def _keys_by_id(api: Api, count: int) -> list[dict]:
+    """Keys, as issued (`key`, `key_id`), the lowest id first."""
+    response = await api.post("/v1/keys", {"count": count}, headers=api.admin)
+    return sorted(response.json()["keys"], key=lambda issued: UUID(issued["key_id"]))
+
+
+async def test_an_activation_locks_its_keys_in_the_order_of_their_ids(pg: Api, postgres_url: str) -> None:
+    """Named highest id first, the keys are still locked lowest id first: waiting for the lower key, the activation
+    holds neither; waiting for the higher, it holds the lower. Every path that locks several keys takes them in that
+    one order, so no two of them wait on each other."""
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    lower, higher = await _keys_by_id(pg, 2)
+
+    async with key_held(postgres_url, lower["key_id"]) as held:
+        activation = asyncio.create_task(pg.activate("ACME", [higher["key"], lower["key"]]))
+        await held.until_waiting(1)
+        holds_the_higher = await held.is_locked(higher["key_id"])
+    assert (await activation).status_code == 201
+
+    lower, higher = await _keys_by_id(pg, 2)
+    async with key_held(postgres_url, higher["key_id"]) as held:
+        activation = asyncio.create_task(pg.activate("ACME", [higher["key"], lower["key"]]))
+        await held.until_waiting(1)
+        holds_the_lower = await held.is_locked(lower["key_id"])
+    assert (await activation).status_code == 201
+
+    assert (holds_the_higher, holds_the_lower) == (False, True)
+
+
+async def test_a_void_revokes_keys_in_the_order_of_their_ids(pg: Api, postgres_url: str) -> None:
+    await pg.installation("ACME", purchased_on="2026-11-01")
+    lowest, middle, highest = await _keys_by_id(pg, 3)
+    first = (await pg.activate("ACME", [highest["key"]])).json()
+    await pg.activate("ACME", [lowest["key"], middle["key"]])
+
+    async with key_held(postgres_url, middle["key_id"]) as held:
+        void = asyncio.create_task(
+            pg.post(
+                f"/v1/activations/{first['activation_id']}/void",
+                {"reason": "refund", "cascade": True},
+                headers=pg.admin,
+            )
+        )
+        await held.until_waiting(1)
+        locked = [await held.is_locked(key["key_id"]) for key in (lowest, highest)]
+    assert (await void).status_code == 200
+
+    assert locked == [True, False]
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_compose_runs_the_service_as_in_production_with_secrets_from_an_env_file
     assert api["environment"]["DATABASE_URL"].startswith("postgresql://")
     assert api["environment"]["REDIS_URL"].startswith("redis://")
     assert api["env_file"] == "compose.env"
-    for secret in ("JWT_SECRET", "KEY_HASH_SECRET", "CERTIFICATE_PRIVATE_KEY"):
+    for secret in ("JWT_SECRET", "KEY_HASH_SECRET", "CERTIFICATE_KEY_SECRET"):
         assert secret not in (ROOT / "compose.yaml").read_text()
         assert f"\n{secret}=" in example
     assert "compose.env" in (ROOT / ".gitignore").read_text().split()

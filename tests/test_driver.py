@@ -114,6 +114,7 @@ async def test_an_activations_writes_share_one_statement_only_where_the_database
     (data-modifying CTEs), one round trip; SQLite has no such statements: four, in a transaction."""
     await api.installation("ACME", purchased_on="2026-11-01")
     keys = await api.keys(2)
+    await api.get("/.well-known/jwks.json")  # the deployment's first signing key is made here, once
     statements_sent.clear()
 
     response = await api.activate("ACME", keys)

@@ -3,6 +3,7 @@ templates mark for it (extracted by Babel as `scripts/messages` does), every pro
 languages with its `code` unchanged, and the error reference explains every code in both."""
 
 import re
+import uuid
 from pathlib import Path
 
 import orjson
@@ -65,6 +66,8 @@ def _example(cls: type[errors.DomainError]) -> errors.DomainError:
         return cls(required=2, supplied=1)
     if cls is errors.RateLimited:
         return cls(retry_after=30)
+    if cls is errors.VoidHasDependents:
+        return cls([uuid.uuid4()])
     return cls()
 
 

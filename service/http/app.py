@@ -4,12 +4,12 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.metadata import version
 
 from fastapi import FastAPI
 
 from service.auth import SecretChecks
-from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.delivery import Worker
 from service.driver import create_driver
@@ -20,6 +20,7 @@ from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
+from service.signing_keys import SigningKeys
 
 DESCRIPTION = """
 Timex Support licenses: where they are issued, activated and checked.
@@ -36,11 +37,21 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings = settings or get_settings()
     settings.check_production()
     counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
+    driver = create_driver(settings.database_url, pool_size=settings.database_pool_size)
+    clock = clock or Clock(settings.zone)
     runtime = Runtime(
         settings=settings,
-        driver=create_driver(settings.database_url, pool_size=settings.database_pool_size),
-        clock=clock or Clock(settings.zone),
-        signer=CertificateSigner(settings.certificate_private_key or generate_private_key(), settings.jwt_issuer),
+        driver=driver,
+        clock=clock,
+        signing_keys=SigningKeys(
+            driver=driver,
+            clock=clock,
+            issuer=settings.jwt_issuer,
+            lifetime=timedelta(days=settings.certificate_lifetime_days),
+            reload=timedelta(seconds=settings.signing_keys_reload_seconds),
+            secret=settings.certificate_key_secret,
+            private_key_pem=settings.certificate_private_key,
+        ),
         key_secret=settings.key_hash_secret.encode(),
         counters=counters,
         activation_limiter=Limiter(

@@ -12,12 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 
 from service import resellers
 from service.auth import Principal, SecretChecks, TokenSettings, verify_token
-from service.certificates import CertificateSigner
 from service.clock import Clock
 from service.driver import Driver
 from service.errors import N_, Forbidden, Unauthenticated
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
+from service.signing_keys import SigningKeys
 
 TOKEN_URL = "/v1/auth/token"
 
@@ -34,7 +34,8 @@ class Runtime:
     settings: Settings
     driver: Driver
     clock: Clock
-    signer: CertificateSigner
+    signing_keys: SigningKeys
+    """The deployment's signing keys, as this process last read them."""
     key_secret: bytes
     """`KEY_HASH_SECRET` as bytes, made once: what keys are hashed under."""
     counters: Counters
@@ -66,8 +67,8 @@ async def get_clock(request: Request) -> Clock:
     return runtime_of(request).clock
 
 
-async def get_signer(request: Request) -> CertificateSigner:
-    return runtime_of(request).signer
+async def get_signing_keys(request: Request) -> SigningKeys:
+    return runtime_of(request).signing_keys
 
 
 def client_address(request: Request) -> str:
@@ -186,7 +187,7 @@ async def get_admin(settings: "SettingsDep", driver: "DriverDep", credentials: B
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SignerDep = Annotated[CertificateSigner, Depends(get_signer)]
+SigningKeysDep = Annotated[SigningKeys, Depends(get_signing_keys)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 DriverDep = Annotated[Driver, Depends(get_driver)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

@@ -13,7 +13,7 @@ from service import errors
 from service.http import validation
 from service.http.problems import MEDIA_TYPE, STATUS
 from service.http.schemas.auth import OAuth2Error, TokenRequest
-from service.http.schemas.common import INSTALLATION_CODE_PATTERN
+from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, INSTALLATION_CODE_PATTERN
 from service.http.schemas.installations import QUOTE_EXAMPLE
 from service.http.schemas.problem import Problem
 from service.i18n import SOURCE_LANGUAGE
@@ -57,6 +57,10 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     errors.InstallationExists.code: ("An installation with this code is already registered", {}),
     errors.ResellerExists.code: ("A reseller with this name already exists", {}),
+    errors.VoidHasDependents.code: (
+        "1 later live activation(s) were computed on this one: void them too (cascade)",
+        {"dependents": [EXAMPLE_ACTIVATION_ID]},
+    ),
     errors.KeyMalformed.code: ("The key is not a valid Timex Support key: check it for typos.", {"key_index": 1}),
     errors.RateLimited.code: ("Try again in 840 seconds", {}),
     errors.Unavailable.code: ("The service is temporarily unavailable; nothing was written", {}),
@@ -74,6 +78,10 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before sending the same request again.",
         "schema": {"type": "integer", "minimum": 1},
     },
+    "Cache-Control": {
+        "description": "How long the answer may be kept (`max-age`, seconds).",
+        "schema": {"type": "string", "examples": ["public, max-age=60"]},
+    },
     "WWW-Authenticate": {
         "description": "The scheme to authenticate with: `Bearer` (an access token), `Basic` at the token endpoint.",
         "schema": {"type": "string"},
@@ -84,6 +92,11 @@ _HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Re
 
 def _header(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/headers/{name}"}
+
+
+def headers(*names: str) -> dict[str, dict[str, str]]:
+    """A successful response's documented headers, each described once in `HEADERS`."""
+    return {name: _header(name) for name in names}
 
 
 Invalid = tuple[list[str | int], str, dict[str, Any]]
@@ -188,7 +201,7 @@ TAGS = [
     {"name": "auth", "description": "OAuth2 client credentials: a reseller's client id and secret buy a token."},
     {"name": "resellers", "description": "Admins register resellers, disable and enable them, rotate secrets."},
     {"name": "webhooks", "description": "Endpoints that hear of activations, voids and support ending; deliveries."},
-    {"name": "certificates", "description": "The public key that verifies support certificates offline."},
+    {"name": "certificates", "description": "The public keys that verify support certificates offline."},
     {"name": "health", "description": "Liveness and readiness, for orchestrators and load balancers."},
 ]
 SERVERS = [{"url": "/", "description": "This service"}]

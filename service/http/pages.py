@@ -286,7 +286,8 @@ async def certificate_file(request: Request) -> Response:
         state = await installations.support_state(driver=runtime.driver, code=code, today=today)
     except errors.InstallationNotFound:
         return Response(status_code=404, headers=SECURITY_HEADERS)
-    certificate = runtime.signer.certificate(code, state.support.end, today, now)
+    signer = (await runtime.signing_keys.current()).signer
+    certificate = signer.certificate(code, state.support.end, today, now)
     return Response(
         certificate,
         media_type="application/jwt",

@@ -37,6 +37,7 @@ STATUS = {
     errors.WebhookDeliveryNotFound.code: 404,
     errors.KeyAlreadyUsed.code: 409,
     errors.KeyRevoked.code: 409,
+    errors.VoidHasDependents.code: 409,
     errors.KeyDuplicated.code: 409,
     errors.InstallationExists.code: 409,
     errors.ResellerExists.code: 409,
@@ -93,6 +94,8 @@ async def domain_error(request: Request, exc: errors.DomainError) -> JSONRespons
     if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
         currency = runtime_of(request).settings.currency
         extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
+    if isinstance(exc, errors.VoidHasDependents):
+        extra["dependents"] = [str(activation_id) for activation_id in exc.dependents]
     if isinstance(exc, errors.KeyRefused) and exc.index is not None:
         extra["key_index"] = exc.index
         if exc.prefix is not None:

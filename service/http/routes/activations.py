@@ -69,7 +69,7 @@ async def activate_keys(request: Request, *, code: str, raw_keys: list[str]) -> 
             now=now,
             secret=runtime.key_secret,
             unit_price_minor=runtime.settings.unit_price_minor,
-            signer=runtime.signer,
+            signing_keys=runtime.signing_keys,
         )
     except DomainError as refusal:
         ACTIVATIONS.labels(refusal.code).inc()
@@ -96,6 +96,7 @@ async def activate_keys(request: Request, *, code: str, raw_keys: list[str]) -> 
         "unauthenticated",
         "forbidden",
         "activation_not_found",
+        "void_has_dependents",
         "payload_too_large",
         "unavailable",
         invalid=(["path", "activation_id"], "uuid_parsing", {}),
@@ -103,7 +104,13 @@ async def activate_keys(request: Request, *, code: str, raw_keys: list[str]) -> 
 )
 async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
-    support is recomputed from its remaining activations. Voiding twice changes nothing."""
-    result = await ledger.void(driver=driver, activation_id=activation_id, reason=body.reason, now=clock.now())
-    event("void", activation_id=activation_id, installation=result.installation, support_end=result.support_end)
+    support is recomputed from its remaining activations. Every later live activation of the installation was
+    computed on it: without `cascade` that is refused (`409 void_has_dependents`, listing them); with it they are
+    voided too, newest first. The answer lists every activation voided and every key revoked. Voiding twice
+    changes nothing."""
+    result = await ledger.void(
+        driver=driver, activation_id=activation_id, reason=body.reason, now=clock.now(), cascade=body.cascade
+    )
+    for voided in result.voided:
+        event("void", activation_id=voided, installation=result.installation, support_end=result.support_end)
     return VoidOut.model_validate(result)

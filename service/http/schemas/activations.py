@@ -30,6 +30,11 @@ class ActivationIn(Request):
 
 class VoidIn(Request):
     reason: Text = Field(min_length=1, max_length=500, examples=["Refund, order 1234"])
+    cascade: bool = Field(
+        False,
+        description="Void every later live activation of the installation too (each was computed on this one), "
+        "newest first. Without it, an activation with later live ones is refused (`409 void_has_dependents`).",
+    )
 
 
 class VoidOut(BaseModel):
@@ -40,6 +45,8 @@ class VoidOut(BaseModel):
             "voided_at": "2026-02-01T12:00:00Z",
             "reason": "Refund, order 1234",
             "support_end": "2026-03-15",
+            "voided": [EXAMPLE_ACTIVATION_ID],
+            "revoked_keys": [EXAMPLE_KEY_ID],
         },
         from_attributes=True,
     )
@@ -49,6 +56,10 @@ class VoidOut(BaseModel):
     voided_at: datetime
     reason: str
     support_end: date = Field(description="The installation's support end after the activation was voided.")
+    voided: list[UUID] = Field(
+        description="Every activation this request voided, newest first (empty when it was void already)."
+    )
+    revoked_keys: list[UUID] = Field(description="Every key this request revoked.")
 
 
 class LicensePeriodOut(BaseModel):

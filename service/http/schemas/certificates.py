@@ -1,4 +1,4 @@
-"""`/.well-known/jwks.json`: the public key that verifies support certificates."""
+"""`/.well-known/jwks.json`: the public keys that verify support certificates."""
 
 from typing import Literal
 

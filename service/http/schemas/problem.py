@@ -1,5 +1,7 @@
 """The body of every error: RFC 9457 problem details."""
 
+from uuid import UUID
+
 from pydantic import BaseModel, Field
 
 from service.http.schemas.installations import QuoteOut
@@ -36,4 +38,7 @@ class Problem(BaseModel):
         None,
         description="With `key_index`, that key's display prefix (`TXS-` and 4 symbols; never the whole key), "
         "except for `key_malformed` (not a key)",
+    )
+    dependents: list[UUID] | None = Field(
+        None, description="`void_has_dependents`: the later live activations computed on the one to void"
     )
