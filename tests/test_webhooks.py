@@ -141,6 +141,25 @@ def test_the_api_document_describes_each_events_body_with_the_apis_own_models() 
     assert schemas["KeyRevoked"]["properties"]["data"]["$ref"].endswith("/KeyOut")
 
 
+async def test_a_cascading_void_announces_each_activation_it_voided(hooks: Api, receiver: Receiver) -> None:
+    hook = await endpoint(hooks, receiver.url, event_types=["activation.voided"])
+    await hooks.installation("ACME", purchased_on="2026-11-20")
+    first_key, second_key = await hooks.keys(2)
+    first = (await hooks.activate("ACME", [first_key])).json()
+    second = (await hooks.activate("ACME", [second_key])).json()
+
+    voided = await hooks.post(
+        f"/v1/activations/{first['activation_id']}/void", {"reason": "refund", "cascade": True}, headers=hooks.admin
+    )
+    await deliver_all(hooks)
+
+    events = [r.verified(hook["secret"]) for r in receiver.received]
+    assert voided.json()["voided"] == [second["activation_id"], first["activation_id"]]
+    assert sorted(e["data"]["activation_id"] for e in events) == sorted(voided.json()["voided"])
+    assert len({e["id"] for e in events}) == 2
+    assert all(e["data"] | {"activation_id": None} == voided.json() | {"activation_id": None} for e in events)
+
+
 async def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt_with_the_same_id(
     hooks: Api, receiver: Receiver
 ) -> None:
