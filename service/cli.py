@@ -119,8 +119,9 @@ def _verify(args: argparse.Namespace) -> int:
     drifts = _on_database(lambda driver: ledger.verify(driver=driver))
     for drift in drifts:
         print(
-            f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus), "
-            f"ledger gives {drift.ledger.months} ({drift.ledger.bonus_months} bonus)"
+            f"{drift.code}: stored {drift.stored.months} months ({drift.stored.bonus_months} bonus) to "
+            f"{drift.stored.support_end}, ledger gives {drift.ledger.months} ({drift.ledger.bonus_months} bonus) to "
+            f"{drift.ledger.support_end}"
         )
     print(f"{len(drifts)} installation(s) differ from their ledger", file=sys.stderr)
     return 1 if drifts else 0

@@ -113,6 +113,16 @@ class KeyMalformed(DomainError):
     title = "The key is not a valid Timex Support key: check it for typos."
 
 
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used for another request"
+
+
+class IdempotencyKeyInFlight(DomainError):
+    code = "idempotency_key_in_flight"
+    title = "A request with this Idempotency-Key is still being answered; try again shortly"
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
     title = "Too many requests"

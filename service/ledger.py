@@ -28,11 +28,12 @@ _LIVE_ACTIVATIONS = (
 class Folded:
     months: int
     bonus_months: int
+    support_end: date
 
 
 def fold(start: rules.Support, activations: list[tuple]) -> Folded:
     folded = rules.fold(start, activations)
-    return Folded(folded.after.months, folded.bonus_months)
+    return Folded(folded.after.months, folded.bonus_months, folded.after.end)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ _INSTALLATIONS_AFTER = (
         Installation.initial_months,
         Installation.months,
         Installation.bonus_months,
+        Installation.support_end,
     )
     .where(Installation.id > bindparam("after"))
     .order_by(Installation.id)
@@ -76,7 +78,7 @@ async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift]:
                 ledgers.setdefault(a["installation_id"], []).append((a["activated_on"], a["licenses"]))
             for row in rows:
                 folded = fold(rules.Support(row["anchor"], row["initial_months"]), ledgers.get(row["id"], []))
-                stored = Folded(row["months"], row["bonus_months"])
+                stored = Folded(row["months"], row["bonus_months"], row["support_end"])
                 if stored != folded:
                     drifts.append(Drift(row["code"], stored, folded))
 
@@ -105,7 +107,7 @@ _REVOKE_KEYS_OF = (
 _STORE_FOLDED = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(months=bindparam("months"), bonus_months=bindparam("bonus_months"))
+    .values(months=bindparam("months"), support_end=bindparam("support_end"), bonus_months=bindparam("bonus_months"))
 )
 
 
@@ -125,8 +127,7 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
             await session.execute(_VOID, {"activation_id": activation_id, "now": now, "reason": reason})
             await session.execute(_REVOKE_KEYS_OF, {"of": activation_id, "now": now})
             folded = await _refold(session, installation)
-            support_end = rules.Support(installation.support.anchor, folded.months).end
-            return VoidResult(activation_id, code, now, reason, support_end)
+            return VoidResult(activation_id, code, now, reason, folded.support_end)
     return VoidResult(activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end)
 
 
@@ -135,6 +136,11 @@ async def _refold(session: Session, installation: installations.InstallationReco
     folded = fold(installation.start, [(a["activated_on"], a["licenses"]) for a in ledger])
     await session.execute(
         _STORE_FOLDED,
-        {"installation_id": installation.id, "months": folded.months, "bonus_months": folded.bonus_months},
+        {
+            "installation_id": installation.id,
+            "months": folded.months,
+            "support_end": folded.support_end,
+            "bonus_months": folded.bonus_months,
+        },
     )
     return folded

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     metrics_networks: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
+    idempotency_ttl_hours: int = Field(24, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(1, gt=0)

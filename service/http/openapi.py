@@ -19,9 +19,11 @@ _ERRORS = {
     "`quote` says what would",
     403: "`forbidden`: the token lacks the role, or the resource is another reseller's",
     404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`",
-    409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`",
+    409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`, "
+    "`idempotency_key_in_flight` (see `Retry-After`)",
     413: "`payload_too_large`: the request body is over the limit",
-    422: "`key_malformed`: a key fails its format or check symbols (a typo)",
+    422: "`key_malformed`: a key fails its format or check symbols (a typo); `idempotency_key_reused`: the "
+    "`Idempotency-Key` was sent with another request",
     429: "`rate_limited`: too many failed activations; see `Retry-After`",
     503: "`unavailable`: the database cannot be reached; nothing was written; see `Retry-After`",
 }

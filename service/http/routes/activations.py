@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from service import activations, ledger
 from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, DriverDep, client_address, runtime_of
+from service.http.idempotency import idempotent
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problem_responses
 from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
@@ -68,8 +69,9 @@ async def activate(body: ActivationIn, request: Request) -> Response:
 @router.post(
     "/{activation_id}/void",
     summary="Void an activation (a refund or a mistake)",
-    responses=problem_responses(400, 401, 403, 404, 413, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
 )
+@idempotent
 async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
     support is recomputed from its remaining activations. Voiding twice changes nothing."""

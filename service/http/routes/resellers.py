@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 
 from service import resellers
 from service.http.deps import AdminDep, ClockDep, DriverDep
+from service.http.idempotency import idempotent
 from service.http.observability import event
 from service.http.openapi import problem_responses
 from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
@@ -18,8 +19,9 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register a reseller",
-    responses=problem_responses(400, 401, 403, 409, 413, 503),
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
 )
+@idempotent
 async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(driver=driver, name=body.name)
@@ -58,8 +60,9 @@ async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> Rese
 @router.post(
     "/{reseller_id}/rotate-secret",
     summary="Give a reseller a new client secret",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
 )
+@idempotent
 async def rotate_secret(
     reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep
 ) -> ResellerSecretRotated:
