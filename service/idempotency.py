@@ -100,17 +100,18 @@ def _associated(attempt: Attempt) -> bytes:
     return json.dumps([attempt.scope, attempt.key]).encode()
 
 
-_WHERE_KEY = (IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.key == bindparam("key"))
+# Parameters are not named as columns: SQLAlchemy keeps those names for the values an insert or update sets.
+_WHERE_KEY = (IdempotencyKey.scope == bindparam("of_scope"), IdempotencyKey.key == bindparam("of_key"))
 _PURGE_EXPIRED_OF_SCOPE = delete(IdempotencyKey).where(
-    IdempotencyKey.scope == bindparam("scope"), IdempotencyKey.expires_at <= bindparam("now")
+    IdempotencyKey.scope == bindparam("of_scope"), IdempotencyKey.expires_at <= bindparam("now")
 )
 _CLAIM = insert(IdempotencyKey).values(
-    scope=bindparam("scope"),
-    key=bindparam("key"),
-    fingerprint=bindparam("fingerprint"),
-    claim=bindparam("claim"),
+    scope=bindparam("of_scope"),
+    key=bindparam("of_key"),
+    fingerprint=bindparam("of_request"),
+    claim=bindparam("claim_id"),
     claimed_at=bindparam("now"),
-    expires_at=bindparam("expires_at"),
+    expires_at=bindparam("expiry"),
 )
 _READ = select(
     IdempotencyKey.fingerprint,
@@ -123,14 +124,14 @@ _READ = select(
 _TAKE_OVER = (
     update(IdempotencyKey)
     .where(*_WHERE_KEY, IdempotencyKey.claim == bindparam("abandoned"), IdempotencyKey.status.is_(None))
-    .values(claim=bindparam("claim"), claimed_at=bindparam("now"))
+    .values(claim=bindparam("claim_id"), claimed_at=bindparam("now"))
 )
 _STORE = (
     update(IdempotencyKey)
-    .where(*_WHERE_KEY, IdempotencyKey.claim == bindparam("claim"))
-    .values(status=bindparam("status"), content_type=bindparam("content_type"), body=bindparam("body"))
+    .where(*_WHERE_KEY, IdempotencyKey.claim == bindparam("claim_id"))
+    .values(status=bindparam("answer_status"), content_type=bindparam("answer_type"), body=bindparam("sealed"))
 )
-_RELEASE = delete(IdempotencyKey).where(*_WHERE_KEY, IdempotencyKey.claim == bindparam("claim"))
+_RELEASE = delete(IdempotencyKey).where(*_WHERE_KEY, IdempotencyKey.claim == bindparam("claim_id"))
 _PURGE_EXPIRED = delete(IdempotencyKey).where(IdempotencyKey.expires_at <= bindparam("now"))
 
 
@@ -138,14 +139,14 @@ _PURGE_EXPIRED = delete(IdempotencyKey).where(IdempotencyKey.expires_at <= bindp
 async def claim(*, driver: Driver, attempt: Attempt, now: datetime, ttl: timedelta, sealer: Sealer) -> Claim | Answer:
     """The claim of a key not used yet (or expired, or abandoned): the caller runs the request, then `store`s its
     answer or `release`s the claim. Or the answer stored for this very request, to answer again."""
-    where = {"scope": attempt.scope, "key": attempt.key, "now": now}
+    where = {"of_scope": attempt.scope, "of_key": attempt.key, "now": now}
     for _ in range(_CLAIM_ATTEMPTS):
         claim = Claim(attempt, uuid4())
         try:
             async with driver.transaction() as session:
                 await session.execute(_PURGE_EXPIRED_OF_SCOPE, where)
                 await session.execute(
-                    _CLAIM, {**where, "fingerprint": attempt.fingerprint, "claim": claim.id, "expires_at": now + ttl}
+                    _CLAIM, {**where, "of_request": attempt.fingerprint, "claim_id": claim.id, "expiry": now + ttl}
                 )
             return claim
         except Duplicate:
@@ -160,7 +161,7 @@ async def claim(*, driver: Driver, attempt: Attempt, now: datetime, ttl: timedel
         if row["claimed_at"] > now - CLAIM_TIMEOUT:
             raise IdempotencyKeyInFlight()
         async with driver.single_write() as session:
-            if await session.execute(_TAKE_OVER, {**where, "abandoned": row["claim"], "claim": claim.id}):
+            if await session.execute(_TAKE_OVER, {**where, "abandoned": row["claim"], "claim_id": claim.id}):
                 return claim
     raise Unavailable()
 
@@ -173,12 +174,12 @@ async def store(*, driver: Driver, claim: Claim, answer: Answer, sealer: Sealer)
         await session.execute(
             _STORE,
             {
-                "scope": attempt.scope,
-                "key": attempt.key,
-                "claim": claim.id,
-                "status": answer.status,
-                "content_type": answer.content_type,
-                "body": sealer.seal(attempt, answer.body),
+                "of_scope": attempt.scope,
+                "of_key": attempt.key,
+                "claim_id": claim.id,
+                "answer_status": answer.status,
+                "answer_type": answer.content_type,
+                "sealed": sealer.seal(attempt, answer.body),
             },
         )
 
@@ -186,7 +187,9 @@ async def store(*, driver: Driver, claim: Claim, answer: Answer, sealer: Sealer)
 async def release(*, driver: Driver, claim: Claim) -> None:
     """Give the key up without an answer: the next request with it runs afresh."""
     async with driver.single_write() as session:
-        await session.execute(_RELEASE, {"scope": claim.attempt.scope, "key": claim.attempt.key, "claim": claim.id})
+        await session.execute(
+            _RELEASE, {"of_scope": claim.attempt.scope, "of_key": claim.attempt.key, "claim_id": claim.id}
+        )
 
 
 async def purge(*, driver: Driver, now: datetime) -> int:

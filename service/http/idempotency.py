@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Request, Response, status
 from pydantic import BaseModel
 
 from service import idempotency
@@ -106,7 +106,7 @@ async def _answer_once(keyed: _Keyed, run: Callable[[], Awaitable[BaseModel]]) -
             claimed.body, claimed.status, headers={REPLAYED_HEADER: "true"}, media_type=claimed.content_type
         )
     try:
-        response = json_response(await run(), request.scope["route"].status_code)
+        response = json_response(await run(), request.scope["route"].status_code or status.HTTP_200_OK)
     except DomainError as refusal:
         if isinstance(refusal, _RETRYABLE):
             await idempotency.release(driver=runtime.driver, claim=claimed)
