@@ -127,6 +127,15 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if drifts else 0
 
 
+def _purge_idempotency_keys(args: argparse.Namespace) -> None:
+    from service import idempotency
+    from service.clock import Clock
+
+    now = Clock(get_settings().zone).now()
+    purged = _on_database(lambda driver: idempotency.purge(driver=driver, now=now))
+    print(f"{purged} expired idempotency key(s) purged", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="timex-licensing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
 
     verify = commands.add_parser("verify", help="recompute every installation from its ledger; exit 1 on drift")
     verify.set_defaults(run=_verify)
+
+    purge = commands.add_parser(
+        "purge-idempotency-keys", help="delete the idempotency keys (and stored answers) past their lifetime"
+    )
+    purge.set_defaults(run=_purge_idempotency_keys)
 
     args = parser.parse_args(argv)
     return args.run(args) or 0

@@ -4,6 +4,8 @@ nothing more; the same key for another request, or while the first is still runn
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -170,8 +172,7 @@ async def test_answers_holding_keys_or_secrets_are_stored_encrypted(api: Api) ->
 
 async def test_after_its_lifetime_a_key_runs_afresh_and_its_old_answer_is_purged(api: Api) -> None:
     first = await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "k"))
-    async with api.engine.begin() as conn:  # a day goes by
-        await conn.execute(update(IdempotencyKey).values(expires_at=func.now()))
+    await _expire_every_key(api)
 
     again = await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "k"))
 
@@ -181,18 +182,29 @@ async def test_after_its_lifetime_a_key_runs_afresh_and_its_old_answer_is_purged
     assert await _keys_issued(api) == 2
 
 
-async def test_expired_keys_are_purged(api: Api) -> None:
+async def test_expired_keys_are_purged_by_each_new_claim_of_their_caller_and_by_a_command(api: Api) -> None:
     await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "old"))
-    async with api.engine.begin() as conn:
-        await conn.execute(update(IdempotencyKey).values(expires_at=func.now()))
+    await _expire_every_key(api)
     await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "new"))
+    assert len(await _stored_answers(api)) == 1, "the new claim purged its caller's expired keys"
+    await _expire_every_key(api)
 
-    purged = await idempotency.purge(driver=api.driver, now=api.clock.now())
+    purge = subprocess.run(
+        [sys.executable, "-m", "service.cli", "purge-idempotency-keys"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": api.settings.database_url},
+        timeout=60,
+    )
 
-    assert (purged, len(await _stored_answers(api))) == (0, 1), "the new claim purged its caller's expired keys"
+    assert (purge.returncode, purge.stderr) == (0, "1 expired idempotency key(s) purged\n")
+    assert await _stored_answers(api) == []
+
+
+async def _expire_every_key(api: Api) -> None:
+    """A day goes by."""
     async with api.engine.begin() as conn:
         await conn.execute(update(IdempotencyKey).values(expires_at=func.now()))
-    assert await idempotency.purge(driver=api.driver, now=api.clock.now()) == 1
 
 
 async def test_a_request_still_running_under_the_key_is_refused_and_an_abandoned_one_taken_over(api: Api) -> None:
