@@ -24,7 +24,15 @@ from sqlalchemy import BindParameter, Select, Update, bindparam, case, exists, f
 from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session, retried
-from service.errors import KeyAlreadyUsed, KeyDuplicated, KeyNotFound, KeyRevoked, LicensesInsufficient
+from service.errors import (
+    KeyAlreadyUsed,
+    KeyDuplicated,
+    KeyMalformed,
+    KeyNotFound,
+    KeyRefused,
+    KeyRevoked,
+    LicensesInsufficient,
+)
 from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
 from service.ratelimit import Limiter, client_name
 
@@ -46,12 +54,19 @@ class ActivationResult:
     replayed: bool = False
 
 
-def digests(raw_keys: list[str], secret: bytes) -> list[bytes]:
-    """Normalize and hash the keys of a request: a typo or a repeat is refused before any lookup."""
-    canonical = [keyformat.normalize(raw) for raw in raw_keys]
+def canonical_keys(raw_keys: list[str]) -> list[str]:
+    """Normalize the keys of a request: a typo or a repeat is refused before any lookup, naming the key."""
+    canonical = []
+    for index, raw in enumerate(raw_keys):
+        try:
+            canonical.append(keyformat.normalize(raw))
+        except KeyMalformed as refusal:
+            refusal.index = index
+            raise
     if len(set(canonical)) != len(canonical):
-        raise KeyDuplicated()
-    return [keyformat.digest(key, secret) for key in canonical]
+        index = next(i for i, key in enumerate(canonical) if key in canonical[:i])
+        raise KeyDuplicated(index=index, prefix=keyformat.display_prefix(canonical[index]))
+    return canonical
 
 
 # The statements of the hot path, built once: each call only binds its values. Those that name the
@@ -183,15 +198,21 @@ async def activate(
     signer: CertificateSigner,
 ) -> ActivationResult:
     """Activate `raw_keys` on installation `code` for `client` (an address, also the ledger's `requested_by`)."""
-    key_digests = digests(raw_keys, secret)
+    canonical = canonical_keys(raw_keys)
+    key_digests = [keyformat.digest(key, secret) for key in canonical]
     write = partial(
         _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
     )
-    async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
-        try:
-            return await _activate_fresh(driver, code, len(key_digests), today, write)
-        except _Undecided:
-            return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write)
+    try:
+        async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
+            try:
+                return await _activate_fresh(driver, code, len(key_digests), today, write)
+            except _Undecided:
+                return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write)
+    except KeyRefused as refusal:
+        if refusal.index is not None:
+            refusal.prefix = keyformat.display_prefix(canonical[refusal.index])
+        raise
 
 
 async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date, write: _Write) -> ActivationResult:
@@ -217,18 +238,18 @@ async def _activate_checked(
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
         keys = await session.all(_keys_by_digest(len(key_digests)), _digest_values(key_digests))
-        if len(keys) != len(key_digests):
-            raise KeyNotFound("At least one key is unknown")
         by_digest = {key["digest"]: key for key in keys}
+        if len(keys) != len(key_digests):
+            raise KeyNotFound(index=next(i for i, d in enumerate(key_digests) if d not in by_digest))
         ordered = [by_digest[d] for d in key_digests]
 
         replay = await _replay(session, installation, ordered)
         if replay is not None:
             return replay
-        if any(key["status"] == "revoked" for key in ordered):
-            raise KeyRevoked()
-        if any(key["status"] == "used" for key in ordered):
-            raise KeyAlreadyUsed()
+        for refusal, status in ((KeyRevoked, "revoked"), (KeyAlreadyUsed, "used")):
+            index = next((i for i, key in enumerate(ordered) if key["status"] == status), None)
+            if index is not None:
+                raise refusal(index=index)
 
         try:
             renewal = rules.activate(installation.support, len(ordered), today)

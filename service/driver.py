@@ -41,6 +41,8 @@ Row = Mapping[Any, Any]
 """A row read by column name (SQLAlchemy's `RowMapping` or asyncpg's `Record`)."""
 POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `Unavailable`
 CONFLICT_ATTEMPTS = 4  # a transaction that keeps losing to others this often is `Unavailable`
+APPLICATION_NAME = "timex-licensing"
+"""How the service's connections are named to PostgreSQL (`pg_stat_activity.application_name`)."""
 
 
 class Refused(Exception):
@@ -163,7 +165,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def _lost(exc: BaseException) -> bool:
     """Whether the connection is gone or was refused: the server restarted, or refused a connection."""
     return any(
-        isinstance(cause, _LOST) or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        (isinstance(cause, _LOST) and not isinstance(cause, TimeoutError))  # an OSError, but the connection is good
+        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
         for cause in _causes(exc)
     )
 
@@ -355,7 +358,13 @@ class AsyncpgDriver:
         if self._pool is None:
             # min_size=0: making the pool connects nothing, so it cannot fail; connections come on demand.
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=0, max_size=self._pool_size, reset=_roll_back_if_open, timeout=5, command_timeout=15
+                self._dsn,
+                min_size=0,
+                max_size=self._pool_size,
+                reset=_roll_back_if_open,
+                timeout=5,
+                command_timeout=15,
+                server_settings={"application_name": APPLICATION_NAME},
             )
             if self._pool is None:
                 self._pool = pool

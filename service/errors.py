@@ -55,7 +55,18 @@ class InstallationNotFound(DomainError):
     title = "No such installation"
 
 
-class KeyNotFound(DomainError):
+class KeyRefused(DomainError):
+    """A refusal of one key of a request: `index` is its position in the request (from 0) and `prefix` its
+    display prefix (`TXS-` and 4 symbols, never the whole key), where the request had several and it is known
+    which one; a malformed key has no prefix (it is not a key)."""
+
+    def __init__(self, detail: str | None = None, *, index: int | None = None, prefix: str | None = None):
+        super().__init__(detail)
+        self.index = index
+        self.prefix = prefix
+
+
+class KeyNotFound(KeyRefused):
     code = "key_not_found"
     title = "No such key"
 
@@ -93,22 +104,22 @@ class LicensesInsufficient(DomainError):
         self.quote: Quote | None = None  # attached by the service layer for the response body
 
 
-class KeyAlreadyUsed(DomainError):
+class KeyAlreadyUsed(KeyRefused):
     code = "key_already_used"
     title = "The key was already used"
 
 
-class KeyRevoked(DomainError):
+class KeyRevoked(KeyRefused):
     code = "key_revoked"
     title = "The key was revoked"
 
 
-class KeyDuplicated(DomainError):
+class KeyDuplicated(KeyRefused):
     code = "key_duplicated"
     title = "The same key appears twice in the request"
 
 
-class KeyMalformed(DomainError):
+class KeyMalformed(KeyRefused):
     code = "key_malformed"
     title = "The key is not a valid Timex Support key: check it for typos."
 

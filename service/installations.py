@@ -123,7 +123,9 @@ async def register(
             raise Forbidden("Only an administrator registers an existing customer by its support end")
         support = rules.existing_customer(support_end)
     else:
-        assert purchased_on is not None, "a registration gives exactly one of the two (InstallationIn)"
+        assert purchased_on is not None, (
+            "a registration gives exactly one of the two (schemas.installations.InstallationIn)"
+        )
         support = rules.purchase(purchased_on, today)
         if not principal.is_admin and purchased_on < today - timedelta(days=purchase_max_age_days):
             raise PurchaseTooOld(

@@ -20,9 +20,17 @@ ISSUED_KEYS: set[str] = set()
 
 class Api:
     def __init__(
-        self, client: httpx.AsyncClient, settings: Settings, clock: FixedClock, engine: AsyncEngine, driver: Driver
+        self,
+        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
+        settings: Settings,
+        clock: FixedClock,
+        engine: AsyncEngine,
+        driver: Driver,
     ):
         self.client = client
+        self.transport = transport
+        """The app as an httpx transport, for other clients (an OAuth2 library's, a generated one)."""
         self.settings = settings
         self.clock = clock
         self.engine = engine
@@ -39,7 +47,7 @@ class Api:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_address, 50000))
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                yield cls(client, settings, clock, engine, app.state.runtime.driver)
+                yield cls(client, transport, settings, clock, engine, app.state.runtime.driver)
         finally:
             await app.state.runtime.close()
 

@@ -29,12 +29,16 @@ class Page:
     def __init__(self, socket):
         self._socket = socket
         self._ids = itertools.count(1)
+        self.events: list[dict] = []
+        """Every event the page sent while a command was awaited (those of the domains enabled)."""
 
     def send(self, method: str, **params: object) -> dict:
         message_id = next(self._ids)
         self._socket.send(json.dumps({"id": message_id, "method": method, "params": params}))
         while True:
             reply = json.loads(self._socket.recv(timeout=60))
+            if "method" in reply:
+                self.events.append(reply)
             if reply.get("id") == message_id:
                 if "error" in reply:
                     raise RuntimeError(reply["error"])

@@ -24,7 +24,7 @@ async def test_activating_one_key_before_the_end_renews_with_the_bonus(api: Api)
     assert body["support_end_before"] == "2026-03-15"
     assert body["support_end_after"] == "2027-05-15"
     assert body["months_added"] == 14
-    [license_] = body["licenses"]
+    [license_] = body["periods"]
     assert (license_["from"], license_["to"], license_["bonus_months"]) == ("2026-03-16", "2027-05-15", 2)
     support = await api.support("ACME")
     assert (support["support_end"], support["months_granted"], support["bonus_months"]) == ("2027-05-15", 26, 2)
@@ -50,7 +50,7 @@ async def test_two_keys_after_a_lapse_back_date_then_earn_the_bonus(api: Api) ->
 
     assert body["months_added"] == 26
     assert body["support_end_after"] == "2028-05-15"
-    assert [(p["from"], p["to"], p["bonus_months"]) for p in body["licenses"]] == [
+    assert [(p["from"], p["to"], p["bonus_months"]) for p in body["periods"]] == [
         ("2026-03-16", "2027-03-15", 0),
         ("2027-03-16", "2028-05-15", 2),
     ]
@@ -200,3 +200,42 @@ async def test_one_to_fifty_keys_per_request(api: Api) -> None:
 
     assert (none.status_code, none.json()["code"]) == (400, "invalid_request")
     assert (too_many.status_code, too_many.json()["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("bad", "status", "code"),
+    [
+        ("used", 409, "key_already_used"),
+        ("revoked", 409, "key_revoked"),
+        ("duplicated", 409, "key_duplicated"),
+        ("unknown", 404, "key_not_found"),
+        ("mistyped", 422, "key_malformed"),
+    ],
+)
+async def test_a_refusal_of_one_key_of_many_names_it_by_position_and_prefix(
+    api: Api, bad: str, status: int, code: str
+) -> None:
+    await api.installation("ACME", purchased_on="2025-03-15")
+    await api.installation("OTHER")
+    issued = (await api.post("/v1/keys", {"count": 4}, headers=api.admin)).json()["keys"]
+    keys = [k["key"] for k in issued]
+    if bad == "used":
+        assert (await api.activate("OTHER", [keys[2]])).status_code == 201
+    elif bad == "revoked":
+        await api.post(f"/v1/keys/{issued[2]['key_id']}/revoke", headers=api.admin)
+    elif bad == "duplicated":
+        keys[2] = keys[0].lower()
+    elif bad == "unknown":
+        keys[2] = keyformat.generate()
+    elif bad == "mistyped":
+        keys[2] = keys[2][:-1] + ("0" if keys[2][-1] != "0" else "1")
+
+    response = await api.activate("ACME", keys)
+
+    problem = response.json()
+    assert (response.status_code, problem["code"], problem["key_index"]) == (status, code, 2)
+    if bad == "mistyped":
+        assert "key_prefix" not in problem  # not a key: nothing of it is echoed
+    else:
+        assert problem["key_prefix"] == keys[2][:8].upper() and len(problem["key_prefix"]) == 8
+    assert all(key not in response.text and key.replace("-", "") not in response.text for key in keys)

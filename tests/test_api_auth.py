@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import quote_plus
 
 import pytest
 from jose import jwk, jwt
@@ -39,14 +40,82 @@ async def test_a_reseller_trades_its_credentials_for_a_short_lived_token(api: Ap
     assert created.json()["reseller_id"] == reseller["id"]
 
 
-async def test_a_wrong_client_secret_is_unauthenticated(api: Api) -> None:
+async def test_a_wrong_client_secret_is_an_invalid_client_as_rfc_6749_writes_it(api: Api) -> None:
     reseller = await api.reseller()
 
     wrong = await _token(api, reseller["client_id"], "guess")
     unknown = await _token(api, "rs_nobody", reseller["client_secret"])
 
-    assert (wrong.status_code, wrong.json()["code"]) == (401, "unauthenticated")
-    assert (unknown.status_code, unknown.json()["code"]) == (401, "unauthenticated")
+    for response in (wrong, unknown):
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["www-authenticate"].startswith("Basic ")
+        assert response.json() == {"error": "invalid_client", "error_description": "Unknown client or wrong secret"}
+
+
+def _basic(client_id: str, client_secret: str) -> dict[str, str]:
+    """HTTP Basic as RFC 6749 §2.3.1 has it: id and secret form-urlencoded, then base64 of `id:secret`."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+async def test_a_reseller_may_authenticate_with_http_basic(api: Api) -> None:
+    reseller = await api.reseller()
+
+    response = await api.client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials"},
+        headers=_basic(reseller["client_id"], reseller["client_secret"]),
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    listed = await api.get("/v1/keys", headers={"Authorization": f"Bearer {response.json()['access_token']}"})
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "headers", "error"),
+    [
+        pytest.param({"grant_type": "password"}, "basic", "unsupported_grant_type", id="another grant"),
+        pytest.param({}, "basic", "invalid_request", id="no grant_type"),
+        pytest.param({"grant_type": "client_credentials"}, None, "invalid_request", id="no credentials"),
+        pytest.param(
+            {"grant_type": "client_credentials", "client_secret": "x"}, "basic", "invalid_request", id="two methods"
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials", "client_id": "rs_other"}, "basic", "invalid_request", id="two ids"
+        ),
+        pytest.param({"grant_type": "client_credentials"}, "not base64", "invalid_request", id="broken basic"),
+    ],
+)
+async def test_a_malformed_token_request_is_refused_as_rfc_6749_writes_it(
+    api: Api, form: dict, headers: str | None, error: str
+) -> None:
+    reseller = await api.reseller()
+    authorization = {
+        "basic": _basic(reseller["client_id"], reseller["client_secret"]),
+        "not base64": {"Authorization": "Basic %%%"},
+        None: {},
+    }[headers]
+
+    response = await api.client.post("/v1/auth/token", data=form, headers=authorization)
+
+    assert (response.status_code, response.json()["error"]) == (400, error)
+    assert response.json()["error_description"]
+
+
+async def test_a_repeated_token_parameter_is_an_invalid_request(api: Api) -> None:
+    reseller = await api.reseller()
+    body = f"grant_type=client_credentials&grant_type=client_credentials&client_id={reseller['client_id']}"
+
+    response = await api.client.post(
+        "/v1/auth/token",
+        content=f"{body}&client_secret={reseller['client_secret']}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
 
 
 def _b64(data: dict) -> str:

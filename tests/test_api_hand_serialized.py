@@ -63,4 +63,4 @@ async def test_an_activation_and_its_replay_are_exactly_an_activation_out(
     assert (created.status_code, replayed.status_code) == (201, 200)
     assert_is_exactly(ActivationOut, created)
     assert_is_exactly(ActivationOut, replayed)
-    assert len(created.json()["licenses"]) == keys
+    assert len(created.json()["periods"]) == keys

@@ -1,10 +1,12 @@
 """Hostile or sloppy input is refused at validation as `400 invalid_request`: it never reaches the
 database, never answers 500, and never logs an error."""
 
+import json
 import logging
 
 import pytest
 
+from service.http.openapi import document
 from tests.api import Api
 
 pytestmark = pytest.mark.anyio
@@ -15,7 +17,9 @@ TOKEN_FORM = {"grant_type": "client_credentials", "client_id": "rs_abc", "client
 
 
 def _refused(response) -> bool:
-    return (response.status_code, response.json().get("code")) == (400, "invalid_request")
+    """`400 invalid_request`: a problem's `code`, or at the token endpoint RFC 6749's `error`."""
+    body = response.json()
+    return (response.status_code, body.get("code", body.get("error"))) == (400, "invalid_request")
 
 
 # Every string an operation takes, in turn holding a NUL (PostgreSQL refuses NUL in text outright).
@@ -272,3 +276,46 @@ async def test_well_formed_input_is_still_taken(api: Api) -> None:
     assert (issued.status_code, len(issued.json()["keys"])) == (201, 2)
     assert (quote.status_code, quote.json()["licenses"]) == (200, 2)
     assert (page.status_code, len(page.json()["items"])) == (200, 1)
+
+
+SPEC = json.loads(document())
+
+
+def _documented(operation_id: str, code: str) -> dict:
+    [operation] = [o for path in SPEC["paths"].values() for o in path.values() if o["operationId"] == operation_id]
+    [example] = [
+        content["examples"][code]["value"]
+        for response in operation["responses"].values()
+        for media_type, content in response.get("content", {}).items()
+        if media_type == "application/problem+json" and code in content["examples"]
+    ]
+    return example
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "method", "path", "request_"),
+    [
+        ("activateKeys", "POST", "/v1/activations", {"json": {"installation": "ACME-0001", "keys": ["x"] * 51}}),
+        ("voidActivation", "POST", "/v1/activations/abc/void", {"json": {"reason": "x"}}),
+        ("registerInstallation", "POST", "/v1/installations", {"json": {"code": "A", "purchased_on": "2025-02-30"}}),
+        ("listInstallations", "GET", "/v1/installations", {"params": {"state": "soon"}}),
+        ("getInstallation", "GET", "/v1/installations/bad code!", {}),
+        ("getSupportState", "GET", "/v1/installations/bad code!/support", {}),
+        ("quoteRenewal", "GET", "/v1/installations/ACME-0001/quote", {"params": {"on": "2027-3-16"}}),
+        ("quoteFromSupportEnd", "GET", "/v1/quote", {"params": {"on": "2027-03-16"}}),
+        ("issueKeys", "POST", "/v1/keys", {"json": {"count": 0}}),
+        ("listKeys", "GET", "/v1/keys", {"params": {"limit": "0"}}),
+        ("revokeKey", "POST", "/v1/keys/abc/revoke", {}),
+        ("registerReseller", "POST", "/v1/resellers", {"json": {"name": ""}}),
+        ("getReseller", "GET", "/v1/resellers/abc", {}),
+        ("disableReseller", "POST", "/v1/resellers/abc/disable", {}),
+        ("enableReseller", "POST", "/v1/resellers/abc/enable", {}),
+        ("rotateResellerSecret", "POST", "/v1/resellers/abc/rotate-secret", {}),
+    ],
+)
+async def test_each_operations_documented_invalid_request_is_what_it_answers(
+    api: Api, operation_id: str, method: str, path: str, request_: dict
+) -> None:
+    response = await api.client.request(method, path, headers=api.admin, **request_)
+
+    assert response.json() == _documented(operation_id, "invalid_request")

@@ -233,7 +233,7 @@ async def test_an_installation_shows_its_activations(api: Api) -> None:
 
     [entry] = installation["activations"]
     assert entry["activation_id"] == activation["activation_id"]
-    assert entry["key_ids"] == [lic["key_id"] for lic in activation["licenses"]]
+    assert entry["key_ids"] == [lic["key_id"] for lic in activation["periods"]]
     assert (entry["months_added"], entry["support_end_after"]) == (activation["months_added"], "2028-05-15")
 
 

@@ -225,7 +225,7 @@ async def test_a_client_that_keeps_failing_to_log_in_is_refused_before_any_hashi
     refused = await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.7")
     elsewhere = await _token(limited, reseller["client_id"], reseller["client_secret"], "192.0.2.1")
 
-    assert (refused.status_code, refused.json()["code"]) == (429, "rate_limited")
+    assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited")
     assert int(refused.headers["retry-after"]) > 0
     assert elsewhere.status_code == 200
 

@@ -107,7 +107,7 @@ async def test_a_rotated_secret_replaces_the_old_one_and_its_tokens_at_once(api:
     assert rotated.status_code == 200
     assert set(rotated.json()) == REPRESENTATION | {"client_secret"}
     assert new_secret != reseller["client_secret"]
-    assert (old_secret.status_code, old_secret.json()["code"]) == (401, "unauthenticated")
+    assert (old_secret.status_code, old_secret.json()["error"]) == (401, "invalid_client")
     old_token = await _own_keys(api, old_headers)
     assert (old_token.status_code, old_token.json()["code"]) == (401, "unauthenticated")
     assert (await _own_keys(api, new_headers)).status_code == 200

@@ -23,7 +23,7 @@ async def test_voiding_a_middle_activation_refolds_later_bonuses(api: Api) -> No
     voided = (await api.activate("ACME", [first])).json()
     api.stand_on(date(2026, 12, 1))
     later = (await api.activate("ACME", [second])).json()
-    assert (later["licenses"][0]["bonus_months"], later["support_end_after"]) == (2, "2028-05-15")
+    assert (later["periods"][0]["bonus_months"], later["support_end_after"]) == (2, "2028-05-15")
 
     response = await _void(api, voided["activation_id"])
 

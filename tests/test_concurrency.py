@@ -155,7 +155,7 @@ async def test_two_service_processes_on_one_database_keep_every_guarantee(
 
     assert Counter(r.status_code for r in contested_results) == {201: 1, 409: 9}
     assert all(r.status_code in (200, 201, 409) for r in singles + replayed)
-    granted = sum(len(r.json()["licenses"]) for r in singles + replayed if r.status_code == 201)
+    granted = sum(len(r.json()["periods"]) for r in singles + replayed if r.status_code == 201)
     assert (await pg.support("ACME"))["months_granted"] == 12 + 14 * granted
     verify = subprocess.run(
         [sys.executable, "-m", "service.cli", "verify"],

@@ -9,14 +9,17 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from service.driver import APPLICATION_NAME
 from tests.api import Api
 from tests.conftest import make_settings, service
-from tests.held_rows import WAIT_AT_MOST_SECONDS
+from tests.held_rows import WAIT_AT_MOST_SECONDS, installation_held
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 # The backends connected to this database, but for the one asking.
-_SERVICE_BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+_BACKENDS = (
+    "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
 
 
 def service_on(postgres_url: str, pool_size: int) -> AbstractAsyncContextManager[Api]:
@@ -33,9 +36,11 @@ async def watching(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def backends(watcher: asyncpg.Connection, but: set[int] = frozenset()) -> set[int]:
+async def backends(watcher: asyncpg.Connection, service_only: bool = False) -> set[int]:
+    """Every other backend on the database, or only the service's (by the name its connections give)."""
     await watcher.execute("SELECT pg_stat_clear_snapshot()")
-    return {row["pid"] for row in await watcher.fetch(_SERVICE_BACKENDS)} - but
+    rows = await watcher.fetch(_BACKENDS)
+    return {row["pid"] for row in rows if not service_only or row["application_name"] == APPLICATION_NAME}
 
 
 async def test_every_call_hot_or_cold_shares_one_pool_of_database_pool_size_connections(postgres_url: str) -> None:
@@ -102,4 +107,28 @@ async def test_a_deadlock_is_retried_and_the_request_succeeds_on_the_same_connec
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["support_end"] == "2027-11-01"
+    assert pool_after == pool_before and len(pool_before) == 1, "the pool kept its connection"
+
+
+async def test_a_statement_over_its_time_is_503_for_its_request_alone_and_the_pool_stays(postgres_url: str) -> None:
+    """The server cancels a statement past `statement_timeout` (here 300 ms for the connections made during the
+    test): that request is `503`, nothing is written, and the next one runs on the same connection."""
+    database = make_url(postgres_url).database
+    async with watching(postgres_url) as w:
+        await w.execute(f'ALTER DATABASE "{database}" SET statement_timeout = 300')
+        try:
+            async with service_on(postgres_url, pool_size=1) as api:
+                await api.installation("ACME", purchased_on="2026-11-01")
+                [key] = await api.keys(1)
+                pool_before = await backends(w, service_only=True)
+
+                async with installation_held(postgres_url, "ACME"):
+                    waited_too_long = await api.activate("ACME", [key])
+                after = await api.activate("ACME", [key])
+                pool_after = await backends(w, service_only=True)
+        finally:
+            await w.execute(f'ALTER DATABASE "{database}" RESET statement_timeout')
+
+    assert (waited_too_long.status_code, waited_too_long.json()["code"]) == (503, "unavailable")
+    assert after.status_code == 201, "the refused activation wrote nothing: the key is still fresh"
     assert pool_after == pool_before and len(pool_before) == 1, "the pool kept its connection"

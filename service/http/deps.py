@@ -7,7 +7,8 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 
 from service import resellers
 from service.auth import Principal, SecretChecks, TokenSettings, verify_token
@@ -18,6 +19,8 @@ from service.errors import Forbidden, Unauthenticated
 from service.idempotency import Sealer
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
+
+TOKEN_URL = "/v1/auth/token"
 
 
 @dataclass(frozen=True)
@@ -139,14 +142,23 @@ async def get_today(clock: "ClockDep") -> date:
 
 # Every dependency is `async def`: FastAPI would run a plain `def` in a worker thread, a thread hop per
 # dependency per request on the hot paths.
-_bearer = HTTPBearer(auto_error=False, description="An access token from `POST /v1/auth/token` or the CLI.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An access token: an admin's from `timex-licensing token`, or a reseller's from "
+    "`POST /v1/auth/token` (which `OAuth2ClientCredentials` fetches by itself).",
+)
+# The same bearer token, and where a reseller gets one: with this scheme, Swagger UI's Authorize and generated
+# clients fetch a token from the client id and secret themselves.
+_reseller_oauth2 = OAuth2(
+    flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL, scopes={})),
+    scheme_name="OAuth2ClientCredentials",
+    description="A reseller's client id and secret, traded at `POST /v1/auth/token` for a bearer token.",
+    auto_error=False,
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_principal(
-    settings: "SettingsDep",
-    driver: "DriverDep",
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+async def _principal(settings: Settings, driver: Driver, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The caller. A reseller's token is checked against its row on every call, so that disabling the reseller
     or rotating its secret refuses the token at once rather than at its expiry; admin tokens are in no database.
     The public hot paths take no token, so they never pay for this read."""
@@ -158,7 +170,20 @@ async def get_principal(
     return principal
 
 
-async def get_admin(principal: "PrincipalDep") -> Principal:
+async def get_principal(
+    settings: "SettingsDep",
+    driver: "DriverDep",
+    credentials: BearerCredentials,
+    _reseller_oauth2: Annotated[str | None, Depends(_reseller_oauth2)],
+) -> Principal:
+    """Admins and resellers. The OAuth2 scheme reads the same `Authorization` header as `_bearer`: it is named
+    here so that the document offers resellers both ways to their token."""
+    return await _principal(settings, driver, credentials)
+
+
+async def get_admin(settings: "SettingsDep", driver: "DriverDep", credentials: BearerCredentials) -> Principal:
+    """Admins only: a reseller's token is `403 forbidden` (and `401` when no longer good at all)."""
+    principal = await _principal(settings, driver, credentials)
     principal.require_admin()
     return principal
 

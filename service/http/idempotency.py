@@ -26,19 +26,18 @@ from service import idempotency
 from service.auth import Principal
 from service.errors import DomainError, RateLimited, Unavailable
 from service.http import problems
-from service.http.deps import PrincipalDep, Runtime, runtime_of
-from service.http.openapi import json_response
+from service.http.deps import AdminDep, PrincipalDep, Runtime, runtime_of
+from service.http.openapi import IDEMPOTENCY_KEY, REPLAYED, json_response
 
 log = logging.getLogger("service.http")
 
-REPLAYED_HEADER = "Idempotent-Replayed"
 _RETRYABLE = (RateLimited, Unavailable)
 
 
 @dataclass(frozen=True)
 class _Keyed:
     request: Request
-    attempt: idempotency.Attempt
+    key: str | None
 
 
 def scope_of(principal: Principal) -> str:
@@ -48,24 +47,24 @@ def scope_of(principal: Principal) -> str:
 
 async def _keyed(
     request: Request,
-    principal: PrincipalDep,
     key: Annotated[
         str | None,
         Header(
-            alias="Idempotency-Key",
+            alias=IDEMPOTENCY_KEY,
             description="Any 1 to 255 printable ASCII characters, new for each request (a UUID): the same request "
             "sent again with the same key within `IDEMPOTENCY_TTL_HOURS` (24) gets the first answer again, "
-            f"with `{REPLAYED_HEADER}: true`, and creates nothing.",
+            f"with `{REPLAYED}: true`, and creates nothing.",
         ),
     ] = None,
-) -> _Keyed | None:
-    if key is None:
-        return None
+) -> _Keyed:
+    return _Keyed(request, key)
+
+
+async def _attempt(request: Request, key: str, principal: Principal) -> idempotency.Attempt:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    attempt = idempotency.attempt(
+    return idempotency.attempt(
         scope=scope_of(principal), key=key, method=request.method, target=target, body=await request.body()
     )
-    return _Keyed(request, attempt)
 
 
 Endpoint = Callable[..., Awaitable[BaseModel]]
@@ -74,25 +73,27 @@ _PARAMETER = "idempotency_key__"
 
 def idempotent(endpoint: Endpoint) -> Callable[..., Awaitable[BaseModel | Response]]:
     """The route answers a request that carries `Idempotency-Key` once: the same request again gets that answer
-    (see the module's docstring). The route's own parameters are untouched; it gains the header's."""
+    (see the module's docstring). The route's own parameters are untouched; it gains the header's. The route takes
+    its caller (`PrincipalDep` or `AdminDep`): keys are each caller's own."""
     signature = inspect.signature(endpoint)
-    keyed = inspect.Parameter(
-        _PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[_Keyed | None, Depends(_keyed)]
-    )
+    [caller] = [name for name, p in signature.parameters.items() if p.annotation in (PrincipalDep, AdminDep)]
+    keyed = inspect.Parameter(_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[_Keyed, Depends(_keyed)])
 
     @functools.wraps(endpoint)
     async def answer(**arguments: Any) -> BaseModel | Response:
-        keyed: _Keyed | None = arguments.pop(_PARAMETER)
-        if keyed is None:
+        keyed: _Keyed = arguments.pop(_PARAMETER)
+        if keyed.key is None:
             return await endpoint(**arguments)
-        return await _answer_once(keyed, functools.partial(endpoint, **arguments))
+        attempt = await _attempt(keyed.request, keyed.key, arguments[caller])
+        return await _answer_once(keyed.request, attempt, functools.partial(endpoint, **arguments))
 
     answer.__signature__ = signature.replace(parameters=[*signature.parameters.values(), keyed])  # type: ignore[attr-defined]
     return answer
 
 
-async def _answer_once(keyed: _Keyed, run: Callable[[], Awaitable[BaseModel]]) -> Response:
-    request, attempt = keyed.request, keyed.attempt
+async def _answer_once(
+    request: Request, attempt: idempotency.Attempt, run: Callable[[], Awaitable[BaseModel]]
+) -> Response:
     runtime: Runtime = runtime_of(request)
     claimed = await idempotency.claim(
         driver=runtime.driver,
@@ -102,9 +103,7 @@ async def _answer_once(keyed: _Keyed, run: Callable[[], Awaitable[BaseModel]]) -
         sealer=runtime.sealer,
     )
     if isinstance(claimed, idempotency.Answer):
-        return Response(
-            claimed.body, claimed.status, headers={REPLAYED_HEADER: "true"}, media_type=claimed.content_type
-        )
+        return Response(claimed.body, claimed.status, headers={REPLAYED: "true"}, media_type=claimed.content_type)
     try:
         response = json_response(await run(), request.scope["route"].status_code or status.HTTP_200_OK)
     except DomainError as refusal:

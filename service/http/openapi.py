@@ -1,4 +1,5 @@
-"""The OpenAPI document: every operation lists the problem+json errors it can answer with."""
+"""The OpenAPI document: each operation lists exactly the problems it can answer with, one shared `Problem`
+schema, and the headers that come with them."""
 
 import json
 from typing import Any
@@ -6,44 +7,190 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from service import errors
+from service.http.problems import MEDIA_TYPE, STATUS
+from service.http.schemas.auth import OAuth2Error, TokenRequest
+from service.http.schemas.installations import QUOTE_EXAMPLE
 from service.http.schemas.problem import Problem
 
-MEDIA_TYPE = "application/problem+json"
+REF = "#/components/schemas/{model}"
+PROBLEM = {"$ref": REF.format(model="Problem")}
+BAD_UUID = "Input should be a valid UUID, invalid length: found 3"
+BAD_CODE = "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$'"
 
-_ERRORS = {
-    400: "`invalid_request`: malformed JSON or UTF-8, wrong types, unknown fields, out-of-range values, control "
-    "characters, a repeated query parameter",
-    401: "`unauthenticated`: a missing, expired or badly signed access token",
-    402: "`licenses_insufficient` ([R6](/docs/rules#r6)): the keys would not bring support current; "
-    "`quote` says what would",
-    403: "`forbidden`: the token lacks the role, or the resource is another reseller's",
-    404: "`installation_not_found`, `key_not_found`, `reseller_not_found`, `activation_not_found`",
-    409: "`key_already_used`, `key_revoked`, `key_duplicated`, `installation_exists`, `reseller_exists`, "
-    "`idempotency_key_in_flight` (see `Retry-After`)",
-    413: "`payload_too_large`: the request body is over the limit",
-    422: "`key_malformed`: a key fails its format or check symbols (a typo); `idempotency_key_reused`: the "
-    "`Idempotency-Key` was sent with another request",
-    429: "`rate_limited`: too many failed activations; see `Retry-After`",
-    503: "`unavailable`: the database cannot be reached; nothing was written; see `Retry-After`",
+# What the middleware and the framework refuse before any route runs, beside the domain's own codes.
+PAYLOAD_TOO_LARGE = "payload_too_large"
+_STATUS = {**STATUS, PAYLOAD_TOO_LARGE: 413}
+_TITLES = {PAYLOAD_TOO_LARGE: "The request body is too large"}
+
+
+def _titles(error: type[errors.DomainError]) -> None:
+    _TITLES.setdefault(error.code, error.title)  # a subclass sharing its parent's code keeps the parent's title
+    for subclass in error.__subclasses__():
+        _titles(subclass)
+
+
+_titles(errors.DomainError)
+
+# Each code's example: what the service really answers, its `detail` and any member beside the five of every problem.
+_EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
+    # What any operation may be refused with (a route names a field of its own with `problems(invalid=…)`).
+    errors.InvalidRequest.code: ("A query parameter is given more than once", {}),
+    errors.Unauthenticated.code: ("The access token is missing, expired or not valid", {}),
+    errors.LicensesInsufficient.code: ("1 license(s) supplied, 2 required", {"quote": QUOTE_EXAMPLE}),
+    errors.Forbidden.code: ("This operation is for administrators", {}),
+    errors.InstallationNotFound.code: ("No installation has the code 'ACME-0001'", {}),
+    errors.KeyNotFound.code: ("No such key", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
+    errors.ResellerNotFound.code: ("No such reseller", {}),
+    errors.ActivationNotFound.code: ("No such activation", {}),
+    errors.KeyAlreadyUsed.code: ("The key was already used", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
+    errors.KeyRevoked.code: ("The key was revoked", {"key_index": 0, "key_prefix": "TXS-7QKD"}),
+    errors.KeyDuplicated.code: (
+        "The same key appears twice in the request",
+        {"key_index": 2, "key_prefix": "TXS-7QKD"},
+    ),
+    errors.InstallationExists.code: ("An installation with this code is already registered", {}),
+    errors.ResellerExists.code: ("A reseller with this name already exists", {}),
+    errors.KeyMalformed.code: ("The key is not a valid Timex Support key: check it for typos.", {"key_index": 1}),
+    errors.IdempotencyKeyInFlight.code: (errors.IdempotencyKeyInFlight.title, {}),
+    errors.IdempotencyKeyReused.code: (errors.IdempotencyKeyReused.title, {}),
+    errors.RateLimited.code: ("Try again in 840 seconds", {}),
+    errors.Unavailable.code: ("The service is temporarily unavailable; nothing was written", {}),
+    PAYLOAD_TOO_LARGE: ("The request body is limited to 65536 bytes", {}),
 }
 
-_PROBLEM_SCHEMA = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-_PROBLEM_SCHEMA.pop("$defs", None)
+# Responses' headers, each described once in `components/headers`.
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's `X-Request-ID` (1–64 of `A-Za-z0-9._:-`) when it gave one, else one made "
+        "for it; every log line of the request carries it.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before sending the same request again.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with: `Bearer` (an access token), `Basic` at the token endpoint.",
+        "schema": {"type": "string"},
+    },
+}
+_HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+HEADERS[REPLAYED] = {
+    "description": "`true` on an answer given again: the first answer to this `Idempotency-Key`, byte for byte.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
+def _header(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+Invalid = tuple[list[str | int], str, str]
+"""An `invalid_request` example's one field: where (`loc`), pydantic's message and its error type."""
+
+
+def _example(code: str, invalid: Invalid | None = None) -> dict[str, Any]:
+    detail, extra = _EXAMPLES[code]
+    if invalid is not None and code == errors.InvalidRequest.code:
+        loc, msg, kind = invalid
+        detail, extra = f"{'.'.join(map(str, loc))}: {msg}", {"errors": [{"loc": loc, "msg": msg, "type": kind}]}
+    status = _STATUS[code]
+    return {
+        "type": f"urn:timex-licensing:problem:{code}",
+        "title": _TITLES[code],
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def problems(*codes: str, invalid: Invalid | None = None) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the problems it can answer with, exactly these codes, each with an example
+    (`invalid`: its `invalid_request`'s, a field of its own), grouped by status, all of them the one `Problem`."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(_STATUS[code], []).append(code)
+    return {
+        status: {
+            "description": ", ".join(f"`{code}`" for code in grouped),
+            "headers": {name: _header(name) for name in _HEADERS_OF_STATUS.get(status, [])},
+            "content": {
+                MEDIA_TYPE: {
+                    "schema": PROBLEM,
+                    "examples": {
+                        code: {"summary": _TITLES[code], "value": _example(code, invalid)} for code in grouped
+                    },
+                }
+            },
+        }
+        for status, grouped in by_status.items()
+    }
+
+
+OAUTH2_ERRORS: dict[str, tuple[int, str]] = {
+    "invalid_request": (400, "Give grant_type and the client's credentials once, in HTTP Basic or in the form"),
+    "unsupported_grant_type": (400, "Only the client_credentials grant is supported"),
+    "invalid_client": (401, "Unknown client or wrong secret"),
+    "rate_limited": (429, "Try again in 840 seconds"),
+    "temporarily_unavailable": (503, "Too many logins at once; try again shortly"),
+}
+
+
+def oauth2_errors() -> dict[int | str, dict[str, Any]]:
+    """The token endpoint's errors, as RFC 6749 §5.2 writes them (`application/json`, `error` and
+    `error_description`), and what the middleware refuses first."""
+    by_status: dict[int, list[str]] = {}
+    for error, (status, _) in OAUTH2_ERRORS.items():
+        by_status.setdefault(status, []).append(error)
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {
+            "description": ", ".join(f"`{error}`" for error in grouped),
+            "headers": {name: _header(name) for name in _HEADERS_OF_STATUS.get(status, [])},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": REF.format(model="OAuth2Error")},
+                    "examples": {
+                        error: {"value": {"error": error, "error_description": OAUTH2_ERRORS[error][1]}}
+                        for error in grouped
+                    },
+                }
+            },
+        }
+        for status, grouped in by_status.items()
+    }
+    return {**responses, **problems(PAYLOAD_TOO_LARGE)}
+
+
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    """An operation that takes `Idempotency-Key` (`@idempotent`) may answer an answer again, and refuse a key reused
+    or still in flight (with `Retry-After`): documented here, so that the one line on the route is all it takes."""
+    if not any(parameter["name"] == IDEMPOTENCY_KEY for parameter in operation.get("parameters", [])):
+        return
+    responses = operation["responses"]
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response.setdefault("headers", {})[REPLAYED] = _header(REPLAYED)
+    for status, added in problems(errors.IdempotencyKeyInFlight.code, errors.IdempotencyKeyReused.code).items():
+        response = responses.setdefault(str(status), added)
+        if response is not added:
+            response["description"] += ", " + added["description"]
+            response.setdefault("headers", {}).update(added["headers"])
+            response["content"][MEDIA_TYPE]["examples"].update(added["content"][MEDIA_TYPE]["examples"])
+        if status == 409:
+            response["headers"]["Retry-After"] = _header("Retry-After")
 
 
 def json_response(body: BaseModel, status: int = 200) -> Response:
     """A hot path's answer, serialized once by pydantic's own serializer; the route declares the
     model as `response_model=` for the document, and FastAPI does not validate it a second time."""
     return Response(body.__pydantic_serializer__.to_json(body, by_alias=True), status, media_type="application/json")
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: its problem+json errors, documented."""
-    return {
-        status: {"description": _ERRORS[status], "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
-        for status in statuses
-    }
 
 
 def document() -> str:
@@ -54,9 +201,29 @@ def document() -> str:
     return json.dumps(create_app(Settings(_env_file=None)).openapi(), indent=2, ensure_ascii=False) + "\n"
 
 
+TAGS = [
+    {"name": "installations", "description": "Register installations, read their support state, quote renewals."},
+    {"name": "activations", "description": "Activate keys on an installation (public: the keys are the credential)."},
+    {"name": "keys", "description": "Issue keys (shown once), list their metadata, revoke them."},
+    {"name": "auth", "description": "OAuth2 client credentials: a reseller's client id and secret buy a token."},
+    {"name": "resellers", "description": "Admins register resellers, disable and enable them, rotate secrets."},
+    {"name": "certificates", "description": "The public key that verifies support certificates offline."},
+    {"name": "health", "description": "Liveness and readiness, for orchestrators and load balancers."},
+]
+SERVERS = [{"url": "/", "description": "This service"}]
+CONTACT = {"name": "Smartec, Timex Support licensing"}
+# Schemas no route's signature names, yet the responses and the token endpoint's request refer to.
+_SHARED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (Problem, "serialization"),
+    (OAuth2Error, "serialization"),
+    (TokenRequest, "validation"),
+]
+
+
 def install(app: FastAPI) -> None:
-    """FastAPI documents a 422 validation error on every operation; this service answers those
-    with 400 `invalid_request`, so the document says what really happens."""
+    """FastAPI documents a 422 validation error on every operation; this service answers those with 400
+    `invalid_request`, so the document says what really happens. It adds the shared schemas and headers, tags,
+    servers and a contact."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -65,15 +232,26 @@ def install(app: FastAPI) -> None:
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
-                tags=app.openapi_tags,
+                tags=TAGS,
+                servers=SERVERS,
+                contact=CONTACT,
             )
             for path in schema["paths"].values():
                 for operation in path.values():
                     validation = operation["responses"].get("422", {})
                     if "HTTPValidationError" in str(validation.get("content")):
                         del operation["responses"]["422"]
+                    _document_idempotency(operation)
+                    for response in operation["responses"].values():
+                        response.setdefault("headers", {})["X-Request-ID"] = _header("X-Request-ID")
+            components = schema.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
+                schemas.pop(name, None)
+            _, shared = models_json_schema(_SHARED_MODELS, ref_template=REF)
+            for name, model_schema in shared["$defs"].items():
+                assert schemas.setdefault(name, model_schema) == model_schema, f"two schemas named {name}"
+            components["headers"] = HEADERS
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -75,6 +75,10 @@ async def domain_error(request: Request, exc: errors.DomainError) -> JSONRespons
     if isinstance(exc, errors.LicensesInsufficient) and exc.quote is not None:
         currency = runtime_of(request).settings.currency
         extra["quote"] = QuoteOut.of(exc.quote, currency).model_dump(mode="json", by_alias=True)
+    if isinstance(exc, errors.KeyRefused) and exc.index is not None:
+        extra["key_index"] = exc.index
+        if exc.prefix is not None:
+            extra["key_prefix"] = exc.prefix
     if isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
     return problem(STATUS.get(exc.code, 400), exc.code, exc.title, exc.detail, _headers(exc), **extra)

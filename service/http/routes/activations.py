@@ -9,7 +9,7 @@ from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, DriverDep, client_address, runtime_of
 from service.http.idempotency import idempotent
 from service.http.observability import ACTIVATIONS, event
-from service.http.openapi import problem_responses
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
@@ -19,10 +19,24 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Activate keys on an installation",
+    operation_id="activateKeys",
     response_model=ActivationOut,
     responses={
         200: {"description": "A replay: the first result, unchanged", "model": ActivationOut},
-        **problem_responses(400, 402, 404, 409, 413, 422, 429, 503),
+        **problems(
+            "invalid_request",
+            "licenses_insufficient",
+            "installation_not_found",
+            "key_not_found",
+            "key_already_used",
+            "key_revoked",
+            "key_duplicated",
+            "payload_too_large",
+            "key_malformed",
+            "rate_limited",
+            "unavailable",
+            invalid=(["body", "keys"], "List should have at most 50 items after validation, not 51", "too_long"),
+        ),
     },
 )
 async def activate(body: ActivationIn, request: Request) -> Response:
@@ -69,7 +83,16 @@ async def activate(body: ActivationIn, request: Request) -> Response:
 @router.post(
     "/{activation_id}/void",
     summary="Void an activation (a refund or a mistake)",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    operation_id="voidActivation",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "activation_not_found",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["path", "activation_id"], BAD_UUID, "uuid_parsing"),
+    ),
 )
 @idempotent
 async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:

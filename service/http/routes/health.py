@@ -6,19 +6,27 @@ from fastapi import APIRouter
 from sqlalchemy import Select, literal_column, select
 
 from service.http.deps import RuntimeDep
-from service.http.openapi import problem_responses
+from service.http.openapi import problems
+from service.http.schemas.health import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 _PING: Select[Any] = select(literal_column("1"))
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers", operation_id="getLiveness", response_model=Liveness)
 async def healthz() -> dict[str, str]:
     """Liveness for the orchestrator: answers while the process runs, whatever the database does."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable", responses=problem_responses(503))
+@router.get(
+    "/readyz",
+    summary="Readiness: the database is reachable",
+    operation_id="getReadiness",
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses=problems("unavailable"),
+)
 async def readyz(runtime: RuntimeDep) -> dict[str, str]:
     """Readiness for the load balancer: `200` when the database answers, `503 unavailable` when not.
     `rate_limits` says where this process counts failures now: `redis`, or `memory` (no `REDIS_URL`, or

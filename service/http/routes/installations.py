@@ -3,18 +3,19 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import Field, StringConstraints
 
 from service import installations, rules
 from service.http.deps import DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.idempotency import idempotent
-from service.http.openapi import json_response, problem_responses
+from service.http.openapi import BAD_CODE, json_response, problems
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
 from service.http.schemas.installations import (
     InstallationIn,
     InstallationOut,
     InstallationPage,
+    NewSale,
     PipelineItemOut,
     PipelineState,
     QuoteOut,
@@ -34,11 +35,25 @@ LicensesQuery = Annotated[
     "/v1/installations",
     status_code=status.HTTP_201_CREATED,
     summary="Register an installation",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    operation_id="registerInstallation",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "reseller_not_found",
+        "installation_exists",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["body", "sale", "purchased_on"], "Value error, day is out of range for month", "value_error"),
+    ),
 )
 @idempotent
 async def register(
-    body: InstallationIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep, today: TodayDep
+    body: Annotated[InstallationIn, Body()],
+    driver: DriverDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    today: TodayDep,
 ) -> InstallationOut:
     """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
     customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
@@ -49,8 +64,8 @@ async def register(
         principal=principal,
         code=body.code,
         today=today,
-        purchased_on=body.purchased_on,
-        support_end=body.support_end,
+        purchased_on=body.purchased_on if isinstance(body, NewSale) else None,
+        support_end=None if isinstance(body, NewSale) else body.support_end,
         reseller_id=body.reseller_id,
         purchase_max_age_days=settings.purchase_max_age_days,
     )
@@ -60,7 +75,15 @@ async def register(
 @router.get(
     "/v1/installations/{code}",
     summary="An installation with its activations",
-    responses=problem_responses(400, 401, 403, 404, 503),
+    operation_id="getInstallation",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "installation_not_found",
+        "unavailable",
+        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+    ),
 )
 async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> InstallationOut:
     """Admins and the owning reseller: the installation and its ledger of activations, in the order applied."""
@@ -71,8 +94,14 @@ async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> Ins
 @router.get(
     "/v1/installations/{code}/support",
     summary="Support state (what Help → About shows)",
+    operation_id="getSupportState",
     response_model=SupportOut,
-    responses=problem_responses(400, 404, 503),
+    responses=problems(
+        "invalid_request",
+        "installation_not_found",
+        "unavailable",
+        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+    ),
 )
 async def support(code: CodePath, request: Request) -> Response:
     """Public: the support end, whether support is active today, and what the installation is entitled to
@@ -88,8 +117,14 @@ async def support(code: CodePath, request: Request) -> Response:
 @router.get(
     "/v1/installations/{code}/quote",
     summary="What renewing an installation costs",
+    operation_id="quoteRenewal",
     response_model=QuoteOut,
-    responses=problem_responses(400, 404, 503),
+    responses=problems(
+        "invalid_request",
+        "installation_not_found",
+        "unavailable",
+        invalid=(["query", "on"], "Value error, must be a date written YYYY-MM-DD", "value_error"),
+    ),
 )
 async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
     """Public: how many licenses renewing takes on a day ([R7](/docs/rules#r7): every missed year once lapsed
@@ -107,7 +142,12 @@ async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: 
     return json_response(QuoteOut.of(result, settings.currency))
 
 
-@router.get("/v1/quote", summary="What renewing costs, from a bare support end", responses=problem_responses(400))
+@router.get(
+    "/v1/quote",
+    summary="What renewing costs, from a bare support end",
+    operation_id="quoteFromSupportEnd",
+    responses=problems("invalid_request", invalid=(["query", "support_end"], "Field required", "missing")),
+)
 async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],
     settings: SettingsDep,
@@ -124,7 +164,14 @@ async def quote_from_support_end(
 @router.get(
     "/v1/installations",
     summary="List installations by support end: the renewal pipeline",
-    responses=problem_responses(400, 401, 403, 503),
+    operation_id="listInstallations",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "state"], "Input should be 'active', 'expiring' or 'lapsed'", "literal_error"),
+    ),
 )
 async def list_installations(
     driver: DriverDep,

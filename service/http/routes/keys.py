@@ -10,7 +10,7 @@ from service import keys
 from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.idempotency import idempotent
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
-from service.http.openapi import problem_responses
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
@@ -34,7 +34,16 @@ def _out(info: keys.KeyInfo) -> KeyOut:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Issue keys",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    operation_id="issueKeys",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "reseller_not_found",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["body", "count"], "Input should be greater than or equal to 1", "greater_than_equal"),
+    ),
 )
 @idempotent
 async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssued:
@@ -51,7 +60,16 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
 
 
 @router.get(
-    "", summary="List key metadata (never the keys themselves)", responses=problem_responses(400, 401, 403, 503)
+    "",
+    summary="List key metadata (never the keys themselves)",
+    operation_id="listKeys",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "limit"], "Input should be greater than or equal to 1", "greater_than_equal"),
+    ),
 )
 async def list_keys(
     driver: DriverDep,
@@ -69,7 +87,18 @@ async def list_keys(
 
 
 @router.post(
-    "/{key_id}/revoke", summary="Revoke an unused key", responses=problem_responses(400, 401, 403, 404, 409, 503)
+    "/{key_id}/revoke",
+    summary="Revoke an unused key",
+    operation_id="revokeKey",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "key_not_found",
+        "key_already_used",
+        "unavailable",
+        invalid=(["path", "key_id"], BAD_UUID, "uuid_parsing"),
+    ),
 )
 async def revoke(key_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:
     """Admins: revoke an unused key so that it can never be activated. Revoking it again changes nothing."""

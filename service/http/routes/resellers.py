@@ -9,7 +9,7 @@ from service import resellers
 from service.http.deps import AdminDep, ClockDep, DriverDep
 from service.http.idempotency import idempotent
 from service.http.observability import event
-from service.http.openapi import problem_responses
+from service.http.openapi import BAD_UUID, problems
 from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
@@ -19,7 +19,16 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Register a reseller",
-    responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+    operation_id="registerReseller",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "reseller_exists",
+        "payload_too_large",
+        "unavailable",
+        invalid=(["body", "name"], "String should have at least 1 character", "string_too_short"),
+    ),
 )
 @idempotent
 async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> ResellerCreated:
@@ -28,8 +37,18 @@ async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> Res
     return ResellerCreated.model_validate(new)
 
 
+_ONE_RESELLER = problems(
+    "invalid_request",
+    "unauthenticated",
+    "forbidden",
+    "reseller_not_found",
+    "unavailable",
+    invalid=(["path", "reseller_id"], BAD_UUID, "uuid_parsing"),
+)
+
+
 @router.get(
-    "/{reseller_id}", summary="A reseller (never its secret)", responses=problem_responses(400, 401, 403, 404, 503)
+    "/{reseller_id}", summary="A reseller (never its secret)", operation_id="getReseller", responses=_ONE_RESELLER
 )
 async def get(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> ResellerOut:
     """Admins: a reseller, and whether it is disabled."""
@@ -37,7 +56,7 @@ async def get(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> Reselle
 
 
 @router.post(
-    "/{reseller_id}/disable", summary="Disable a reseller", responses=problem_responses(400, 401, 403, 404, 503)
+    "/{reseller_id}/disable", summary="Disable a reseller", operation_id="disableReseller", responses=_ONE_RESELLER
 )
 async def disable(reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller's access tokens are refused from this moment (`401`), not when they expire, and it
@@ -48,7 +67,10 @@ async def disable(reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin:
 
 
 @router.post(
-    "/{reseller_id}/enable", summary="Enable a disabled reseller", responses=problem_responses(400, 401, 403, 404, 503)
+    "/{reseller_id}/enable",
+    summary="Enable a disabled reseller",
+    operation_id="enableReseller",
+    responses=_ONE_RESELLER,
 )
 async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> ResellerOut:
     """Admins: the reseller may get tokens again, and its unexpired tokens work again."""
@@ -60,7 +82,8 @@ async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> Rese
 @router.post(
     "/{reseller_id}/rotate-secret",
     summary="Give a reseller a new client secret",
-    responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    operation_id="rotateResellerSecret",
+    responses=_ONE_RESELLER,
 )
 @idempotent
 async def rotate_secret(

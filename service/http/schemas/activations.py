@@ -51,7 +51,9 @@ class VoidOut(BaseModel):
     support_end: date = Field(description="The installation's support end after the activation was voided.")
 
 
-class LicenseOut(BaseModel):
+class LicensePeriodOut(BaseModel):
+    """What one key of the activation added: a quote's `periods`, each with the key that paid for it."""
+
     model_config = ConfigDict(populate_by_name=True)
 
     key_id: UUID
@@ -69,7 +71,8 @@ class ActivationOut(BaseModel):
             "support_end_before": "2026-03-15",
             "support_end_after": "2027-05-15",
             "months_added": 14,
-            "licenses": [{"key_id": EXAMPLE_KEY_ID, "from": "2026-03-16", "to": "2027-05-15", "bonus_months": 2}],
+            "licenses": 1,
+            "periods": [{"key_id": EXAMPLE_KEY_ID, "from": "2026-03-16", "to": "2027-05-15", "bonus_months": 2}],
             "certificate": EXAMPLE_CERTIFICATE,
         }
     )
@@ -80,7 +83,8 @@ class ActivationOut(BaseModel):
     support_end_before: date
     support_end_after: date
     months_added: int
-    licenses: list[LicenseOut]
+    licenses: int = Field(description="How many keys (licenses) it used")
+    periods: list[LicensePeriodOut] = Field(description="What each key added, in the order of the request's keys")
     certificate: str = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")
 
     @staticmethod
@@ -97,7 +101,8 @@ class ActivationOut(BaseModel):
                 "support_end_before": renewal.before.end,
                 "support_end_after": renewal.after.end,
                 "months_added": renewal.months_added,
-                "licenses": [
+                "licenses": len(result.key_ids),
+                "periods": [
                     {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
                     for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
                 ],

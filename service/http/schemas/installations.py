@@ -2,11 +2,11 @@
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from service import rules
 from service.http.schemas.common import (
@@ -23,28 +23,41 @@ from service.http.schemas.common import (
 from service.installations import ActivationSummary, InstallationRecord, PipelineRow, SupportState
 
 
-class InstallationIn(Request):
-    model_config = examples(
-        {"code": "ACME-0001", "purchased_on": "2025-03-15"},
-        {"code": "ACME-0002", "support_end": "2026-12-31"},
-    )
-
+class _Registration(Request):
     code: InstallationCode = Field(examples=["ACME-0001"])
-    purchased_on: SaneDate | None = Field(
-        None,
-        description="A new sale: the purchase date ([R3](/docs/rules#r3)). "
-        "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old.",
-    )
-    support_end: SaneDate | None = Field(
-        None, description="Admins only: an existing customer's known support end ([R2](/docs/rules#r2))."
-    )
     reseller_id: JsonUuid | None = Field(None, description="Admins only: the reseller that sold it.")
 
-    @model_validator(mode="after")
-    def _one_origin(self) -> "InstallationIn":
-        if (self.purchased_on is None) == (self.support_end is None):
-            raise ValueError("give exactly one of purchased_on and support_end")
-        return self
+
+class NewSale(_Registration):
+    """A new sale: a year of support from its purchase date."""
+
+    model_config = examples({"code": "ACME-0001", "purchased_on": "2025-03-15"})
+
+    purchased_on: SaneDate = Field(
+        description="The purchase date ([R3](/docs/rules#r3)). "
+        "A reseller's is at most `PURCHASE_MAX_AGE_DAYS` (default 30) days old."
+    )
+
+
+class ExistingCustomer(_Registration):
+    """Admins only: a customer moved from another system, with its known support end."""
+
+    model_config = examples({"code": "ACME-0002", "support_end": "2026-12-31"})
+
+    support_end: SaneDate = Field(description="Its known support end ([R2](/docs/rules#r2)).")
+
+
+def _origin(body: Any) -> str:
+    """Which of the two a registration is: a body that gives both is a sale with a field too many, one that gives
+    neither an existing customer without its support end; both are refused by the model chosen."""
+    return "sale" if isinstance(body, dict) and "purchased_on" in body else "existing"
+
+
+# Exactly one of the two origins: `oneOf` in the document, so that a generated client types the body as one or
+# the other.
+InstallationIn = Annotated[
+    Annotated[NewSale, Tag("sale")] | Annotated[ExistingCustomer, Tag("existing")], Discriminator(_origin)
+]
 
 
 class ActivationSummaryOut(BaseModel):
@@ -192,25 +205,26 @@ class PeriodOut(BaseModel):
         return cls(from_=p.start, to=p.end, bonus_months=p.bonus_months)
 
 
+QUOTE_EXAMPLE = {
+    "support_end": "2026-03-15",
+    "on": "2027-03-16",
+    "active": False,
+    "licenses_required": 2,
+    "missed_years": 1,
+    "licenses": 2,
+    "sufficient": True,
+    "unit_price": {"amount": "12000.00", "currency": "RUB"},
+    "total": {"amount": "24000.00", "currency": "RUB"},
+    "support_end_after": "2028-03-15",
+    "periods": [
+        {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
+        {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
+    ],
+}
+
+
 class QuoteOut(BaseModel):
-    model_config = examples(
-        {
-            "support_end": "2026-03-15",
-            "on": "2027-03-16",
-            "active": False,
-            "licenses_required": 2,
-            "missed_years": 1,
-            "licenses": 2,
-            "sufficient": True,
-            "unit_price": {"amount": "12000.00", "currency": "RUB"},
-            "total": {"amount": "24000.00", "currency": "RUB"},
-            "support_end_after": "2028-03-15",
-            "periods": [
-                {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
-                {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
-            ],
-        }
-    )
+    model_config = examples(QUOTE_EXAMPLE)
 
     support_end: date
     on: date

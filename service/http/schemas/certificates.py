@@ -1,0 +1,39 @@
+"""`/.well-known/jwks.json`: the public key that verifies support certificates."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from service.http.schemas.common import examples
+
+
+class Jwk(BaseModel):
+    """An EC P-256 public key (RFC 7517, RFC 7518 §6.2)."""
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str
+    y: str
+    kid: str = Field(description="The RFC 7638 thumbprint: the `kid` in a certificate's header")
+    use: Literal["sig"]
+    alg: Literal["ES256"]
+
+
+class Jwks(BaseModel):
+    model_config = examples(
+        {
+            "keys": [
+                {
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                    "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                    "use": "sig",
+                    "alg": "ES256",
+                }
+            ]
+        }
+    )
+
+    keys: list[Jwk]

@@ -1,0 +1,115 @@
+"""Resellers build on a client generated from the committed document: openapi-python-client takes it without a
+warning, and the client it makes carries the reseller's workflow, its refusals typed (a `402` with its quote, a
+`409` naming the key)."""
+
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.api import ISSUED_KEYS, Api
+from tests.test_openapi import COMMITTED
+
+pytestmark = pytest.mark.anyio
+
+PACKAGE = "timex_support_licensing_client"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """The client, generated from `openapi/openapi.json` as a reseller would, and imported."""
+    folder: Path = tmp_path_factory.mktemp("generated")
+    bin_folder = Path(sys.executable).parent
+    result = subprocess.run(
+        [bin_folder / "openapi-python-client", "generate", "--path", COMMITTED, "--output-path", folder / "client"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        # The generator formats its output with ruff, which it looks for on PATH.
+        env={**os.environ, "PATH": f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '')}"},
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "warning" not in output.lower(), output
+    sys.path.insert(0, str(folder / "client"))
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        sys.path.remove(str(folder / "client"))
+        for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+async def test_a_reseller_works_through_the_generated_client(generated: ModuleType, api: Api) -> None:
+    models = _module("models")
+    request_access_token = _module("api.auth.request_access_token")
+    register_installation = _module("api.installations.register_installation")
+    quote_renewal = _module("api.installations.quote_renewal")
+    issue_keys = _module("api.keys.issue_keys")
+    activate_keys = _module("api.activations.activate_keys")
+
+    def client(token: str | None = None) -> object:
+        """The generated client, talking to the app in process: the app's transport is all it is given."""
+        where = {"base_url": "http://testserver", "httpx_args": {"transport": api.transport}}
+        return generated.Client(**where) if token is None else generated.AuthenticatedClient(token=token, **where)
+
+    public = client()
+    admin = client(api.admin["Authorization"].removeprefix("Bearer "))
+    reseller = await api.reseller()
+
+    token = await request_access_token.asyncio(
+        client=public,
+        body=models.TokenRequest(
+            grant_type="client_credentials", client_id=reseller["client_id"], client_secret=reseller["client_secret"]
+        ),
+    )
+    assert isinstance(token, models.TokenOut)
+    own = client(token.access_token)
+
+    sold = await register_installation.asyncio(
+        client=own, body=models.NewSale(code="acme-0001", purchased_on=date(2026, 11, 20))
+    )
+    lapsed = await register_installation.asyncio(
+        client=admin, body=models.ExistingCustomer(code="LAPSED", support_end=date(2024, 1, 1))
+    )
+    assert isinstance(sold, models.InstallationOut) and sold.code == "ACME-0001"
+    assert str(sold.reseller_id) == reseller["id"]
+    assert isinstance(lapsed, models.InstallationOut)
+
+    quote = await quote_renewal.asyncio(client=public, code="ACME-0001")
+    assert isinstance(quote, models.QuoteOut) and quote.licenses_required == 1 and quote.sufficient
+
+    issued = await issue_keys.asyncio(client=admin, body=models.KeysIn(count=2, reseller_id=reseller["id"]))
+    assert isinstance(issued, models.KeysIssued)
+    first, second = (k.key for k in issued.keys)
+    ISSUED_KEYS.update((first, second))
+
+    activated = await activate_keys.asyncio_detailed(
+        client=public, body=models.ActivationIn(installation="ACME-0001", keys=[first])
+    )
+    assert activated.status_code == 201 and isinstance(activated.parsed, models.ActivationOut)
+    assert activated.parsed.licenses == 1 and activated.parsed.periods[0].bonus_months == 2
+
+    too_few = await activate_keys.asyncio_detailed(
+        client=public, body=models.ActivationIn(installation="LAPSED", keys=[second])
+    )
+    assert too_few.status_code == 402 and isinstance(too_few.parsed, models.Problem)
+    assert too_few.parsed.code == "licenses_insufficient"
+    assert isinstance(too_few.parsed.quote, models.QuoteOut) and too_few.parsed.quote.licenses_required == 3
+
+    used = await activate_keys.asyncio_detailed(
+        client=public, body=models.ActivationIn(installation="LAPSED", keys=[second, first])
+    )
+    assert used.status_code == 409 and isinstance(used.parsed, models.Problem)
+    assert (used.parsed.code, used.parsed.key_index, used.parsed.key_prefix) == ("key_already_used", 1, first[:8])
