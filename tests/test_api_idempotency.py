@@ -6,17 +6,22 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
+import asyncpg
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import URL, func, select, update
+from sqlalchemy.engine import make_url
 
 from service import idempotency
+from service.db import create_engine
 from service.models import IdempotencyKey, LicenseKey
 from tests.api import ISSUED_KEYS, Api
+from tests.conftest import empty_tables, make_settings
 from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +46,17 @@ async def test_a_retried_key_issue_answers_the_first_answer_again_and_issues_no_
     assert retry.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
     assert await _keys_issued(api) == 3
+
+
+async def test_requests_sent_at_once_with_one_key_issue_one_batch(api: Api) -> None:
+    responses = await asyncio.gather(
+        *(api.post("/v1/keys", {"count": 50}, headers=keyed(api.admin, "order-4711")) for _ in range(6))
+    )
+
+    assert {r.status_code for r in responses} <= {201, 409}
+    assert len({r.content for r in responses if r.status_code == 201}) == 1
+    assert {r.json()["code"] for r in responses if r.status_code == 409} <= {"idempotency_key_in_flight"}
+    assert await _keys_issued(api) == 50
 
 
 async def test_the_same_request_spelled_differently_is_the_same_request(api: Api) -> None:
@@ -236,6 +252,43 @@ async def test_a_request_still_running_under_the_key_is_refused_and_an_abandoned
     assert taken_over.status_code == 201
     assert replayed.content == taken_over.content, "the overtaken claim's late answer is not kept"
     assert await _keys_issued(api) == 1
+
+
+@pytest.mark.postgres
+async def test_a_request_that_fails_is_not_kept_and_its_retry_runs_afresh(postgres_url: str) -> None:
+    """The service cannot write keys (its role lost the right to): the failure (`500`) is not the answer kept for
+    the key, and once the service can write again, the retry issues the keys."""
+    role = f"timex_no_keys_{uuid.uuid4().hex[:12]}"
+    database = make_url(postgres_url).set(drivername="postgresql")
+    await _as_superuser(
+        database,
+        f'CREATE ROLE "{role}" LOGIN',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"',
+        f'REVOKE INSERT ON license_keys FROM "{role}"',
+    )
+    settings = make_settings(database.set(drivername="postgresql+asyncpg", username=role).render_as_string(False))
+    engine = create_engine(postgres_url)
+    try:
+        async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
+            failed = await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "k"))
+            await _as_superuser(database, f'GRANT INSERT ON license_keys TO "{role}"')
+            retried = await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "k"))
+            await empty_tables(engine)
+    finally:
+        await engine.dispose()
+        await _as_superuser(database, f'DROP OWNED BY "{role}"', f'DROP ROLE IF EXISTS "{role}"')
+
+    assert failed.status_code == 500
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+
+
+async def _as_superuser(database: URL, *statements: str) -> None:
+    connection = await asyncpg.connect(database.render_as_string(hide_password=False))
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 @pytest.fixture
