@@ -25,6 +25,7 @@ from service import installations, keyformat, rules
 from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session, retried
 from service.errors import (
+    N_,
     KeyAlreadyUsed,
     KeyDuplicated,
     KeyMalformed,
@@ -239,8 +240,10 @@ async def _activate_checked(
         installation = await installations.find(session, code, for_update=True)
         keys = await session.all(_keys_by_digest(len(key_digests)), _digest_values(key_digests))
         by_digest = {key["digest"]: key for key in keys}
+        refused = _refused(key_digests, by_digest)
         if len(keys) != len(key_digests):
-            raise KeyNotFound(index=next(i for i, d in enumerate(key_digests) if d not in by_digest))
+            unknown = next(i for i, d in enumerate(key_digests) if d not in by_digest)
+            raise KeyNotFound(N_("At least one key is unknown"), index=unknown, refused=refused)
         ordered = [by_digest[d] for d in key_digests]
 
         replay = await _replay(session, installation, ordered)
@@ -249,7 +252,7 @@ async def _activate_checked(
         for refusal, status in ((KeyRevoked, "revoked"), (KeyAlreadyUsed, "used")):
             index = next((i for i, key in enumerate(ordered) if key["status"] == status), None)
             if index is not None:
-                raise refusal(index=index)
+                raise refusal(index=index, refused=refused)
 
         try:
             renewal = rules.activate(installation.support, len(ordered), today)
@@ -261,6 +264,22 @@ async def _activate_checked(
         if result is None:
             raise KeyAlreadyUsed()  # another transaction took one after we read it: nothing is written
         return result
+
+
+_REFUSED_STATUS = {"revoked": KeyRevoked.code, "used": KeyAlreadyUsed.code}
+
+
+def _refused(key_digests: list[bytes], by_digest: Mapping[bytes, Mapping[str, Any]]) -> dict[int, str]:
+    """Why each key that cannot be used is refused, by its position in the request (a replay's used keys too:
+    only read when the activation is refused)."""
+    refused = {}
+    for position, key_digest in enumerate(key_digests):
+        key = by_digest.get(key_digest)
+        if key is None:
+            refused[position] = KeyNotFound.code
+        elif key["status"] in _REFUSED_STATUS:
+            refused[position] = _REFUSED_STATUS[key["status"]]
+    return refused
 
 
 class _Undecided(Exception):

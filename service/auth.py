@@ -11,7 +11,7 @@ from uuid import UUID
 
 from jose import JWTError, jwt
 
-from service.errors import Forbidden, Unauthenticated, Unavailable
+from service.errors import N_, Forbidden, Unauthenticated, Unavailable
 from service.settings import Settings
 
 ALGORITHMS = ["HS256"]  # the allow-list: a token naming any other algorithm is refused
@@ -37,12 +37,12 @@ class Principal:
 
     def require_admin(self) -> None:
         if not self.is_admin:
-            raise Forbidden("This operation is for administrators")
+            raise Forbidden(N_("This operation is for administrators"))
 
     def require_owner(self, owner_id: UUID | None) -> None:
         """Admins see everything; a reseller only what it owns."""
         if not self.is_admin and owner_id != self.reseller_id:
-            raise Forbidden("This resource belongs to someone else")
+            raise Forbidden(N_("This resource belongs to someone else"))
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,15 @@ def verify_token(settings: TokenSettings, token: str) -> Principal:
             options={"require_exp": True, "require_iss": True, "require_aud": True, "require_sub": True},
         )
     except JWTError as exc:
-        raise Unauthenticated("The access token is missing, expired or not valid") from exc
+        raise Unauthenticated(N_("The access token is missing, expired or not valid")) from exc
     role = claims.get("role")
     if role not in ROLES:
-        raise Unauthenticated("The access token names no known role")
+        raise Unauthenticated(N_("The access token names no known role"))
     principal = Principal(role=role, subject=claims["sub"], issued_at=claims.get("iat"))
     try:
         principal.reseller_id  # noqa: B018 - a reseller's subject must be its id
     except ValueError as exc:
-        raise Unauthenticated("The access token names no known reseller") from exc
+        raise Unauthenticated(N_("The access token names no known reseller")) from exc
     return principal
 
 
@@ -116,7 +116,7 @@ class SecretChecks:
 
     async def verify(self, secret: str, stored: str) -> bool:
         if self._admitted >= self._most:
-            raise Unavailable("Too many logins at once; try again shortly")
+            raise Unavailable(N_("Too many logins at once; try again shortly"))
         self._admitted += 1
         try:
             async with self._slots:

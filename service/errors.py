@@ -7,98 +7,120 @@ attempts lately from its address or with its client id; try after `retry_after` 
 nothing was written).
 
 The HTTP layer maps each code to a status and an RFC 9457 problem in one place
-(`service.http.problems`).
+(`service.http.problems`), in the client's language: every title and detail here is an English message id
+(marked `N_` for Babel's extraction) with `%(name)s` placeholders, filled from the error's `params` there.
 """
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from service.rules import Quote  # the rules raise these errors: no import at run time
 
 
+def N_(message: str) -> str:
+    """Marks `message` for the catalogues (`scripts/messages`); it is translated where it is shown."""
+    return message
+
+
 class DomainError(Exception):
-    """A refused request (see the module's docstring); mapped to an HTTP problem in one place."""
+    """A refused request (see the module's docstring); mapped to an HTTP problem in one place.
+
+    `detail` is a message id, its placeholders filled from `params`; `str()` of the error is its English text."""
 
     code = "domain_error"
-    title = "Request refused"
+    title = N_("Request refused")
 
-    def __init__(self, detail: str | None = None):
-        super().__init__(detail or self.title)
-        self.detail = detail or self.title
+    def __init__(self, detail: str | None = None, **params: object):
+        self.message = detail or self.title
+        self.params = params
+        self.detail = self.message % params if params else self.message
+        super().__init__(self.detail)
 
 
 class InvalidRequest(DomainError):
     code = "invalid_request"
-    title = "The request is not valid"
+    title = N_("The request is not valid")
 
 
 class PurchaseInFuture(InvalidRequest):
-    title = "A purchase date cannot be in the future"
+    title = N_("A purchase date cannot be in the future")
 
 
 class PurchaseTooOld(InvalidRequest):
-    title = "A reseller cannot register a sale this old"
+    title = N_("A reseller cannot register a sale this old")
 
 
 class Unauthenticated(DomainError):
     code = "unauthenticated"
-    title = "Authentication required"
+    title = N_("Authentication required")
 
 
 class Forbidden(DomainError):
     code = "forbidden"
-    title = "Not allowed"
+    title = N_("Not allowed")
 
 
 class InstallationNotFound(DomainError):
     code = "installation_not_found"
-    title = "No such installation"
+    title = N_("No such installation")
 
 
 class KeyRefused(DomainError):
-    """A refusal of one key of a request: `index` is its position in the request (from 0) and `prefix` its
-    display prefix (`TXS-` and 4 symbols, never the whole key), where the request had several and it is known
-    which one; a malformed key has no prefix (it is not a key)."""
+    """A refusal of a key of a request, where it is known which: `index` is the position (from 0) of the key the
+    problem names, `prefix` its display prefix (`TXS-` and 4 symbols, never the whole key; a malformed key has
+    none, it is not a key), and `refused` why each key refused is (its position: its code), so that a person can
+    be told which keys to look at."""
 
-    def __init__(self, detail: str | None = None, *, index: int | None = None, prefix: str | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        index: int | None = None,
+        prefix: str | None = None,
+        refused: Mapping[int, str] | None = None,
+    ):
         super().__init__(detail)
         self.index = index
         self.prefix = prefix
+        self.refused = dict(refused or {})
 
 
 class KeyNotFound(KeyRefused):
     code = "key_not_found"
-    title = "No such key"
+    title = N_("No such key")
 
 
 class ActivationNotFound(DomainError):
     code = "activation_not_found"
-    title = "No such activation"
+    title = N_("No such activation")
 
 
 class ResellerNotFound(DomainError):
     code = "reseller_not_found"
-    title = "No such reseller"
+    title = N_("No such reseller")
 
 
 class InstallationExists(DomainError):
     code = "installation_exists"
-    title = "An installation with this code is already registered"
+    title = N_("An installation with this code is already registered")
 
 
 class ResellerExists(DomainError):
     code = "reseller_exists"
-    title = "A reseller with this name already exists"
+    title = N_("A reseller with this name already exists")
 
 
 class LicensesInsufficient(DomainError):
     """R6: the keys supplied would not bring support current."""
 
     code = "licenses_insufficient"
-    title = "Not enough licenses to bring support current"
+    title = N_("Not enough licenses to bring support current")
 
     def __init__(self, required: int, supplied: int):
-        super().__init__(f"{supplied} license(s) supplied, {required} required")
+        super().__init__(
+            N_("%(supplied)d license(s) supplied, %(required)d required"), supplied=supplied, required=required
+        )
         self.required = required
         self.supplied = supplied
         self.quote: Quote | None = None  # attached by the service layer for the response body
@@ -106,43 +128,43 @@ class LicensesInsufficient(DomainError):
 
 class KeyAlreadyUsed(KeyRefused):
     code = "key_already_used"
-    title = "The key was already used"
+    title = N_("The key was already used")
 
 
 class KeyRevoked(KeyRefused):
     code = "key_revoked"
-    title = "The key was revoked"
+    title = N_("The key was revoked")
 
 
 class KeyDuplicated(KeyRefused):
     code = "key_duplicated"
-    title = "The same key appears twice in the request"
+    title = N_("The same key appears twice in the request")
 
 
 class KeyMalformed(KeyRefused):
     code = "key_malformed"
-    title = "The key is not a valid Timex Support key: check it for typos."
+    title = N_("The key is not a valid Timex Support key: check it for typos.")
 
 
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
-    title = "This Idempotency-Key was used for another request"
+    title = N_("This Idempotency-Key was used for another request")
 
 
 class IdempotencyKeyInFlight(DomainError):
     code = "idempotency_key_in_flight"
-    title = "A request with this Idempotency-Key is still being answered; try again shortly"
+    title = N_("A request with this Idempotency-Key is still being answered; try again shortly")
 
 
 class RateLimited(DomainError):
     code = "rate_limited"
-    title = "Too many requests"
+    title = N_("Too many requests")
 
     def __init__(self, retry_after: int):
-        super().__init__(f"Try again in {retry_after} seconds")
+        super().__init__(N_("Try again in %(seconds)d seconds"), seconds=retry_after)
         self.retry_after = retry_after
 
 
 class Unavailable(DomainError):
     code = "unavailable"
-    title = "The service is temporarily unavailable; nothing was written"
+    title = N_("The service is temporarily unavailable; nothing was written")

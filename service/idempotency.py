@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from service.driver import Driver, Duplicate, retried
-from service.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidRequest, Unavailable
+from service.errors import N_, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidRequest, Unavailable
 from service.models import IdempotencyKey
 
 CLAIM_TIMEOUT = timedelta(seconds=60)
@@ -70,7 +70,7 @@ def attempt(*, scope: str, key: str, method: str, target: str, body: bytes) -> A
     """The attempt of a request (`target`: its path and query); a key that is not 1 to 255 printable ASCII
     characters is refused. A JSON body counts by its content, not its spelling (spaces, order of names)."""
     if not _KEY.fullmatch(key):
-        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        raise InvalidRequest(N_("Idempotency-Key must be 1 to 255 printable ASCII characters"))
     try:
         content = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
     except ValueError:

@@ -13,7 +13,7 @@ from sqlalchemy import Select, bindparam, insert, select, tuple_
 from service import resellers, rules
 from service.auth import Principal
 from service.driver import Driver, Duplicate, Row, Session, retried
-from service.errors import Forbidden, InstallationExists, InstallationNotFound, InvalidRequest, PurchaseTooOld
+from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, InvalidRequest, PurchaseTooOld
 from service.models import Activation, Installation, LicenseKey
 
 
@@ -94,7 +94,7 @@ _FIND_FOR_UPDATE = _FIND.with_for_update()
 async def find(session: Session, code: str, for_update: bool = False) -> InstallationRecord:
     row = await session.first(_FIND_FOR_UPDATE if for_update else _FIND, {"code": code})
     if row is None:
-        raise InstallationNotFound(f"No installation has the code {code!r}")
+        raise InstallationNotFound(N_("No installation has the code %(code)s"), code=code)
     return _record(row)
 
 
@@ -120,7 +120,7 @@ async def register(
         principal.require_owner(reseller_id)
     if support_end is not None:
         if not principal.is_admin:
-            raise Forbidden("Only an administrator registers an existing customer by its support end")
+            raise Forbidden(N_("Only an administrator registers an existing customer by its support end"))
         support = rules.existing_customer(support_end)
     else:
         assert purchased_on is not None, (
@@ -129,8 +129,13 @@ async def register(
         support = rules.purchase(purchased_on, today)
         if not principal.is_admin and purchased_on < today - timedelta(days=purchase_max_age_days):
             raise PurchaseTooOld(
-                f"The purchase date {purchased_on} is more than {purchase_max_age_days} days "
-                f"before today ({today}); ask an administrator"
+                N_(
+                    "The purchase date %(purchased_on)s is more than %(days)d days before today (%(today)s); "
+                    "ask an administrator"
+                ),
+                purchased_on=purchased_on.isoformat(),
+                days=purchase_max_age_days,
+                today=today.isoformat(),
             )
     owner = reseller_id if principal.is_admin else principal.reseller_id
     values = {
@@ -210,7 +215,7 @@ _SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bo
 async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
     row = await driver.first(_SUPPORT_READ, {"code": code})
     if row is None:
-        raise InstallationNotFound(f"No installation has the code {code!r}")
+        raise InstallationNotFound(N_("No installation has the code %(code)s"), code=code)
     return row
 
 
@@ -271,7 +276,7 @@ def _position(cursor: str) -> tuple[date, int]:
             raise ValueError(id)
         return date.fromisoformat(end), id
     except (ValueError, TypeError) as exc:
-        raise InvalidRequest("The cursor is not one this service gave; start again without it") from exc
+        raise InvalidRequest(N_("The cursor is not one this service gave; start again without it")) from exc
 
 
 def _later(first: date | None, second: date | None) -> date | None:

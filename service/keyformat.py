@@ -30,6 +30,7 @@ __all__ = [
     "from_data",
     "generate",
     "normalize",
+    "split",
 ]
 
 PREFIX = "TXS"
@@ -128,6 +129,41 @@ def normalize(text: str) -> str:
     if _check(values[:DATA_SYMBOLS]) != values[DATA_SYMBOLS:]:
         raise KeyMalformed()
     return _format(values)
+
+
+def split(text: str) -> list[str]:
+    """The keys in text a person pasted, as typed: one per line or separated by spaces. A key may itself be
+    typed with spaces (`TXS-ABCDE FGHJK …`, `TXS ABCDE …`): a new key begins at a word that begins one (the
+    prefix alone, the prefix and a dash, or a whole prefixed key), or once the key so far has its 20 symbols."""
+    keys: list[str] = []
+    for line in text.splitlines():
+        current: list[str] = []
+        for word in line.split():
+            if current and (_begins_key(word) or _symbols(current) >= SYMBOLS):
+                keys.append(" ".join(current))
+                current = []
+            current.append(word)
+        if current:
+            keys.append(" ".join(current))
+    return keys
+
+
+def _compact(text: str) -> str:
+    return text.translate(_DROP_DASHES).upper()
+
+
+def _begins_key(word: str) -> bool:
+    upper = word.upper()
+    if upper == PREFIX or (upper.startswith(PREFIX) and upper[len(PREFIX) : len(PREFIX) + 1] in _DASHES):
+        return True
+    compact = _compact(word)
+    return len(compact) == len(PREFIX) + SYMBOLS and compact.startswith(PREFIX)
+
+
+def _symbols(words: list[str]) -> int:
+    """How many of a key's 20 symbols the words so far hold: the prefix, when they begin with it, is not one."""
+    compact = _compact("".join(words))
+    return len(compact) - (len(PREFIX) if _begins_key(words[0]) else 0)
 
 
 def digest(canonical_key: str, secret: bytes) -> bytes:

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 from service import keyformat, resellers
 from service.auth import Principal
 from service.driver import Driver, Row, retried
-from service.errors import KeyAlreadyUsed, KeyNotFound
+from service.errors import N_, KeyAlreadyUsed, KeyNotFound
 from service.models import LicenseKey
 
 
@@ -110,5 +110,5 @@ async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
             if row is None:
                 raise KeyNotFound()
             if row["status"] == "used":
-                raise KeyAlreadyUsed("A used key cannot be revoked")
+                raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
     return _info(row)

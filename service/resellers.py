@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from service.auth import SecretChecks, hash_secret
 from service.driver import Driver, Duplicate, Session, retried
-from service.errors import ResellerExists, ResellerNotFound, Unauthenticated
+from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
 from service.ratelimit import Limiter, client_name
 
@@ -111,7 +111,7 @@ async def authenticate(
         row = await driver.first(_LOGIN, {"client_id": client_id})
         stored = row["secret_hash"] if row else _DUMMY_HASH
         if not await checks.verify(client_secret, stored) or row is None or row["disabled_at"] is not None:
-            raise Unauthenticated("Unknown client or wrong secret")
+            raise Unauthenticated(N_("Unknown client or wrong secret"))
         return Login(row["id"], row["tokens_valid_from"])
 
 
@@ -120,12 +120,12 @@ async def check_access(*, driver: Driver, reseller_id: UUID, issued_at: int | No
     (`iat`, whole seconds) no earlier than the last secret rotation allows: `Unauthenticated` otherwise."""
     row = await driver.first(_ACCESS, {"id": reseller_id})
     if row is None:
-        raise Unauthenticated("The access token names no known reseller")
+        raise Unauthenticated(N_("The access token names no known reseller"))
     if row["disabled_at"] is not None:
-        raise Unauthenticated("The reseller is disabled")
+        raise Unauthenticated(N_("The reseller is disabled"))
     valid_from = row["tokens_valid_from"]
     if valid_from is not None and (issued_at is None or issued_at < valid_from.timestamp()):
-        raise Unauthenticated("The access token was issued before the client secret was rotated")
+        raise Unauthenticated(N_("The access token was issued before the client secret was rotated"))
 
 
 async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
 
-from service.errors import LicensesInsufficient, PurchaseInFuture
+from service.errors import N_, LicensesInsufficient, PurchaseInFuture
 
 LICENSE_MONTHS = 12
 EARLY_RENEWAL_BONUS_MONTHS = 2
@@ -46,7 +46,11 @@ class Support:
 def purchase(purchased_on: date, today: date) -> Support:
     """R3: a new sale gives a year from the purchase date; a purchase in the future is refused."""
     if purchased_on > today:
-        raise PurchaseInFuture(f"The purchase date {purchased_on} is after today ({today})")
+        raise PurchaseInFuture(
+            N_("The purchase date %(purchased_on)s is after today (%(today)s)"),
+            purchased_on=purchased_on.isoformat(),
+            today=today.isoformat(),
+        )
     return Support(purchased_on, LICENSE_MONTHS)
 
 

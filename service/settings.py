@@ -6,6 +6,7 @@ Every setting has a default that works for the embedded quick start; the README 
 from decimal import Decimal
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     metrics_networks: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
     idempotency_ttl_hours: int = Field(24, gt=0)
+    default_language: Literal["ru", "en"] = "en"
+    page_language: Literal["ru", "en"] = "ru"
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(1, gt=0)

@@ -53,12 +53,19 @@ class Page:
 
 
 @contextmanager
-def chromium_page(executable: str) -> Iterator[Page]:
+def chromium_page(executable: str, *flags: str) -> Iterator[Page]:
     port = free_port()
     # Chromium's helper processes may still write to the profile as the browser exits.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
-            [executable, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
+            [
+                executable,
+                *FLAGS,
+                *flags,
+                f"--user-data-dir={profile}",
+                f"--remote-debugging-port={port}",
+                "about:blank",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

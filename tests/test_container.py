@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +51,21 @@ def test_compose_runs_the_service_as_in_production_with_secrets_from_an_env_file
         assert secret not in (ROOT / "compose.yaml").read_text()
         assert f"\n{secret}=" in example
     assert "compose.env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_every_file_the_service_reads_at_run_time_is_package_data() -> None:
+    """The image installs the package (not the work tree): the documents, catalogues, templates and the pages'
+    stylesheet must be in its package data, or the installed service cannot serve them."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
+    package = ROOT / "service"
+    needed = [
+        *package.glob("docs/*.md"),
+        *package.glob("locale/**/*.po"),
+        *package.glob("http/templates/*"),
+        *package.glob("http/static/*"),
+    ]
+
+    assert len(needed) >= 9
+    for path in needed:
+        relative = path.relative_to(package).as_posix()
+        assert any(fnmatch(relative, pattern) for pattern in globs), relative

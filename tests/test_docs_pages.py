@@ -74,6 +74,14 @@ async def test_the_contract_is_served(client: httpx.AsyncClient) -> None:
     assert "licenses_insufficient" in response.text
 
 
+async def test_the_error_reference_is_served_in_both_languages(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs/errors")
+
+    assert response.status_code == 200
+    assert {"english-en", "ru"} <= _ids(response.text)
+    assert "<code>key_malformed</code>" in response.text and "Сверьте ключ с напечатанным" in response.text
+
+
 def test_raw_html_in_a_document_is_shown_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "hostile.md").write_text('# R1 — <img src=x onerror="alert(1)">\n\n<script>alert(2)</script>\n')
     monkeypatch.setattr(docs, "DOCUMENTS", tmp_path)

@@ -348,3 +348,21 @@ def test_every_random_position_takes_every_one_of_the_32_symbols() -> None:
 
     for at in range(keyformat.DATA_SYMBOLS):
         assert {payload[at] for payload in payloads} == set(ALPHABET), at
+
+
+@given(st.lists(keys, min_size=1, max_size=5), st.sampled_from(["\n", " ", "  \n\t"]))
+def test_pasted_keys_are_split_one_per_line_or_at_spaces(pasted: list[str], separator: str) -> None:
+    assert keyformat.split(separator.join(pasted)) == pasted
+
+
+@given(st.lists(keys, min_size=1, max_size=5))
+def test_a_key_typed_with_spaces_in_it_stays_one_key(pasted: list[str]) -> None:
+    spaced = [key.replace("-", " ") for key in pasted]
+
+    assert [keyformat.normalize(key) for key in keyformat.split(" ".join(spaced))] == pasted
+
+
+def test_a_key_without_its_prefix_ends_at_its_twentieth_symbol() -> None:
+    first, second = keyformat.generate(), keyformat.generate()
+
+    assert keyformat.split(f"{first[4:]} {second[4:].replace('-', ' ')}") == [first[4:], second[4:].replace("-", " ")]

@@ -11,7 +11,7 @@ from service.auth import SecretChecks
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
 from service.driver import create_driver
-from service.http import docs, observability, openapi, problems
+from service.http import docs, observability, openapi, pages, problems
 from service.http.deps import Runtime
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
-    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
@@ -90,4 +90,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     for module in (installations, activations, auth, resellers, keys, certificates, health, observability):
         app.router.routes.extend(module.router.routes)
     docs.install(app)
+    pages.install(app)
     return app

@@ -15,7 +15,7 @@ from service.auth import Principal, SecretChecks, TokenSettings, verify_token
 from service.certificates import CertificateSigner
 from service.clock import Clock
 from service.driver import Driver
-from service.errors import Forbidden, Unauthenticated
+from service.errors import N_, Forbidden, Unauthenticated
 from service.idempotency import Sealer
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
@@ -129,7 +129,7 @@ def require_metrics_access(request: Request) -> None:
     client = _client(request)
     if client is not None and _within(client, networks):
         return
-    raise Forbidden("Metrics are served to the configured token or networks only")
+    raise Forbidden(N_("Metrics are served to the configured token or networks only"))
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -163,7 +163,7 @@ async def _principal(settings: Settings, driver: Driver, credentials: HTTPAuthor
     or rotating its secret refuses the token at once rather than at its expiry; admin tokens are in no database.
     The public hot paths take no token, so they never pay for this read."""
     if credentials is None:
-        raise Unauthenticated("An access token is required")
+        raise Unauthenticated(N_("An access token is required"))
     principal = verify_token(TokenSettings.of(settings), credentials.credentials)
     if principal.reseller_id is not None:
         await resellers.check_access(driver=driver, reseller_id=principal.reseller_id, issued_at=principal.issued_at)

@@ -1,7 +1,7 @@
 """Swagger UI at /docs and ReDoc at /redoc, their JavaScript and CSS served by the service itself:
 ops read the API in closed networks, where no CDN answers. The licensing rules the API cites as
-(R1)–(R10) are at /docs/rules and its contract at /docs/contract, rendered here from the Markdown
-shipped in the package (`service/docs/`)."""
+(R1)–(R10) are at /docs/rules, its contract at /docs/contract and the error reference at /docs/errors,
+rendered here from the Markdown shipped in the package (`service/docs/`)."""
 
 import re
 from collections.abc import Awaitable, Callable
@@ -22,7 +22,7 @@ OPENAPI_URL = "/openapi.json"  # FastAPI's default, which the app keeps
 RULES_URL = "/docs/rules"
 # Package data beside the modules: the work tree under `pip install -e .`, site-packages in the image.
 DOCUMENTS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = {RULES_URL: "licensing-rules.md", "/docs/contract": "api-contract.md"}
+PAGES = {RULES_URL: "licensing-rules.md", "/docs/contract": "api-contract.md", "/docs/errors": "errors.md"}
 
 # Styles inline and nothing else loaded: the pages work in a closed network and run no script.
 _PAGE = """<!doctype html>
@@ -36,7 +36,8 @@ table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }}
 :target {{ background: #fff6d5; }}
 </style></head>
-<body><nav><a href="/docs">API</a> · <a href="/docs/rules">Rules</a> · <a href="/docs/contract">Contract</a></nav>
+<body><nav><a href="/docs">API</a> · <a href="/docs/rules">Rules</a> · <a href="/docs/contract">Contract</a>
+ · <a href="/docs/errors">Errors</a></nav>
 <main>{body}</main></body></html>
 """
 _SECURITY = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}

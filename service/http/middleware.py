@@ -6,7 +6,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import errors
-from service.http.problems import problem
+from service.http.problems import PAYLOAD_TOO_LARGE, REPEATED_PARAMETER, problem
+from service.i18n import negotiate
 
 
 class RequestLimits:
@@ -17,10 +18,10 @@ class RequestLimits:
     - a request body over `max_bytes`: by its Content-Length before reading a byte, and while reading when the length
       is not declared (chunked uploads)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, default_language: str):
         self.app = app
         self.max_bytes = max_bytes
-        self._detail = f"The request body is limited to {max_bytes} bytes"
+        self.default_language = default_language
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,7 +32,8 @@ class RequestLimits:
                 400,
                 errors.InvalidRequest.code,
                 errors.InvalidRequest.title,
-                "A query parameter is given more than once",
+                REPEATED_PARAMETER,
+                language=self._language(scope),
             )
             return await refusal(scope, receive, send)
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -48,13 +50,25 @@ class RequestLimits:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise HTTPException(413, self._detail)
+                raise HTTPException(413)
             return message
 
         await self.app(scope, limited_receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem(413, "payload_too_large", "The request body is too large", self._detail)(scope, receive, send)
+        refusal = problem(
+            413,
+            "payload_too_large",
+            "The request body is too large",
+            PAYLOAD_TOO_LARGE,
+            language=self._language(scope),
+            params={"bytes": self.max_bytes},
+        )
+        await refusal(scope, receive, send)
+
+    def _language(self, scope: Scope) -> str:
+        accept = next((value for name, value in scope["headers"] if name == b"accept-language"), b"")
+        return negotiate(accept.decode("latin-1"), self.default_language)
 
 
 def _repeats_a_name(query: bytes) -> bool:

@@ -10,15 +10,17 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service import errors
+from service.http import validation
 from service.http.problems import MEDIA_TYPE, STATUS
 from service.http.schemas.auth import OAuth2Error, TokenRequest
+from service.http.schemas.common import INSTALLATION_CODE_PATTERN
 from service.http.schemas.installations import QUOTE_EXAMPLE
 from service.http.schemas.problem import Problem
+from service.i18n import SOURCE_LANGUAGE
 
 REF = "#/components/schemas/{model}"
 PROBLEM = {"$ref": REF.format(model="Problem")}
-BAD_UUID = "Input should be a valid UUID, invalid length: found 3"
-BAD_CODE = "String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]*$'"
+BAD_CODE = {"pattern": INSTALLATION_CODE_PATTERN}
 
 # What the middleware and the framework refuse before any route runs, beside the domain's own codes.
 PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -91,15 +93,19 @@ def _header(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/headers/{name}"}
 
 
-Invalid = tuple[list[str | int], str, str]
-"""An `invalid_request` example's one field: where (`loc`), pydantic's message and its error type."""
+Invalid = tuple[list[str | int], str, dict[str, Any]]
+"""An `invalid_request` example's one field: where (`loc`), pydantic's error type and its context, described in
+English as the service describes it (`validation`)."""
 
 
 def _example(code: str, invalid: Invalid | None = None) -> dict[str, Any]:
     detail, extra = _EXAMPLES[code]
     if invalid is not None and code == errors.InvalidRequest.code:
-        loc, msg, kind = invalid
-        detail, extra = f"{'.'.join(map(str, loc))}: {msg}", {"errors": [{"loc": loc, "msg": msg, "type": kind}]}
+        loc, kind, context = invalid
+        error = {"loc": loc, "type": kind, "ctx": context}
+        msg = validation.problem_of(error, SOURCE_LANGUAGE)
+        detail = validation.describe(error, SOURCE_LANGUAGE)
+        extra = {"errors": [{"loc": loc, "msg": msg, "type": kind}]}
     status = _STATUS[code]
     return {
         "type": f"urn:timex-licensing:problem:{code}",

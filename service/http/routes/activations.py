@@ -1,15 +1,17 @@
-"""`POST /v1/activations`: public; the keys are the credential."""
+"""`POST /v1/activations`: public; the keys are the credential. The `/activate` page activates through
+`activate_keys` too: the same limits, metrics and events."""
 
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response, status
 
 from service import activations, ledger
+from service.activations import ActivationResult
 from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, DriverDep, client_address, runtime_of
 from service.http.idempotency import idempotent
 from service.http.observability import ACTIVATIONS, event
-from service.http.openapi import BAD_UUID, problems
+from service.http.openapi import problems
 from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
@@ -35,7 +37,7 @@ router = APIRouter(prefix="/v1/activations", tags=["activations"])
             "key_malformed",
             "rate_limited",
             "unavailable",
-            invalid=(["body", "keys"], "List should have at most 50 items after validation, not 51", "too_long"),
+            invalid=(["body", "keys"], "too_long", {"max_length": 50}),
         ),
     },
 )
@@ -45,6 +47,16 @@ async def activate(body: ActivationIn, request: Request) -> Response:
     ([R4](/docs/rules#r4), [R5](/docs/rules#r5)). All or nothing: if the keys would leave support lapsed, none
     is used (`402`, with the quote). Sending the same activation again is safe: it answers `200` with the
     first result and changes nothing."""
+    result = await activate_keys(request, code=body.installation, raw_keys=body.keys)
+    return Response(
+        ActivationOut.json_of(result),
+        status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
+        media_type="application/json",
+    )
+
+
+async def activate_keys(request: Request, *, code: str, raw_keys: list[str]) -> ActivationResult:
+    """Activate for the request's client, today, counted and logged as an activation."""
     runtime = runtime_of(request)
     now, today = runtime.clock.read()
     try:
@@ -52,8 +64,8 @@ async def activate(body: ActivationIn, request: Request) -> Response:
             driver=runtime.driver,
             limiter=runtime.activation_limiter,
             client=client_address(request),
-            code=body.installation,
-            raw_keys=body.keys,
+            code=code,
+            raw_keys=raw_keys,
             today=today,
             now=now,
             secret=runtime.key_secret,
@@ -73,11 +85,7 @@ async def activate(body: ActivationIn, request: Request) -> Response:
             months_added=result.renewal.months_added,
             support_end=result.renewal.after.end,
         )
-    return Response(
-        ActivationOut.json_of(result),
-        status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
-        media_type="application/json",
-    )
+    return result
 
 
 @router.post(
@@ -91,7 +99,7 @@ async def activate(body: ActivationIn, request: Request) -> Response:
         "activation_not_found",
         "payload_too_large",
         "unavailable",
-        invalid=(["path", "activation_id"], BAD_UUID, "uuid_parsing"),
+        invalid=(["path", "activation_id"], "uuid_parsing", {}),
     ),
 )
 @idempotent

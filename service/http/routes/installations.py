@@ -44,7 +44,7 @@ LicensesQuery = Annotated[
         "installation_exists",
         "payload_too_large",
         "unavailable",
-        invalid=(["body", "sale", "purchased_on"], "Value error, day is out of range for month", "value_error"),
+        invalid=(["body", "sale", "purchased_on"], "value_error", {"error": "day is out of range for month"}),
     ),
 )
 @idempotent
@@ -82,7 +82,7 @@ async def register(
         "forbidden",
         "installation_not_found",
         "unavailable",
-        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+        invalid=(["path", "code"], "string_pattern_mismatch", BAD_CODE),
     ),
 )
 async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> InstallationOut:
@@ -100,7 +100,7 @@ async def get(code: CodePath, driver: DriverDep, principal: PrincipalDep) -> Ins
         "invalid_request",
         "installation_not_found",
         "unavailable",
-        invalid=(["path", "code"], BAD_CODE, "string_pattern_mismatch"),
+        invalid=(["path", "code"], "string_pattern_mismatch", BAD_CODE),
     ),
 )
 async def support(code: CodePath, request: Request) -> Response:
@@ -123,7 +123,7 @@ async def support(code: CodePath, request: Request) -> Response:
         "invalid_request",
         "installation_not_found",
         "unavailable",
-        invalid=(["query", "on"], "Value error, must be a date written YYYY-MM-DD", "value_error"),
+        invalid=(["query", "on"], "value_error", {"error": "must be a date written YYYY-MM-DD"}),
     ),
 )
 async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: LicensesQuery = None) -> Response:
@@ -146,7 +146,7 @@ async def quote(code: CodePath, request: Request, on: OnQuery = None, licenses: 
     "/v1/quote",
     summary="What renewing costs, from a bare support end",
     operation_id="quoteFromSupportEnd",
-    responses=problems("invalid_request", invalid=(["query", "support_end"], "Field required", "missing")),
+    responses=problems("invalid_request", invalid=(["query", "support_end"], "missing", {})),
 )
 async def quote_from_support_end(
     support_end: Annotated[SaneDate, Query(description="The customer's current support end")],
@@ -170,7 +170,7 @@ async def quote_from_support_end(
         "unauthenticated",
         "forbidden",
         "unavailable",
-        invalid=(["query", "state"], "Input should be 'active', 'expiring' or 'lapsed'", "literal_error"),
+        invalid=(["query", "state"], "literal_error", {"expected": "'active', 'expiring' or 'lapsed'"}),
     ),
 )
 async def list_installations(

@@ -10,7 +10,7 @@ from service import keys
 from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.idempotency import idempotent
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
-from service.http.openapi import BAD_UUID, problems
+from service.http.openapi import problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
@@ -42,7 +42,7 @@ def _out(info: keys.KeyInfo) -> KeyOut:
         "reseller_not_found",
         "payload_too_large",
         "unavailable",
-        invalid=(["body", "count"], "Input should be greater than or equal to 1", "greater_than_equal"),
+        invalid=(["body", "count"], "greater_than_equal", {"ge": 1}),
     ),
 )
 @idempotent
@@ -68,7 +68,7 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
         "unauthenticated",
         "forbidden",
         "unavailable",
-        invalid=(["query", "limit"], "Input should be greater than or equal to 1", "greater_than_equal"),
+        invalid=(["query", "limit"], "greater_than_equal", {"ge": 1}),
     ),
 )
 async def list_keys(
@@ -97,7 +97,7 @@ async def list_keys(
         "key_not_found",
         "key_already_used",
         "unavailable",
-        invalid=(["path", "key_id"], BAD_UUID, "uuid_parsing"),
+        invalid=(["path", "key_id"], "uuid_parsing", {}),
     ),
 )
 async def revoke(key_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> KeyOut:

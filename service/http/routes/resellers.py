@@ -9,7 +9,7 @@ from service import resellers
 from service.http.deps import AdminDep, ClockDep, DriverDep
 from service.http.idempotency import idempotent
 from service.http.observability import event
-from service.http.openapi import BAD_UUID, problems
+from service.http.openapi import problems
 from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
         "reseller_exists",
         "payload_too_large",
         "unavailable",
-        invalid=(["body", "name"], "String should have at least 1 character", "string_too_short"),
+        invalid=(["body", "name"], "string_too_short", {"min_length": 1}),
     ),
 )
 @idempotent
@@ -43,7 +43,7 @@ _ONE_RESELLER = problems(
     "forbidden",
     "reseller_not_found",
     "unavailable",
-    invalid=(["path", "reseller_id"], BAD_UUID, "uuid_parsing"),
+    invalid=(["path", "reseller_id"], "uuid_parsing", {}),
 )
 
 

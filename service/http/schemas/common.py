@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 
+from service.errors import N_
+
 EARLIEST_DATE = date(2000, 1, 1)
 LATEST_DATE = date(2100, 12, 31)
 
@@ -21,20 +23,20 @@ def _iso_date(value: object) -> object:
     pydantic's strict mode takes no string for a date there."""
     if isinstance(value, str):
         if not _ISO_DATE.fullmatch(value):
-            raise ValueError("must be a date written YYYY-MM-DD")
+            raise ValueError(N_("must be a date written YYYY-MM-DD"))
         return date.fromisoformat(value)
     return value
 
 
 def _sane(value: date) -> date:
     if not EARLIEST_DATE <= value <= LATEST_DATE:
-        raise ValueError(f"must be between {EARLIEST_DATE} and {LATEST_DATE}")
+        raise ValueError(N_("must be a date between 2000-01-01 and 2100-12-31"))
     return value
 
 
 def _written_in_digits(value: object) -> object:
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ValueError("must be a whole number written in digits")
+        raise ValueError(N_("must be a whole number written in digits"))
     return value
 
 
@@ -48,13 +50,16 @@ WrittenInDigits = BeforeValidator(_written_in_digits)
 # Control characters (Unicode category Cc: U+0000-U+001F and U+007F-U+009F) have no place in a name or a note, and
 # PostgreSQL refuses NUL in text outright: every free-form string a request carries is a `Line` or a `Text`, refused at
 # validation by pydantic-core's regex engine. Lone surrogates need nothing more: pydantic refuses them as strings.
-Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]  # one line: no control character at all
-Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]  # tabs and line breaks too
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"  # one line: no control character at all
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # tabs and line breaks too
+Line = Annotated[str, Field(pattern=LINE_PATTERN)]
+Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
 # One installation whatever the case it is typed in: folded to its stored, upper-case form here, so that every
 # service function receives the canonical code. pydantic-core folds it (no Python call on the hot paths), and
 # the ASCII pattern is checked on what was typed: "ı" would fold to "I", but it is refused.
+INSTALLATION_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 InstallationCode = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", to_upper=True)
+    str, StringConstraints(min_length=1, max_length=64, pattern=INSTALLATION_CODE_PATTERN, to_upper=True)
 ]
 
 EXAMPLE_ACTIVATION_ID = "5f0c6a57-2f4b-4c1e-9a51-0d3c2b1a9e88"
