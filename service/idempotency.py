@@ -13,8 +13,8 @@ another's). Across every process on the database:
 A request that fails in a way worth retrying (`Unavailable`, `RateLimited`, a bug) releases its claim, so that the
 retry runs afresh. A process that dies between its claim and its answer leaves the claim behind: after
 `CLAIM_TIMEOUT` another request with the same key takes it over (so a request must not run longer: one that does
-still answers its client, but its answer is not kept, the overtaking request's is). Expired rows are purged by each new claim of their caller,
-and all of them by `timex-licensing purge-idempotency-keys`.
+still answers its client, but its answer is not kept, the overtaking request's is). Expired rows are purged by each
+new claim of their caller, and all of them by `timex-licensing purge-idempotency-keys`.
 """
 
 import hashlib
