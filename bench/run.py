@@ -254,7 +254,7 @@ def start_ceiling(stack: ExitStack) -> str:
 # --- load
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def wrk(url: str, script: Path, args: list[str], duration: int, connections: int) -> dict:
@@ -276,7 +276,10 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
 
     def latency(percent: str) -> float:
-        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE).groups()
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)$", out, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"wrk gave no {percent}% latency for {url}:\n{out}")
+        value, unit = found.groups()
         return round(float(value) * _UNITS[unit], 3)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
