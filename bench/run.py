@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/run.py                 # 10,000 installations (a few minutes)
     .venv/bin/python bench/run.py --scale         # and support state at 1,000,000 installations, paired with 10,000
+    .venv/bin/python bench/run.py --plans-only --installations 1000000   # the renewal pipeline's query plans only
 
 Seeds PostgreSQL in bulk (COPY), starts the service as in production (uvicorn, one worker per core,
 no access log) and the ceiling app (bench/ceiling/ceiling_app.py) on the same database, drives each
@@ -32,7 +33,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import keyformat, migrate  # noqa: E402
+from sqlalchemy.dialects import postgresql  # noqa: E402
+
+from service import installations, keyformat, migrate, rules  # noqa: E402
 from service.auth import TokenSettings, issue_token  # noqa: E402
 from service.certificates import generate_private_key  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -43,11 +46,13 @@ RESULTS = ROOT / "bench" / "results"
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASE = "timex_bench"
 SCALE_DATABASE = "timex_bench_scale"  # 1,000,000 installations, beside the 10,000 of DATABASE
+PLANS_DATABASE = "timex_bench_plans"  # --plans-only: apart from a benchmark's databases
 SCALE_INSTALLATIONS, SCALE_KEYS = 1_000_000, 3_000_000
 KEY_SECRET = "bench-key-hash-secret"
 WORKERS = os.cpu_count() or 2
 THREADS = 2
 KEYS_PER_THREAD = 20_000  # a 10 s run at 2,000 activations/s takes 10,000 of them a thread
+RESELLERS = 10
 MAX_ROUNDS = 5  # each round activates a fresh set of keys, and the half-peak run another: 6 sets are seeded
 
 
@@ -77,13 +82,26 @@ async def recreate_database(database: str) -> None:
     await conn.close()
 
 
+def seeded_installation(i: int, resellers: list[uuid.UUID], today: dt.date) -> tuple:
+    """Every one active (every activation earns the bonus), their support ends spread over the year ahead (the
+    renewal pipeline's order), each sold by one of the resellers."""
+    anchor = today - dt.timedelta(days=30 + i % 300)
+    return (f"INST{i:09d}", resellers[i % len(resellers)], anchor, 12, 12, 0, rules.add_months(anchor, 12))
+
+
 async def seed_service(dsn: str, installations: int, keys: int) -> None:
     conn = await asyncpg.connect(dsn)
-    anchor = dt.date.today() - dt.timedelta(days=30)  # active: every activation earns the bonus
+    resellers = [uuid.uuid4() for _ in range(RESELLERS)]
+    await conn.copy_records_to_table(
+        "resellers",
+        columns=["id", "name", "client_id", "secret_hash"],
+        records=[(r, f"Reseller {n}", f"bench-{n}", "none: no login") for n, r in enumerate(resellers)],
+    )
+    today = dt.date.today()
     await conn.copy_records_to_table(
         "installations",
-        columns=["code", "anchor", "initial_months", "months", "bonus_months"],
-        records=((f"INST{i:09d}", anchor, 12, 12, 0) for i in range(installations)),
+        columns=["code", "reseller_id", "anchor", "initial_months", "months", "bonus_months", "support_end"],
+        records=(seeded_installation(i, resellers, today) for i in range(installations)),
     )
     secret = KEY_SECRET.encode()
     batch = 200_000
@@ -127,8 +145,37 @@ async def explain(dsn: str, installations: int) -> dict[str, str]:
             "EXPLAIN ANALYZE SELECT id, status FROM license_keys WHERE digest = ANY($1::bytea[])", [digest]
         )
     )
+    out.update(await explain_pipeline(conn))
     await conn.close()
     return out
+
+
+async def explain_pipeline(conn: asyncpg.Connection) -> dict[str, str]:
+    """The renewal pipeline's list (`GET /v1/installations?state=expiring`), its first and a later page, for an
+    admin and for one reseller: the statement the service runs, with its values written in."""
+    today = dt.date.today()
+    reseller = await conn.fetchval("SELECT id FROM resellers ORDER BY name LIMIT 1")
+    first, last = rules.pipeline_support_ends("expiring", today, 60)
+    queries = {
+        "pipeline_admin": dict(owner=None, after=None),
+        "pipeline_admin_later_page": dict(owner=None, after=(today + dt.timedelta(days=45), 0)),
+        "pipeline_reseller": dict(owner=reseller, after=None),
+        "pipeline_reseller_later_page": dict(owner=reseller, after=(today + dt.timedelta(days=45), 0)),
+    }
+    plans = {}
+    for name, query in queries.items():
+        statement = installations.pipeline_query(
+            support_end_from=first, support_end_to=last, code_prefix=None, limit=101, **query
+        )
+        sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+        plans[name] = "\n".join(r[0] for r in await conn.fetch("EXPLAIN ANALYZE " + sql))
+    return plans
+
+
+def print_plans(plans: dict[str, str]) -> None:
+    for name, plan in plans.items():
+        if name.startswith("pipeline"):
+            print(f"--- {name}\n{plan}")
 
 
 # --- processes
@@ -207,7 +254,7 @@ def start_ceiling(stack: ExitStack) -> str:
 # --- load
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def wrk(url: str, script: Path, args: list[str], duration: int, connections: int) -> dict:
@@ -229,7 +276,10 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
 
     def latency(percent: str) -> float:
-        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE).groups()
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)$", out, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"wrk gave no {percent}% latency for {url}:\n{out}")
+        value, unit = found.groups()
         return round(float(value) * _UNITS[unit], 3)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -451,7 +501,17 @@ def main() -> None:
         action="store_true",
         help="also the support state at 1,000,000 installations / 3,000,000 keys against 10,000",
     )
+    parser.add_argument(
+        "--plans-only",
+        action="store_true",
+        help="seed --installations (no keys to speak of) and print the pipeline's query plans; no load",
+    )
     args = parser.parse_args()
+    if args.plans_only:
+        seed(PLANS_DATABASE, args.installations, 1, ceiling=False)
+        print_plans(asyncio.run(explain(bench_dsn(PLANS_DATABASE), args.installations)))
+        asyncio.run(drop_database(PLANS_DATABASE))
+        return
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
     RESULTS.mkdir(exist_ok=True)
@@ -478,6 +538,9 @@ def main() -> None:
     text = table(report)
     refresh_readme(text)
     print(text)
+    for installations_seeded, plans in report["plans"].items():
+        print(f"\nQuery plans at {int(installations_seeded):,} installations:")
+        print_plans(plans)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,11 @@ _RECORD = (
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(months=bindparam("new_months"), bonus_months=Installation.bonus_months + bindparam("bonus"))
+    .values(
+        months=bindparam("new_months"),
+        support_end=bindparam("support_end_after"),
+        bonus_months=Installation.bonus_months + bindparam("bonus"),
+    )
 )
 
 

@@ -146,9 +146,10 @@ def _verify(args: argparse.Namespace) -> int:
     findings = _on_database(lambda driver: ledger.verify(driver=driver))
     for finding in findings:
         if isinstance(finding, ledger.Drift):
+            stored, ledger_gives = finding.stored, finding.ledger
             print(
-                f"{finding.code}: stored {finding.stored.months} months ({finding.stored.bonus_months} bonus), "
-                f"ledger gives {finding.ledger.months} ({finding.ledger.bonus_months} bonus)"
+                f"{finding.code}: stored {stored.months} months ({stored.bonus_months} bonus) to {stored.support_end}, "
+                f"ledger gives {ledger_gives.months} ({ledger_gives.bonus_months} bonus) to {ledger_gives.support_end}"
             )
         else:
             print(
@@ -176,6 +177,15 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
     )
     print(json.dumps({"signing": rotation.signing, "retired": rotation.retired}))
     return 0
+
+
+def _purge_idempotency_keys(args: argparse.Namespace) -> None:
+    from service import idempotency
+    from service.clock import Clock
+
+    now = Clock(get_settings().zone).now()
+    purged = _on_database(lambda driver: idempotency.purge(driver=driver, now=now))
+    print(f"{purged} expired idempotency key(s) purged", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         help="make a new certificate signing key; the old one keeps verifying until its certificates expire",
     )
     rotate.set_defaults(run=_rotate_signing_key)
+
+    purge = commands.add_parser(
+        "purge-idempotency-keys", help="delete the idempotency keys (and stored answers) past their lifetime"
+    )
+    purge.set_defaults(run=_purge_idempotency_keys)
 
     args = parser.parse_args(argv)
     return args.run(args) or 0

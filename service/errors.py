@@ -176,6 +176,16 @@ class KeyMalformed(KeyRefused):
     title = N_("The key is not a valid Timex Support key: check it for typos.")
 
 
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    title = N_("This Idempotency-Key was used for another request")
+
+
+class IdempotencyKeyInFlight(DomainError):
+    code = "idempotency_key_in_flight"
+    title = N_("A request with this Idempotency-Key is still being answered; try again shortly")
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
     title = N_("Too many requests")

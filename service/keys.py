@@ -73,9 +73,10 @@ async def list_keys(
     reseller_id: UUID | None = None,
     after: UUID | None = None,
     limit: int = 100,
-) -> list[KeyInfo]:
-    """A page of key metadata in id order; `after` is the last id of the previous page."""
-    statement = select(*_INFO_COLUMNS).order_by(LicenseKey.id).limit(limit)
+) -> tuple[list[KeyInfo], bool]:
+    """A page of key metadata in id order, and whether another page follows; `after` is the last id of the
+    previous page."""
+    statement = select(*_INFO_COLUMNS).order_by(LicenseKey.id).limit(limit + 1)  # one more: whether more follow
     if reseller_id is not None:
         principal.require_owner(reseller_id)
     owner = reseller_id if principal.is_admin else principal.reseller_id
@@ -86,7 +87,8 @@ async def list_keys(
     if after is not None:
         statement = statement.where(LicenseKey.id > after)
     async with driver.reading() as session:
-        return [_info(row) for row in await session.all(statement, {})]
+        rows = await session.all(statement, {})
+    return [_info(row) for row in rows[:limit]], len(rows) > limit
 
 
 _REVOKE = (

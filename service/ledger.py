@@ -33,11 +33,12 @@ _LIVE_ACTIVATIONS = (
 class Folded:
     months: int
     bonus_months: int
+    support_end: date
 
 
 def fold(start: rules.Support, activations: list[tuple]) -> Folded:
     folded = rules.fold(start, activations)
-    return Folded(folded.after.months, folded.bonus_months)
+    return Folded(folded.after.months, folded.bonus_months, folded.after.end)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ _INSTALLATIONS_AFTER = (
         Installation.initial_months,
         Installation.months,
         Installation.bonus_months,
+        Installation.support_end,
     )
     .where(Installation.id > bindparam("after"))
     .order_by(Installation.id)
@@ -96,7 +98,7 @@ async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift | Impossibl
                 ledger = ledgers.get(row["id"], [])
                 applied = [(a["activated_on"], a["licenses"]) for a in ledger]
                 folded = fold(start, applied)
-                stored = Folded(row["months"], row["bonus_months"])
+                stored = Folded(row["months"], row["bonus_months"], row["support_end"])
                 if stored != folded:
                     findings.append(Drift(row["code"], stored, folded))
                 for position in rules.refused_in_fold(start, applied):
@@ -148,7 +150,7 @@ _REVOKE_KEYS = (
 _STORE_FOLDED = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(months=bindparam("months"), bonus_months=bindparam("bonus_months"))
+    .values(months=bindparam("months"), support_end=bindparam("support_end"), bonus_months=bindparam("bonus_months"))
 )
 
 
@@ -178,9 +180,8 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
                 await session.execute(_VOID, {"activation_id": voiding, "now": now, "reason": reason})
             revoked = await session.all(_REVOKE_KEYS, {"installation_id": installation.id, "now": now})
             folded = await _refold(session, installation)
-            support_end = rules.Support(installation.support.anchor, folded.months).end
             revoked_keys = tuple(sorted(row["id"] for row in revoked))
-            result = VoidResult(activation_id, code, now, reason, support_end, voided, revoked_keys)
+            result = VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
             for each in voided:
                 await _announce(session, replace(result, activation_id=each), installation)
             return result
@@ -203,6 +204,11 @@ async def _refold(session: Session, installation: installations.InstallationReco
     folded = fold(installation.start, [(a["activated_on"], a["licenses"]) for a in ledger])
     await session.execute(
         _STORE_FOLDED,
-        {"installation_id": installation.id, "months": folded.months, "bonus_months": folded.bonus_months},
+        {
+            "installation_id": installation.id,
+            "months": folded.months,
+            "support_end": folded.support_end,
+            "bonus_months": folded.bonus_months,
+        },
     )
     return folded

@@ -88,16 +88,23 @@ class Installation(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
-    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"))
     anchor: Mapped[date] = mapped_column(Date)
     initial_months: Mapped[int] = mapped_column(Integer)
     months: Mapped[int] = mapped_column(Integer)
     bonus_months: Mapped[int] = mapped_column(Integer, default=0)
+    # anchor + months (R2), computed by the rules and written with every change of `months`: stored so that the
+    # renewal pipeline filters and orders by it on an index (no SQL expression of R2 works on both databases).
+    support_end: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = _created_at()
 
     __table_args__ = (
         CheckConstraint("initial_months >= 0", name="initial_months_not_negative"),
         CheckConstraint("months >= initial_months", name="months_not_below_initial"),
+        # The pipeline's order (support end, then id), for an admin and for one reseller; the second also
+        # serves the foreign key's lookups by reseller.
+        Index("ix_installations_support_end_id", "support_end", "id"),
+        Index("ix_installations_reseller_id_support_end_id", "reseller_id", "support_end", "id"),
     )
 
 
@@ -167,6 +174,23 @@ class SigningKey(Base):
         CheckConstraint("signing", name="signing_true_or_null"),
         CheckConstraint("(signing IS NULL) = (retired_at IS NOT NULL)", name="retired_not_signing"),
     )
+
+
+class IdempotencyKey(Base):
+    """A caller's `Idempotency-Key`: claimed by the first request that carries it, then holding that request's
+    answer (encrypted) until `expires_at`."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(Text, primary_key=True)  # whose key: `admin:<subject>` or `reseller:<id>`
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32))
+    claim: Mapped[uuid.UUID] = mapped_column(Uuid)  # which attempt holds it: a taken-over claim stores nothing
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    status: Mapped[int | None] = mapped_column(Integer)  # null while the first request is in flight
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)  # AES-GCM: nonce, then ciphertext and tag
 
 
 class WebhookEndpoint(Base):

@@ -157,6 +157,29 @@ def quote(support: Support, on: date, unit_price_minor: int, licenses: int | Non
     )
 
 
+def pipeline_state(support_end: date, on: date, expiring_within_days: int) -> str:
+    """Where an installation stands for its reseller on `on`: `lapsed` once support has ended (R1: the end day
+    itself is covered), `expiring` while it ends within `expiring_within_days` days (renewing now earns the R5
+    bonus), else `active`."""
+    if on > support_end:
+        return "lapsed"
+    if support_end <= on + timedelta(days=expiring_within_days):
+        return "expiring"
+    return "active"
+
+
+def pipeline_support_ends(state: str, on: date, expiring_within_days: int) -> tuple[date | None, date | None]:
+    """The support ends (first, last; None: unbounded) of the installations in `state` on `on`: the bounds
+    `pipeline_state` draws, for a query to filter by."""
+    soon = on + timedelta(days=expiring_within_days)
+    bounds = {
+        "lapsed": (None, on - timedelta(days=1)),
+        "expiring": (on, soon),
+        "active": (soon + timedelta(days=1), None),
+    }
+    return bounds[state]
+
+
 def may_open_support_requests(support: Support, on: date) -> bool:
     """R9: support requests while support is active."""
     return support.is_active(on)

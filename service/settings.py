@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     metrics_networks: list[str] = []
     max_body_bytes: int = Field(64 * 1024, gt=0)
+    idempotency_ttl_hours: int = Field(24, gt=0)
     default_language: Literal["ru", "en"] = "en"
     page_language: Literal["ru", "en"] = "ru"
     host: str = "127.0.0.1"

@@ -299,6 +299,7 @@ def _documented(operation_id: str, code: str) -> dict:
         ("activateKeys", "POST", "/v1/activations", {"json": {"installation": "ACME-0001", "keys": ["x"] * 51}}),
         ("voidActivation", "POST", "/v1/activations/abc/void", {"json": {"reason": "x"}}),
         ("registerInstallation", "POST", "/v1/installations", {"json": {"code": "A", "purchased_on": "2025-02-30"}}),
+        ("listInstallations", "GET", "/v1/installations", {"params": {"state": "soon"}}),
         ("getInstallation", "GET", "/v1/installations/bad code!", {}),
         ("getSupportState", "GET", "/v1/installations/bad code!/support", {}),
         ("quoteRenewal", "GET", "/v1/installations/ACME-0001/quote", {"params": {"on": "2027-3-16"}}),

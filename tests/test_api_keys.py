@@ -34,8 +34,16 @@ async def test_keys_are_listed_by_status_page_by_page(api: Api) -> None:
     ).json()
 
     assert len(used["items"]) == 1 and used["items"][0]["activation_id"] is not None
-    assert len(first["items"]) == 3 and first["next_after"] is not None
-    assert len(rest["items"]) == 1 and rest["next_after"] is None
+    assert len(first["items"]) == 3 and first["next_after"] is not None and first["has_more"] is True
+    assert len(rest["items"]) == 1 and rest["next_after"] is None and rest["has_more"] is False
+
+
+async def test_a_full_last_page_of_keys_promises_no_other(api: Api) -> None:
+    await api.keys(3)
+
+    page = (await api.get("/v1/keys", params={"limit": 3}, headers=api.admin)).json()
+
+    assert (len(page["items"]), page["has_more"], page["next_after"]) == (3, False, None)
 
 
 async def test_keys_can_be_issued_to_a_reseller(api: Api) -> None:

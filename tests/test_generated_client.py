@@ -1,6 +1,6 @@
 """Resellers build on a client generated from the committed document: openapi-python-client takes it without a
-warning, and the client it makes carries the reseller's workflow, its refusals typed (a `402` with its quote, a
-`409` naming the key)."""
+warning, and the client it makes carries the reseller's workflow (its renewal pipeline listed, keys issued under an
+`Idempotency-Key`), its refusals typed (a `402` with its quote, a `409` naming the key)."""
 
 import importlib
 import os
@@ -57,6 +57,7 @@ async def test_a_reseller_works_through_the_generated_client(generated: ModuleTy
     register_installation = _module("api.installations.register_installation")
     quote_renewal = _module("api.installations.quote_renewal")
     issue_keys = _module("api.keys.issue_keys")
+    list_installations = _module("api.installations.list_installations")
     activate_keys = _module("api.activations.activate_keys")
 
     def client(token: str | None = None) -> object:
@@ -90,8 +91,19 @@ async def test_a_reseller_works_through_the_generated_client(generated: ModuleTy
     quote = await quote_renewal.asyncio(client=public, code="ACME-0001")
     assert isinstance(quote, models.QuoteOut) and quote.licenses_required == 1 and quote.sufficient
 
-    issued = await issue_keys.asyncio(client=admin, body=models.KeysIn(count=2, reseller_id=reseller["id"]))
+    expiring = await list_installations.asyncio(
+        client=own, state=models.ListInstallationsStateType0.EXPIRING, expiring_within_days=365
+    )
+    assert isinstance(expiring, models.InstallationPage) and not expiring.has_more
+    assert [(row.code, row.state, row.renewal_total.amount) for row in expiring.items] == [
+        ("ACME-0001", models.PipelineItemOutState.EXPIRING, "12000.00")
+    ]
+
+    order = models.KeysIn(count=2, reseller_id=reseller["id"])
+    issued = await issue_keys.asyncio(client=admin, body=order, idempotency_key="order-4711")
+    again = await issue_keys.asyncio_detailed(client=admin, body=order, idempotency_key="order-4711")
     assert isinstance(issued, models.KeysIssued)
+    assert again.parsed == issued and again.headers["Idempotent-Replayed"] == "true"
     first, second = (k.key for k in issued.keys)
     ISSUED_KEYS.update((first, second))
 

@@ -79,3 +79,28 @@ def test_codes_that_differ_only_by_case_stop_the_migration_rather_than_merge_cus
         migrate.upgrade(empty_database_url, configure_logging=False)
 
     assert asyncio.run(_codes(empty_database_url)) == ["LOOK-001", "Look-001", "OTHER", "acme", "look-001"]
+
+
+def test_the_support_end_of_existing_installations_is_filled_in_by_the_rules(empty_database_url: str) -> None:
+    migrate.upgrade(empty_database_url, "0006", configure_logging=False)
+    asyncio.run(
+        _execute(
+            empty_database_url,
+            "INSERT INTO installations (code, anchor, initial_months, months, bonus_months) "
+            "VALUES ('LEAP', '2024-01-31', 0, 1, 0), ('PLAIN', '2025-03-15', 12, 26, 2)",
+        )
+    )
+
+    migrate.upgrade(empty_database_url, configure_logging=False)
+
+    assert asyncio.run(_support_ends(empty_database_url)) == [("LEAP", "2024-02-29"), ("PLAIN", "2027-05-15")]
+
+
+async def _support_ends(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT code, support_end FROM installations ORDER BY code"))
+            return [(code, str(end)) for code, end in rows]
+    finally:
+        await engine.dispose()

@@ -228,3 +228,36 @@ def test_folding_a_ledger_counts_the_bonus_months_it_granted() -> None:
     assert folded.bonus_months == 6
     assert folded.months_added == 14 + 28
     assert folded.before == Support(date(2025, 3, 15), 12)
+
+
+# --- The renewal pipeline: where an installation stands, and the support ends a query filters by
+
+
+@pytest.mark.parametrize(
+    ("support_end", "state"),
+    [
+        (date(2026, 11, 23), "lapsed"),
+        (date(2026, 11, 24), "expiring"),  # R1: the end day itself is covered
+        (date(2027, 1, 23), "expiring"),
+        (date(2027, 1, 24), "active"),
+    ],
+)
+def test_an_installation_is_expiring_while_its_support_ends_within_the_days_given(
+    support_end: date, state: str
+) -> None:
+    assert rules.pipeline_state(support_end, date(2026, 11, 24), 60) == state
+
+
+@given(
+    st.dates(date(2000, 1, 1), date(2100, 12, 31)),
+    st.dates(date(2000, 1, 2), date(2090, 12, 31)),
+    st.integers(0, 3660),
+    st.sampled_from(["active", "expiring", "lapsed"]),
+)
+def test_the_support_ends_of_a_state_are_exactly_those_of_its_installations(
+    support_end: date, on: date, days: int, state: str
+) -> None:
+    first, last = rules.pipeline_support_ends(state, on, days)
+    within = (first is None or first <= support_end) and (last is None or support_end <= last)
+
+    assert within == (rules.pipeline_state(support_end, on, days) == state)

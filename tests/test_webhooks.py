@@ -296,6 +296,17 @@ async def test_the_secret_is_shown_once_and_a_rotated_one_signs_what_follows(hoo
         receiver.received[0].verified(hook["secret"])
 
 
+async def test_a_registration_retried_with_its_idempotency_key_registers_one_endpoint(hooks: Api) -> None:
+    headers = {**hooks.admin, "Idempotency-Key": "endpoint-1"}
+    body = {"url": "https://partner.example/hooks"}
+
+    first = await hooks.post("/v1/webhook-endpoints", body, headers=headers)
+    retry = await hooks.post("/v1/webhook-endpoints", body, headers=headers)
+
+    assert (first.status_code, retry.content, retry.headers["idempotent-replayed"]) == (201, first.content, "true")
+    assert len((await hooks.get("/v1/webhook-endpoints", headers=hooks.admin)).json()["items"]) == 1
+
+
 async def test_a_reseller_manages_its_own_endpoints_only(hooks: Api, receiver: Receiver) -> None:
     partner, other = await hooks.reseller("Partner"), await hooks.reseller("Other")
     theirs = await endpoint(hooks, receiver.url, other["headers"])

@@ -15,6 +15,7 @@ from service.auth import Principal, SecretChecks, TokenSettings, verify_token
 from service.clock import Clock
 from service.driver import Driver
 from service.errors import N_, Forbidden, Unauthenticated
+from service.idempotency import Sealer
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
 from service.signing_keys import SigningKeys
@@ -41,6 +42,8 @@ class Runtime:
     counters: Counters
     activation_limiter: Limiter
     token_limiter: Limiter
+    sealer: Sealer
+    """What stored idempotent answers are encrypted under (a key derived from `KEY_HASH_SECRET`)."""
     secret_checks: SecretChecks
     trusted_networks: list[IPv4Network | IPv6Network]
 

@@ -62,6 +62,8 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         {"dependents": [EXAMPLE_ACTIVATION_ID]},
     ),
     errors.KeyMalformed.code: ("The key is not a valid Timex Support key: check it for typos.", {"key_index": 1}),
+    errors.IdempotencyKeyInFlight.code: (errors.IdempotencyKeyInFlight.title, {}),
+    errors.IdempotencyKeyReused.code: (errors.IdempotencyKeyReused.title, {}),
     errors.RateLimited.code: ("Try again in 840 seconds", {}),
     errors.Unavailable.code: ("The service is temporarily unavailable; nothing was written", {}),
     PAYLOAD_TOO_LARGE: ("The request body is limited to 65536 bytes", {}),
@@ -88,6 +90,13 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 _HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+HEADERS[REPLAYED] = {
+    "description": "`true` on an answer given again: the first answer to this `Idempotency-Key`, byte for byte.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 
 
 def _header(name: str) -> dict[str, str]:
@@ -180,6 +189,25 @@ def oauth2_errors() -> dict[int | str, dict[str, Any]]:
     return {**responses, **problems(PAYLOAD_TOO_LARGE)}
 
 
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    """An operation that takes `Idempotency-Key` (`@idempotent`) may answer an answer again, and refuse a key reused
+    or still in flight (with `Retry-After`): documented here, so that the one line on the route is all it takes."""
+    if not any(parameter["name"] == IDEMPOTENCY_KEY for parameter in operation.get("parameters", [])):
+        return
+    responses = operation["responses"]
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response.setdefault("headers", {})[REPLAYED] = _header(REPLAYED)
+    for status, added in problems(errors.IdempotencyKeyInFlight.code, errors.IdempotencyKeyReused.code).items():
+        response = responses.setdefault(str(status), added)
+        if response is not added:
+            response["description"] += ", " + added["description"]
+            response.setdefault("headers", {}).update(added["headers"])
+            response["content"][MEDIA_TYPE]["examples"].update(added["content"][MEDIA_TYPE]["examples"])
+        if status == 409:
+            response["headers"]["Retry-After"] = _header("Retry-After")
+
+
 def json_response(body: BaseModel, status: int = 200) -> Response:
     """A hot path's answer, serialized once by pydantic's own serializer; the route declares the
     model as `response_model=` for the document, and FastAPI does not validate it a second time."""
@@ -236,6 +264,7 @@ def install(app: FastAPI) -> None:
                     validation = operation["responses"].get("422", {})
                     if "HTTPValidationError" in str(validation.get("content")):
                         del operation["responses"]["422"]
+                    _document_idempotency(operation)
                     for response in operation["responses"].values():
                         response.setdefault("headers", {})["X-Request-ID"] = _header("X-Request-ID")
             components = schema.setdefault("components", {})

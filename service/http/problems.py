@@ -41,12 +41,15 @@ STATUS = {
     errors.KeyDuplicated.code: 409,
     errors.InstallationExists.code: 409,
     errors.ResellerExists.code: 409,
+    errors.IdempotencyKeyInFlight.code: 409,
     errors.KeyMalformed.code: 422,
+    errors.IdempotencyKeyReused.code: 422,
     errors.RateLimited.code: 429,
     errors.Unavailable.code: 503,
 }
 
 RETRY_AFTER_UNAVAILABLE = "5"
+RETRY_AFTER_IN_FLIGHT = "1"
 
 
 def problem(
@@ -86,6 +89,8 @@ def _headers(exc: errors.DomainError) -> dict[str, str] | None:
         return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, errors.Unavailable):
         return {"Retry-After": RETRY_AFTER_UNAVAILABLE}
+    if isinstance(exc, errors.IdempotencyKeyInFlight):
+        return {"Retry-After": RETRY_AFTER_IN_FLIGHT}
     return None
 
 

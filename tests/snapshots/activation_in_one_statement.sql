@@ -39,7 +39,7 @@ taken AS
 (UPDATE license_keys SET status=$15::VARCHAR, activation_id=$1::UUID, position=CASE license_keys.digest WHEN $16 THEN $17::INTEGER WHEN $18 THEN $19::INTEGER END, used_at=$20::TIMESTAMP WITH TIME ZONE WHERE license_keys.digest IN ($16, $18) AND license_keys.status = $21::VARCHAR AND license_keys.id IN (SELECT locked.id 
 FROM locked) RETURNING license_keys.id, license_keys.digest, license_keys.position), 
 extended AS 
-(UPDATE installations SET months=$12::INTEGER, bonus_months=(installations.bonus_months + $13::INTEGER) WHERE installations.id = $2::BIGINT AND (EXISTS (SELECT unchanged.id 
+(UPDATE installations SET months=$12::INTEGER, bonus_months=(installations.bonus_months + $13::INTEGER), support_end=$9::DATE WHERE installations.id = $2::BIGINT AND (EXISTS (SELECT unchanged.id 
 FROM unchanged)) AND (SELECT count(*) AS count_1 
 FROM taken) = $4::INTEGER RETURNING installations.id), 
 ledger AS 

@@ -9,6 +9,7 @@ from service import activations, ledger
 from service.activations import ActivationResult
 from service.errors import DomainError
 from service.http.deps import AdminDep, ClockDep, DriverDep, client_address, runtime_of
+from service.http.idempotency import idempotent
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problems
 from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
@@ -102,6 +103,7 @@ async def activate_keys(request: Request, *, code: str, raw_keys: list[str]) -> 
         invalid=(["path", "activation_id"], "uuid_parsing", {}),
     ),
 )
+@idempotent
 async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: ClockDep, _admin: AdminDep) -> VoidOut:
     """Admins: the activation stays in the ledger marked void, its keys are revoked, and the installation's
     support is recomputed from its remaining activations. Every later live activation of the installation was

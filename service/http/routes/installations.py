@@ -1,15 +1,26 @@
 """Installations: register, read with activations, the public support state and renewal quotes."""
 
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from service import installations, rules
 from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
+from service.http.idempotency import idempotent
 from service.http.openapi import BAD_CODE, json_response, problems
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
-from service.http.schemas.installations import InstallationIn, InstallationOut, NewSale, QuoteOut, SupportOut
+from service.http.schemas.installations import (
+    InstallationIn,
+    InstallationOut,
+    InstallationPage,
+    NewSale,
+    PipelineItemOut,
+    PipelineState,
+    QuoteOut,
+    SupportOut,
+)
 
 router = APIRouter(tags=["installations"])
 
@@ -36,6 +47,7 @@ LicensesQuery = Annotated[
         invalid=(["body", "sale", "purchased_on"], "value_error", {"error": "day is out of range for month"}),
     ),
 )
+@idempotent
 async def register(
     body: Annotated[InstallationIn, Body()],
     driver: DriverDep,
@@ -149,3 +161,62 @@ async def quote_from_support_end(
     """Public: the same quote for a customer not registered yet, from its current support end."""
     result = rules.quote(rules.existing_customer(support_end), on or today, settings.unit_price_minor, licenses)
     return QuoteOut.of(result, settings.currency)
+
+
+# After the hot routes: the app matches routes in order (see `create_app`).
+@router.get(
+    "/v1/installations",
+    summary="List installations by support end: the renewal pipeline",
+    operation_id="listInstallations",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "state"], "literal_error", {"expected": "'active', 'expiring' or 'lapsed'"}),
+    ),
+)
+async def list_installations(
+    driver: DriverDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    today: TodayDep,
+    reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's installations")] = None,
+    support_end_from: Annotated[SaneDate | None, Query(description="Support ending on this day or later")] = None,
+    support_end_to: Annotated[SaneDate | None, Query(description="Support ending on this day or earlier")] = None,
+    state: Annotated[PipelineState | None, Query(description="Where support stands today")] = None,
+    expiring_within_days: Annotated[
+        int, Field(ge=0, le=3660), WrittenInDigits, Query(description="How soon an `expiring` support ends")
+    ] = 60,
+    code_prefix: Annotated[
+        str | None,
+        StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", to_upper=True),
+        Query(description="Codes starting with this (any case)"),
+    ] = None,
+    cursor: Annotated[
+        str | None, Field(max_length=200), Query(description="The `next_cursor` of the previous page")
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
+) -> InstallationPage:
+    """Admins (every installation) and resellers (their own), ordered by support end, soonest first: each with
+    its days left, where it stands, and what renewing it today costs. `state=expiring` finds the customers to
+    call now: those who renew before their support ends earn 2 bonus months ([R5](/docs/rules#r5))."""
+    page = await installations.pipeline(
+        driver=driver,
+        principal=principal,
+        today=today,
+        unit_price_minor=settings.unit_price_minor,
+        reseller_id=reseller_id,
+        support_end_from=support_end_from,
+        support_end_to=support_end_to,
+        state=state,
+        expiring_within_days=expiring_within_days,
+        code_prefix=code_prefix,
+        cursor=cursor,
+        limit=limit,
+    )
+    return InstallationPage(
+        items=[PipelineItemOut.of(row, settings.currency) for row in page.rows],
+        next_cursor=page.next_cursor,
+        has_more=page.has_more,
+    )

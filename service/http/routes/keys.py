@@ -8,6 +8,7 @@ from pydantic import Field
 
 from service import keys
 from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, RuntimeDep
+from service.http.idempotency import idempotent
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problems
 from service.http.schemas.common import WrittenInDigits
@@ -31,6 +32,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
         invalid=(["body", "count"], "greater_than_equal", {"ge": 1}),
     ),
 )
+@idempotent
 async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssued:
     """Admins: issue `count` keys, optionally to a reseller. The keys are in this answer only: the service
     keeps a keyed hash of each."""
@@ -65,10 +67,10 @@ async def list_keys(
     limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
 ) -> KeyPage:
     """Admins (all keys) and resellers (their own): key metadata, a page at a time, filterable by status."""
-    page = await keys.list_keys(
+    page, has_more = await keys.list_keys(
         driver=driver, principal=principal, status=status, reseller_id=reseller_id, after=after, limit=limit
     )
-    return KeyPage(items=[KeyOut.of(k) for k in page], next_after=page[-1].id if len(page) == limit else None)
+    return KeyPage(items=[KeyOut.of(k) for k in page], next_after=page[-1].id if has_more else None, has_more=has_more)
 
 
 @router.post(

@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 
 from service import resellers
 from service.http.deps import AdminDep, ClockDep, DriverDep
+from service.http.idempotency import idempotent
 from service.http.observability import event
 from service.http.openapi import problems
 from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
         invalid=(["body", "name"], "string_too_short", {"min_length": 1}),
     ),
 )
+@idempotent
 async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> ResellerCreated:
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(driver=driver, name=body.name)
@@ -83,6 +85,7 @@ async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> Rese
     operation_id="rotateResellerSecret",
     responses=_ONE_RESELLER,
 )
+@idempotent
 async def rotate_secret(
     reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep
 ) -> ResellerSecretRotated:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from service import webhooks
 from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep
+from service.http.idempotency import idempotent
 from service.http.openapi import problems
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.webhooks import (
@@ -46,6 +47,7 @@ _ONE_ENDPOINT = problems(
         invalid=(["body", "url"], "string_too_short", {"min_length": 1}),
     ),
 )
+@idempotent
 async def create(
     body: EndpointIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep
 ) -> EndpointCreated:
@@ -109,6 +111,7 @@ async def delete(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) 
     operation_id="rotateWebhookEndpointSecret",
     responses=_ONE_ENDPOINT,
 )
+@idempotent
 async def rotate_secret(endpoint_id: UUID, driver: DriverDep, principal: PrincipalDep) -> EndpointCreated:
     """Admins and the owning reseller: a new secret, in this answer only; every delivery from now on, retries
     included, is signed with it."""

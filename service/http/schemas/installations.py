@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
@@ -20,7 +20,7 @@ from service.http.schemas.common import (
     SaneDate,
     examples,
 )
-from service.installations import ActivationSummary, InstallationRecord, SupportState
+from service.installations import ActivationSummary, InstallationRecord, PipelineRow, SupportState
 
 
 class _Registration(Request):
@@ -253,3 +253,55 @@ class QuoteOut(BaseModel):
             support_end_after=q.support_end_after,
             periods=[PeriodOut.of(p) for p in q.periods],
         )
+
+
+PipelineState = Literal["active", "expiring", "lapsed"]
+
+
+class PipelineItemOut(BaseModel):
+    code: str
+    reseller_id: UUID | None
+    support_end: date
+    days_left: int = Field(description="Days of support left after today; 0 once lapsed.")
+    state: PipelineState = Field(
+        description="`lapsed` once support has ended, `expiring` while it ends within `expiring_within_days` "
+        "(renewing now still earns the bonus, [R5](/docs/rules#r5)), else `active`."
+    )
+    licenses_required: int = Field(description="What renewing today takes ([R7](/docs/rules#r7)).")
+    renewal_total: Money = Field(description="What renewing today costs ([R8](/docs/rules#r8)).")
+
+    @classmethod
+    def of(cls, row: PipelineRow, currency: str) -> "PipelineItemOut":
+        return cls(
+            code=row.code,
+            reseller_id=row.reseller_id,
+            support_end=row.support.support.end,
+            days_left=row.support.days_left,
+            state=row.state,
+            licenses_required=row.quote.licenses_required,
+            renewal_total=Money.of(row.quote.total_minor, currency),
+        )
+
+
+class InstallationPage(BaseModel):
+    model_config = examples(
+        {
+            "items": [
+                {
+                    "code": "ACME-0001",
+                    "reseller_id": None,
+                    "support_end": "2027-01-10",
+                    "days_left": 47,
+                    "state": "expiring",
+                    "licenses_required": 1,
+                    "renewal_total": {"amount": "12000.00", "currency": "RUB"},
+                }
+            ],
+            "next_cursor": "WyIyMDI3LTAxLTEwIiwxMl0",
+            "has_more": True,
+        }
+    )
+
+    items: list[PipelineItemOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+    has_more: bool = Field(description="Whether another page follows.")

@@ -75,8 +75,10 @@ class KeyPage(BaseModel):
                 }
             ],
             "next_after": None,
+            "has_more": False,
         }
     )
 
     items: list[KeyOut]
     next_after: UUID | None = Field(description="Pass as `after` for the next page; null on the last.")
+    has_more: bool = Field(description="Whether another page follows.")
