@@ -15,9 +15,13 @@ LAPSE_NOTICE_DAYS = 30
 """A lapse is announced up to this many days after it (a worker down for a while still announces it); one
 older than that is not news, and a first worker started on an old database does not announce years of them."""
 
-_INSTALLATIONS_AFTER = (
+# Only those whose stored support end is near today (its index): the notice itself is the rules' to say.
+_ENDING_NEAR = (
     select(*installations.COLUMNS)
-    .where(Installation.id > bindparam("after"))
+    .where(
+        Installation.support_end.between(bindparam("from"), bindparam("to")),
+        Installation.id > bindparam("after"),
+    )
     .order_by(Installation.id)
     .limit(bindparam("batch"))
 )
@@ -40,7 +44,8 @@ async def emit_support_notices(
     last_id = 0
     while True:
         async with driver.reading() as session:
-            rows = await session.all(_INSTALLATIONS_AFTER, {"after": last_id, "batch": batch})
+            window = {"from": today - timedelta(days=LAPSE_NOTICE_DAYS), "to": today + timedelta(days=days_before)}
+            rows = await session.all(_ENDING_NEAR, {**window, "after": last_id, "batch": batch})
         if not rows:
             return emitted
         last_id = rows[-1]["id"]
