@@ -13,15 +13,16 @@ used, a replay).
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BindParameter, Select, Update, bindparam, case, exists, func, insert, select, update
+from sqlalchemy import BindParameter, Select, Text, Update, bindparam, case, cast, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
-from service import certificates, installations, keyformat, rules
+from service import certificates, installations, keyformat, rules, webhooks
 from service.certificates import CertificateSigner
 from service.driver import Driver, Refused, Session, retried
 from service.errors import (
@@ -34,7 +35,7 @@ from service.errors import (
     KeyRevoked,
     LicensesInsufficient,
 )
-from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey
+from service.models import KEY_ACTIVATION_FK, Activation, Installation, LicenseKey, WebhookEvent
 from service.ratelimit import Limiter, client_name
 from service.signing_keys import SigningKeys
 
@@ -134,7 +135,7 @@ def _take_keys(count: int) -> Update:
             used_at=bindparam("when"),
             position=case({digest: i for i, digest in enumerate(digests)}, value=LicenseKey.digest),
         )
-        .returning(LicenseKey.id, LicenseKey.digest)
+        .returning(LicenseKey.id, LicenseKey.digest, LicenseKey.position)
     )
 
 
@@ -147,7 +148,8 @@ def _record_in_one_statement(count: int) -> Select:
       since; the lock is taken before any key's, in the same order as `_activate_checked` takes them);
     - `locked` locks the request's keys, if so, in the order of their ids (as `_keys_by_digest` does);
     - `taken` takes those that are still issued;
-    - `extended` and `ledger` extend the installation and write the ledger row only if every key was taken.
+    - `extended` and `ledger` extend the installation and write the ledger row only if every key was taken;
+    - `outbox` writes its `activation.created` event, with the keys taken in the request's order, only then too.
 
     Keys taken without their ledger row would break the keys' foreign key to it, which refuses the whole
     statement: so it writes everything or nothing. The keys taken: all of them, or none."""
@@ -177,7 +179,22 @@ def _record_in_one_statement(count: int) -> Select:
         *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS),
     )
     ledger = insert(Activation).from_select(["id", *_LEDGER_COLUMNS], ledger_row.where(exists(extended.select())))
-    return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger"))
+    return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger")).add_cte(_outbox(taken, extended))
+
+
+def _outbox(taken: Any, extended: Any) -> Any:
+    """The event's row: its values bound as `webhooks.Event.params` gives them, its data with the ids of the
+    keys `taken` (which only this statement knows), if `extended` was."""
+    columns = WebhookEvent.__table__.c
+    names = ("id", "type", "occurred_at", "reseller_id")
+    key_ids = select(
+        func.coalesce(func.jsonb_agg(aggregate_order_by(taken.c.id, taken.c.position)), func.jsonb_build_array())
+    ).scalar_subquery()
+    data = cast(bindparam("event_data", type_=Text), JSONB).op("||")(func.jsonb_build_object("key_ids", key_ids))
+    row = select(
+        *(bindparam(webhooks.EVENT_COLUMNS[name], type_=columns[name].type) for name in names), cast(data, Text)
+    )
+    return insert(WebhookEvent).from_select([*names, "data"], row.where(exists(extended.select()))).cte("outbox")
 
 
 _ACTIVATION = select(
@@ -328,6 +345,8 @@ async def _write(
     taken, with nothing written (see `_record`)."""
     certificate = signer.certificate(code, renewal.after.end, today, now)
     activation_id = uuid4()
+    created = ActivationResult(activation_id, code, today, renewal, (), certificate)
+    event = webhooks.Event.of(webhooks.ACTIVATION_CREATED, created, reseller_id=installation.reseller_id, now=now)
     taken = await _record(
         session,
         key_digests,
@@ -347,12 +366,16 @@ async def _write(
             "when": now,
             "new_months": renewal.after.months,
             "bonus": renewal.bonus_months,
+            **event.params,
         },
     )
     if len(taken) != len(key_digests):
         return None
     key_ids = {key["digest"]: key["id"] for key in taken}
-    return ActivationResult(activation_id, code, today, renewal, tuple(key_ids[d] for d in key_digests), certificate)
+    result = replace(created, key_ids=tuple(key_ids[d] for d in key_digests))
+    if not session.writable_ctes:  # the one statement wrote its event (`_outbox`)
+        await webhooks.emit(session, replace(event, data=webhooks.snapshot(result)))
+    return result
 
 
 async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> Sequence[Mapping[str, Any]]:

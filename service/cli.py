@@ -105,6 +105,33 @@ def _issue_keys(args: argparse.Namespace) -> None:
         print(json.dumps({"key_id": str(issued.id), "key": issued.key}))
 
 
+def _worker(args: argparse.Namespace) -> None:
+    import logging.config
+    import signal
+
+    from service.clock import Clock
+    from service.delivery import Worker
+    from service.driver import create_driver
+    from service.http import events
+
+    settings = get_settings()
+    logging.config.dictConfig(LOGGING)
+
+    async def run() -> None:
+        driver = create_driver(settings.database_url, pool_size=2)
+        worker = Worker(driver=driver, clock=Clock(settings.zone), settings=settings, render=events.render)
+        stop = asyncio.Event()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+        try:
+            await worker.run(stop)
+        finally:
+            await worker.close()
+            await driver.close()
+
+    asyncio.run(run())
+
+
 def _openapi(args: argparse.Namespace) -> None:
     from service.http.openapi import document
 
@@ -187,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     issue.add_argument("--count", type=int, required=True)
     issue.add_argument("--reseller-id")
     issue.set_defaults(run=_issue_keys)
+
+    worker = commands.add_parser(
+        "worker", help="deliver webhooks until stopped (SIGTERM); run as many as wanted, beside `serve`"
+    )
+    worker.set_defaults(run=_worker)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
     openapi.add_argument("--output", default="openapi/openapi.json")

@@ -102,6 +102,20 @@ class ResellerNotFound(DomainError):
     title = N_("No such reseller")
 
 
+class WebhookUrlRefused(InvalidRequest):
+    title = N_("The webhook URL is not one the service sends to")
+
+
+class WebhookEndpointNotFound(DomainError):
+    code = "webhook_endpoint_not_found"
+    title = N_("No such webhook endpoint")
+
+
+class WebhookDeliveryNotFound(DomainError):
+    code = "webhook_delivery_not_found"
+    title = N_("No such webhook delivery")
+
+
 class InstallationExists(DomainError):
     code = "installation_exists"
     title = N_("An installation with this code is already registered")

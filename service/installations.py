@@ -10,7 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import Select, bindparam, insert, select, tuple_
 
-from service import resellers, rules
+from service import resellers, rules, webhooks
 from service.auth import Principal
 from service.driver import Driver, Duplicate, Row, Session, retried
 from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, InvalidRequest, PurchaseTooOld
@@ -63,7 +63,7 @@ class ActivationSummary:
     void_reason: str | None
 
 
-_COLUMNS = (
+COLUMNS = (
     Installation.id,
     Installation.code,
     Installation.reseller_id,
@@ -75,7 +75,7 @@ _COLUMNS = (
 )
 
 
-def _record(row: Row) -> InstallationRecord:
+def record_of(row: Row) -> InstallationRecord:
     return InstallationRecord(
         id=row["id"],
         code=row["code"],
@@ -87,7 +87,7 @@ def _record(row: Row) -> InstallationRecord:
     )
 
 
-_FIND = select(*_COLUMNS).where(Installation.code == bindparam("code"))
+_FIND = select(*COLUMNS).where(Installation.code == bindparam("code"))
 _FIND_FOR_UPDATE = _FIND.with_for_update()
 
 
@@ -95,7 +95,7 @@ async def find(session: Session, code: str, for_update: bool = False) -> Install
     row = await session.first(_FIND_FOR_UPDATE if for_update else _FIND, {"code": code})
     if row is None:
         raise InstallationNotFound(N_("No installation has the code %(code)s"), code=code)
-    return _record(row)
+    return record_of(row)
 
 
 @retried
@@ -105,6 +105,7 @@ async def register(
     principal: Principal,
     code: str,
     today: date,
+    now: datetime,
     purchased_on: date | None = None,
     support_end: date | None = None,
     reseller_id: UUID | None = None,
@@ -150,10 +151,14 @@ async def register(
         async with driver.transaction() as session:
             await resellers.require(session, owner)
             row = await session.first(_REGISTER, values)
+            assert row is not None, "an insert returns its row"
+            record = record_of(row)
+            await webhooks.emit(
+                session, webhooks.Event.of(webhooks.INSTALLATION_REGISTERED, record, reseller_id=owner, now=now)
+            )
     except Duplicate as exc:
         raise InstallationExists() from exc
-    assert row is not None, "an insert returns its row"
-    return _record(row)
+    return record
 
 
 _REGISTER = (
@@ -165,7 +170,7 @@ _REGISTER = (
         }
     )
     .values(bonus_months=0)
-    .returning(*_COLUMNS)
+    .returning(*COLUMNS)
 )
 _ACTIVATIONS_OF = (
     select(

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
-from service import keyformat, resellers
+from service import keyformat, resellers, webhooks
 from service.auth import Principal
 from service.driver import Driver, Row, retried
 from service.errors import N_, KeyAlreadyUsed, KeyNotFound
@@ -106,10 +106,15 @@ async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
     order in which other paths lock keys (by id) whatever it waits on."""
     async with driver.transaction() as session:
         row = await session.first(_REVOKE, {"key_id": key_id, "now": now})
+        if row is not None:
+            revoked = _info(row)
+            await webhooks.emit(
+                session, webhooks.Event.of(webhooks.KEY_REVOKED, revoked, reseller_id=revoked.reseller_id, now=now)
+            )
+            return revoked
+        row = await session.first(_INFO, {"id": key_id})
         if row is None:
-            row = await session.first(_INFO, {"id": key_id})
-            if row is None:
-                raise KeyNotFound()
-            if row["status"] == "used":
-                raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
+            raise KeyNotFound()
+        if row["status"] == "used":
+            raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
     return _info(row)

@@ -9,14 +9,14 @@ always a ledger the rules accepted, activation by activation.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
-from service import installations, rules
+from service import installations, rules, webhooks
 from service.driver import Driver, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
 from service.models import Activation, Installation, LicenseKey
@@ -181,10 +181,22 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
             revoked = await session.all(_REVOKE_KEYS, {"installation_id": installation.id, "now": now})
             folded = await _refold(session, installation)
             revoked_keys = tuple(sorted(row["id"] for row in revoked))
-            return VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
+            result = VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
+            for each in voided:
+                await _announce(session, replace(result, activation_id=each), installation)
+            return result
     return VoidResult(
         activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end, (), ()
     )
+
+
+async def _announce(session: Session, voided: VoidResult, installation: installations.InstallationRecord) -> None:
+    """The `activation.voided` event of one activation voided, in the voiding transaction: the request's answer,
+    naming that activation (a cascade announces each activation it voided)."""
+    event = webhooks.Event.of(
+        webhooks.ACTIVATION_VOIDED, voided, reseller_id=installation.reseller_id, now=voided.voided_at
+    )
+    await webhooks.emit(session, event)
 
 
 async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
 )
@@ -190,3 +191,72 @@ class IdempotencyKey(Base):
     status: Mapped[int | None] = mapped_column(Integer)  # null while the first request is in flight
     content_type: Mapped[str | None] = mapped_column(String(100))
     body: Mapped[bytes | None] = mapped_column(LargeBinary)  # AES-GCM: nonce, then ciphertext and tag
+
+
+class WebhookEndpoint(Base):
+    """Where a reseller (or, with no reseller, the operator: every reseller's events) wants events sent."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = _id_column()
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # A JSON list of event types; NULL for every type, those added later included.
+    event_types: Mapped[str | None] = mapped_column(Text)
+    # Kept as it is, since every delivery is signed with it (HMAC): it is shown once, and never again.
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Set when a delivery ran out of attempts; cleared by the next delivery that succeeds.
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class WebhookEvent(Base):
+    """The outbox: an event, written in the transaction of the change it reports, then fanned out to the
+    endpoints that want it (`dispatched_at`)."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Whose event it is: the reseller of the installation or key it is about (NULL: the operator's own).
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The values the event's representation is written from (JSON), as they were at the change.
+    data: Mapped[str] = mapped_column(Text)
+    # For the events found from an installation's support end: which support period they are about. The
+    # unique constraint makes each emitted once, whichever worker finds it first (NULLs never collide).
+    installation_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    period_end: Mapped[date | None] = mapped_column(Date)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+    __table_args__ = (UniqueConstraint("installation_id", "type", "period_end", name="uq_webhook_events_period"),)
+
+
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: pending until delivered, or failed once out of attempts."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = _id_column()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    # When it is next due; a worker that claims it moves this on by its lease, so no other takes it meanwhile.
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    # The start of the receiver's last answer, no more: a receiver's body is its own business.
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(1, gt=0)
+    webhook_allowed_hosts: list[str] = []
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    webhook_retry_base_seconds: float = Field(5.0, ge=0)
+    webhook_max_attempts: int = Field(15, gt=0)
+    webhook_expiring_days: int = Field(30, ge=0)
+    webhook_poll_seconds: float = Field(1.0, gt=0)
+    webhook_worker_in_serve: bool = False
 
     def insecure_settings(self) -> list[str]:
         """Settings still at a value that only the quick start may use."""

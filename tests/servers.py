@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -58,3 +58,19 @@ def running_server(env: dict[str, str], cwd: Path | None = None, ready_path: str
 def _read(log: IO[bytes]) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")
+
+
+@contextmanager
+def running_worker(env: dict[str, str]) -> Iterator[Callable[[], str]]:
+    """`timex-licensing worker`, stopped (SIGTERM) on the way out; yields a way to read its log so far, which is
+    kept with the servers'."""
+    with tempfile.TemporaryFile() as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            yield lambda: _read(log)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=10)
+            SERVER_LOGS.append(_read(log))

@@ -3,6 +3,7 @@ database, never answers 500, and never logs an error."""
 
 import json
 import logging
+from uuid import uuid4
 
 import pytest
 
@@ -311,6 +312,12 @@ def _documented(operation_id: str, code: str) -> dict:
         ("disableReseller", "POST", "/v1/resellers/abc/disable", {}),
         ("enableReseller", "POST", "/v1/resellers/abc/enable", {}),
         ("rotateResellerSecret", "POST", "/v1/resellers/abc/rotate-secret", {}),
+        ("registerWebhookEndpoint", "POST", "/v1/webhook-endpoints", {"json": {"url": ""}}),
+        ("disableWebhookEndpoint", "POST", "/v1/webhook-endpoints/abc/disable", {}),
+        ("deleteWebhookEndpoint", "DELETE", "/v1/webhook-endpoints/abc", {}),
+        ("rotateWebhookEndpointSecret", "POST", "/v1/webhook-endpoints/abc/rotate-secret", {}),
+        ("listWebhookDeliveries", "GET", "/v1/webhook-endpoints/abc/deliveries", {}),
+        ("redeliverWebhook", "POST", f"/v1/webhook-endpoints/{uuid4()}/deliveries/abc/redeliver", {}),
     ],
 )
 async def test_each_operations_documented_invalid_request_is_what_it_answers(

@@ -1,5 +1,6 @@
 """The FastAPI application: routers, problem mapping, and the lifetime of what it opens."""
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,12 +11,13 @@ from fastapi import FastAPI
 
 from service.auth import SecretChecks
 from service.clock import Clock
+from service.delivery import Worker
 from service.driver import create_driver
-from service.http import docs, observability, openapi, pages, problems
+from service.http import docs, events, observability, openapi, pages, problems
 from service.http.deps import Runtime
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
-from service.http.routes import activations, auth, certificates, health, installations, keys, resellers
+from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
 from service.idempotency import Sealer
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
@@ -75,7 +77,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # What start-up made lives as long as the process: a full collection need not scan it again
         # (here it took 70 ms, every request in the process waiting, and set the read p99).
         gc.freeze()
+        stop = asyncio.Event()
+        worker = None
+        if settings.webhook_worker_in_serve:
+            worker = Worker(driver=runtime.driver, clock=runtime.clock, settings=settings, render=events.render)
+            delivering = asyncio.create_task(worker.run(stop))
         yield
+        if worker is not None:
+            stop.set()
+            await delivering
+            await worker.close()
         await runtime.close()
 
     # FastAPI's own OpenTelemetry hooks are off: the service's telemetry is `Observability` (Prometheus and
@@ -98,8 +109,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
     # a branch that FastAPI matches a second time on every request (5 % of a support read). So
     # `app.dependency_overrides` does not reach them; tests build the app with what they change (its clock).
-    for module in (installations, activations, auth, resellers, keys, certificates, health, observability):
+    for module in (installations, activations, auth, resellers, keys, certificates, webhooks, health, observability):
         app.router.routes.extend(module.router.routes)
+    events.install(app)
     docs.install(app)
     pages.install(app)
     return app

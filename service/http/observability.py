@@ -9,11 +9,20 @@ import time
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.deps import require_metrics_access
+from service import webhooks
+from service.http.deps import require_metrics_access, runtime_of
 
 access_log = logging.getLogger("service.access")
 events_log = logging.getLogger("service.events")
@@ -30,6 +39,12 @@ ACTIVATIONS = Counter(
 )
 KEYS_ISSUED = Counter("keys_issued_total", "License keys issued")
 KEYS_REVOKED = Counter("keys_revoked_total", "Revocations of unused keys (POST /v1/keys/{key_id}/revoke)")
+# Read from the database on every scrape, whichever process delivers: the latest reading is the one that counts.
+WEBHOOK_OLDEST_UNDELIVERED = Gauge(
+    "webhook_oldest_undelivered_seconds",
+    "Age of the oldest webhook event not yet delivered to every endpoint that wants it (0: none)",
+    multiprocess_mode="mostrecent",
+)
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -103,10 +118,13 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Requests by route, method and status with latency histograms; activations by outcome; keys issued
-    and revoked; the rate limits' store. Only for `METRICS_TOKEN` (as a bearer token) or a client in
-    `METRICS_NETWORKS`. With several worker processes set `PROMETHEUS_MULTIPROC_DIR` so that every scrape
-    adds up all of them."""
+    and revoked; the rate limits' store; webhook deliveries by outcome and the oldest undelivered event's age.
+    Only for `METRICS_TOKEN` (as a bearer token) or a client in `METRICS_NETWORKS`. With several worker processes
+    set `PROMETHEUS_MULTIPROC_DIR` so that every scrape adds up all of them."""
     require_metrics_access(request)
+    runtime = runtime_of(request)
+    oldest = await webhooks.oldest_undelivered(driver=runtime.driver)
+    WEBHOOK_OLDEST_UNDELIVERED.set(0 if oldest is None else (runtime.clock.now() - oldest).total_seconds())
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -47,6 +47,8 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     errors.KeyNotFound.code: ("No such key", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
     errors.ResellerNotFound.code: ("No such reseller", {}),
     errors.ActivationNotFound.code: ("No such activation", {}),
+    errors.WebhookEndpointNotFound.code: ("No such webhook endpoint", {}),
+    errors.WebhookDeliveryNotFound.code: ("No such webhook delivery", {}),
     errors.KeyAlreadyUsed.code: ("The key was already used", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
     errors.KeyRevoked.code: ("The key was revoked", {"key_index": 0, "key_prefix": "TXS-7QKD"}),
     errors.KeyDuplicated.code: (
@@ -226,6 +228,7 @@ TAGS = [
     {"name": "keys", "description": "Issue keys (shown once), list their metadata, revoke them."},
     {"name": "auth", "description": "OAuth2 client credentials: a reseller's client id and secret buy a token."},
     {"name": "resellers", "description": "Admins register resellers, disable and enable them, rotate secrets."},
+    {"name": "webhooks", "description": "Endpoints that hear of activations, voids and support ending; deliveries."},
     {"name": "certificates", "description": "The public keys that verify support certificates offline."},
     {"name": "health", "description": "Liveness and readiness, for orchestrators and load balancers."},
 ]
@@ -251,6 +254,7 @@ def install(app: FastAPI) -> None:
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
+                webhooks=app.webhooks.routes,
                 tags=TAGS,
                 servers=SERVERS,
                 contact=CONTACT,
@@ -265,6 +269,9 @@ def install(app: FastAPI) -> None:
                         response.setdefault("headers", {})["X-Request-ID"] = _header("X-Request-ID")
             components = schema.setdefault("components", {})
             schemas = components.setdefault("schemas", {})
+            for event in schema.get("webhooks", {}).values():  # what the receiver answers is its own
+                for operation in event.values():
+                    del operation["responses"]["422"]
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
             _, shared = models_json_schema(_SHARED_MODELS, ref_template=REF)

@@ -33,6 +33,8 @@ STATUS = {
     errors.KeyNotFound.code: 404,
     errors.ResellerNotFound.code: 404,
     errors.ActivationNotFound.code: 404,
+    errors.WebhookEndpointNotFound.code: 404,
+    errors.WebhookDeliveryNotFound.code: 404,
     errors.KeyAlreadyUsed.code: 409,
     errors.KeyRevoked.code: 409,
     errors.VoidHasDependents.code: 409,

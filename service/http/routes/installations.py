@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import Field, StringConstraints
 
 from service import installations, rules
-from service.http.deps import DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
+from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.idempotency import idempotent
 from service.http.openapi import BAD_CODE, json_response, problems
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
@@ -53,17 +53,19 @@ async def register(
     driver: DriverDep,
     principal: PrincipalDep,
     settings: SettingsDep,
-    today: TodayDep,
+    clock: ClockDep,
 ) -> InstallationOut:
     """A new sale gives `purchased_on` (a year of support from that day, [R3](/docs/rules#r3)); an existing
     customer moved from another system gives its known `support_end` ([R2](/docs/rules#r2)). A reseller
     registers for itself, only sales, and only sales of the last `PURCHASE_MAX_AGE_DAYS` days (default 30);
     an admin registers any of them."""
+    now, today = clock.read()
     record = await installations.register(
         driver=driver,
         principal=principal,
         code=body.code,
         today=today,
+        now=now,
         purchased_on=body.purchased_on if isinstance(body, NewSale) else None,
         support_end=None if isinstance(body, NewSale) else body.support_end,
         reseller_id=body.reseller_id,

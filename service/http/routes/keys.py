@@ -17,19 +17,6 @@ from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, Key
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
-def _out(info: keys.KeyInfo) -> KeyOut:
-    return KeyOut(
-        key_id=info.id,
-        prefix=info.prefix,
-        status=info.status,
-        reseller_id=info.reseller_id,
-        activation_id=info.activation_id,
-        created_at=info.created_at,
-        used_at=info.used_at,
-        revoked_at=info.revoked_at,
-    )
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -83,7 +70,7 @@ async def list_keys(
     page, has_more = await keys.list_keys(
         driver=driver, principal=principal, status=status, reseller_id=reseller_id, after=after, limit=limit
     )
-    return KeyPage(items=[_out(k) for k in page], next_after=page[-1].id if has_more else None, has_more=has_more)
+    return KeyPage(items=[KeyOut.of(k) for k in page], next_after=page[-1].id if has_more else None, has_more=has_more)
 
 
 @router.post(
@@ -105,4 +92,4 @@ async def revoke(key_id: UUID, driver: DriverDep, clock: ClockDep, _admin: Admin
     info = await keys.revoke(driver=driver, key_id=key_id, now=clock.now())
     KEYS_REVOKED.inc()
     event("key_revoked", key_id=key_id)
-    return _out(info)
+    return KeyOut.of(info)

@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, EXAMPLE_KEY_ID, JsonUuid, Request, examples
+from service.keys import KeyInfo
 
 KeyStatus = Literal["issued", "used", "revoked"]
 
@@ -43,6 +44,19 @@ class KeyOut(BaseModel):
     created_at: datetime
     used_at: datetime | None
     revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, info: KeyInfo) -> "KeyOut":
+        return cls(
+            key_id=info.id,
+            prefix=info.prefix,
+            status=info.status,
+            reseller_id=info.reseller_id,
+            activation_id=info.activation_id,
+            created_at=info.created_at,
+            used_at=info.used_at,
+            revoked_at=info.revoked_at,
+        )
 
 
 class KeyPage(BaseModel):

@@ -1,0 +1,559 @@
+"""Webhooks' data: the endpoints resellers register, the outbox of events and their deliveries.
+
+An event is written (`emit`) in the transaction of the change it reports, so that a change rolled back has no
+event and a change committed always has one. A worker (`service.delivery`) then fans each event out to the
+endpoints that want it (`dispatch`), claims the deliveries that are due (`claim`: several workers never hold one
+at once) and records what each attempt gave (`record`).
+"""
+
+import base64
+import ipaddress
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+from pydantic import TypeAdapter
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+from service import resellers
+from service.auth import Principal
+from service.driver import Driver, Row, Session, retried
+from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
+from service.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+ACTIVATION_CREATED = "activation.created"
+ACTIVATION_VOIDED = "activation.voided"
+INSTALLATION_REGISTERED = "installation.registered"
+KEY_REVOKED = "key.revoked"
+SUPPORT_EXPIRING = "installation.support_expiring"
+SUPPORT_LAPSED = "installation.support_lapsed"
+EVENT_TYPES = (
+    ACTIVATION_CREATED,
+    ACTIVATION_VOIDED,
+    INSTALLATION_REGISTERED,
+    KEY_REVOKED,
+    SUPPORT_EXPIRING,
+    SUPPORT_LAPSED,
+)
+EXCERPT_CHARACTERS = 500
+
+
+# --- Events: written with the change they report
+
+
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: type[Any]) -> TypeAdapter[Any]:
+    """Made once per type: building one costs far more than using it."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    return adapter
+
+
+def snapshot(subject: Any) -> bytes:
+    """A service result (a dataclass) as JSON: the values the event's representation is written from at
+    delivery, as they were at the change."""
+    return _adapter(type(subject)).dump_json(subject)
+
+
+def restore(kind: type, data: str | bytes) -> Any:
+    return _adapter(kind).validate_json(data)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: UUID
+    type: str
+    occurred_at: datetime
+    reseller_id: UUID | None
+    data: bytes
+    installation_id: int | None = None
+    period_end: date | None = None
+
+    @classmethod
+    def of(cls, type: str, subject: object, *, reseller_id: UUID | None, now: datetime, **period: Any) -> "Event":
+        return cls(uuid4(), type, now, reseller_id, snapshot(subject), **period)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Its values as the parameters of `_EMIT` (and of the one-statement activation's outbox row)."""
+        return {
+            "event_id": self.id,
+            "event_type": self.type,
+            "event_at": self.occurred_at,
+            "event_reseller": self.reseller_id,
+            "event_data": self.data.decode(),
+            "event_installation": self.installation_id,
+            "event_period": self.period_end,
+        }
+
+
+EVENT_COLUMNS = {
+    "id": "event_id",
+    "type": "event_type",
+    "occurred_at": "event_at",
+    "reseller_id": "event_reseller",
+    "data": "event_data",
+    "installation_id": "event_installation",
+    "period_end": "event_period",
+}
+_EMIT = insert(WebhookEvent).values({column: bindparam(name) for column, name in EVENT_COLUMNS.items()})
+
+
+async def emit(session: Session, event: Event) -> None:
+    """Inside the transaction of the change the event reports."""
+    await session.execute(_EMIT, event.params)
+
+
+# --- Endpoints
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: UUID
+    reseller_id: UUID | None
+    url: str
+    event_types: tuple[str, ...] | None
+    created_at: datetime
+    disabled_at: datetime | None
+    failing_since: datetime | None
+
+    def wants(self, event_type: str, reseller_id: UUID | None) -> bool:
+        """An operator's endpoint (no reseller) hears every reseller; a reseller's, its own events only."""
+        return (self.event_types is None or event_type in self.event_types) and (
+            self.reseller_id is None or self.reseller_id == reseller_id
+        )
+
+
+@dataclass(frozen=True)
+class EndpointWithSecret:
+    endpoint: Endpoint
+    secret: str
+
+
+_ENDPOINT_COLUMNS = (
+    WebhookEndpoint.id,
+    WebhookEndpoint.reseller_id,
+    WebhookEndpoint.url,
+    WebhookEndpoint.event_types,
+    WebhookEndpoint.created_at,
+    WebhookEndpoint.disabled_at,
+    WebhookEndpoint.failing_since,
+)
+
+
+def _endpoint(row: Row) -> Endpoint:
+    types = row["event_types"]
+    return Endpoint(**{**row, "event_types": None if types is None else tuple(json.loads(types))})
+
+
+def new_secret() -> str:
+    """A signing secret as Standard Webhooks writes it: `whsec_` and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def check_url(url: str, allowed_hosts: Sequence[str]) -> None:
+    """An endpoint's URL is `https`, and not an address of this network, unless its host is allowed
+    (`WEBHOOK_ALLOWED_HOSTS`). A name is checked again on every delivery, on the address it resolves to."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise WebhookUrlRefused(N_("The URL must be an absolute https URL"))
+    if parts.username or parts.password:
+        raise WebhookUrlRefused(N_("The URL must not carry credentials"))
+    if host in allowed_hosts:
+        return
+    if parts.scheme != "https":
+        raise WebhookUrlRefused(N_("The URL must be https"))
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not public(address):
+        raise WebhookUrlRefused(N_("The URL's address is not a public one"))
+
+
+def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, private, link-local (the clouds' metadata service), shared and reserved addresses are not."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+_INSERT_ENDPOINT = (
+    insert(WebhookEndpoint)
+    .values({column: bindparam(column) for column in ("id", "reseller_id", "url", "event_types", "secret")})
+    .returning(*_ENDPOINT_COLUMNS)
+)
+_ENDPOINT = select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.id == bindparam("id"))
+
+
+@retried
+async def create_endpoint(
+    *,
+    driver: Driver,
+    principal: Principal,
+    url: str,
+    event_types: Sequence[str] | None,
+    reseller_id: UUID | None,
+    allowed_hosts: Sequence[str],
+) -> EndpointWithSecret:
+    """A reseller's endpoint hears its own events; an admin's, those of the reseller it names, or with none
+    every reseller's. No event types: every type."""
+    check_url(url, allowed_hosts)
+    if reseller_id is not None:
+        principal.require_owner(reseller_id)
+    owner = reseller_id if principal.is_admin else principal.reseller_id
+    secret = new_secret()
+    values = {
+        "id": uuid4(),
+        "reseller_id": owner,
+        "url": url,
+        "event_types": None if event_types is None else json.dumps(sorted(set(event_types))),
+        "secret": secret,
+    }
+    async with driver.transaction() as session:
+        await resellers.require(session, owner)
+        row = await session.first(_INSERT_ENDPOINT, values)
+    assert row is not None, "an insert returns its row"
+    return EndpointWithSecret(_endpoint(row), secret)
+
+
+async def list_endpoints(*, driver: Driver, principal: Principal) -> list[Endpoint]:
+    """An admin's: every endpoint; a reseller's: its own."""
+    statement = select(*_ENDPOINT_COLUMNS).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    if not principal.is_admin:
+        statement = statement.where(WebhookEndpoint.reseller_id == principal.reseller_id)
+    async with driver.reading() as session:
+        return [_endpoint(row) for row in await session.all(statement, {})]
+
+
+async def _owned(session: Session, principal: Principal, endpoint_id: UUID) -> Endpoint:
+    row = await session.first(_ENDPOINT, {"id": endpoint_id})
+    if row is None:
+        raise WebhookEndpointNotFound()
+    endpoint = _endpoint(row)
+    if not principal.is_admin and endpoint.reseller_id != principal.reseller_id:
+        raise WebhookEndpointNotFound()  # another reseller's endpoint is none of this one's business
+    return endpoint
+
+
+_DISABLE = (
+    update(WebhookEndpoint)
+    .where(WebhookEndpoint.id == bindparam("endpoint"), WebhookEndpoint.disabled_at.is_(None))
+    .values(disabled_at=bindparam("now"))
+)
+
+
+@retried
+async def disable_endpoint(*, driver: Driver, principal: Principal, endpoint_id: UUID, now: datetime) -> Endpoint:
+    """Nothing more is sent to it; its pending deliveries wait. Disabling it again changes nothing."""
+    async with driver.transaction() as session:
+        await _owned(session, principal, endpoint_id)
+        await session.execute(_DISABLE, {"endpoint": endpoint_id, "now": now})
+        return await _owned(session, principal, endpoint_id)
+
+
+_DELETE = delete(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("id"))
+_DELETE_DELIVERIES = delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == bindparam("id"))
+
+
+@retried
+async def delete_endpoint(*, driver: Driver, principal: Principal, endpoint_id: UUID) -> None:
+    """The endpoint and its deliveries; the events stay, for the other endpoints."""
+    async with driver.transaction() as session:
+        await _owned(session, principal, endpoint_id)
+        await session.execute(_DELETE_DELIVERIES, {"id": endpoint_id})
+        await session.execute(_DELETE, {"id": endpoint_id})
+
+
+_ROTATE = (
+    update(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("endpoint")).values(secret=bindparam("new_secret"))
+)
+
+
+@retried
+async def rotate_secret(*, driver: Driver, principal: Principal, endpoint_id: UUID) -> EndpointWithSecret:
+    """A new signing secret, shown once: every delivery from now on, retries included, is signed with it."""
+    secret = new_secret()
+    async with driver.transaction() as session:
+        endpoint = await _owned(session, principal, endpoint_id)
+        await session.execute(_ROTATE, {"endpoint": endpoint_id, "new_secret": secret})
+    return EndpointWithSecret(endpoint, secret)
+
+
+# --- Deliveries, as the operator sees them
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: UUID
+    event_id: UUID
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    response_excerpt: str | None
+    delivered_at: datetime | None
+
+
+_DELIVERY_COLUMNS = (
+    WebhookDelivery.id,
+    WebhookDelivery.event_id,
+    WebhookEvent.type.label("event_type"),
+    WebhookDelivery.status,
+    WebhookDelivery.attempts,
+    WebhookDelivery.next_attempt_at,
+    WebhookDelivery.last_attempt_at,
+    WebhookDelivery.last_status_code,
+    WebhookDelivery.last_error,
+    WebhookDelivery.response_excerpt,
+    WebhookDelivery.delivered_at,
+)
+_DELIVERIES = (
+    select(*_DELIVERY_COLUMNS)
+    .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+    .where(WebhookDelivery.endpoint_id == bindparam("endpoint_id"))
+    .order_by(WebhookEvent.occurred_at.desc(), WebhookDelivery.id)
+    .limit(bindparam("limit"))
+)
+_DELIVERY = _DELIVERIES.where(WebhookDelivery.id == bindparam("id"))
+
+
+async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: UUID, limit: int) -> list[Delivery]:
+    """The endpoint's latest deliveries, newest event first."""
+    async with driver.reading() as session:
+        await _owned(session, principal, endpoint_id)
+        rows = await session.all(_DELIVERIES, {"endpoint_id": endpoint_id, "limit": limit})
+    return [Delivery(**row) for row in rows]
+
+
+# A pending delivery is left as it is: it is on its way, and may be in a worker's hands right now.
+_REDELIVER = (
+    update(WebhookDelivery)
+    .where(WebhookDelivery.id == bindparam("delivery"), WebhookDelivery.status != "pending")
+    .values(status="pending", attempts=0, next_attempt_at=bindparam("now"))
+)
+
+
+@retried
+async def redeliver(
+    *, driver: Driver, principal: Principal, endpoint_id: UUID, delivery_id: UUID, now: datetime
+) -> Delivery:
+    """Send a delivered or failed delivery again now, with a fresh round of attempts and the same `webhook-id`;
+    a pending one is on its way already, and stays as it is."""
+    async with driver.transaction() as session:
+        await _owned(session, principal, endpoint_id)
+        params = {"endpoint_id": endpoint_id, "id": delivery_id, "limit": 1}
+        if await session.first(_DELIVERY, params) is None:
+            raise WebhookDeliveryNotFound()
+        await session.execute(_REDELIVER, {"delivery": delivery_id, "now": now})
+        row = await session.first(_DELIVERY, params)
+    assert row is not None, "the delivery was found above in this transaction"
+    return Delivery(**row)
+
+
+# --- The worker's side: fanning out, claiming, recording
+
+
+_UNDISPATCHED = (
+    select(WebhookEvent.id, WebhookEvent.type, WebhookEvent.reseller_id)
+    .where(WebhookEvent.dispatched_at.is_(None))
+    .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
+)
+_ENABLED_ENDPOINTS = select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.disabled_at.is_(None))
+_DISPATCHED = update(WebhookEvent).where(WebhookEvent.id == bindparam("event")).values(dispatched_at=bindparam("now"))
+_DELIVERY_ROW = ("id", "event_id", "endpoint_id", "status", "attempts", "next_attempt_at", "created_at")
+
+
+@retried
+async def dispatch(*, driver: Driver, now: datetime, batch: int = 100) -> int:
+    """Fan a batch of new events out: a pending delivery for each enabled endpoint that wants it. Each event is
+    fanned out once: its row stays locked until it is marked, and other workers skip it meanwhile. The events
+    fanned out."""
+    async with driver.transaction() as session:
+        events = await session.all(_UNDISPATCHED, {"batch": batch})
+        if not events:
+            return 0
+        endpoints = [_endpoint(row) for row in await session.all(_ENABLED_ENDPOINTS, {})]
+        deliveries = [
+            (uuid4(), event["id"], endpoint.id, "pending", 0, now, now)
+            for event in events
+            for endpoint in endpoints
+            if endpoint.wants(event["type"], event["reseller_id"])
+        ]
+        if deliveries:
+            await session.copy(WebhookDelivery, _DELIVERY_ROW, deliveries)
+        for event in events:
+            await session.execute(_DISPATCHED, {"event": event["id"], "now": now})
+    return len(events)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery's attempt, the claiming worker's alone until `lease_end`."""
+
+    delivery_id: UUID
+    attempt: int
+    endpoint_id: UUID
+    url: str
+    secret: str
+    event_id: UUID
+    event_type: str
+    occurred_at: datetime
+    data: str
+
+
+_DUE = (
+    select(
+        WebhookDelivery.id.label("delivery_id"),
+        WebhookDelivery.attempts,
+        WebhookEndpoint.id.label("endpoint_id"),
+        WebhookEndpoint.url,
+        WebhookEndpoint.secret,
+        WebhookEvent.id.label("event_id"),
+        WebhookEvent.type.label("event_type"),
+        WebhookEvent.occurred_at,
+        WebhookEvent.data,
+    )
+    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+    .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+    .where(
+        WebhookDelivery.status == "pending",
+        WebhookDelivery.next_attempt_at <= bindparam("now"),
+        WebhookEndpoint.disabled_at.is_(None),
+    )
+    .order_by(WebhookDelivery.next_attempt_at)
+    .limit(bindparam("batch"))
+    .with_for_update(of=WebhookDelivery, skip_locked=True)
+)
+_LEASE = (
+    update(WebhookDelivery)
+    .where(WebhookDelivery.id == bindparam("delivery"))
+    .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=bindparam("lease_end"))
+)
+
+
+@retried
+async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int) -> list[Claim]:
+    """The deliveries due, each claimed for `lease` (moved on by it, counted as an attempt): no other worker
+    takes it meanwhile (`SKIP LOCKED` while claiming on PostgreSQL; SQLite has one writer at a time). A worker
+    that dies with a claim leaves it due again when the lease ends: delivered at least once."""
+    async with driver.transaction() as session:
+        rows = await session.all(_DUE, {"now": now, "batch": batch})
+        for row in rows:
+            await session.execute(_LEASE, {"delivery": row["delivery_id"], "lease_end": now + lease})
+    return [
+        Claim(
+            delivery_id=row["delivery_id"],
+            attempt=row["attempts"] + 1,
+            endpoint_id=row["endpoint_id"],
+            url=row["url"],
+            secret=row["secret"],
+            event_id=row["event_id"],
+            event_type=row["event_type"],
+            occurred_at=row["occurred_at"],
+            data=row["data"],
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool
+    status_code: int | None
+    error: str | None
+    excerpt: str | None
+
+
+def retry_delay(attempt: int, base_seconds: float, jitter: float) -> timedelta:
+    """Exponential backoff: `base · 2^(attempt-1)`, spread by `jitter` (0 to 1) over ±25 % so that the
+    deliveries that failed together are not retried together. With the defaults (5 s, 15 attempts) the
+    last attempt comes about a day after the first."""
+    return timedelta(seconds=base_seconds * 2 ** (attempt - 1) * (0.75 + jitter / 2))
+
+
+_ATTEMPTED = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == bindparam("delivery"),
+        WebhookDelivery.attempts == bindparam("attempt"),
+        WebhookDelivery.status == "pending",
+    )
+    .values(
+        status=bindparam("outcome"),
+        next_attempt_at=bindparam("due"),
+        last_attempt_at=bindparam("now"),
+        last_status_code=bindparam("status_code"),
+        last_error=bindparam("error"),
+        response_excerpt=bindparam("excerpt"),
+        delivered_at=bindparam("delivered"),
+    )
+)
+_HEALTHY = update(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("endpoint")).values(failing_since=None)
+_FAILING = (
+    update(WebhookEndpoint)
+    .where(WebhookEndpoint.id == bindparam("endpoint"), WebhookEndpoint.failing_since.is_(None))
+    .values(failing_since=bindparam("now"))
+)
+
+
+@retried
+async def record(*, driver: Driver, claim: Claim, outcome: Outcome, now: datetime, retry_at: datetime | None) -> str:
+    """What an attempt gave: delivered, due again at `retry_at`, or (no `retry_at`) failed for good, and the
+    endpoint marked failing. An attempt overtaken meanwhile (redelivered, or its lease run out and claimed again)
+    records nothing. The delivery's status after it."""
+    status = "delivered" if outcome.delivered else ("pending" if retry_at is not None else "failed")
+    params = {
+        "delivery": claim.delivery_id,
+        "attempt": claim.attempt,
+        "outcome": status,
+        "due": retry_at or now,
+        "now": now,
+        "status_code": outcome.status_code,
+        "error": outcome.error and outcome.error[:200],
+        "excerpt": outcome.excerpt and outcome.excerpt[:EXCERPT_CHARACTERS],
+        "delivered": now if outcome.delivered else None,
+    }
+    async with driver.transaction() as session:
+        if not await session.execute(_ATTEMPTED, params):
+            return "overtaken"
+        if status == "delivered":
+            await session.execute(_HEALTHY, {"endpoint": claim.endpoint_id})
+        elif status == "failed":
+            await session.execute(_FAILING, {"endpoint": claim.endpoint_id, "now": now})
+    return status
+
+
+_OLDEST_UNDISPATCHED = select(func.min(WebhookEvent.occurred_at).label("oldest")).where(
+    WebhookEvent.dispatched_at.is_(None)
+)
+_OLDEST_PENDING = (
+    select(func.min(WebhookEvent.occurred_at).label("oldest"))
+    .join(WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)
+    .where(WebhookDelivery.status == "pending")
+)
+
+
+async def oldest_undelivered(*, driver: Driver) -> datetime | None:
+    """When the oldest event not yet delivered everywhere it is wanted happened (None: there is none)."""
+    async with driver.reading() as session:
+        found = [
+            row["oldest"]
+            for statement in (_OLDEST_UNDISPATCHED, _OLDEST_PENDING)
+            if (row := await session.first(statement, {})) is not None and row["oldest"] is not None
+        ]
+    return min(found, default=None)

@@ -1,0 +1,103 @@
+"""Webhooks delivered by real processes: several `timex-licensing worker` on one PostgreSQL, each event once, never
+one attempt by two workers at once (they claim with `SELECT … FOR UPDATE SKIP LOCKED`); and `serve` delivering
+by itself on the embedded SQLite database."""
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from service.auth import TokenSettings, issue_token
+from service.db import create_engine
+from service.settings import Settings
+from tests.api import Api
+from tests.conftest import empty_tables, make_settings
+from tests.receiver import Receiver
+from tests.servers import running_server, running_worker
+
+pytestmark = pytest.mark.anyio
+
+EVENTS = 200
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[Api]:
+    settings = make_settings(postgres_url, webhook_allowed_hosts=["127.0.0.1"])
+    engine = create_engine(settings.database_url)
+    async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
+        yield api
+        await empty_tables(engine)
+    await engine.dispose()
+
+
+async def _undelivered(api: Api) -> int:
+    async with api.engine.connect() as connection:
+        pending = await connection.scalar(text("SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'"))
+        undispatched = await connection.scalar(text("SELECT count(*) FROM webhook_events WHERE dispatched_at IS NULL"))
+    return int(pending or 0) + int(undispatched or 0)
+
+
+@pytest.mark.postgres
+async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: Api, postgres_url: str) -> None:
+    """Both workers are running before the events happen, so that they race for every one of them."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_url,
+        "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "WEBHOOK_POLL_SECONDS": "0.02",
+    }
+    async with Receiver.running() as receiver:
+        response = await pg.post(
+            "/v1/webhook-endpoints",
+            {"url": receiver.url, "event_types": ["installation.registered"]},
+            headers=pg.admin,
+        )
+        assert response.status_code == 201, response.text
+        with running_worker(env) as first_log, running_worker(env) as second_log:
+            deadline = time.monotonic() + 60  # a bound on a broken run, not a measure of this one
+            while not all("worker running" in log() for log in (first_log, second_log)):
+                assert time.monotonic() < deadline, first_log() + second_log()
+                await asyncio.sleep(0.05)
+            for n in range(EVENTS):
+                await pg.installation(f"I{n}")
+            while (len(receiver.received) < EVENTS or await _undelivered(pg)) and time.monotonic() < deadline + 60:
+                await asyncio.sleep(0.1)
+            delivered_by = [log().count(": delivered") for log in (first_log, second_log)]
+
+    counts = receiver.counts()
+    assert len(counts) == EVENTS
+    assert set(counts.values()) == {1}, "an event was delivered twice"
+    assert await _undelivered(pg) == 0
+    assert sum(delivered_by) == EVENTS and all(delivered_by), delivered_by  # each worker took a share
+
+
+async def test_serve_delivers_by_itself_when_told_to(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}",
+        "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "WEBHOOK_WORKER_IN_SERVE": "true",
+        "WEBHOOK_POLL_SECONDS": "0.05",
+    }
+    token = issue_token(
+        TokenSettings.of(Settings(_env_file=None)), "admin", "test", datetime.now(UTC), timedelta(minutes=5)
+    )
+    admin = {"Authorization": f"Bearer {token}"}
+    async with Receiver.running() as receiver:
+        with running_server(env) as url:
+            async with httpx.AsyncClient(base_url=url, headers=admin) as client:
+                hook = (await client.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
+                await client.post("/v1/installations", json={"code": "ACME", "purchased_on": "2025-03-15"})
+                deadline = time.monotonic() + 30  # a bound on a broken run, not a measure of this one
+                while not receiver.received and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+
+    [received] = receiver.received
+    assert received.verified(hook["secret"])["data"]["code"] == "ACME"
