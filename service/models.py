@@ -17,9 +17,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -225,12 +225,23 @@ class WebhookEvent(Base):
     # The values the event's representation is written from (JSON), as they were at the change.
     data: Mapped[str] = mapped_column(Text)
     # For the events found from an installation's support end: which support period they are about. The
-    # unique constraint makes each emitted once, whichever worker finds it first (NULLs never collide).
+    # unique index makes each emitted once, whichever worker finds it first; it holds those events only, so
+    # that an activation's event costs its statement no entry in it.
     installation_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     period_end: Mapped[date | None] = mapped_column(Date)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
-    __table_args__ = (UniqueConstraint("installation_id", "type", "period_end", name="uq_webhook_events_period"),)
+    __table_args__ = (
+        Index(
+            "uq_webhook_events_period",
+            "installation_id",
+            "type",
+            "period_end",
+            unique=True,
+            postgresql_where=text("period_end IS NOT NULL"),
+            sqlite_where=text("period_end IS NOT NULL"),
+        ),
+    )
 
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")

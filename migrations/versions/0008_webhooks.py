@@ -46,9 +46,16 @@ def upgrade() -> None:
         sa.Column("period_end", sa.Date(), nullable=True),
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
-        sa.UniqueConstraint("installation_id", "type", "period_end", name="uq_webhook_events_period"),
     )
     op.create_index(op.f("ix_webhook_events_dispatched_at"), "webhook_events", ["dispatched_at"])
+    op.create_index(
+        "uq_webhook_events_period",
+        "webhook_events",
+        ["installation_id", "type", "period_end"],
+        unique=True,
+        postgresql_where=sa.text("period_end IS NOT NULL"),
+        sqlite_where=sa.text("period_end IS NOT NULL"),
+    )
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", sa.Uuid(), nullable=False),
