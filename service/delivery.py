@@ -58,7 +58,9 @@ class CheckedAddressTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, allowed_hosts: Sequence[str], inner: httpx.AsyncBaseTransport | None = None):
         self._allowed = frozenset(allowed_hosts)
-        self._inner = inner or httpx.AsyncHTTPTransport(retries=0)
+        # No connection kept for another request: a pool matches connections by the address alone, so a TLS
+        # session opened (and its certificate checked) for one name would carry another name's events.
+        self._inner = inner or httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(max_keepalive_connections=0))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
@@ -80,7 +82,7 @@ class CheckedAddressTransport(httpx.AsyncBaseTransport):
             pass
         try:
             found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name no resolver takes (a label over 63 bytes)
             raise httpx.ConnectError(f"{host} cannot be resolved") from exc
         # One address, the first: checked, it is the one connected to.
         return ipaddress.ip_address(str(found[0][4][0]).partition("%")[0])
@@ -136,7 +138,11 @@ class Worker:
         while await webhooks.dispatch(driver=self._driver, now=now):
             pass
         claims = await webhooks.claim(driver=self._driver, now=now, lease=self._lease, batch=self._batch)
-        await asyncio.gather(*(self._deliver(claim) for claim in claims))
+        # Each delivery on its own: one that fails (its record, say) leaves the others' outcomes recorded.
+        outcomes = await asyncio.gather(*(self._deliver(claim) for claim in claims), return_exceptions=True)
+        for claim, failure in zip(claims, outcomes, strict=True):
+            if isinstance(failure, Exception):
+                log.error("webhook delivery %s failed: %r", claim.event_id, failure)
         return len(claims)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -185,8 +191,15 @@ class Worker:
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> webhooks.Outcome:
         try:
-            async with self._client.stream("POST", url, content=body, headers=headers) as response:
+            # httpx's timeout bounds each read; this bounds the whole attempt (a receiver answering a byte at a
+            # time), well within the lease.
+            async with (
+                asyncio.timeout(self._settings.webhook_timeout_seconds),
+                self._client.stream("POST", url, content=body, headers=headers) as response,
+            ):
                 excerpt = await _start_of(response)
+        except TimeoutError:
+            return webhooks.Outcome(False, None, "TimeoutError: no whole answer in time", None)
         except httpx.HTTPError as exc:
             # httpx's messages name no URL (which may carry the receiver's own token).
             return webhooks.Outcome(False, None, f"{type(exc).__name__}: {exc}", None)

@@ -180,10 +180,21 @@ def check_url(url: str, allowed_hosts: Sequence[str]) -> None:
         raise WebhookUrlRefused(N_("The URL's address is not a public one"))
 
 
+# IPv6 addresses that carry an IPv4 address a gateway may reach (NAT64, 6to4, the old IPv4-compatible form):
+# never public, whatever the IPv4 address inside, rather than each unwrapped and judged.
+_CARRYING_IPV4 = tuple(
+    ipaddress.IPv6Network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96")
+)
+
+
 def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, private, link-local (the clouds' metadata service), shared and reserved addresses are not."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Loopback, private, link-local (the clouds' metadata service), shared and reserved addresses are not, nor
+    IPv6 addresses that carry an IPv4 one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif any(address in network for network in _CARRYING_IPV4):
+            return False
     return address.is_global and not address.is_multicast
 
 

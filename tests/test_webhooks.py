@@ -3,6 +3,8 @@ with the `standardwebhooks` library, as a receiver would), at least once, with t
 retry; nothing a rolled-back change did is announced. A real receiver on 127.0.0.1 (allowed by
 `WEBHOOK_ALLOWED_HOSTS`), and the worker's rounds run by the test, on the service's clock."""
 
+import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -354,6 +356,9 @@ async def test_a_disabled_or_deleted_endpoint_is_sent_nothing(hooks: Api, receiv
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/hooks",
         "https://[::ffff:127.0.0.2]/hooks",
+        "https://[64:ff9b::a9fe:a9fe]/hooks",  # NAT64 of 169.254.169.254
+        "https://[2002:7f00:1::]/hooks",  # 6to4 of 127.0.0.1
+        "https://[::a9fe:a9fe]/hooks",  # IPv4-compatible 169.254.169.254
         "https://user:password@partner.example/hooks",
         "ftp://partner.example/hooks",
         "partner.example/hooks",
@@ -381,6 +386,49 @@ async def test_a_name_resolving_to_an_inner_address_is_not_connected_to(hooks: A
     assert receiver.received == []
     [delivery] = await deliveries(hooks, hook["id"])
     assert delivery["status"] == "failed" and delivery["last_error"].startswith("AddressRefused")
+
+
+async def test_a_name_no_resolver_takes_fails_its_own_delivery_and_no_other(hooks: Api, receiver: Receiver) -> None:
+    """A label over 63 bytes is taken when registered (a name is checked when sent), and then refused by the
+    resolver with a UnicodeError, not an OSError: that delivery fails, and the others of the round are sent."""
+    unresolvable = await endpoint(hooks, f"https://{'a' * 70}.example/hooks")
+    await endpoint(hooks, receiver.url)
+    await hooks.installation("ACME")
+
+    await deliver_all(hooks)
+
+    assert len(receiver.received) == 1
+    [delivery] = await deliveries(hooks, unresolvable["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 4)
+    assert delivery["last_error"].startswith("ConnectError")
+
+
+async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeout(database_url: str) -> None:
+    """httpx's timeout bounds each read; the attempt as a whole is bounded too (`WEBHOOK_TIMEOUT_SECONDS`)."""
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):
+                writer.write(b".")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = make_settings(
+        database_url, webhook_allowed_hosts=["127.0.0.1"], webhook_timeout_seconds=1, webhook_max_attempts=1
+    )
+    async with server, service(settings) as api:
+        hook = await endpoint(api, f"http://127.0.0.1:{port}/hooks")
+        await api.installation("ACME")
+
+        async with asyncio.timeout(30):
+            await deliver_all(api)
+
+        [delivery] = await deliveries(api, hook["id"])
+    assert delivery["status"] == "failed" and delivery["last_error"].startswith("TimeoutError")
 
 
 async def test_a_name_is_connected_to_at_the_address_checked_and_keeps_its_host_header(
