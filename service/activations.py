@@ -285,17 +285,15 @@ async def _activate_checked(
         by_digest = {key["digest"]: key for key in keys}
         refused = _refused(key_digests, by_digest)
         if len(keys) != len(key_digests):
-            unknown = next(i for i, d in enumerate(key_digests) if d not in by_digest)
-            raise KeyNotFound(N_("At least one key is unknown"), index=unknown, refused=refused)
+            raise KeyNotFound(N_("At least one key is unknown"), refused=refused)
         ordered = [by_digest[d] for d in key_digests]
 
         replay = await _replay(session, installation, ordered, reissue)
         if replay is not None:
             return replay
-        for refusal, status in ((KeyRevoked, "revoked"), (KeyAlreadyUsed, "used")):
-            index = next((i for i, key in enumerate(ordered) if key["status"] == status), None)
-            if index is not None:
-                raise refusal(index=index, refused=refused)
+        for refusal in (KeyRevoked, KeyAlreadyUsed):
+            if refusal.code in refused.values():
+                raise refusal(refused=refused)
 
         try:
             renewal = rules.activate(installation.support, len(ordered), today)

@@ -69,9 +69,9 @@ class InstallationNotFound(DomainError):
 
 class KeyRefused(DomainError):
     """A refusal of a key of a request, where it is known which: `index` is the position (from 0) of the key the
-    problem names, `prefix` its display prefix (`TXS-` and 4 symbols, never the whole key; a malformed key has
-    none, it is not a key), and `refused` why each key refused is (its position: its code), so that a person can
-    be told which keys to look at."""
+    problem names (unless given, the first that `refused` refuses with this code), `prefix` its display prefix
+    (`TXS-` and 4 symbols, never the whole key; a malformed key has none, it is not a key), and `refused` why each
+    key refused is (its position: its code), so that a person can be told which keys to look at."""
 
     def __init__(
         self,
@@ -82,9 +82,10 @@ class KeyRefused(DomainError):
         refused: Mapping[int, str] | None = None,
     ):
         super().__init__(detail)
-        self.index = index
-        self.prefix = prefix
         self.refused = dict(refused or {})
+        first = min((position for position, code in self.refused.items() if code == self.code), default=None)
+        self.index = first if index is None else index
+        self.prefix = prefix
 
 
 class KeyNotFound(KeyRefused):
