@@ -19,7 +19,7 @@ import random
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -190,17 +190,6 @@ def _translated(exc: Exception) -> Exception | None:
     return Unavailable() if _lost(exc) else None
 
 
-@contextmanager
-def _translating() -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        translated = _translated(exc)
-        if translated is None:
-            raise
-        raise translated from exc
-
-
 # --- SQLite (and any other engine): the statements through SQLAlchemy
 
 
@@ -237,24 +226,27 @@ class EngineDriver:
             return await session.first(statement, params)
 
     @asynccontextmanager
-    async def _translated(self) -> AsyncIterator[None]:
+    async def _errors_translated(self) -> AsyncIterator[None]:
+        """Errors as ours (`_translated`); the server restarted or refused: every pooled connection is as dead."""
         try:
-            with _translating():
-                yield
-        except Unavailable as exc:
-            if _lost(exc):
-                await self._engine.dispose(close=False)  # every pooled connection is as dead
-            raise
+            yield
+        except Exception as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            if isinstance(translated, Unavailable) and _lost(exc):
+                await self._engine.dispose(close=False)
+            raise translated from exc
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Session]:
         """Outside a transaction: a single consistent SELECT needs no BEGIN and ROLLBACK."""
-        async with self._translated(), self._engine.connect() as connection:
+        async with self._errors_translated(), self._engine.connect() as connection:
             yield EngineSession(await connection.execution_options(isolation_level="AUTOCOMMIT"))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
-        async with self._translated(), self._engine.begin() as connection:
+        async with self._errors_translated(), self._engine.begin() as connection:
             yield EngineSession(connection)
 
     def single_write(self) -> AbstractAsyncContextManager[Session]:
