@@ -1,8 +1,6 @@
 """Installations: registering them, reading their support state and quoting their renewal."""
 
-import base64
-import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,11 +8,12 @@ from uuid import UUID
 
 from sqlalchemy import Select, bindparam, insert, select, tuple_
 
-from service import resellers, rules, webhooks
+from service import pagination, resellers, rules, webhooks
 from service.auth import Principal
 from service.driver import Driver, Duplicate, Row, Session, retried
-from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, InvalidRequest, PurchaseTooOld
+from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, PurchaseTooOld
 from service.models import Activation, Installation, LicenseKey
+from service.pagination import Page
 
 
 @dataclass(frozen=True)
@@ -172,18 +171,19 @@ _REGISTER = (
     .values(bonus_months=0)
     .returning(*COLUMNS)
 )
+SUMMARY_COLUMNS = (
+    Activation.id,
+    Activation.activated_on,
+    Activation.licenses,
+    Activation.support_end_before,
+    Activation.support_end_after,
+    Activation.months_added,
+    Activation.bonus_months,
+    Activation.voided_at,
+    Activation.void_reason,
+)
 _ACTIVATIONS_OF = (
-    select(
-        Activation.id,
-        Activation.activated_on,
-        Activation.licenses,
-        Activation.support_end_before,
-        Activation.support_end_after,
-        Activation.months_added,
-        Activation.bonus_months,
-        Activation.voided_at,
-        Activation.void_reason,
-    )
+    select(*SUMMARY_COLUMNS)
     .where(Activation.installation_id == bindparam("id"))
     .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
 )
@@ -203,11 +203,21 @@ async def details(
         principal.require_owner(installation.reseller_id)
         activations = await session.all(_ACTIVATIONS_OF, {"id": installation.id})
         keys = await session.all(_KEYS_OF, {"id": installation.id})
+    return installation, summaries(activations, keys)
+
+
+def summaries(activations: Sequence[Row], keys: Sequence[Row]) -> list[ActivationSummary]:
+    """Activations (rows of `SUMMARY_COLUMNS`, and maybe more), each with the ids of the keys it used (`keys`: their
+    `id` and `activation_id`, in the order each activation listed them)."""
     key_ids: dict[UUID, list[UUID]] = {}
     for key in keys:
         key_ids.setdefault(key["activation_id"], []).append(key["id"])
-    return installation, [
-        ActivationSummary(**activation, key_ids=tuple(key_ids.get(activation["id"], ()))) for activation in activations
+    return [
+        ActivationSummary(
+            **{column.key: activation[column.key] for column in SUMMARY_COLUMNS},
+            key_ids=tuple(key_ids.get(activation["id"], ())),
+        )
+        for activation in activations
     ]
 
 
@@ -250,13 +260,6 @@ class PipelineRow:
     """What renewing costs on the day listed."""
 
 
-@dataclass(frozen=True)
-class PipelinePage:
-    rows: list[PipelineRow]
-    next_cursor: str | None
-    has_more: bool
-
-
 _PIPELINE = select(
     Installation.id,
     Installation.code,
@@ -266,22 +269,6 @@ _PIPELINE = select(
     Installation.bonus_months,
     Installation.support_end,
 ).order_by(Installation.support_end, Installation.id)
-
-
-def _cursor(row: Row) -> str:
-    """Where the next page starts: after this row, in (support end, id) order. Opaque to clients."""
-    position = json.dumps([row["support_end"].isoformat(), row["id"]], separators=(",", ":"))
-    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
-
-
-def _position(cursor: str) -> tuple[date, int]:
-    try:
-        end, id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(id, int) or isinstance(id, bool):
-            raise ValueError(id)
-        return date.fromisoformat(end), id
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(N_("The cursor is not one this service gave; start again without it")) from exc
 
 
 def _later(first: date | None, second: date | None) -> date | None:
@@ -331,7 +318,7 @@ async def pipeline(
     code_prefix: str | None = None,
     cursor: str | None = None,
     limit: int = 100,
-) -> PipelinePage:
+) -> Page[PipelineRow]:
     """A page of installations in support-end order (then id): an admin's of every reseller (or of one), a
     reseller's own. Each row says where it stands today and what renewing it today costs (R7, R8)."""
     if reseller_id is not None:
@@ -345,16 +332,14 @@ async def pipeline(
         support_end_from=first,
         support_end_to=last,
         code_prefix=code_prefix,
-        after=None if cursor is None else _position(cursor),
+        after=None if cursor is None else pagination.decode(cursor, date, int),
         limit=limit + 1,  # one more than the page: whether another page follows
     )
     async with driver.reading() as session:
         rows = await session.all(statement, {})
-    page, has_more = rows[:limit], len(rows) > limit
-    return PipelinePage(
-        [_pipeline_row(row, today, unit_price_minor, expiring_within_days) for row in page],
-        _cursor(page[-1]) if has_more else None,
-        has_more,
+    page = pagination.page_of(rows, limit, lambda row: (row["support_end"], row["id"]))
+    return Page(
+        [_pipeline_row(row, today, unit_price_minor, expiring_within_days) for row in page.items], page.next_cursor
     )
 
 

@@ -128,7 +128,11 @@ class Activation(Base):
     void_reason: Mapped[str | None] = mapped_column(String(500))
     certificate: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (CheckConstraint("licenses >= 1", name="licenses_positive"),)
+    __table_args__ = (
+        CheckConstraint("licenses >= 1", name="licenses_positive"),
+        # The order GET /v1/activations lists the ledger in, across installations.
+        Index("ix_activations_created_at_id", "created_at", "id"),
+    )
 
 
 class LicenseKey(Base):

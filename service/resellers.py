@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 
+from service import pagination
 from service.auth import SecretChecks, hash_secret
 from service.driver import Driver, Duplicate, Session, retried
 from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
+from service.pagination import Page
 from service.ratelimit import Limiter, client_name
 
 # Checked against when the client id is unknown, so that a miss costs as much time as a hit.
@@ -138,6 +140,18 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
     async with driver.reading() as session:
         return await _find(session, reseller_id)
+
+
+async def list_resellers(*, driver: Driver, cursor: str | None = None, limit: int = 100) -> Page[ResellerRecord]:
+    """A page of resellers in the order they were registered."""
+    statement = _RECORD.order_by(Reseller.created_at, Reseller.id).limit(limit + 1)
+    if cursor is not None:
+        statement = statement.where(
+            tuple_(Reseller.created_at, Reseller.id) > pagination.decode(cursor, datetime, UUID)
+        )
+    async with driver.reading() as session:
+        rows = await session.all(statement, {})
+    return pagination.page_of([ResellerRecord(**row) for row in rows], limit, lambda r: (r.created_at, r.id))
 
 
 @retried

@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
-from service import resellers
+from service import pagination, resellers
 from service.auth import Principal
 from service.driver import Driver, Row, Session, retried
 from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
 from service.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from service.pagination import Page
 
 ACTIVATION_CREATED = "activation.created"
 ACTIVATION_VOIDED = "activation.voided"
@@ -237,13 +238,19 @@ async def create_endpoint(
     return EndpointWithSecret(_endpoint(row), secret)
 
 
-async def list_endpoints(*, driver: Driver, principal: Principal) -> list[Endpoint]:
-    """An admin's: every endpoint; a reseller's: its own."""
-    statement = select(*_ENDPOINT_COLUMNS).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+async def list_endpoints(
+    *, driver: Driver, principal: Principal, cursor: str | None = None, limit: int = 100
+) -> Page[Endpoint]:
+    """An admin's: every endpoint; a reseller's: its own; in the order they were registered."""
+    statement = select(*_ENDPOINT_COLUMNS).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id).limit(limit + 1)
     if not principal.is_admin:
         statement = statement.where(WebhookEndpoint.reseller_id == principal.reseller_id)
+    if cursor is not None:
+        after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(tuple_(WebhookEndpoint.created_at, WebhookEndpoint.id) > tuple_(*after))
     async with driver.reading() as session:
-        return [_endpoint(row) for row in await session.all(statement, {})]
+        rows = await session.all(statement, {})
+    return pagination.page_of(rows, limit, lambda row: (row["created_at"], row["id"])).map(_endpoint)
 
 
 async def _owned(session: Session, principal: Principal, endpoint_id: UUID) -> Endpoint:
@@ -308,6 +315,7 @@ class Delivery:
     id: UUID
     event_id: UUID
     event_type: str
+    occurred_at: datetime
     status: str
     attempts: int
     next_attempt_at: datetime
@@ -322,6 +330,7 @@ _DELIVERY_COLUMNS = (
     WebhookDelivery.id,
     WebhookDelivery.event_id,
     WebhookEvent.type.label("event_type"),
+    WebhookEvent.occurred_at,
     WebhookDelivery.status,
     WebhookDelivery.attempts,
     WebhookDelivery.next_attempt_at,
@@ -341,12 +350,23 @@ _DELIVERIES = (
 _DELIVERY = _DELIVERIES.where(WebhookDelivery.id == bindparam("id"))
 
 
-async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: UUID, limit: int) -> list[Delivery]:
-    """The endpoint's latest deliveries, newest event first."""
+async def list_deliveries(
+    *, driver: Driver, principal: Principal, endpoint_id: UUID, cursor: str | None = None, limit: int = 100
+) -> Page[Delivery]:
+    """The endpoint's deliveries, newest event first."""
+    statement = _DELIVERIES
+    if cursor is not None:
+        occurred_at, after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(
+            or_(
+                WebhookEvent.occurred_at < occurred_at,
+                and_(WebhookEvent.occurred_at == occurred_at, WebhookDelivery.id > after),
+            )
+        )
     async with driver.reading() as session:
         await _owned(session, principal, endpoint_id)
-        rows = await session.all(_DELIVERIES, {"endpoint_id": endpoint_id, "limit": limit})
-    return [Delivery(**row) for row in rows]
+        rows = await session.all(statement, {"endpoint_id": endpoint_id, "limit": limit + 1})
+    return pagination.page_of(rows, limit, lambda row: (row["occurred_at"], row["id"])).map(lambda row: Delivery(**row))
 
 
 # A pending delivery is left as it is: it is on its way, and may be in a worker's hands right now.

@@ -11,6 +11,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service import errors
 from service.http import validation
+from service.http.pagination import CURSOR
 from service.http.problems import MEDIA_TYPE, STATUS
 from service.http.schemas.auth import OAuth2Error, TokenRequest
 from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, INSTALLATION_CODE_PATTERN
@@ -87,6 +88,15 @@ HEADERS: dict[str, dict[str, Any]] = {
     "WWW-Authenticate": {
         "description": "The scheme to authenticate with: `Bearer` (an access token), `Basic` at the token endpoint.",
         "schema": {"type": "string"},
+    },
+}
+HEADERS["Link"] = {
+    "description": 'On a page that has another after it: `<…>; rel="next"` (RFC 8288), the next page\'s address '
+    "(this request's, with `cursor` set to `next_cursor`), relative to this request's.",
+    "schema": {
+        "type": "string",
+        "maxLength": 2000,
+        "examples": ['</v1/keys?limit=100&cursor=WyIwYjllIl0>; rel="next"'],
     },
 }
 _HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
@@ -265,6 +275,8 @@ def install(app: FastAPI) -> None:
                     if "HTTPValidationError" in str(validation.get("content")):
                         del operation["responses"]["422"]
                     _document_idempotency(operation)
+                    if any(parameter["name"] == CURSOR for parameter in operation.get("parameters", [])):
+                        operation["responses"]["200"].setdefault("headers", {})["Link"] = _header("Link")
                     for response in operation["responses"].values():
                         response.setdefault("headers", {})["X-Request-ID"] = _header("X-Request-ID")
             components = schema.setdefault("components", {})

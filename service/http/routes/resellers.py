@@ -10,7 +10,8 @@ from service.http.deps import AdminDep, ClockDep, DriverDep
 from service.http.idempotency import idempotent
 from service.http.observability import event
 from service.http.openapi import problems
-from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
+from service.http.pagination import PagingDep
+from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerPage, ResellerSecretRotated
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 
@@ -35,6 +36,24 @@ async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> Res
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(driver=driver, name=body.name)
     return ResellerCreated.model_validate(new)
+
+
+@router.get(
+    "",
+    summary="List resellers (never their secrets)",
+    operation_id="listResellers",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "limit"], "greater_than_equal", {"ge": 1}),
+    ),
+)
+async def list_resellers(driver: DriverDep, paging: PagingDep, _admin: AdminDep) -> ResellerPage:
+    """Admins: every reseller, in the order they were registered, a page at a time."""
+    page = await resellers.list_resellers(driver=driver, cursor=paging.cursor, limit=paging.limit)
+    return paging.answer(ResellerPage, page, ResellerOut.model_validate)
 
 
 _ONE_RESELLER = problems(

@@ -13,10 +13,13 @@ from service.http.schemas.common import (
     EXAMPLE_CERTIFICATE,
     EXAMPLE_KEY_ID,
     InstallationCode,
+    PageOut,
     Request,
     Text,
     examples,
 )
+from service.http.schemas.installations import ACTIVATION_SUMMARY_EXAMPLE, ActivationSummaryOut
+from service.ledger import LedgerEntry
 
 
 class ActivationIn(Request):
@@ -120,3 +123,38 @@ class ActivationOut(BaseModel):
                 "certificate": result.certificate,
             }
         )
+
+
+class LedgerEntryOut(ActivationSummaryOut):
+    installation: str = Field(description="The installation's code.")
+    reseller_id: UUID | None
+    created_at: datetime = Field(description="When it was recorded: the ledger's order.")
+
+    @classmethod
+    def of_entry(cls, entry: LedgerEntry) -> "LedgerEntryOut":
+        summary = ActivationSummaryOut.of(entry.activation)
+        return cls(
+            **summary.model_dump(),
+            installation=entry.installation,
+            reseller_id=entry.reseller_id,
+            created_at=entry.created_at,
+        )
+
+
+class LedgerPage(PageOut):
+    model_config = examples(
+        {
+            "items": [
+                {
+                    **ACTIVATION_SUMMARY_EXAMPLE,
+                    "installation": "ACME-0001",
+                    "reseller_id": None,
+                    "created_at": "2026-01-10T08:30:00Z",
+                }
+            ],
+            "has_more": False,
+            "next_cursor": None,
+        }
+    )
+
+    items: list[LedgerEntryOut]

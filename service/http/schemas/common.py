@@ -77,6 +77,20 @@ def examples(*items: dict[str, Any], **config: Unpack[ConfigDict]) -> ConfigDict
     return ConfigDict(json_schema_extra={"examples": list(items)}, **config)
 
 
+# A cursor as `service.pagination` writes it: base64url, unpadded.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}$"
+
+
+class PageOut(BaseModel):
+    """What every page carries beside its `items`."""
+
+    has_more: bool = Field(description="Whether another page follows.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters) for the next page; null on the last. Opaque.",
+        max_length=400,
+    )
+
+
 class Money(BaseModel):
     amount: str = Field(examples=["12000.00"])
     currency: str = Field(examples=["RUB"])

@@ -16,6 +16,7 @@ from service.http.schemas.common import (
     InstallationCode,
     JsonUuid,
     Money,
+    PageOut,
     Request,
     SaneDate,
     examples,
@@ -88,6 +89,20 @@ class ActivationSummaryOut(BaseModel):
         )
 
 
+ACTIVATION_SUMMARY_EXAMPLE = {
+    "activation_id": EXAMPLE_ACTIVATION_ID,
+    "activated_on": "2026-01-10",
+    "licenses": 1,
+    "support_end_before": "2026-03-15",
+    "support_end_after": "2027-05-15",
+    "months_added": 14,
+    "bonus_months": 2,
+    "key_ids": [EXAMPLE_KEY_ID],
+    "voided_at": None,
+    "void_reason": None,
+}
+
+
 class InstallationOut(BaseModel):
     model_config = examples(
         {
@@ -98,20 +113,7 @@ class InstallationOut(BaseModel):
             "months_granted": 26,
             "bonus_months": 2,
             "created_at": "2025-03-15T09:00:00Z",
-            "activations": [
-                {
-                    "activation_id": EXAMPLE_ACTIVATION_ID,
-                    "activated_on": "2026-01-10",
-                    "licenses": 1,
-                    "support_end_before": "2026-03-15",
-                    "support_end_after": "2027-05-15",
-                    "months_added": 14,
-                    "bonus_months": 2,
-                    "key_ids": [EXAMPLE_KEY_ID],
-                    "voided_at": None,
-                    "void_reason": None,
-                }
-            ],
+            "activations": [ACTIVATION_SUMMARY_EXAMPLE],
         }
     )
 
@@ -283,7 +285,7 @@ class PipelineItemOut(BaseModel):
         )
 
 
-class InstallationPage(BaseModel):
+class InstallationPage(PageOut):
     model_config = examples(
         {
             "items": [
@@ -303,5 +305,3 @@ class InstallationPage(BaseModel):
     )
 
     items: list[PipelineItemOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
-    has_more: bool = Field(description="Whether another page follows.")

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, EXAMPLE_KEY_ID, JsonUuid, Request, examples
+from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, EXAMPLE_KEY_ID, JsonUuid, PageOut, Request, examples
 from service.keys import KeyInfo
 
 KeyStatus = Literal["issued", "used", "revoked"]
@@ -59,7 +59,7 @@ class KeyOut(BaseModel):
         )
 
 
-class KeyPage(BaseModel):
+class KeyPage(PageOut):
     model_config = examples(
         {
             "items": [
@@ -74,11 +74,13 @@ class KeyPage(BaseModel):
                     "revoked_at": None,
                 }
             ],
+            "next_cursor": None,
             "next_after": None,
             "has_more": False,
         }
     )
 
     items: list[KeyOut]
-    next_after: UUID | None = Field(description="Pass as `after` for the next page; null on the last.")
-    has_more: bool = Field(description="Whether another page follows.")
+    next_after: UUID | None = Field(
+        deprecated=True, description="Deprecated since 0.2 (use `next_cursor`): the last key's id on a full page."
+    )

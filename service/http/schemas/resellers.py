@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from service.http.schemas.common import Line, Request, examples
+from service.http.schemas.common import Line, PageOut, Request, examples
 from service.resellers import RotatedSecret
 
 EXAMPLE_RESELLER_ID = "7a1d2c3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d"
@@ -49,6 +49,12 @@ class ResellerOut(BaseModel):
     client_id: str
     disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
     created_at: datetime
+
+
+class ResellerPage(PageOut):
+    model_config = examples({"items": [_RESELLER_EXAMPLE], "has_more": False, "next_cursor": None})
+
+    items: list[ResellerOut]
 
 
 class ResellerSecretRotated(ResellerOut):

@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from service.http.schemas.activations import ActivationOut, VoidOut
-from service.http.schemas.common import JsonUuid, Line, Request, examples
+from service.http.schemas.common import JsonUuid, Line, PageOut, Request, examples
 from service.http.schemas.installations import InstallationOut
 from service.http.schemas.keys import KeyOut
 from service.webhooks import Delivery, Endpoint, EndpointWithSecret
@@ -86,7 +86,7 @@ class EndpointCreated(EndpointOut):
         return cls(**EndpointOut.of(new.endpoint).model_dump(), secret=new.secret)
 
 
-class EndpointList(BaseModel):
+class EndpointList(PageOut):
     items: list[EndpointOut]
 
 
@@ -127,7 +127,7 @@ class DeliveryOut(BaseModel):
         return cls.model_validate(delivery)
 
 
-class DeliveryList(BaseModel):
+class DeliveryList(PageOut):
     items: list[DeliveryOut]
 
 
