@@ -115,7 +115,7 @@ async def test_a_reseller_works_through_the_generated_client(generated: ModuleTy
     assert isinstance(quote, models.QuoteOut) and quote.licenses_required == 1 and quote.sufficient
 
     expiring = await list_installations.asyncio(
-        client=own, state=models.ListInstallationsStateType0.EXPIRING, expiring_within_days=365
+        client=own, state=models.ListInstallationsState.EXPIRING, expiring_within_days=365
     )
     assert isinstance(expiring, models.InstallationPage) and not expiring.has_more
     assert [(row.code, row.state, row.renewal_total.amount) for row in expiring.items] == [

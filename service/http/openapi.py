@@ -25,8 +25,9 @@ BAD_CODE = {"pattern": INSTALLATION_CODE_PATTERN}
 
 # What the middleware and the framework refuse before any route runs, beside the domain's own codes.
 PAYLOAD_TOO_LARGE = "payload_too_large"
-_STATUS = {**STATUS, PAYLOAD_TOO_LARGE: 413}
-_TITLES = {PAYLOAD_TOO_LARGE: "The request body is too large"}
+INTERNAL_ERROR = "internal_error"
+_STATUS = {**STATUS, PAYLOAD_TOO_LARGE: 413, INTERNAL_ERROR: 500}
+_TITLES = {PAYLOAD_TOO_LARGE: "The request body is too large", INTERNAL_ERROR: "Internal error"}
 
 
 def _titles(error: type[errors.DomainError]) -> None:
@@ -68,6 +69,7 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     errors.RateLimited.code: ("Try again in 840 seconds", {}),
     errors.Unavailable.code: ("The service is temporarily unavailable; nothing was written", {}),
     PAYLOAD_TOO_LARGE: ("The request body is limited to 65536 bytes", {}),
+    INTERNAL_ERROR: ("The service failed; nothing was written.", {}),
 }
 
 # Responses' headers, each described once in `components/headers`.
@@ -75,19 +77,19 @@ HEADERS: dict[str, dict[str, Any]] = {
     "X-Request-ID": {
         "description": "The request's `X-Request-ID` (1–64 of `A-Za-z0-9._:-`) when it gave one, else one made "
         "for it; every log line of the request carries it.",
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$", "maxLength": 64},
     },
     "Retry-After": {
         "description": "Seconds to wait before sending the same request again.",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
     },
     "Cache-Control": {
         "description": "How long the answer may be kept (`max-age`, seconds).",
-        "schema": {"type": "string", "examples": ["public, max-age=60"]},
+        "schema": {"type": "string", "maxLength": 100, "examples": ["public, max-age=60"]},
     },
     "WWW-Authenticate": {
         "description": "The scheme to authenticate with: `Bearer` (an access token), `Basic` at the token endpoint.",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "maxLength": 100},
     },
 }
 HEADERS["Link"] = {
@@ -218,6 +220,38 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
             response["headers"]["Retry-After"] = _header("Retry-After")
 
 
+# The longest each format is written: `2026-11-24T09:00:00.123456+00:00` for an instant.
+_FORMAT_LENGTHS = {"uuid": 36, "date": 10, "date-time": 32}
+_INT32 = 2**31 - 1
+
+
+def _tighten(node: Any) -> None:
+    """Every bound the service keeps, said where a schema leaves it implicit: how long a UUID, a date and an
+    instant are written, and each integer's width (the database's `integer` or `bigint`)."""
+    if isinstance(node, list):
+        for item in node:
+            _tighten(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and node.get("format") in _FORMAT_LENGTHS:
+        node.setdefault("maxLength", _FORMAT_LENGTHS[node["format"]])
+    if node.get("type") == "integer" and "format" not in node:
+        node["format"] = "int32" if node.get("maximum", _INT32 + 1) <= _INT32 else "int64"
+    for value in node.values():
+        _tighten(value)
+
+
+def _without_null(parameter: dict[str, Any]) -> None:
+    """A query parameter is given or left out, never null: FastAPI's `anyOf [X, null]` for an optional one says
+    only X, and generated clients take X or nothing."""
+    schema = parameter["schema"]
+    variants = schema.get("anyOf", [])
+    if {"type": "null"} in variants and len(variants) == 2:
+        del schema["anyOf"]
+        schema.update(next(variant for variant in variants if variant != {"type": "null"}))
+
+
 def json_response(body: BaseModel, status: int = 200) -> Response:
     """A hot path's answer, serialized once by pydantic's own serializer; the route declares the
     model as `response_model=` for the document, and FastAPI does not validate it a second time."""
@@ -242,7 +276,14 @@ TAGS = [
     {"name": "certificates", "description": "The public keys that verify support certificates offline."},
     {"name": "health", "description": "Liveness and readiness, for orchestrators and load balancers."},
 ]
-SERVERS = [{"url": "/", "description": "This service"}]
+# `x-internal: false`: the API is meant for resellers' systems, outside the operator's network.
+SERVERS = [
+    {
+        "url": "/",
+        "description": "This deployment (production, staging or local: the one serving this document)",
+        "x-internal": False,
+    }
+]
 CONTACT = {"name": "Smartec, Timex Support licensing"}
 # Schemas no route's signature names, yet the responses and the token endpoint's request refer to.
 _SHARED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -275,6 +316,10 @@ def install(app: FastAPI) -> None:
                     if "HTTPValidationError" in str(validation.get("content")):
                         del operation["responses"]["422"]
                     _document_idempotency(operation)
+                    for parameter in operation.get("parameters", []):
+                        _without_null(parameter)
+                    # Any operation may fail (a defect, the database lost mid-request): the one problem it answers.
+                    operation["responses"].setdefault("500", problems(INTERNAL_ERROR)[500])
                     if any(parameter["name"] == CURSOR for parameter in operation.get("parameters", [])):
                         operation["responses"]["200"].setdefault("headers", {})["Link"] = _header("Link")
                     for response in operation["responses"].values():
@@ -290,6 +335,7 @@ def install(app: FastAPI) -> None:
             for name, model_schema in shared["$defs"].items():
                 assert schemas.setdefault(name, model_schema) == model_schema, f"two schemas named {name}"
             components["headers"] = HEADERS
+            _tighten(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

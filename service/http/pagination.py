@@ -57,7 +57,7 @@ def _paging(
     ] = 100,
     cursor: Annotated[
         str | None,
-        Field(pattern=CURSOR_PATTERN),
+        Field(pattern=CURSOR_PATTERN, max_length=400),
         Query(description="The `next_cursor` of the previous page (opaque; keep the same filters)."),
     ] = None,
 ) -> Paging:

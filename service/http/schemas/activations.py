@@ -12,9 +12,14 @@ from service.http.schemas.common import (
     EXAMPLE_ACTIVATION_ID,
     EXAMPLE_CERTIFICATE,
     EXAMPLE_KEY_ID,
+    PAGE_ITEMS,
+    Count,
     InstallationCode,
+    Jwt,
+    Note,
     PageOut,
     Request,
+    StoredCode,
     Text,
     examples,
 )
@@ -55,9 +60,9 @@ class VoidOut(BaseModel):
     )
 
     activation_id: UUID
-    installation: str
+    installation: StoredCode
     voided_at: datetime
-    reason: str
+    reason: Note
     support_end: date = Field(description="The installation's support end after the activation was voided.")
     voided: list[UUID] = Field(
         description="Every activation this request voided, newest first (empty when it was void already)."
@@ -73,7 +78,7 @@ class LicensePeriodOut(BaseModel):
     key_id: UUID
     from_: date = Field(alias="from")
     to: date
-    bonus_months: int
+    bonus_months: Count
 
 
 class ActivationOut(BaseModel):
@@ -92,14 +97,16 @@ class ActivationOut(BaseModel):
     )
 
     activation_id: UUID
-    installation: str
+    installation: StoredCode
     activated_on: date
     support_end_before: date
     support_end_after: date
-    months_added: int
-    licenses: int = Field(description="How many keys (licenses) it used")
-    periods: list[LicensePeriodOut] = Field(description="What each key added, in the order of the request's keys")
-    certificate: str = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")
+    months_added: Count
+    licenses: int = Field(ge=1, le=50, description="How many keys (licenses) it used")
+    periods: list[LicensePeriodOut] = Field(
+        max_length=50, description="What each key added, in the order of the request's keys"
+    )
+    certificate: Jwt = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")
 
     @staticmethod
     def json_of(result: ActivationResult) -> bytes:
@@ -126,7 +133,7 @@ class ActivationOut(BaseModel):
 
 
 class LedgerEntryOut(ActivationSummaryOut):
-    installation: str = Field(description="The installation's code.")
+    installation: StoredCode = Field(description="The installation's code.")
     reseller_id: UUID | None
     created_at: datetime = Field(description="When it was recorded: the ledger's order.")
 
@@ -157,4 +164,4 @@ class LedgerPage(PageOut):
         }
     )
 
-    items: list[LedgerEntryOut]
+    items: list[LedgerEntryOut] = Field(max_length=PAGE_ITEMS)

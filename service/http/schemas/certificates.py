@@ -12,9 +12,13 @@ class Jwk(BaseModel):
 
     kty: Literal["EC"]
     crv: Literal["P-256"]
-    x: str
-    y: str
-    kid: str = Field(description="The RFC 7638 thumbprint: the `kid` in a certificate's header")
+    x: str = Field(max_length=43, pattern="^[A-Za-z0-9_-]{43}$", description="base64url, 32 bytes")
+    y: str = Field(max_length=43, pattern="^[A-Za-z0-9_-]{43}$", description="base64url, 32 bytes")
+    kid: str = Field(
+        max_length=43,
+        pattern="^[A-Za-z0-9_-]{43}$",
+        description="The RFC 7638 thumbprint: the `kid` in a certificate's header",
+    )
     use: Literal["sig"]
     alg: Literal["ES256"]
 

@@ -1,13 +1,16 @@
 """Resellers: registered, read, disabled and enabled, their secret rotated."""
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from service.http.schemas.common import Line, PageOut, Request, examples
+from service.http.schemas.common import PAGE_ITEMS, Line, Name, PageOut, Request, examples
 from service.resellers import RotatedSecret
 
+ClientId = Annotated[str, Field(max_length=64)]
+Secret = Annotated[str, Field(max_length=128)]
 EXAMPLE_RESELLER_ID = "7a1d2c3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d"
 
 
@@ -27,9 +30,9 @@ class ResellerCreated(BaseModel):
     )
 
     id: UUID
-    name: str
-    client_id: str
-    client_secret: str = Field(description="Shown once; only a hash of it is kept.")
+    name: Name
+    client_id: ClientId
+    client_secret: Secret = Field(description="Shown once; only a hash of it is kept.")
 
 
 _RESELLER_EXAMPLE = {
@@ -45,8 +48,8 @@ class ResellerOut(BaseModel):
     model_config = examples(_RESELLER_EXAMPLE, from_attributes=True)
 
     id: UUID
-    name: str
-    client_id: str
+    name: Name
+    client_id: ClientId
     disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
     created_at: datetime
 
@@ -54,13 +57,13 @@ class ResellerOut(BaseModel):
 class ResellerPage(PageOut):
     model_config = examples({"items": [_RESELLER_EXAMPLE], "has_more": False, "next_cursor": None})
 
-    items: list[ResellerOut]
+    items: list[ResellerOut] = Field(max_length=PAGE_ITEMS)
 
 
 class ResellerSecretRotated(ResellerOut):
     model_config = examples({**_RESELLER_EXAMPLE, "client_secret": "(shown once)"})
 
-    client_secret: str = Field(description="The new secret, shown once; the old one and its tokens no longer work.")
+    client_secret: Secret = Field(description="The new secret, shown once; the old one and its tokens no longer work.")
 
     @classmethod
     def of_rotation(cls, rotated: RotatedSecret) -> "ResellerSecretRotated":
