@@ -17,6 +17,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Protocol
 
@@ -44,6 +46,32 @@ REFUSED_IN_FLIGHT_RETRY_AFTER = 1
 """`Retry-After` when only the attempts in flight fill the limit: one of them ends soon."""
 
 
+@dataclass(frozen=True)
+class Quota:
+    """Where an attempt left its names' limit, for the `RateLimit` headers: `remaining` more attempts may fail
+    before it is reached, `reset` seconds before the window's failures are forgotten."""
+
+    policy: str
+    limit: int
+    window: int
+    remaining: int
+    reset: int
+
+
+QUOTA: ContextVar[Quota | None] = ContextVar("quota", default=None)
+"""The last limit checked in this context (one request): what the HTTP layer reports in its answer's headers."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    wait: int
+    """0 when admitted (its places taken), else the seconds to wait (nothing taken)."""
+    remaining: int
+    """The fewest places left under any of the names, after this one."""
+    reset: int
+    """Seconds until the names' failures are forgotten; 0 when none are counted."""
+
+
 def client_name(address: str) -> str:
     """The name a client is limited under: its IPv4 address, or its IPv6 network (/64: what one subscriber gets)."""
     try:
@@ -58,8 +86,8 @@ def client_name(address: str) -> str:
 class Store(Protocol):
     name: str
 
-    async def take(self, names: Sequence[str], limit: int) -> int:
-        """Take a place in flight under each name; 0 when admitted, else (nothing taken) the seconds to wait."""
+    async def take(self, names: Sequence[str], limit: int) -> Taken:
+        """Take a place in flight under each name, if each has room."""
 
     async def finish(self, names: Sequence[str], failed: bool, window: int) -> None:
         """Give the places back, counting a failure under each name when `failed`."""
@@ -80,19 +108,22 @@ class MemoryStore:
         count, ends = self._failures.get(name, (0, 0.0))
         return (count, ends) if ends > now else (0, 0.0)
 
-    async def take(self, names: Sequence[str], limit: int) -> int:
+    async def take(self, names: Sequence[str], limit: int) -> Taken:
         # No await between the check and the update: the event loop makes the two one step.
         now = self._clock()
-        wait = 0
+        wait, remaining, reset = 0, limit, 0
         for name in names:
             failures, ends = self._failures_of(name, now)
-            if failures + self._in_flight.get(name, 0) + 1 > limit:
+            left = limit - failures - self._in_flight.get(name, 0) - 1
+            remaining = min(remaining, left)
+            reset = max(reset, max(1, round(ends - now)) if failures else 0)
+            if left < 0:
                 wait = max(wait, max(1, round(ends - now)) if failures >= limit else REFUSED_IN_FLIGHT_RETRY_AFTER)
         if wait:
-            return wait
+            return Taken(wait, 0, reset)
         for name in names:
             self._in_flight[name] = self._in_flight.get(name, 0) + 1
-        return 0
+        return Taken(0, remaining, reset)
 
     async def finish(self, names: Sequence[str], failed: bool, window: int) -> None:
         now = self._clock()
@@ -114,20 +145,22 @@ class MemoryStore:
 # KEYS: each name's failure counter and its in-flight counter, in pairs. One script runs as one
 # step in Redis, so no two attempts can both see room for one.
 _TAKE = """
-local limit, wait = tonumber(ARGV[1]), 0
+local limit, wait, remaining, reset = tonumber(ARGV[1]), 0, tonumber(ARGV[1]), 0
 for i = 1, #KEYS, 2 do
   local failures = tonumber(redis.call('GET', KEYS[i]) or '0')
   local in_flight = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  remaining = math.min(remaining, limit - failures - in_flight - 1)
+  if failures > 0 then reset = math.max(reset, redis.call('TTL', KEYS[i]), 1) end
   if failures + in_flight + 1 > limit then
     if failures >= limit then wait = math.max(wait, redis.call('TTL', KEYS[i]), 1) else wait = math.max(wait, 1) end
   end
 end
-if wait > 0 then return wait end
+if wait > 0 then return {wait, 0, reset} end
 for i = 2, #KEYS, 2 do
   redis.call('INCR', KEYS[i])
   redis.call('EXPIRE', KEYS[i], ARGV[2])
 end
-return 0
+return {0, remaining, reset}
 """
 _FINISH = """
 for i = 1, #KEYS, 2 do
@@ -153,8 +186,9 @@ class RedisStore:
         self._take = redis.register_script(_TAKE)
         self._finish = redis.register_script(_FINISH)
 
-    async def take(self, names: Sequence[str], limit: int) -> int:
-        return int(await self._take(keys=_pairs(names), args=[limit, IN_FLIGHT_SECONDS]))
+    async def take(self, names: Sequence[str], limit: int) -> Taken:
+        wait, remaining, reset = await self._take(keys=_pairs(names), args=[limit, IN_FLIGHT_SECONDS])
+        return Taken(int(wait), int(remaining), int(reset))
 
     async def finish(self, names: Sequence[str], failed: bool, window: int) -> None:
         await self._finish(keys=_pairs(names), args=[1 if failed else 0, window])
@@ -198,19 +232,19 @@ class Counters:
             log.warning("rate-limit counters: Redis unreachable (%s); counting in process memory", type(exc).__name__)
             self._set_store(self.memory)
 
-    async def take(self, names: Sequence[str], limit: int) -> tuple[int, Store]:
+    async def take(self, names: Sequence[str], limit: int) -> tuple[Taken, Store]:
         """`Store.take`, in the store in use; the store, to finish in."""
         if self.redis is not None and time.monotonic() >= self._redis_again_at:
             try:
                 async with asyncio.timeout(self.timeout):
-                    wait = await self.redis.take(names, limit)
+                    taken = await self.redis.take(names, limit)
             except _REDIS_DOWN as exc:
                 self._redis_failed(exc)
             else:
                 if self._store != self.redis.name:
                     log.warning("rate-limit counters: Redis is back; counting there again")
                     self._set_store(self.redis)
-                return wait, self.redis
+                return taken, self.redis
         return await self.memory.take(names, limit), self.memory
 
     async def finish(self, store: Store, names: Sequence[str], failed: bool, window: int) -> None:
@@ -246,14 +280,17 @@ class Limiter:
         self.limit = limit
         self.window = window
         self.prefix = prefix
+        self.policy = prefix.rsplit(":", 1)[-1]
+        """The limit's name in the `RateLimit` headers: the prefix's last part (`activation`, `token`)."""
 
     @asynccontextmanager
     async def attempt(self, *, names: Sequence[str], failures: tuple[type[BaseException], ...]) -> AsyncIterator[None]:
         """Refuse before any work while `names` are at the limit; count the block's `failures`."""
         keys = [f"{self.prefix}:{name}" for name in names]
-        wait, store = await self.counters.take(keys, self.limit)
-        if wait:
-            raise errors.RateLimited(wait)
+        taken, store = await self.counters.take(keys, self.limit)
+        QUOTA.set(Quota(self.policy, self.limit, self.window, max(taken.remaining, 0), taken.reset or self.window))
+        if taken.wait:
+            raise errors.RateLimited(taken.wait)
         failed = False
         try:
             yield

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import webhooks
 from service.http.deps import require_metrics_access, runtime_of
+from service.ratelimit import QUOTA, Quota
 
 access_log = logging.getLogger("service.access")
 events_log = logging.getLogger("service.events")
@@ -69,6 +70,16 @@ def event(name: str, **fields: object) -> None:
     events_log.info(orjson.dumps({"event": name, **fields}, default=str).decode())
 
 
+def quota_headers(quota: Quota) -> list[tuple[bytes, bytes]]:
+    """The IETF httpapi draft's `RateLimit-Policy` and `RateLimit` (structured fields): the policy's quota `q` of
+    failures in a window of `w` seconds; `r` more that may fail now, `t` seconds until the counted ones are
+    forgotten."""
+    return [
+        (b"ratelimit-policy", f'"{quota.policy}";q={quota.limit};w={quota.window}'.encode()),
+        (b"ratelimit", f'"{quota.policy}";r={quota.remaining};t={quota.reset}'.encode()),
+    ]
+
+
 class Observability:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -81,12 +92,16 @@ class Observability:
         if not _REQUEST_ID.match(request_id):
             request_id = secrets.token_hex(16).encode()
         status = 500
+        QUOTA.set(None)  # a limit checked by this request, and only this one, is reported in its answer
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+                quota = QUOTA.get()
+                if quota is not None:
+                    message["headers"] += quota_headers(quota)
             await send(message)
 
         try:

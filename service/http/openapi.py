@@ -101,6 +101,19 @@ HEADERS["Link"] = {
         "examples": ['</v1/keys?limit=100&cursor=WyIwYjllIl0>; rel="next"'],
     },
 }
+HEADERS["RateLimit-Policy"] = {
+    "description": "On an operation that is limited, once the request reached the limit: its policy, as the IETF "
+    'httpapi draft writes it (a structured field): `"activation";q=10;w=900`, at most `q` failures in `w` seconds '
+    "per client (see the README: only failures count, and attempts in flight).",
+    "schema": {"type": "string", "maxLength": 100, "pattern": '^"[a-z]+";q=[0-9]+;w=[0-9]+$'},
+}
+HEADERS["RateLimit"] = {
+    "description": "With `RateLimit-Policy`: where this client stands, `r` more attempts that may fail (this one "
+    'counted as if it failed) and `t` seconds until the failures counted are forgotten: `"activation";r=9;t=900`. '
+    "On a `429`, `r=0` and `t` is `Retry-After`.",
+    "schema": {"type": "string", "maxLength": 100, "pattern": '^"[a-z]+";r=[0-9]+;t=[0-9]+$'},
+}
+_LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit")
 _HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -318,6 +331,10 @@ def install(app: FastAPI) -> None:
                     _document_idempotency(operation)
                     for parameter in operation.get("parameters", []):
                         _without_null(parameter)
+                    if "429" in operation["responses"]:  # a limited operation tells its limit on every answer
+                        for status, response in operation["responses"].items():
+                            if status.startswith(("2", "4")):
+                                response.setdefault("headers", {}).update(headers(*_LIMIT_HEADERS))
                     # Any operation may fail (a defect, the database lost mid-request): the one problem it answers.
                     operation["responses"].setdefault("500", problems(INTERNAL_ERROR)[500])
                     if any(parameter["name"] == CURSOR for parameter in operation.get("parameters", [])):
