@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(1, gt=0)
     webhook_allowed_hosts: list[str] = []
+    # Browser origins (`https://backoffice.partner.example`, or `*`) that may call the API; none by default.
+    cors_allowed_origins: list[str] = []
     webhook_timeout_seconds: float = Field(5.0, gt=0)
     webhook_retry_base_seconds: float = Field(5.0, ge=0)
     webhook_max_attempts: int = Field(15, gt=0)

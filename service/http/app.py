@@ -8,6 +8,7 @@ from datetime import timedelta
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service.auth import SecretChecks
 from service.clock import Clock
@@ -32,6 +33,20 @@ access token from `POST /v1/auth/token`. Every error is RFC 9457 `application/pr
 with a stable `code`. The licensing rules the operations cite are at [/docs/rules](/docs/rules),
 the fixed points of this contract at [/docs/contract](/docs/contract).
 """
+
+
+# What a browser on an allowed origin may send and read (CORS): the API's own headers, nothing more.
+CORS_METHODS = ["GET", "POST", "DELETE"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Accept-Language", "Idempotency-Key", "X-Request-ID"]
+CORS_RESPONSE_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit-Policy",
+    "RateLimit",
+    "Link",
+    "Idempotent-Replayed",
+    "Content-Language",
+]
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -104,6 +119,17 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     problems.install(app)
     openapi.install(app)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
+    if settings.cors_allowed_origins:  # off by default: not even a layer on the hot paths
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            # Bearer tokens, not cookies: a browser never needs to send credentials, so it is never told it may.
+            allow_credentials=False,
+            max_age=600,
+        )
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as

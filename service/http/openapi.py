@@ -114,6 +114,11 @@ HEADERS["RateLimit"] = {
     "schema": {"type": "string", "maxLength": 100, "pattern": '^"[a-z]+";r=[0-9]+;t=[0-9]+$'},
 }
 _LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit")
+HEADERS["Access-Control-Allow-Origin"] = {
+    "description": "CORS: the request's `Origin` when it is one of `CORS_ALLOWED_ORIGINS` (none by default), or `*` "
+    "when that is. Credentials are never allowed: the API takes bearer tokens, not cookies.",
+    "schema": {"type": "string", "maxLength": 2000, "examples": ["https://backoffice.partner.example"]},
+}
 _HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -265,6 +270,25 @@ def _without_null(parameter: dict[str, Any]) -> None:
         schema.update(next(variant for variant in variants if variant != {"type": "null"}))
 
 
+def _document_conventions(operation: dict[str, Any]) -> None:
+    """What every operation shares, said on each: its `500`, the headers of every answer, the `Link` of a list, the
+    limit of a limited operation; and optional query parameters without `null`."""
+    responses = operation["responses"]
+    parameters = operation.get("parameters", [])
+    for parameter in parameters:
+        _without_null(parameter)
+    if "429" in responses:  # a limited operation tells its limit on every answer
+        for status, response in responses.items():
+            if status.startswith(("2", "4")):
+                response.setdefault("headers", {}).update(headers(*_LIMIT_HEADERS))
+    # Any operation may fail (a defect, the database lost mid-request): the one problem it answers then.
+    responses.setdefault("500", problems(INTERNAL_ERROR)[500])
+    if any(parameter["name"] == CURSOR for parameter in parameters):
+        responses["200"].setdefault("headers", {})["Link"] = _header("Link")
+    for response in responses.values():
+        response.setdefault("headers", {}).update(headers("X-Request-ID", "Access-Control-Allow-Origin"))
+
+
 def json_response(body: BaseModel, status: int = 200) -> Response:
     """A hot path's answer, serialized once by pydantic's own serializer; the route declares the
     model as `response_model=` for the document, and FastAPI does not validate it a second time."""
@@ -329,18 +353,7 @@ def install(app: FastAPI) -> None:
                     if "HTTPValidationError" in str(validation.get("content")):
                         del operation["responses"]["422"]
                     _document_idempotency(operation)
-                    for parameter in operation.get("parameters", []):
-                        _without_null(parameter)
-                    if "429" in operation["responses"]:  # a limited operation tells its limit on every answer
-                        for status, response in operation["responses"].items():
-                            if status.startswith(("2", "4")):
-                                response.setdefault("headers", {}).update(headers(*_LIMIT_HEADERS))
-                    # Any operation may fail (a defect, the database lost mid-request): the one problem it answers.
-                    operation["responses"].setdefault("500", problems(INTERNAL_ERROR)[500])
-                    if any(parameter["name"] == CURSOR for parameter in operation.get("parameters", [])):
-                        operation["responses"]["200"].setdefault("headers", {})["Link"] = _header("Link")
-                    for response in operation["responses"].values():
-                        response.setdefault("headers", {})["X-Request-ID"] = _header("X-Request-ID")
+                    _document_conventions(operation)
             components = schema.setdefault("components", {})
             schemas = components.setdefault("schemas", {})
             for event in schema.get("webhooks", {}).values():  # what the receiver answers is its own
