@@ -186,7 +186,7 @@ def _outbox(taken: Any, extended: Any) -> Any:
     """The event's row: its values bound as `webhooks.Event.params` gives them, its data with the ids of the
     keys `taken` (which only this statement knows), if `extended` was."""
     columns = WebhookEvent.__table__.c
-    names = ("id", "type", "occurred_at", "reseller_id")
+    names = ("id", "type", "occurred_at", "reseller_id", "traceparent")
     key_ids = select(
         func.coalesce(func.jsonb_agg(aggregate_order_by(taken.c.id, taken.c.position)), func.jsonb_build_array())
     ).scalar_subquery()

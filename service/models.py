@@ -234,6 +234,8 @@ class WebhookEvent(Base):
     installation_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     period_end: Mapped[date | None] = mapped_column(Date)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    # The `traceparent` of the request that made the change (W3C Trace Context), sent on with its deliveries.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     __table_args__ = (
         Index(

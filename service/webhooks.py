@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 from pydantic import TypeAdapter
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
-from service import pagination, resellers
+from service import pagination, resellers, tracing
 from service.auth import Principal
 from service.driver import Driver, Row, Session, retried
 from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
@@ -77,10 +77,14 @@ class Event:
     data: bytes
     installation_id: int | None = None
     period_end: date | None = None
+    traceparent: str | None = None
+    """The trace of the request whose change it reports (W3C Trace Context): its deliveries carry it on."""
 
     @classmethod
     def of(cls, type: str, subject: object, *, reseller_id: UUID | None, now: datetime, **period: Any) -> "Event":
-        return cls(uuid4(), type, now, reseller_id, snapshot(subject), **period)
+        return cls(
+            uuid4(), type, now, reseller_id, snapshot(subject), **period, traceparent=tracing.current_traceparent()
+        )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -93,6 +97,7 @@ class Event:
             "event_data": self.data.decode(),
             "event_installation": self.installation_id,
             "event_period": self.period_end,
+            "event_traceparent": self.traceparent,
         }
 
 
@@ -104,6 +109,7 @@ EVENT_COLUMNS = {
     "data": "event_data",
     "installation_id": "event_installation",
     "period_end": "event_period",
+    "traceparent": "event_traceparent",
 }
 _EMIT = insert(WebhookEvent).values({column: bindparam(name) for column, name in EVENT_COLUMNS.items()})
 
@@ -445,6 +451,7 @@ class Claim:
     event_type: str
     occurred_at: datetime
     data: str
+    traceparent: str | None
 
 
 _DUE = (
@@ -458,6 +465,7 @@ _DUE = (
         WebhookEvent.type.label("event_type"),
         WebhookEvent.occurred_at,
         WebhookEvent.data,
+        WebhookEvent.traceparent,
     )
     .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
     .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
@@ -497,6 +505,7 @@ async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int) 
             event_type=row["event_type"],
             occurred_at=row["occurred_at"],
             data=row["data"],
+            traceparent=row["traceparent"],
         )
         for row in rows
     ]

@@ -21,7 +21,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import webhooks
+from service import tracing, webhooks
 from service.http.deps import require_metrics_access, runtime_of
 from service.ratelimit import QUOTA, Quota
 
@@ -66,8 +66,10 @@ def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
 
 
 def event(name: str, **fields: object) -> None:
-    """A business event as one JSON line: ids and figures, never a key or a secret."""
-    events_log.info(orjson.dumps({"event": name, **fields}, default=str).decode())
+    """A business event as one JSON line: ids and figures, never a key or a secret; and its request's trace."""
+    trace = tracing.CURRENT.get()
+    trace_id = None if trace is None else trace.trace_id
+    events_log.info(orjson.dumps({"event": name, **fields, "trace_id": trace_id}, default=str).decode())
 
 
 def quota_headers(quota: Quota) -> list[tuple[bytes, bytes]]:
@@ -88,9 +90,16 @@ class Observability:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        request_id = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+        request_id = traceparent = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value
+            elif name == b"traceparent":
+                traceparent = value
         if not _REQUEST_ID.match(request_id):
             request_id = secrets.token_hex(16).encode()
+        trace = tracing.continued(traceparent)
+        tracing.CURRENT.set(trace)
         status = 500
         QUOTA.set(None)  # a limit checked by this request, and only this one, is reported in its answer
 
@@ -98,7 +107,11 @@ class Observability:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id),
+                    (b"traceparent", trace.traceparent.encode()),
+                ]
                 quota = QUOTA.get()
                 if quota is not None:
                     message["headers"] += quota_headers(quota)
@@ -122,6 +135,7 @@ class Observability:
                             "status": status,
                             "duration_ms": round(elapsed * 1000, 3),
                             "request_id": request_id.decode(),
+                            "trace_id": trace.trace_id,
                         }
                     ).decode()
                 )

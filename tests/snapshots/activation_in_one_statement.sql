@@ -24,8 +24,9 @@
 --   $23 event_type
 --   $24 event_at
 --   $25 event_reseller
---   $26 event_data
---   $27 jsonb_build_object_1
+--   $26 event_traceparent
+--   $27 event_data
+--   $28 jsonb_build_object_1
 WITH unchanged AS 
 (SELECT installations.id AS id 
 FROM installations 
@@ -47,8 +48,8 @@ ledger AS
 WHERE EXISTS (SELECT extended.id 
 FROM extended)), 
 outbox AS 
-(INSERT INTO webhook_events (id, type, occurred_at, reseller_id, data) SELECT $22::UUID AS anon_12, $23::VARCHAR AS anon_13, $24::TIMESTAMP WITH TIME ZONE AS anon_14, $25::UUID AS anon_15, CAST(CAST($26::VARCHAR AS JSONB) || jsonb_build_object($27::VARCHAR, (SELECT coalesce(jsonb_agg(taken.id ORDER BY taken.position), jsonb_build_array()) AS coalesce_1 
-FROM taken)) AS TEXT) AS anon_16 
+(INSERT INTO webhook_events (id, type, occurred_at, reseller_id, traceparent, data) SELECT $22::UUID AS anon_12, $23::VARCHAR AS anon_13, $24::TIMESTAMP WITH TIME ZONE AS anon_14, $25::UUID AS anon_15, $26::VARCHAR AS anon_16, CAST(CAST($27::VARCHAR AS JSONB) || jsonb_build_object($28::VARCHAR, (SELECT coalesce(jsonb_agg(taken.id ORDER BY taken.position), jsonb_build_array()) AS coalesce_1 
+FROM taken)) AS TEXT) AS anon_17 
 WHERE EXISTS (SELECT extended.id 
 FROM extended))
  SELECT taken.id, taken.digest 

@@ -1,0 +1,96 @@
+"""W3C Trace Context: a request's `traceparent` is kept (a new trace is begun without one), written in every log line
+of the request, returned, and sent on with the webhooks its change causes, so one request can be followed from a
+reseller's system through the service and back."""
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service import tracing
+from tests.api import Api
+from tests.conftest import make_settings, service
+from tests.receiver import Receiver
+from tests.test_webhooks import deliver_all, endpoint
+
+pytestmark = pytest.mark.anyio
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+INCOMING = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+TRACEPARENT = re.compile(r"^00-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$")
+
+
+@pytest.fixture
+async def hooks(database_url: str) -> AsyncIterator[Api]:
+    settings = make_settings(database_url, webhook_allowed_hosts=["127.0.0.1"], webhook_retry_base_seconds=0)
+    async with service(settings) as api:
+        yield api
+
+
+def _returned(headers: object) -> re.Match[str]:
+    match = TRACEPARENT.match(headers["traceparent"])  # type: ignore[index]
+    assert match is not None
+    return match
+
+
+async def test_an_incoming_trace_is_kept_with_a_span_of_the_services_own(api: Api) -> None:
+    response = await api.get("/v1/installations/NOPE/support", headers={"traceparent": INCOMING})
+
+    returned = _returned(response.headers)
+    assert (returned["trace"], returned["flags"]) == (TRACE_ID, "01")
+    assert returned["span"] != "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        None,
+        "garbage",
+        f"00-{'0' * 32}-00f067aa0ba902b7-01",  # an all-zero trace id
+        f"00-{TRACE_ID}-{'0' * 16}-01",  # an all-zero parent
+        f"ff-{TRACE_ID}-00f067aa0ba902b7-01",  # the version that is never valid
+        f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01",  # upper case
+        f"00-{TRACE_ID}-00f067aa0ba902b7-01-more",  # version 00 has four fields
+    ],
+)
+async def test_without_a_valid_traceparent_a_new_trace_is_begun(api: Api, given: str | None) -> None:
+    response = await api.get("/healthz", headers={"traceparent": given} if given else {})
+
+    returned = _returned(response.headers)
+    assert returned["trace"] not in (TRACE_ID, "0" * 32)
+
+
+async def test_a_later_version_is_read_by_its_first_four_fields() -> None:
+    assert tracing.continued(f"01-{TRACE_ID}-00f067aa0ba902b7-01-what-comes-later".encode()).trace_id == TRACE_ID
+
+
+async def test_every_log_line_of_a_request_names_its_trace(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    await api.installation("ACME-0001")
+    [key] = await api.keys(1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        response = await api.activate("ACME-0001", [key], headers={"traceparent": INCOMING})
+
+    assert response.status_code == 201
+    lines = [json.loads(record.getMessage()) for record in caplog.records if record.name.startswith("service.")]
+    assert {line.get("event", "access") for line in lines} == {"activation", "access"}
+    assert {line["trace_id"] for line in lines} == {TRACE_ID}
+
+
+async def test_the_trace_goes_on_to_the_webhook_the_request_causes(hooks: Api) -> None:
+    async with Receiver.running() as receiver:
+        await endpoint(hooks, receiver.url, event_types=["installation.registered"])
+        registered = await hooks.post(
+            "/v1/installations",
+            {"code": "ACME-0001", "purchased_on": "2025-03-15"},
+            headers={**hooks.admin, "traceparent": INCOMING},
+        )
+        await deliver_all(hooks)
+
+    assert registered.status_code == 201
+    [delivery] = receiver.received
+    sent = _returned(delivery.headers)
+    assert sent["trace"] == TRACE_ID
+    assert sent["span"] not in ("00f067aa0ba902b7", _returned(registered.headers)["span"])
