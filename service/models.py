@@ -81,6 +81,9 @@ class Reseller(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Set by a secret rotation: a token issued (`iat`) before this instant is refused, whatever its `exp`.
     tokens_valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Set by a rotation with a grace period: the secret before it still logs in until `previous_secret_until`.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(255))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Installation(Base):

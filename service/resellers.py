@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, case, func, insert, select, tuple_, update
 
 from service import pagination
 from service.auth import SecretChecks, hash_secret
 from service.driver import Driver, Duplicate, Session, retried
 from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
-from service.models import Reseller
+from service.models import Reseller, UtcDateTime
 from service.pagination import Page
 from service.ratelimit import Limiter, client_name
 
@@ -40,6 +40,7 @@ class ResellerRecord:
     client_id: str
     created_at: datetime
     disabled_at: datetime | None
+    previous_secret_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,25 @@ class Login:
         return max(now, self.tokens_valid_from) if self.tokens_valid_from else now
 
 
-_RECORD = select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at)
+_RECORD = select(
+    Reseller.id,
+    Reseller.name,
+    Reseller.client_id,
+    Reseller.created_at,
+    Reseller.disabled_at,
+    Reseller.previous_secret_until,
+)
 _FIND = _RECORD.where(Reseller.id == bindparam("id"))
 # Read on every call with a reseller's token: built once.
 _ACCESS = select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id"))
-_LOGIN = select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
-    Reseller.client_id == bindparam("client_id")
-)
+_LOGIN = select(
+    Reseller.id,
+    Reseller.secret_hash,
+    Reseller.disabled_at,
+    Reseller.tokens_valid_from,
+    Reseller.previous_secret_hash,
+    Reseller.previous_secret_until,
+).where(Reseller.client_id == bindparam("client_id"))
 _REGISTER = insert(Reseller).values(
     id=bindparam("id"), name=bindparam("name"), client_id=bindparam("client_id"), secret_hash=bindparam("secret_hash")
 )
@@ -76,10 +89,17 @@ _DISABLE = (
     .values(disabled_at=bindparam("now"))
 )
 _ENABLE = update(Reseller).where(Reseller.id == bindparam("reseller_id")).values(disabled_at=None)
+# The secret being replaced is kept, with its end, only for a grace period (`until` in the future); `valid_from`
+# moves only when there is none: an overlap is for rolling a secret out, not for one that leaked.
 _ROTATE = (
     update(Reseller)
     .where(Reseller.id == bindparam("reseller_id"))
-    .values(secret_hash=bindparam("secret_hash"), tokens_valid_from=bindparam("valid_from"))
+    .values(
+        previous_secret_hash=case((bindparam("until", type_=UtcDateTime()).is_not(None), Reseller.secret_hash)),
+        previous_secret_until=bindparam("until", type_=UtcDateTime()),
+        secret_hash=bindparam("secret_hash"),
+        tokens_valid_from=func.coalesce(bindparam("valid_from", type_=UtcDateTime()), Reseller.tokens_valid_from),
+    )
 )
 _EXISTS = select(Reseller.id).where(Reseller.id == bindparam("id"))
 
@@ -104,15 +124,26 @@ async def _insert(*, driver: Driver, values: dict[str, object]) -> None:
 
 
 async def authenticate(
-    *, driver: Driver, limiter: Limiter, checks: SecretChecks, client: str, client_id: str, client_secret: str
+    *,
+    driver: Driver,
+    limiter: Limiter,
+    checks: SecretChecks,
+    client: str,
+    client_id: str,
+    client_secret: str,
+    now: datetime,
 ) -> Login:
-    """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
-    otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
-    limited per client address and per client id, before any secret is hashed."""
+    """The reseller's login when the credentials are right (its secret, or the one before it during a rotation's
+    grace period) and it is not disabled; `Unauthenticated` otherwise, the same answer in every case, so that a caller
+    learns nothing of which it was. Failures are limited per client address and per client id, before any secret is
+    hashed."""
     async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
         row = await driver.first(_LOGIN, {"client_id": client_id})
         stored = row["secret_hash"] if row else _DUMMY_HASH
-        if not await checks.verify(client_secret, stored) or row is None or row["disabled_at"] is not None:
+        right = await checks.verify(client_secret, stored)
+        if not right and row is not None and row["previous_secret_until"] and row["previous_secret_until"] > now:
+            right = await checks.verify(client_secret, row["previous_secret_hash"])
+        if not right or row is None or row["disabled_at"] is not None:
             raise Unauthenticated(N_("Unknown client or wrong secret"))
         return Login(row["id"], row["tokens_valid_from"])
 
@@ -170,25 +201,29 @@ async def enable(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
         return await _find(session, reseller_id)
 
 
-async def rotate_secret(*, driver: Driver, reseller_id: UUID, now: datetime) -> RotatedSecret:
-    """A new client secret, shown once; the old one stops working at once, and so does every token issued
-    before now (a rotation is usually because the secret leaked). `iat` counts whole seconds, so tokens are
-    valid from the next whole second: one issued earlier in this second could be the leaked secret's."""
+async def rotate_secret(
+    *, driver: Driver, reseller_id: UUID, now: datetime, grace: timedelta = timedelta(0)
+) -> RotatedSecret:
+    """A new client secret, shown once. Without a grace period the old one stops working at once, and so does every
+    token issued before now (the usual reason is a leaked secret): `iat` counts whole seconds, so tokens are valid
+    from the next whole second, as one issued earlier in this second could be the leaked secret's. With one, the old
+    secret still logs in until `now + grace` (a reseller rolls the new one out to its servers meanwhile), and the
+    tokens already issued run out as usual; a rotation replaces any grace period before it."""
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
-    valid_from = now.replace(microsecond=0) + timedelta(seconds=1)
-    return RotatedSecret(
-        await _store_secret(driver=driver, reseller_id=reseller_id, secret_hash=secret_hash, valid_from=valid_from),
-        client_secret,
-    )
+    overlap = grace > timedelta(0)
+    values: dict[str, object] = {
+        "secret_hash": secret_hash,
+        "valid_from": None if overlap else now.replace(microsecond=0) + timedelta(seconds=1),
+        "until": now + grace if overlap else None,
+    }
+    return RotatedSecret(await _store_secret(driver=driver, reseller_id=reseller_id, values=values), client_secret)
 
 
 @retried
-async def _store_secret(*, driver: Driver, reseller_id: UUID, secret_hash: str, valid_from: datetime) -> ResellerRecord:
+async def _store_secret(*, driver: Driver, reseller_id: UUID, values: dict[str, object]) -> ResellerRecord:
     async with driver.transaction() as session:
-        await session.execute(
-            _ROTATE, {"reseller_id": reseller_id, "secret_hash": secret_hash, "valid_from": valid_from}
-        )
+        await session.execute(_ROTATE, {"reseller_id": reseller_id, **values})
         return await _find(session, reseller_id)
 
 

@@ -1,6 +1,7 @@
 """Resellers, for admins: register one (its client secret shown once), read it, disable and enable it, and
 rotate its secret."""
 
+from datetime import timedelta
 from uuid import UUID
 
 from fastapi import APIRouter, status
@@ -11,7 +12,14 @@ from service.http.idempotency import idempotent
 from service.http.observability import event
 from service.http.openapi import problems
 from service.http.pagination import PagingDep
-from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerPage, ResellerSecretRotated
+from service.http.schemas.resellers import (
+    ResellerCreated,
+    ResellerIn,
+    ResellerOut,
+    ResellerPage,
+    ResellerSecretRotated,
+    RotateSecretIn,
+)
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 
@@ -106,10 +114,13 @@ async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> Rese
 )
 @idempotent
 async def rotate_secret(
-    reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep
+    reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep, body: RotateSecretIn | None = None
 ) -> ResellerSecretRotated:
-    """Admins: a new client secret, in this answer only. The old secret stops working at once, and so does
-    every access token issued before the rotation (the usual reason for one is a leaked secret)."""
-    rotated = await resellers.rotate_secret(driver=driver, reseller_id=reseller_id, now=clock.now())
-    event("reseller_secret_rotated", reseller_id=reseller_id)
+    """Admins: a new client secret, in this answer only. Without `grace_seconds` (or with 0) the old secret stops
+    working at once, and so does every access token issued before the rotation (the usual reason for one is a
+    leaked secret). With it, the old secret still logs in until `previous_secret_until` (the answer and the
+    reseller's record say when), while the reseller rolls the new one out to its servers."""
+    grace = timedelta(seconds=body.grace_seconds if body else 0)
+    rotated = await resellers.rotate_secret(driver=driver, reseller_id=reseller_id, now=clock.now(), grace=grace)
+    event("reseller_secret_rotated", reseller_id=reseller_id, grace_seconds=int(grace.total_seconds()))
     return ResellerSecretRotated.of_rotation(rotated)

@@ -18,6 +18,17 @@ class ResellerIn(Request):
     name: Line = Field(min_length=1, max_length=200, examples=["Smartec Partner LLC"])
 
 
+class RotateSecretIn(Request):
+    grace_seconds: int = Field(
+        0,
+        ge=0,
+        le=30 * 24 * 3600,
+        examples=[86400],
+        description="How long the old secret still logs in (at most 30 days); 0: it stops at once, and so do the "
+        "tokens issued before.",
+    )
+
+
 class ResellerCreated(BaseModel):
     model_config = examples(
         {
@@ -41,6 +52,7 @@ _RESELLER_EXAMPLE = {
     "client_id": "rs_3q9LkP0aZx1v2b7n",
     "disabled_at": None,
     "created_at": "2026-11-24T09:00:00Z",
+    "previous_secret_until": None,
 }
 
 
@@ -52,6 +64,9 @@ class ResellerOut(BaseModel):
     client_id: ClientId
     disabled_at: datetime | None = Field(description="Set while disabled: its tokens are refused, it gets none.")
     created_at: datetime
+    previous_secret_until: datetime | None = Field(
+        description="After a rotation with a grace period: until when the secret before it still logs in."
+    )
 
 
 class ResellerPage(PageOut):
