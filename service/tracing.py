@@ -8,19 +8,20 @@ import logging
 import re
 import secrets
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
 
-@dataclass(frozen=True)
-class TraceContext:
+class TraceContext(NamedTuple):  # a tuple: made on every request, at a tenth of a frozen dataclass's cost
     trace_id: str
     span_id: str
     """This service's span: the parent of whatever it calls (a webhook delivery)."""
     flags: str = "00"
+    parent_id: str | None = None
+    """The caller's span, when it sent one."""
 
     @property
     def traceparent(self) -> str:
@@ -34,12 +35,14 @@ class TraceContext:
 def continued(header: bytes) -> TraceContext:
     """The trace of an incoming `traceparent` with a span of this service's own; a new trace when there is none or
     it is not one (W3C Trace Context §4.3: version ff, an all-zero id, or version 00 with more fields)."""
-    match = _TRACEPARENT.match(header)
+    match = _TRACEPARENT.match(header) if header else None  # most requests send none: no regex then
     if match:
         version, trace_id, parent_id, flags, more = match.groups()
         if version != b"ff" and trace_id != _ZERO_TRACE and parent_id != _ZERO_SPAN and not (version == b"00" and more):
-            return TraceContext(trace_id.decode(), secrets.token_hex(8), "01" if int(flags, 16) & 1 else "00")
-    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+            sampled = "01" if int(flags, 16) & 1 else "00"
+            return TraceContext(trace_id.decode(), secrets.token_hex(8), sampled, parent_id.decode())
+    ids = secrets.token_hex(24)  # both ids from one read of the system's random source
+    return TraceContext(ids[:32], ids[32:])
 
 
 def parsed(traceparent: str) -> TraceContext | None:

@@ -7,7 +7,9 @@ import logging
 import re
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from service import tracing
 from tests.api import Api
@@ -94,3 +96,27 @@ async def test_the_trace_goes_on_to_the_webhook_the_request_causes(hooks: Api) -
     sent = _returned(delivery.headers)
     assert sent["trace"] == TRACE_ID
     assert sent["span"] not in ("00f067aa0ba902b7", _returned(registered.headers)["span"])
+
+
+async def test_with_an_otlp_endpoint_each_request_is_exported_as_a_span_of_its_trace(database_url: str) -> None:
+    """OpenTelemetry's own protobuf types read what the SDK sent, as a collector would."""
+    async with Receiver.running(path="") as collector:
+        settings = make_settings(database_url, otel_exporter_otlp_endpoint=collector.url)
+        async with service(settings) as api:
+            response = await api.get("/v1/installations/NOPE/support", headers={"traceparent": INCOMING})
+        # Leaving the service shut it down, which exports what was left; the SDK posts from its own thread.
+        for _ in range(50):
+            if collector.received:
+                break
+            await anyio.sleep(0.1)
+
+    [export] = collector.received
+    assert export.path == "/v1/traces"
+    request = ExportTraceServiceRequest.FromString(export.body)
+    [span] = [span for resource in request.resource_spans for scope in resource.scope_spans for span in scope.spans]
+    returned = _returned(response.headers)
+    assert (span.trace_id.hex(), span.span_id.hex()) == (TRACE_ID, returned["span"])
+    assert span.parent_span_id.hex() == "00f067aa0ba902b7"
+    assert span.name == "GET /v1/installations/{code}/support"
+    attributes = {a.key: a.value.int_value or a.value.string_value for a in span.attributes}
+    assert attributes["http.response.status_code"] == 404 and attributes["http.route"].endswith("/support")

@@ -87,6 +87,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         trusted_networks=settings.trusted_networks,
     )
 
+    spans = None
+    if settings.otel_exporter_otlp_endpoint:
+        from service.http.otlp import Spans  # OpenTelemetry's SDK, loaded only when spans are exported
+
+        spans = Spans(settings.otel_exporter_otlp_endpoint, "timex-licensing", version("timex-licensing"))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # What start-up made lives as long as the process: a full collection need not scan it again
@@ -103,6 +109,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await delivering
             await worker.close()
         await runtime.close()
+        if spans is not None:
+            await asyncio.to_thread(spans.close)  # exports what is left: a network call
 
     # FastAPI's own OpenTelemetry hooks are off: the service's telemetry is `Observability` (Prometheus and
     # JSON logs), and the hooks would look up three OpenTelemetry providers on every request.
@@ -130,7 +138,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             allow_credentials=False,
             max_age=600,
         )
-    app.add_middleware(Observability)
+    app.add_middleware(Observability, spans=spans)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
     # a branch that FastAPI matches a second time on every request (5 % of a support read). So

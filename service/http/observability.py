@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import time
+from typing import TYPE_CHECKING
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -24,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import tracing, webhooks
 from service.http.deps import require_metrics_access, runtime_of
 from service.ratelimit import QUOTA, Quota
+
+if TYPE_CHECKING:
+    from service.http.otlp import Spans  # its SDK loaded only when spans are exported (create_app)
 
 access_log = logging.getLogger("service.access")
 events_log = logging.getLogger("service.events")
@@ -83,8 +87,10 @@ def quota_headers(quota: Quota) -> list[tuple[bytes, bytes]]:
 
 
 class Observability:
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, spans: "Spans | None" = None):
         self.app = app
+        self.spans = spans
+        """Only with `OTEL_EXPORTER_OTLP_ENDPOINT`: each request's span, exported."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,6 +105,9 @@ class Observability:
         if not _REQUEST_ID.match(request_id):
             request_id = secrets.token_hex(16).encode()
         trace = tracing.continued(traceparent)
+        span = None
+        if self.spans is not None:
+            span, trace = self.spans.start(trace, scope["method"], time.time_ns())
         tracing.CURRENT.set(trace)
         status = 500
         QUOTA.set(None)  # a limit checked by this request, and only this one, is reported in its answer
@@ -125,6 +134,8 @@ class Observability:
             requests, latency = _series(route, scope["method"], status)
             requests.inc()
             latency.observe(elapsed)
+            if self.spans is not None:
+                self.spans.end(span, method=scope["method"], route=route, status=status, end_ns=time.time_ns())
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     orjson.dumps(
