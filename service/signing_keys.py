@@ -150,6 +150,15 @@ async def _add_signing_key(*, driver: Driver, cipher: Fernet, now: datetime) -> 
         await session.execute(_NEW_KEY, _new_key(cipher, now))
 
 
+_SIGNING_SINCE = select(SigningKey.created_at).where(SigningKey.signing.is_(True))
+
+
+async def signing_since(*, driver: Driver) -> datetime | None:
+    """When the key that signs now was made (None before the first one, or with `CERTIFICATE_PRIVATE_KEY`)."""
+    row = await driver.first(_SIGNING_SINCE, {})
+    return None if row is None else row["created_at"]
+
+
 @dataclass(frozen=True)
 class Rotation:
     retired: str | None

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import tracing, webhooks
+from service import signing_keys, tracing, webhooks
 from service.http.deps import require_metrics_access, runtime_of
 from service.ratelimit import QUOTA, Quota
 
@@ -48,6 +48,12 @@ KEYS_REVOKED = Counter("keys_revoked_total", "Revocations of unused keys (POST /
 WEBHOOK_OLDEST_UNDELIVERED = Gauge(
     "webhook_oldest_undelivered_seconds",
     "Age of the oldest webhook event not yet delivered to every endpoint that wants it (0: none)",
+    multiprocess_mode="mostrecent",
+)
+
+SIGNING_KEY_AGE = Gauge(
+    "signing_key_age_seconds",
+    "Age of the key that signs support certificates (0: none kept in the database); read at each scrape",
     multiprocess_mode="mostrecent",
 )
 
@@ -158,13 +164,16 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Requests by route, method and status with latency histograms; activations by outcome; keys issued
-    and revoked; the rate limits' store; webhook deliveries by outcome and the oldest undelivered event's age.
+    and revoked; the rate limits' store; webhook deliveries by outcome and the oldest undelivered event's age; the
+    signing key's age.
     Only for `METRICS_TOKEN` (as a bearer token) or a client in `METRICS_NETWORKS`. With several worker processes
     set `PROMETHEUS_MULTIPROC_DIR` so that every scrape adds up all of them."""
     require_metrics_access(request)
     runtime = runtime_of(request)
     oldest = await webhooks.oldest_undelivered(driver=runtime.driver)
     WEBHOOK_OLDEST_UNDELIVERED.set(0 if oldest is None else (runtime.clock.now() - oldest).total_seconds())
+    signing_since = await signing_keys.signing_since(driver=runtime.driver)
+    SIGNING_KEY_AGE.set(0 if signing_since is None else (runtime.clock.now() - signing_since).total_seconds())
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
