@@ -297,7 +297,6 @@ def two_servers(database_url: str) -> Iterator[list[str]]:
         yield [first, second]
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_one_key_sent_to_two_processes_at_once_issues_one_batch(api: Api, two_servers: list[str]) -> None:
     async with httpx.AsyncClient(timeout=60) as client:
         responses = await asyncio.gather(
