@@ -3,13 +3,14 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
 from service import keyformat, pagination, resellers, webhooks
 from service.auth import Principal
-from service.driver import Driver, Row, retried
+from service.driver import Driver, Rows, retried
 from service.errors import N_, KeyAlreadyUsed, KeyNotFound
 from service.models import LicenseKey
 from service.pagination import Page
@@ -46,8 +47,19 @@ _INFO_COLUMNS = (
 )
 
 
-def _info(row: Row) -> KeyInfo:
-    return KeyInfo(**row)
+class _InfoRow(NamedTuple):
+    id: UUID
+    prefix: str
+    reseller_id: UUID | None
+    status: str
+    activation_id: UUID | None
+    created_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _info(row: _InfoRow) -> KeyInfo:
+    return KeyInfo(**row._asdict())
 
 
 @retried
@@ -88,25 +100,26 @@ async def list_keys(
         (after,) = pagination.decode(cursor, UUID)
         statement = statement.where(LicenseKey.id > after)
     async with driver.reading() as session:
-        rows = await session.all(statement, {})
-    return pagination.page_of([_info(row) for row in rows], limit, lambda key: (key.id,))
+        rows = await session.all(Rows(statement, _InfoRow), {})
+    return pagination.page_of(rows, limit, lambda row: (row.id,)).map(_info)
+
+
+_REVOKE = Rows(
+    update(LicenseKey)
+    .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
+    .values(status="revoked", revoked_at=bindparam("now"))
+    .returning(*_INFO_COLUMNS),
+    _InfoRow,
+)
+_INFO = Rows(select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id")), _InfoRow)
 
 
 async def get(*, driver: Driver, principal: Principal, key_id: UUID) -> KeyInfo:
     """An admin's: any key; a reseller's: its own (another's is answered as one that does not exist)."""
     row = await driver.first(_INFO, {"id": key_id})
-    if row is None or not (principal.is_admin or row["reseller_id"] == principal.reseller_id):
+    if row is None or not (principal.is_admin or row.reseller_id == principal.reseller_id):
         raise KeyNotFound()
     return _info(row)
-
-
-_REVOKE = (
-    update(LicenseKey)
-    .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
-    .values(status="revoked", revoked_at=bindparam("now"))
-    .returning(*_INFO_COLUMNS)
-)
-_INFO = select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id"))
 
 
 @retried
@@ -124,6 +137,6 @@ async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
         row = await session.first(_INFO, {"id": key_id})
         if row is None:
             raise KeyNotFound()
-        if row["status"] == "used":
+        if row.status == "used":
             raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
     return _info(row)

@@ -8,10 +8,9 @@ voiding that one alone would leave them standing on support that no longer was (
 always a ledger the rules accepted, activation by activation.
 """
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Uuid, any_, bindparam, select, tuple_, update
@@ -19,10 +18,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from service import installations, pagination, rules, webhooks
 from service.auth import Principal
-from service.driver import Driver, Session, retried
+from service.driver import Driver, Rows, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
 from service.models import Activation, Installation, LicenseKey
 from service.pagination import Page
+
+
+class _LiveActivation(NamedTuple):
+    id: UUID
+    installation_id: int
+    activated_on: date
+    licenses: int
+
 
 # months_before grows strictly with every activation applied, so it is the order of application.
 _LIVE_ACTIVATIONS = (
@@ -62,7 +69,17 @@ class Impossible:
     activated_on: date
 
 
-_INSTALLATIONS_AFTER = (
+class _StoredSupport(NamedTuple):
+    id: int
+    code: str
+    anchor: date
+    initial_months: int
+    months: int
+    bonus_months: int
+    support_end: date
+
+
+_INSTALLATIONS_AFTER = Rows(
     select(
         Installation.id,
         Installation.code,
@@ -74,12 +91,14 @@ _INSTALLATIONS_AFTER = (
     )
     .where(Installation.id > bindparam("after"))
     .order_by(Installation.id)
-    .limit(bindparam("batch"))
+    .limit(bindparam("batch")),
+    _StoredSupport,
 )
-_LIVE_ACTIVATIONS_BETWEEN = _LIVE_ACTIVATIONS.where(
-    Activation.installation_id.between(bindparam("first"), bindparam("last"))
+_LIVE_ACTIVATIONS_BETWEEN = Rows(
+    _LIVE_ACTIVATIONS.where(Activation.installation_id.between(bindparam("first"), bindparam("last"))),
+    _LiveActivation,
 )
-_LIVE_ACTIVATIONS_OF = _LIVE_ACTIVATIONS.where(Activation.installation_id == bindparam("id"))
+_LIVE_ACTIVATIONS_OF = Rows(_LIVE_ACTIVATIONS.where(Activation.installation_id == bindparam("id")), _LiveActivation)
 
 
 async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift | Impossible]:
@@ -92,21 +111,21 @@ async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift | Impossibl
             rows = await session.all(_INSTALLATIONS_AFTER, {"after": last_id, "batch": batch})
             if not rows:
                 return findings
-            last_id = rows[-1]["id"]
-            ledgers: dict[int, list[Mapping[str, Any]]] = {}
-            for a in await session.all(_LIVE_ACTIVATIONS_BETWEEN, {"first": rows[0]["id"], "last": last_id}):
-                ledgers.setdefault(a["installation_id"], []).append(a)
+            last_id = rows[-1].id
+            ledgers: dict[int, list[_LiveActivation]] = {}
+            for a in await session.all(_LIVE_ACTIVATIONS_BETWEEN, {"first": rows[0].id, "last": last_id}):
+                ledgers.setdefault(a.installation_id, []).append(a)
             for row in rows:
-                start = rules.Support(row["anchor"], row["initial_months"])
-                ledger = ledgers.get(row["id"], [])
-                applied = [(a["activated_on"], a["licenses"]) for a in ledger]
+                start = rules.Support(row.anchor, row.initial_months)
+                ledger = ledgers.get(row.id, [])
+                applied = [(a.activated_on, a.licenses) for a in ledger]
                 folded = fold(start, applied)
-                stored = Folded(row["months"], row["bonus_months"], row["support_end"])
+                stored = Folded(row.months, row.bonus_months, row.support_end)
                 if stored != folded:
-                    findings.append(Drift(row["code"], stored, folded))
+                    findings.append(Drift(row.code, stored, folded))
                 for position in rules.refused_in_fold(start, applied):
                     activation = ledger[position]
-                    findings.append(Impossible(row["code"], activation["id"], activation["activated_on"]))
+                    findings.append(Impossible(row.code, activation.id, activation.activated_on))
 
 
 @dataclass(frozen=True)
@@ -122,8 +141,23 @@ class VoidResult:
     """Every key this request revoked."""
 
 
-_CODE_OF_ACTIVATION = select(Installation.code).join(Activation).where(Activation.id == bindparam("id"))
-_VOID_STATE = select(Activation.voided_at, Activation.void_reason).where(Activation.id == bindparam("id"))
+class _Code(NamedTuple):
+    code: str
+
+
+class _VoidState(NamedTuple):
+    voided_at: datetime | None
+    void_reason: str | None
+
+
+class _Revoked(NamedTuple):
+    id: UUID
+
+
+_CODE_OF_ACTIVATION = Rows(select(Installation.code).join(Activation).where(Activation.id == bindparam("id")), _Code)
+_VOID_STATE = Rows(
+    select(Activation.voided_at, Activation.void_reason).where(Activation.id == bindparam("id")), _VoidState
+)
 _VOID = (
     update(Activation)
     .where(Activation.id == bindparam("activation_id"))
@@ -144,11 +178,12 @@ _KEYS_TO_REVOKE = (
     .order_by(LicenseKey.id)
     .with_for_update()
 )
-_REVOKE_KEYS = (
+_REVOKE_KEYS = Rows(
     update(LicenseKey)
     .where(LicenseKey.id.in_(_KEYS_TO_REVOKE.scalar_subquery()))
     .values(status="revoked", revoked_at=bindparam("now"))
-    .returning(LicenseKey.id)
+    .returning(LicenseKey.id),
+    _Revoked,
 )
 _STORE_FOLDED = (
     update(Installation)
@@ -168,12 +203,12 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
         found = await session.first(_CODE_OF_ACTIVATION, {"id": activation_id})
         if found is None:
             raise ActivationNotFound()
-        code = found["code"]
+        code = found.code
         installation = await installations.find(session, code, for_update=True)
         activation = await session.first(_VOID_STATE, {"id": activation_id})
         assert activation is not None, "the activation was found above, and activations are never deleted"
-        if activation["voided_at"] is None:
-            live = [row["id"] for row in await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})]
+        if activation.voided_at is None:
+            live = [row.id for row in await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})]
             position = live.index(activation_id)
             dependents = live[position + 1 :]
             if dependents and not cascade:
@@ -183,13 +218,14 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
                 await session.execute(_VOID, {"activation_id": voiding, "now": now, "reason": reason})
             revoked = await session.all(_REVOKE_KEYS, {"installation_id": installation.id, "now": now})
             folded = await _refold(session, installation)
-            revoked_keys = tuple(sorted(row["id"] for row in revoked))
+            revoked_keys = tuple(sorted(row.id for row in revoked))
             result = VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
             for each in voided:
                 await _announce(session, replace(result, activation_id=each), installation)
             return result
+    assert activation.void_reason is not None, "a void activation has its reason (`_VOID` writes both)"
     return VoidResult(
-        activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end, (), ()
+        activation_id, code, activation.voided_at, activation.void_reason, installation.support.end, (), ()
     )
 
 
@@ -204,7 +240,7 @@ async def _announce(session: Session, voided: VoidResult, installation: installa
 
 async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:
     ledger = await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})
-    folded = fold(installation.start, [(a["activated_on"], a["licenses"]) for a in ledger])
+    folded = fold(installation.start, [(a.activated_on, a.licenses) for a in ledger])
     await session.execute(
         _STORE_FOLDED,
         {
@@ -228,15 +264,46 @@ class LedgerEntry:
     activation: installations.ActivationSummary
 
 
+class _EntryRow(NamedTuple):
+    id: UUID
+    activated_on: date
+    licenses: int
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    bonus_months: int
+    voided_at: datetime | None
+    void_reason: str | None
+    created_at: datetime
+    code: str
+    reseller_id: UUID | None
+
+    @property
+    def activation(self) -> installations.ActivationRow:
+        """Its first columns, `installations.SUMMARY_COLUMNS`."""
+        return installations.ActivationRow(
+            self.id,
+            self.activated_on,
+            self.licenses,
+            self.support_end_before,
+            self.support_end_after,
+            self.months_added,
+            self.bonus_months,
+            self.voided_at,
+            self.void_reason,
+        )
+
+
 _ENTRIES = (
     select(*installations.SUMMARY_COLUMNS, Activation.created_at, Installation.code, Installation.reseller_id)
     .join(Installation, Installation.id == Activation.installation_id)
     .order_by(Activation.created_at, Activation.id)
 )
-_KEYS_OF_ACTIVATIONS = (
+_KEYS_OF_ACTIVATIONS = Rows(
     select(LicenseKey.id, LicenseKey.activation_id)
     .where(LicenseKey.activation_id == any_(bindparam("ids", type_=ARRAY(Uuid))))
-    .order_by(LicenseKey.position)
+    .order_by(LicenseKey.position),
+    installations.KeyOfActivation,
 )
 
 
@@ -272,11 +339,11 @@ async def entries(
         after = pagination.decode(cursor, datetime, UUID)
         statement = statement.where(tuple_(Activation.created_at, Activation.id) > tuple_(*after))
     async with driver.reading() as session:
-        rows = await session.all(statement, {})
-        ids = [row["id"] for row in rows[:limit]]
-        keys = await session.all(_KEYS_OF_ACTIVATIONS, {"ids": ids})
+        rows = await session.all(Rows(statement, _EntryRow), {})
+        keys = await session.all(_KEYS_OF_ACTIVATIONS, {"ids": [row.activation.id for row in rows[:limit]]})
+    summaries = installations.summaries([row.activation for row in rows], keys)
     found = [
-        LedgerEntry(row["code"], row["reseller_id"], row["created_at"], summary)
-        for row, summary in zip(rows, installations.summaries(rows, keys), strict=True)
+        LedgerEntry(row.code, row.reseller_id, row.created_at, summary)
+        for row, summary in zip(rows, summaries, strict=True)
     ]
     return pagination.page_of(found, limit, lambda entry: (entry.created_at, entry.activation.id))

@@ -7,13 +7,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, case, func, insert, select, tuple_, update
 
 from service import pagination
 from service.auth import SecretChecks, hash_secret
-from service.driver import Driver, Duplicate, Session, retried
+from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller, UtcDateTime
 from service.pagination import Page
@@ -61,6 +62,33 @@ class Login:
         return max(now, self.tokens_valid_from) if self.tokens_valid_from else now
 
 
+class _RecordRow(NamedTuple):
+    id: UUID
+    name: str
+    client_id: str
+    created_at: datetime
+    disabled_at: datetime | None
+    previous_secret_until: datetime | None
+
+
+class _AccessRow(NamedTuple):
+    disabled_at: datetime | None
+    tokens_valid_from: datetime | None
+
+
+class _LoginRow(NamedTuple):
+    id: UUID
+    secret_hash: str
+    disabled_at: datetime | None
+    tokens_valid_from: datetime | None
+    previous_secret_hash: str | None
+    previous_secret_until: datetime | None
+
+
+class _Exists(NamedTuple):
+    id: UUID
+
+
 _RECORD = select(
     Reseller.id,
     Reseller.name,
@@ -69,17 +97,22 @@ _RECORD = select(
     Reseller.disabled_at,
     Reseller.previous_secret_until,
 )
-_FIND = _RECORD.where(Reseller.id == bindparam("id"))
+_FIND = Rows(_RECORD.where(Reseller.id == bindparam("id")), _RecordRow)
 # Read on every call with a reseller's token: built once.
-_ACCESS = select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id"))
-_LOGIN = select(
-    Reseller.id,
-    Reseller.secret_hash,
-    Reseller.disabled_at,
-    Reseller.tokens_valid_from,
-    Reseller.previous_secret_hash,
-    Reseller.previous_secret_until,
-).where(Reseller.client_id == bindparam("client_id"))
+_ACCESS = Rows(
+    select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id")), _AccessRow
+)
+_LOGIN = Rows(
+    select(
+        Reseller.id,
+        Reseller.secret_hash,
+        Reseller.disabled_at,
+        Reseller.tokens_valid_from,
+        Reseller.previous_secret_hash,
+        Reseller.previous_secret_until,
+    ).where(Reseller.client_id == bindparam("client_id")),
+    _LoginRow,
+)
 _REGISTER = insert(Reseller).values(
     id=bindparam("id"), name=bindparam("name"), client_id=bindparam("client_id"), secret_hash=bindparam("secret_hash")
 )
@@ -101,7 +134,7 @@ _ROTATE = (
         tokens_valid_from=func.coalesce(bindparam("valid_from", type_=UtcDateTime()), Reseller.tokens_valid_from),
     )
 )
-_EXISTS = select(Reseller.id).where(Reseller.id == bindparam("id"))
+_EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
 async def register(*, driver: Driver, name: str) -> NewReseller:
@@ -139,13 +172,13 @@ async def authenticate(
     hashed."""
     async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
         row = await driver.first(_LOGIN, {"client_id": client_id})
-        stored = row["secret_hash"] if row else _DUMMY_HASH
+        stored = row.secret_hash if row else _DUMMY_HASH
         right = await checks.verify(client_secret, stored)
-        if not right and row is not None and row["previous_secret_until"] and row["previous_secret_until"] > now:
-            right = await checks.verify(client_secret, row["previous_secret_hash"])
-        if not right or row is None or row["disabled_at"] is not None:
+        if not right and row is not None and row.previous_secret_hash and row.previous_secret_until:
+            right = row.previous_secret_until > now and await checks.verify(client_secret, row.previous_secret_hash)
+        if not right or row is None or row.disabled_at is not None:
             raise Unauthenticated(N_("Unknown client or wrong secret"))
-        return Login(row["id"], row["tokens_valid_from"])
+        return Login(row.id, row.tokens_valid_from)
 
 
 async def check_access(*, driver: Driver, reseller_id: UUID, issued_at: int | None) -> None:
@@ -154,9 +187,9 @@ async def check_access(*, driver: Driver, reseller_id: UUID, issued_at: int | No
     row = await driver.first(_ACCESS, {"id": reseller_id})
     if row is None:
         raise Unauthenticated(N_("The access token names no known reseller"))
-    if row["disabled_at"] is not None:
+    if row.disabled_at is not None:
         raise Unauthenticated(N_("The reseller is disabled"))
-    valid_from = row["tokens_valid_from"]
+    valid_from = row.tokens_valid_from
     if valid_from is not None and (issued_at is None or issued_at < valid_from.timestamp()):
         raise Unauthenticated(N_("The access token was issued before the client secret was rotated"))
 
@@ -165,7 +198,7 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
     row = await session.first(_FIND, {"id": reseller_id})
     if row is None:
         raise ResellerNotFound()
-    return ResellerRecord(**row)
+    return ResellerRecord(**row._asdict())
 
 
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
@@ -177,12 +210,13 @@ async def list_resellers(*, driver: Driver, cursor: str | None = None, limit: in
     """A page of resellers in the order they were registered."""
     statement = _RECORD.order_by(Reseller.created_at, Reseller.id).limit(limit + 1)
     if cursor is not None:
-        statement = statement.where(
-            tuple_(Reseller.created_at, Reseller.id) > pagination.decode(cursor, datetime, UUID)
-        )
+        after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(tuple_(Reseller.created_at, Reseller.id) > tuple_(*after))
     async with driver.reading() as session:
-        rows = await session.all(statement, {})
-    return pagination.page_of([ResellerRecord(**row) for row in rows], limit, lambda r: (r.created_at, r.id))
+        rows = await session.all(Rows(statement, _RecordRow), {})
+    return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id)).map(
+        lambda row: ResellerRecord(**row._asdict())
+    )
 
 
 @retried

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cdp import Page, chromium_page
+from tests.conftest import migrated_database
 from tests.servers import running_server
 from tests.test_activate_browser import OFFLINE, PHONE, _wait
 
@@ -20,9 +21,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("pages")
-    with running_server({**os.environ, "DATABASE_URL": postgres_url}, cwd=folder) as url:
+    with migrated_database() as database, running_server({**os.environ, "DATABASE_URL": database}, cwd=folder) as url:
         yield url
 
 
