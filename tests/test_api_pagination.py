@@ -206,3 +206,18 @@ async def test_a_key_is_read_by_its_id_by_an_admin_and_its_own_reseller_only(api
     assert by_admin.json()["status"] == "issued" and by_admin.json()["reseller_id"] == partner["id"]
     assert (by_other.status_code, by_other.json()["code"]) == (404, "key_not_found")
     assert (unknown.status_code, unknown.json()["code"]) == (404, "key_not_found")
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/v1/installations", "WyIyMDI3LTAxLTAxIiw5MjIzMzcyMDM2ODU0Nzc1ODA4XQ"),  # an id of 2**63: past bigint
+        ("/v1/installations", "WyIyMDI3LTAxLTAxIiwtOTIyMzM3MjAzNjg1NDc3NTgwOV0"),  # below it
+        ("/v1/installations", "WyIyMDI3LTAxLTAxIix0cnVlXQ"),  # true is no id
+        # an instant without its zone
+        ("/v1/resellers", "WyIyMDI2LTEyLTA1IDA2OjAwOjAwIiwiNWYwYzZhNTctMmY0Yi00YzFlLTlhNTEtMGQzYzJiMWE5ZTg4Il0"),
+    ],
+)
+async def test_a_cursor_holding_values_no_page_ends_on_is_refused_not_failed(api: Api, path: str, cursor: str) -> None:
+    response = await api.get(path, params={"cursor": cursor}, headers=api.admin)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request"), response.text
