@@ -66,9 +66,9 @@ def _migrate(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     if args.revision.startswith("-") or args.down:
-        migrate.downgrade(settings.database_url, args.revision)
+        migrate.downgrade(settings.direct_database_url, args.revision)
     else:
-        migrate.upgrade(settings.database_url, args.revision)
+        migrate.upgrade(settings.direct_database_url, args.revision)
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -85,7 +85,10 @@ def _on_database(work: "Callable[[Driver], Awaitable[T]]") -> T:
     from service.driver import create_driver
 
     async def run() -> T:
-        driver = create_driver(get_settings().database_url, pool_size=1)
+        settings = get_settings()
+        driver = create_driver(
+            settings.database_url, pool_size=1, transaction_pooler=settings.database_transaction_pooler
+        )
         try:
             return await work(driver)
         finally:
@@ -118,7 +121,9 @@ def _worker(args: argparse.Namespace) -> None:
     logging.config.dictConfig(LOGGING)
 
     async def run() -> None:
-        driver = create_driver(settings.database_url, pool_size=2)
+        driver = create_driver(
+            settings.database_url, pool_size=2, transaction_pooler=settings.database_transaction_pooler
+        )
         worker = Worker(driver=driver, clock=Clock(settings.zone), settings=settings, render=events.render)
         stop = asyncio.Event()
         for signal_number in (signal.SIGINT, signal.SIGTERM):

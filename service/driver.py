@@ -35,6 +35,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from service.db import async_url, create_engine
 from service.errors import DomainError, Unavailable
 from service.models import Base
+from service.pooler import UnnamedStatements
 
 Params = Mapping[str, Any]
 Row = Mapping[Any, Any]
@@ -103,11 +104,12 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def create_driver(url: str, *, pool_size: int) -> Driver:
-    """The process's way into the database at `url`, with at most `pool_size` connections."""
+def create_driver(url: str, *, pool_size: int, transaction_pooler: bool = False) -> Driver:
+    """The process's way into the database at `url`, with at most `pool_size` connections; `transaction_pooler`:
+    `url` is a transaction-mode pooler, where no prepared statement may outlive its transaction (`service.pooler`)."""
     url = async_url(url)
     if url.startswith("postgresql"):
-        return AsyncpgDriver(url, pool_size)
+        return AsyncpgDriver(url, pool_size, transaction_pooler=transaction_pooler)
     return EngineDriver(create_engine(url, pool_size))
 
 
@@ -330,7 +332,8 @@ async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
 
 
 class AsyncpgDriver:
-    def __init__(self, url: str, pool_size: int):
+    def __init__(self, url: str, pool_size: int, *, transaction_pooler: bool = False):
+        self._transaction_pooler = transaction_pooler
         self._dialect = asyncpg_dialect()
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
@@ -357,6 +360,11 @@ class AsyncpgDriver:
                 timeout=5,
                 command_timeout=15,
                 server_settings={"application_name": APPLICATION_NAME},
+                **(
+                    {"statement_cache_size": 0, "connection_class": UnnamedStatements}
+                    if self._transaction_pooler
+                    else {}
+                ),
             )
             if self._pool is None:
                 self._pool = pool

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     environment: str = "development"
     database_url: str = "sqlite+aiosqlite:///./timex-licensing.db"
     database_pool_size: int = Field(20, gt=0)
+    database_transaction_pooler: bool = False
+    database_direct_url: str | None = None
     business_timezone: str = "Europe/Moscow"
     unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
     currency: str = Field("RUB", min_length=3, max_length=3)
@@ -83,6 +85,11 @@ class Settings(BaseSettings):
                 "refusing to start in production on the embedded SQLite database: set DATABASE_URL "
                 "(or ALLOW_SQLITE_IN_PRODUCTION=true for a single-process deployment)"
             )
+
+    @property
+    def direct_database_url(self) -> str:
+        """Where the schema is migrated: past the pooler, when `DATABASE_URL` is one and this is set."""
+        return self.database_direct_url or self.database_url
 
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:

@@ -1,0 +1,66 @@
+"""A PgBouncer of the test's own, in transaction mode, in front of the test's PostgreSQL: Debian's package
+(`/usr/sbin/pgbouncer`), its configuration in a temporary folder, on a free loopback port."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from tests.servers import free_port
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+@contextmanager
+def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
+    """PgBouncer forwarding every database of `database_url`'s server, `pool_size` server connections per
+    database and user, each transaction on whichever is free; yields `database_url` through it."""
+    url = make_url(database_url)
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="timex-pgbouncer-"))
+    (folder / "users.txt").write_text(f'"{url.username}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={url.host} port={url.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder}/users.txt\n"
+        "pool_mode = transaction\n"
+        f"default_pool_size = {pool_size}\nmin_pool_size = 0\nreserve_pool_size = 0\n"
+        "max_client_conn = 500\n"
+        f"logfile = {folder}/pgbouncer.log\n"
+    )
+    command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        shutil.chown(folder, "postgres")
+        for name in ("users.txt", "pgbouncer.ini"):
+            shutil.chown(folder / name, "postgres")
+        command = ["runuser", "-u", "postgres", "--", *command]
+    bouncer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if bouncer.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pgbouncer did not start: {log(folder)}") from None
+                time.sleep(0.05)
+        yield url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        bouncer.terminate()
+        bouncer.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def log(folder: Path) -> str:
+    path = folder / "pgbouncer.log"
+    return path.read_text(errors="replace") if path.exists() else ""

@@ -1,0 +1,48 @@
+"""`DATABASE_TRANSACTION_POOLER=true`: the driver leaves no prepared statement on a server connection past the
+statement's own round trip, so that a transaction-mode pooler may hand each transaction another one."""
+
+import asyncio
+
+import pytest
+from sqlalchemy import Integer, bindparam, func, literal_column, select, table
+
+from service.driver import create_driver
+from tests.pgbouncer import pgbouncer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+_PLUS_ONE = select(literal_column("1") + bindparam("n", type_=Integer))
+_PREPARED = select(func.count()).select_from(table("pg_prepared_statements"))
+
+
+async def test_no_prepared_statement_is_left_on_the_server_connection(postgres_url: str) -> None:
+    driver = create_driver(postgres_url, pool_size=1, transaction_pooler=True)
+    try:
+        for n in range(3):  # the same statements again: described once, parsed each time
+            assert (await driver.first(_PLUS_ONE, {"n": n}))[0] == n + 1
+            async with driver.transaction() as session:
+                assert (await session.first(_PLUS_ONE, {"n": n}))[0] == n + 1
+        left = await driver.first(_PREPARED, {})
+    finally:
+        await driver.close()
+
+    assert left[0] == 0
+
+
+async def test_a_burst_through_pgbouncer_in_transaction_mode_meets_no_other_connection_s_statement(
+    postgres_url: str,
+) -> None:
+    with pgbouncer(postgres_url, pool_size=2) as pooled:
+        driver = create_driver(pooled, pool_size=10, transaction_pooler=True)
+
+        async def twice(n: int) -> list[int]:
+            async with driver.transaction() as session:
+                first = await session.first(_PLUS_ONE, {"n": n})
+            return [first[0], (await driver.first(_PLUS_ONE, {"n": n}))[0]]
+
+        try:
+            answers = await asyncio.gather(*(twice(n) for n in range(200)))
+        finally:
+            await driver.close()
+
+    assert answers == [[n + 1, n + 1] for n in range(200)]
