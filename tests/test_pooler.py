@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import Integer, bindparam, func, literal_column, select, table
 
 from service.driver import create_driver
-from tests.pgbouncer import pgbouncer
+from tests.pgbouncer import needs_pgbouncer, pgbouncer
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres, needs_pgbouncer]
 
 _PLUS_ONE = select(literal_column("1") + bindparam("n", type_=Integer))
 _PREPARED = select(func.count()).select_from(table("pg_prepared_statements"))

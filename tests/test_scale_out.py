@@ -24,12 +24,12 @@ from service.auth import TokenSettings, issue_token
 from service.clock import Clock
 from tests.api import ISSUED_KEYS
 from tests.conftest import _fresh_postgres_database, make_settings
-from tests.pgbouncer import pgbouncer
+from tests.pgbouncer import needs_pgbouncer, pgbouncer
 from tests.receiver import Receiver
 from tests.servers import running_server, running_worker
 from tests.test_api_certificates import verify
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres, needs_pgbouncer]
 
 RACE = 40
 
