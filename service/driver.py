@@ -359,7 +359,9 @@ class AsyncpgDriver:
                 reset=_roll_back_if_open,
                 timeout=5,
                 command_timeout=15,
-                server_settings={"application_name": APPLICATION_NAME},
+                # client_encoding as the server names it: asyncpg's own 'utf-8' differs from the server's `UTF8` as
+                # PgBouncer compares them, which then sends a SET client_encoding before every transaction.
+                server_settings={"application_name": APPLICATION_NAME, "client_encoding": "UTF8"},
                 **(
                     {"statement_cache_size": 0, "connection_class": UnnamedStatements}
                     if self._transaction_pooler

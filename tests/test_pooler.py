@@ -3,10 +3,12 @@ statement's own round trip, so that a transaction-mode pooler may hand each tran
 
 import asyncio
 
+import asyncpg
 import pytest
 from sqlalchemy import Integer, bindparam, func, literal_column, select, table
 
 from service.driver import create_driver
+from service.pooler import UnnamedStatements
 from tests.pgbouncer import needs_pgbouncer, pgbouncer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, needs_pgbouncer]
@@ -29,11 +31,28 @@ async def test_no_prepared_statement_is_left_on_the_server_connection(postgres_u
     assert left[0] == 0
 
 
+async def test_a_statement_is_described_once_per_connection_and_never_named(postgres_url: str) -> None:
+    """What `UnnamedStatements` relies on in asyncpg (pyproject.toml bounds its version): its statement lookup is
+    the one overridden, and hands back an unnamed statement."""
+    connection = await asyncpg.connect(
+        postgres_url.replace("+asyncpg", ""), statement_cache_size=0, connection_class=UnnamedStatements
+    )
+    try:
+        answers = [await connection.fetchval("SELECT $1::int + 1", n) for n in range(3)]
+        prepared = await connection.fetchval("SELECT count(*) FROM pg_prepared_statements")
+        described = list(connection._described.values())
+    finally:
+        await connection.close()
+
+    assert answers == [1, 2, 3] and prepared == 0
+    assert len(described) == 2 and [statement.name for statement in described] == ["", ""]
+
+
 async def test_a_burst_through_pgbouncer_in_transaction_mode_meets_no_other_connection_s_statement(
     postgres_url: str,
 ) -> None:
-    with pgbouncer(postgres_url, pool_size=2) as pooled:
-        driver = create_driver(pooled, pool_size=10, transaction_pooler=True)
+    with pgbouncer(postgres_url, pool_size=2) as bouncer:
+        driver = create_driver(bouncer.url, pool_size=10, transaction_pooler=True)
 
         async def twice(n: int) -> list[int]:
             async with driver.transaction() as session:
