@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,18 @@ needs_pgbouncer = pytest.mark.skipif(
 )
 
 
+@dataclass(frozen=True)
+class PgBouncer:
+    url: str
+    """The database's URL through PgBouncer."""
+    pid: int
+    """Its process (or the `runuser` that started it, PgBouncer its child)."""
+
+
 @contextmanager
-def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
+def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[PgBouncer]:
     """PgBouncer forwarding every database of `database_url`'s server, `pool_size` server connections per
-    database and user, each transaction on whichever is free; yields `database_url` through it."""
+    database and user, each transaction on whichever is free."""
     url = make_url(database_url)
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="timex-pgbouncer-"))
@@ -62,7 +71,7 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]:
                 if bouncer.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"pgbouncer did not start: {log(folder)}") from None
                 time.sleep(0.05)
-        yield url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+        yield PgBouncer(url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False), bouncer.pid)
     finally:
         bouncer.terminate()
         bouncer.wait(timeout=10)

@@ -90,10 +90,10 @@ async def test_two_instances_and_a_worker_behind_pgbouncer_in_transaction_mode_k
         pytest.skip("TEST_REDIS_URL is not set")
     settings = make_settings(database)
     # Four server connections for two instances of 20 and a worker of 2: transactions take turns on them.
-    with pgbouncer(database, pool_size=4) as pooled:
+    with pgbouncer(database, pool_size=4) as bouncer:
         env = {
             **os.environ,
-            "DATABASE_URL": pooled,
+            "DATABASE_URL": bouncer.url,
             "DATABASE_TRANSACTION_POOLER": "true",
             "REDIS_URL": redis_url,
             "REDIS_TIMEOUT_MS": "1000",
