@@ -4,8 +4,10 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from service import embedded
 from service.db import create_engine
 from service.models import Base
 from service.settings import get_settings
@@ -17,26 +19,17 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 target_metadata = Base.metadata
 
 
-# Any number of `migrate` may start at once (a Job retried, one per replica): on PostgreSQL each takes this lock
-# first, in its one transaction, so that they migrate one after the other and the later ones find nothing to do.
-# Held by the transaction, not by the session: it works through a transaction-mode pooler too.
-MIGRATION_LOCK = 0x74696D6578  # "timex"
-
-
 def _database_url() -> str:
-    return config.attributes.get("database_url") or get_settings().direct_database_url
+    settings = get_settings()
+    return config.attributes.get("database_url") or settings.database_direct_url or embedded.url_for(settings)
 
 
 def _configure(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        # Commands started at once (replicas, two quick-start commands) migrate one after the other. Held by the
+        # transaction, not the session: it holds through a transaction-mode pooler too.
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('timex-licensing:migrations'))"))
         context.run_migrations()
 
 

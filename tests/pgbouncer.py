@@ -39,12 +39,14 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[PgBouncer]:
     """PgBouncer forwarding every database of `database_url`'s server, `pool_size` server connections per
     database and user, each transaction on whichever is free."""
     url = make_url(database_url)
+    # A TCP address, or a Unix socket's folder (the embedded PostgreSQL's `?host=/folder`).
+    server_host, server_port = url.host or url.query["host"], url.port or 5432
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="timex-pgbouncer-"))
     (folder / "users.txt").write_text(f'"{url.username}" ""\n')
     (folder / "pgbouncer.ini").write_text(
         "[databases]\n"
-        f"* = host={url.host} port={url.port or 5432}\n"
+        f"* = host={server_host} port={server_port}\n"
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {folder}/users.txt\n"
@@ -56,7 +58,7 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[PgBouncer]:
     assert PGBOUNCER, "Debian's pgbouncer package is installed"
     command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root
-        user = _unprivileged_user()
+        user = _unprivileged_user(server_host)
         for path in (folder, folder / "users.txt", folder / "pgbouncer.ini"):
             shutil.chown(path, user)
         command = ["runuser", "-u", user, "--", *command]
@@ -71,15 +73,20 @@ def pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[PgBouncer]:
                 if bouncer.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"pgbouncer did not start: {log(folder)}") from None
                 time.sleep(0.05)
-        yield PgBouncer(url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False), bouncer.pid)
+        through = url.set(host="127.0.0.1", port=port).difference_update_query(["host"])
+        yield PgBouncer(through.render_as_string(hide_password=False), bouncer.pid)
     finally:
         bouncer.terminate()
         bouncer.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _unprivileged_user() -> str:
-    """Debian's PgBouncer runs as `postgres` (its package depends on postgresql-common, which makes the user)."""
+def _unprivileged_user(server_host: str) -> str:
+    """The owner of the server's socket folder, who may reach it (the embedded PostgreSQL's own user); or, for a
+    TCP address, `postgres`, as Debian's PgBouncer runs (its package depends on postgresql-common, which makes
+    the user)."""
+    if server_host.startswith("/"):
+        return pwd.getpwuid(os.stat(server_host).st_uid).pw_name
     try:
         pwd.getpwnam("postgres")
     except KeyError:

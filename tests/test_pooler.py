@@ -2,40 +2,46 @@
 statement's own round trip, so that a transaction-mode pooler may hand each transaction another one."""
 
 import asyncio
+from typing import NamedTuple
 
 import asyncpg
 import pytest
 from sqlalchemy import Integer, bindparam, func, literal_column, select, table
 
-from service.driver import create_driver
+from service.driver import Rows, create_driver
 from service.pooler import UnnamedStatements
 from tests.pgbouncer import needs_pgbouncer, pgbouncer
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres, needs_pgbouncer]
-
-_PLUS_ONE = select(literal_column("1") + bindparam("n", type_=Integer))
-_PREPARED = select(func.count()).select_from(table("pg_prepared_statements"))
+pytestmark = [pytest.mark.anyio, needs_pgbouncer]
 
 
-async def test_no_prepared_statement_is_left_on_the_server_connection(postgres_url: str) -> None:
-    driver = create_driver(postgres_url, pool_size=1, transaction_pooler=True)
+class _Number(NamedTuple):
+    n: int
+
+
+_PLUS_ONE = Rows(select((literal_column("1") + bindparam("n", type_=Integer)).label("n")), _Number)
+_PREPARED = Rows(select(func.count().label("n")).select_from(table("pg_prepared_statements")), _Number)
+
+
+async def test_no_prepared_statement_is_left_on_the_server_connection(database_url: str) -> None:
+    driver = create_driver(database_url, pool_size=1, transaction_pooler=True)
     try:
         for n in range(3):  # the same statements again: described once, parsed each time
-            assert (await driver.first(_PLUS_ONE, {"n": n}))[0] == n + 1
+            assert await driver.first(_PLUS_ONE, {"n": n}) == (n + 1,)
             async with driver.transaction() as session:
-                assert (await session.first(_PLUS_ONE, {"n": n}))[0] == n + 1
+                assert await session.first(_PLUS_ONE, {"n": n}) == (n + 1,)
         left = await driver.first(_PREPARED, {})
     finally:
         await driver.close()
 
-    assert left[0] == 0
+    assert left == (0,)
 
 
-async def test_a_statement_is_described_once_per_connection_and_never_named(postgres_url: str) -> None:
+async def test_a_statement_is_described_once_per_connection_and_never_named(database_url: str) -> None:
     """What `UnnamedStatements` relies on in asyncpg (pyproject.toml bounds its version): its statement lookup is
     the one overridden, and hands back an unnamed statement."""
     connection = await asyncpg.connect(
-        postgres_url.replace("+asyncpg", ""), statement_cache_size=0, connection_class=UnnamedStatements
+        database_url.replace("+asyncpg", ""), statement_cache_size=0, connection_class=UnnamedStatements
     )
     try:
         answers = [await connection.fetchval("SELECT $1::int + 1", n) for n in range(3)]
@@ -49,19 +55,19 @@ async def test_a_statement_is_described_once_per_connection_and_never_named(post
 
 
 async def test_a_burst_through_pgbouncer_in_transaction_mode_meets_no_other_connection_s_statement(
-    postgres_url: str,
+    database_url: str,
 ) -> None:
-    with pgbouncer(postgres_url, pool_size=2) as bouncer:
+    with pgbouncer(database_url, pool_size=2) as bouncer:
         driver = create_driver(bouncer.url, pool_size=10, transaction_pooler=True)
 
-        async def twice(n: int) -> list[int]:
+        async def twice(n: int) -> list[_Number | None]:
             async with driver.transaction() as session:
                 first = await session.first(_PLUS_ONE, {"n": n})
-            return [first[0], (await driver.first(_PLUS_ONE, {"n": n}))[0]]
+            return [first, await driver.first(_PLUS_ONE, {"n": n})]
 
         try:
             answers = await asyncio.gather(*(twice(n) for n in range(200)))
         finally:
             await driver.close()
 
-    assert answers == [[n + 1, n + 1] for n in range(200)]
+    assert answers == [[(n + 1,), (n + 1,)] for n in range(200)]

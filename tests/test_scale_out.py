@@ -23,13 +23,13 @@ import pytest
 from service.auth import TokenSettings, issue_token
 from service.clock import Clock
 from tests.api import ISSUED_KEYS
-from tests.conftest import _fresh_postgres_database, make_settings
+from tests.conftest import fresh_database, make_settings
 from tests.pgbouncer import needs_pgbouncer, pgbouncer
 from tests.receiver import Receiver
 from tests.servers import running_server, running_worker
 from tests.test_api_certificates import verify
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres, needs_pgbouncer]
+pytestmark = [pytest.mark.anyio, needs_pgbouncer]
 
 RACE = 40
 
@@ -78,7 +78,7 @@ def _migrate(env: dict[str, str]) -> subprocess.Popen:
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of this test's own, with no schema yet."""
-    with _fresh_postgres_database() as url:
+    with fresh_database() as url:
         yield url
 
 

@@ -9,6 +9,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from service import embedded
 from service.auth import SecretChecks
 from service.clock import Clock
 from service.delivery import Worker
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings.check_production()
     counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
     driver = create_driver(
-        settings.database_url,
+        embedded.url_for(settings),
         pool_size=settings.database_pool_size,
         transaction_pooler=settings.database_transaction_pooler,
     )
