@@ -52,6 +52,8 @@ def test_the_kustomization_deploys_every_manifest_but_the_migration_job_and_the_
     manifests = {path.name for path in FOLDER.glob("*.yaml")} - {"kustomization.yaml"}
 
     assert set(kustomization["resources"]) == manifests - {"migrate-job.yaml", "secret.example.yaml"}
+    images = {container["image"].partition(":")[0] for pod in _pod_specs() for container in pod["containers"]}
+    assert images == {image["name"] for image in kustomization["images"]}, "one image, which the kustomization sets"
     assert [
         container["args"]
         for container in _named("Job", "timex-licensing-migrate")["spec"]["template"]["spec"]["containers"]
