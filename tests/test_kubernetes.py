@@ -12,14 +12,18 @@ import yaml
 from service.settings import Settings
 
 FOLDER = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
+KUSTOMIZATIONS = ("kustomization.yaml", "migrate/kustomization.yaml")
 NOT_SETTINGS = {"PYTHONDONTWRITEBYTECODE"}  # the interpreter's: no .pyc written on a read-only filesystem
+
+
+def _manifests() -> list[Path]:
+    return sorted(path for path in FOLDER.rglob("*.yaml") if path.name != "kustomization.yaml")
 
 
 def _resources() -> list[tuple[str, dict[str, Any]]]:
     return [
-        (path.name, resource)
-        for path in sorted(FOLDER.glob("*.yaml"))
-        if path.name != "kustomization.yaml"
+        (str(path.relative_to(FOLDER)), resource)
+        for path in _manifests()
         for resource in yaml.safe_load_all(path.read_text())
     ]
 
@@ -47,13 +51,17 @@ def test_each_resource_is_valid_against_the_kubernetes_schema(resource: dict[str
     kubernetes_validate.validate(resource, kubernetes_validate.latest_version(), strict=True)
 
 
-def test_the_kustomization_deploys_every_manifest_but_the_migration_job_and_the_example_secret() -> None:
-    kustomization = yaml.safe_load((FOLDER / "kustomization.yaml").read_text())
-    manifests = {path.name for path in FOLDER.glob("*.yaml")} - {"kustomization.yaml"}
+def test_two_kustomizations_deploy_every_manifest_but_the_example_secret_the_migration_apart() -> None:
+    """The migration is applied (and waited for) before the rest: a kustomization of its own, setting the same
+    image."""
+    service, migration = (yaml.safe_load((FOLDER / path).read_text()) for path in KUSTOMIZATIONS)
+    deployed = {*service["resources"], *(f"migrate/{resource}" for resource in migration["resources"])}
 
-    assert set(kustomization["resources"]) == manifests - {"migrate-job.yaml", "secret.example.yaml"}
+    assert deployed == {str(path.relative_to(FOLDER)) for path in _manifests()} - {"secret.example.yaml"}
+    assert migration["resources"] == ["job.yaml"]
     images = {container["image"].partition(":")[0] for pod in _pod_specs() for container in pod["containers"]}
-    assert images == {image["name"] for image in kustomization["images"]}, "one image, which the kustomization sets"
+    for kustomization in (service, migration):
+        assert images == {image["name"] for image in kustomization["images"]}, "one image, which each sets"
     assert [
         container["args"]
         for container in _named("Job", "timex-licensing-migrate")["spec"]["template"]["spec"]["containers"]
