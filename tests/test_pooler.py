@@ -7,6 +7,7 @@ from typing import NamedTuple
 import asyncpg
 import pytest
 from sqlalchemy import Integer, bindparam, func, literal_column, select, table
+from sqlalchemy.engine import make_url
 
 from service.driver import Rows, create_driver
 from service.pooler import UnnamedStatements
@@ -71,3 +72,37 @@ async def test_a_burst_through_pgbouncer_in_transaction_mode_meets_no_other_conn
             await driver.close()
 
     assert answers == [[(n + 1,), (n + 1,)] for n in range(200)]
+
+
+async def _transactions(database_url: str) -> int:
+    """PostgreSQL's count of the committed transactions in the database (each server process adds its own at the
+    end of a transaction more than a second after its last, hence the pauses around)."""
+    url = make_url(database_url)
+    connection = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        return await connection.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    finally:
+        await connection.close()
+
+
+async def test_through_pgbouncer_each_statement_is_one_transaction_on_the_server(database_url: str) -> None:
+    """PgBouncer sends a `SET` before a client's transaction on a server connection whose settings differ from
+    the client's: the pool's `client_encoding` is spelled as the server's, so that it never does."""
+    statements = 200
+    with pgbouncer(database_url, pool_size=1) as bouncer:
+        driver = create_driver(bouncer.url, pool_size=1, transaction_pooler=True)
+        try:
+
+            async def flushed() -> int:
+                await asyncio.sleep(1.1)
+                await driver.first(_PLUS_ONE, {"n": 0})  # the server process reports its count at its end
+                return await _transactions(database_url)
+
+            before = await flushed()
+            for n in range(statements):
+                await driver.first(_PLUS_ONE, {"n": n})
+            after = await flushed()
+        finally:
+            await driver.close()
+
+    assert after - before < statements * 1.5, f"{after - before} transactions for {statements} statements"
