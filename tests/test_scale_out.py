@@ -159,12 +159,13 @@ async def _exercise(deployment: Deployment, receiver: Receiver, worker_log: Any)
             *(
                 send(n, "GET", path)
                 for n in range(120)
-                for path in ("/v1/installations/ACME-0001/support", "/.well-known/jwks.json")
+                for path in ("/v1/installations/ACME-0001/support", "/.well-known/jwks.json", "/readyz")
             )
         ),
     )
     assert [r.status_code for r in race] == [201] * RACE, [r.text for r in race if r.status_code != 201]
     assert all(r.status_code == 200 for r in reads)
+    assert {r.json()["rate_limits"] for r in reads if r.url.path == "/readyz"} == {"redis"}, "one shared count"
     race_support = await send(0, "GET", "/v1/installations/RACE/support")
     assert race_support.json()["months_granted"] == 12 + RACE * 14
 
