@@ -71,7 +71,8 @@ def _serve(args: argparse.Namespace) -> None:
 def _migrate(args: argparse.Namespace) -> None:
     from service import embedded, migrate
 
-    url = embedded.url_for(get_settings())
+    settings = get_settings()
+    url = settings.database_direct_url or embedded.url_for(settings)  # past the pooler, when there is one
     if args.revision.startswith("-") or args.down:
         migrate.downgrade(url, args.revision)
     else:
@@ -92,10 +93,11 @@ def _on_database(work: "Callable[[Driver], Awaitable[T]]") -> T:
     from service import embedded
     from service.driver import create_driver
 
-    url = embedded.url_for(get_settings())
+    settings = get_settings()
+    url = embedded.url_for(settings)
 
     async def run() -> T:
-        driver = create_driver(url, pool_size=1)
+        driver = create_driver(url, pool_size=1, transaction_pooler=settings.database_transaction_pooler)
         try:
             return await work(driver)
         finally:
@@ -130,7 +132,7 @@ def _worker(args: argparse.Namespace) -> None:
     url = embedded.url_for(settings)
 
     async def run() -> None:
-        driver = create_driver(url, pool_size=2)
+        driver = create_driver(url, pool_size=2, transaction_pooler=settings.database_transaction_pooler)
         worker = Worker(driver=driver, clock=Clock(settings.zone), settings=settings, render=events.render)
         stop = asyncio.Event()
         for signal_number in (signal.SIGINT, signal.SIGTERM):

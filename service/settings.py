@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """None: the embedded PostgreSQL in `embedded_data_dir` (service.embedded)."""
     embedded_data_dir: Path = Path("timex-data/postgres")
     database_pool_size: int = Field(20, gt=0)
+    database_transaction_pooler: bool = False
+    database_direct_url: str | None = None
+    """PostgreSQL itself, where `migrate` goes when `database_url` is a pooler; None: `database_url`."""
     business_timezone: str = "Europe/Moscow"
     unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
     currency: str = Field("RUB", min_length=3, max_length=3)

@@ -39,7 +39,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings = settings or get_settings()
     settings.check_production()
     counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
-    driver = create_driver(embedded.url_for(settings), pool_size=settings.database_pool_size)
+    driver = create_driver(
+        embedded.url_for(settings),
+        pool_size=settings.database_pool_size,
+        transaction_pooler=settings.database_transaction_pooler,
+    )
     clock = clock or Clock(settings.zone)
     runtime = Runtime(
         settings=settings,
