@@ -117,6 +117,11 @@ class WebhookDeliveryNotFound(DomainError):
     title = N_("No such webhook delivery")
 
 
+class RevocationListNotFound(DomainError):
+    code = "revocation_list_not_found"
+    title = N_("No revocation list has been published yet")
+
+
 class InstallationExists(DomainError):
     code = "installation_exists"
     title = N_("An installation with this code is already registered")
@@ -199,3 +204,8 @@ class RateLimited(DomainError):
 class Unavailable(DomainError):
     code = "unavailable"
     title = N_("The service is temporarily unavailable; nothing was written")
+
+
+class NoSigningKey(Unavailable):
+    """No signing key certified by the root of trust may sign now: none is, or its certificate ends too soon for a
+    certificate signed now. The operator is told in the log (`service.signing_keys`)."""

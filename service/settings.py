@@ -32,8 +32,13 @@ class Settings(BaseSettings):
     key_hash_secret: str = DEV_SECRET
     certificate_private_key: str | None = None
     certificate_key_secret: str = DEV_SECRET
+    certificate_chain: str | None = None
     certificate_lifetime_days: int = Field(30, gt=0)
     signing_keys_reload_seconds: int = Field(60, gt=0)
+    jwks_max_age_seconds: int = Field(60, ge=0)
+    signing_key_period_days: int = Field(365, gt=0)
+    root_certificate: str | None = None
+    dev_root_dir: str = "./timex-data/dev-root"
     allow_sqlite_in_production: bool = False
     redis_url: str | None = None
     redis_timeout_ms: int = Field(50, gt=0)
@@ -77,6 +82,11 @@ class Settings(BaseSettings):
             return
         if insecure := self.insecure_settings():
             raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
+        if self.root_certificate is None:
+            # A development root made on the server would be trusted by no Timex build.
+            raise RuntimeError("refusing to start in production without ROOT_CERTIFICATE (see `init-root`)")
+        if self.certificate_private_key is not None and self.certificate_chain is None:
+            raise RuntimeError("refusing to start in production with CERTIFICATE_PRIVATE_KEY but no CERTIFICATE_CHAIN")
         if self.is_sqlite and not self.allow_sqlite_in_production:
             # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
             raise RuntimeError(

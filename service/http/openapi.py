@@ -49,6 +49,7 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     errors.ActivationNotFound.code: ("No such activation", {}),
     errors.WebhookEndpointNotFound.code: ("No such webhook endpoint", {}),
     errors.WebhookDeliveryNotFound.code: ("No such webhook delivery", {}),
+    errors.RevocationListNotFound.code: (errors.RevocationListNotFound.title, {}),
     errors.KeyAlreadyUsed.code: ("The key was already used", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
     errors.KeyRevoked.code: ("The key was revoked", {"key_index": 0, "key_prefix": "TXS-7QKD"}),
     errors.KeyDuplicated.code: (

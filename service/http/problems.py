@@ -35,6 +35,7 @@ STATUS = {
     errors.ActivationNotFound.code: 404,
     errors.WebhookEndpointNotFound.code: 404,
     errors.WebhookDeliveryNotFound.code: 404,
+    errors.RevocationListNotFound.code: 404,
     errors.KeyAlreadyUsed.code: 409,
     errors.KeyRevoked.code: 409,
     errors.VoidHasDependents.code: 409,
@@ -105,7 +106,9 @@ async def domain_error(request: Request, exc: errors.DomainError) -> JSONRespons
         extra["key_index"] = exc.index
         if exc.prefix is not None:
             extra["key_prefix"] = exc.prefix
-    if isinstance(exc, errors.Unavailable):
+    if isinstance(exc, errors.NoSigningKey):
+        log.error("no signing key certified by the root can sign: see `timex-licensing rotate-signing-key`")
+    elif isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
     return problem(
         STATUS.get(exc.code, 400),
