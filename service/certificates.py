@@ -55,8 +55,9 @@ def _public(private: jwk.Key) -> dict:
 
 
 class CertificateSigner:
-    """Signs with one key. `chain` is the key's X.509 certificate, then the root's (DER): carried as `x5c` in
-    every certificate's header and in the key's JWK. The `kid` is known before anything is signed."""
+    """Signs with one key. `chain` is the key's X.509 certificate by the root of trust (DER), carried as `x5c` in
+    every certificate's header and in the key's JWK; not the root's, which a verifier must hold already (and
+    ~700 bytes less a certificate). The `kid` is known before anything is signed."""
 
     def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta, chain: Sequence[bytes]):
         self._private = jwk.construct(private_key_pem, ALGORITHM)

@@ -272,7 +272,7 @@ def _published(
 ) -> PublishedKey:
     if certified(certificate, private_key_pem, root):
         assert certificate is not None
-        chain = [certificate.public_bytes(serialization.Encoding.DER), root.der]
+        chain = [certificate.public_bytes(serialization.Encoding.DER)]  # the root is the verifier's own
         signs_until = certificate.not_valid_after_utc - timing.lifetime
     else:
         chain, signs_until = [], None

@@ -54,10 +54,6 @@ class Root:
     certificate: x509.Certificate
     key: ec.EllipticCurvePrivateKey | None = None
 
-    @property
-    def der(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.DER)
-
     def with_key(self, key_pem: bytes) -> "Root":
         key = serialization.load_pem_private_key(key_pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != self.certificate.public_key():

@@ -78,7 +78,7 @@ async def test_the_key_set_may_be_cached_for_jwks_max_age(api: Api) -> None:
     assert response.headers["cache-control"] == f"public, max-age={api.settings.jwks_max_age_seconds}"
     [key] = response.json()["keys"]
     assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("EC", "P-256", "ES256", "sig")
-    assert len(key["x5c"]) == 2  # its certificate by the root, and the root's
+    assert len(key["x5c"]) == 1  # its certificate by the root
 
 
 async def test_an_expired_certificate_does_not_verify(api: Api) -> None:

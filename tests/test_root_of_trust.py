@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given
@@ -28,9 +28,10 @@ from jose import jwt
 from sqlalchemy import text
 
 from service import signing_keys, verification
+from service.certificates import generate_private_key, kid_of, public_key_of
 from service.http.routes.certificates import REVOCATION_LIST_PATH
 from service.settings import Settings
-from service.trust import configured_root
+from service.trust import Root, configured_root
 from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.servers import SERVER_LOGS, running_server
@@ -219,6 +220,27 @@ async def test_production_refuses_to_sign_with_a_key_the_root_did_not_certify(
     for refused in (by_another_root, uncertified):
         assert (refused.status_code, refused.json()["code"]) == (503, "unavailable")
     assert [key["x5c"] for key in jwks["keys"]] == [[]]
+
+
+async def test_a_key_given_in_the_settings_signs_with_its_certificate_by_the_root(
+    database_url: str, tmp_path: Path
+) -> None:
+    """CERTIFICATE_PRIVATE_KEY with CERTIFICATE_CHAIN (its certificate, as a root's owner makes it)."""
+    root_pem, root_key = _init_root(tmp_path / "root")
+    root = Root(x509.load_pem_x509_certificate(root_pem.read_bytes())).with_key(root_key.read_bytes())
+    key = generate_private_key()
+    now = datetime.now(UTC)
+    certificate = root.certify(public_key_of(key), kid_of(key), now, now + timedelta(days=400))
+    chain = x509.load_der_x509_certificate(certificate).public_bytes(serialization.Encoding.PEM).decode()
+    settings = make_settings(
+        database_url, root_certificate=root_pem.read_text(), certificate_private_key=key, certificate_chain=chain
+    )
+    async with service(settings) as api:
+        await api.installation("ACME")
+        token = (await api.get("/v1/installations/ACME/support")).json()["certificate"]
+
+    assert _kid(token) == kid_of(key)
+    assert _check_chain_with_cryptography(token, root_pem)["sub"] == "ACME"
 
 
 def test_production_will_not_start_without_a_root_certificate() -> None:
