@@ -314,11 +314,22 @@ async def load(*, driver: Driver, secret: str, issuer: str, timing: Timing, root
         if row["signs_from"] is not None:
             retired_at = row["signs_from"] if retired_at is None else min(retired_at, row["signs_from"])
     key_set = KeySet(published, {"keys": [key.signer.public_jwk for key in published]})
-    with suppress(NoSigningKey):
-        key_set.signer(now)
-        return key_set
-    log.error("no signing key certified by the root can sign now: run `timex-licensing rotate-signing-key --root-key`")
+    _say_when_to_rotate(key_set, timing, now)
     return key_set
+
+
+def _say_when_to_rotate(key_set: KeySet, timing: Timing, now: datetime) -> None:
+    """In the log, at each read of the key set: that no key can sign, or that the signing key's certificate leaves
+    it less than a certificate's lifetime more to sign, with no newer key published."""
+    try:
+        signer = key_set.signer(now)
+    except NoSigningKey:
+        log.error("no signing key certified by the root can sign now: run `timex-licensing rotate-signing-key`")
+        return
+    [current] = [key for key in key_set.keys if key.signer is signer]
+    newest = key_set.keys[0]
+    if current is newest and current.signs_until is not None and current.signs_until - now < timing.lifetime:
+        log.warning("the signing key %s signs until %s only: rotate it", signer.kid, current.signs_until.isoformat())
 
 
 def _decrypted(cipher: Fernet, private_key: bytes) -> str:

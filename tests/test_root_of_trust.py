@@ -167,14 +167,19 @@ async def test_a_certificate_issued_after_three_rotations_verifies_with_the_root
     async with service(settings) as api:
         await api.installation("ACME")
         refused = await api.get("/v1/installations/ACME/support")  # no key yet: the service holds no root key
+        no_revocation_list = await api.get(REVOCATION_LIST_PATH)
         signed = []
         for _ in range(4):  # the first key, then three rotations
             rotated = _cli(env, "rotate-signing-key", "--root-key", str(root_key))
             assert rotated.returncode == 0, rotated.stderr
             await asyncio.sleep(settings.signing_keys_reload_seconds + 0.2)  # it signs once every process has it
             signed.append((await api.get("/v1/installations/ACME/support")).json()["certificate"])
+        revocation_list = await api.get(REVOCATION_LIST_PATH)
 
     assert (refused.status_code, refused.json()["code"]) == (503, "unavailable")
+    assert (no_revocation_list.status_code, no_revocation_list.json()["code"]) == (404, "revocation_list_not_found")
+    root = x509.load_pem_x509_certificate(root_pem.read_bytes())
+    assert x509.load_der_x509_crl(revocation_list.content).is_signature_valid(root.public_key())  # type: ignore[arg-type]
     assert len({_kid(token) for token in signed}) == 4
     (tmp_path / "certificate.jwt").write_text(signed[-1])
     verified = _cli(
