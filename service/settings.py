@@ -6,6 +6,7 @@ Every setting has a default that works for the embedded quick start; the README 
 from decimal import Decimal
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: str = "development"
-    database_url: str = "sqlite+aiosqlite:///./timex-licensing.db"
+    database_url: str | None = None
+    """None: the embedded PostgreSQL in `embedded_data_dir` (service.embedded)."""
+    embedded_data_dir: Path = Path("timex-data/postgres")
     database_pool_size: int = Field(20, gt=0)
     business_timezone: str = "Europe/Moscow"
     unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
@@ -38,8 +41,7 @@ class Settings(BaseSettings):
     jwks_max_age_seconds: int = Field(60, ge=0)
     signing_key_period_days: int = Field(365, gt=0)
     root_certificate: str | None = None
-    dev_root_dir: str = "./timex-data/dev-root"
-    allow_sqlite_in_production: bool = False
+    dev_root_dir: Path = Path("timex-data/dev-root")
     redis_url: str | None = None
     redis_timeout_ms: int = Field(50, gt=0)
     activation_failure_limit: int = Field(10, gt=0)
@@ -82,17 +84,14 @@ class Settings(BaseSettings):
             return
         if insecure := self.insecure_settings():
             raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
+        if self.database_url is None:
+            # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
+            raise RuntimeError("refusing to start in production on the embedded PostgreSQL: set DATABASE_URL")
         if self.root_certificate is None:
             # A development root made on the server would be trusted by no Timex build.
             raise RuntimeError("refusing to start in production without ROOT_CERTIFICATE (see `init-root`)")
         if self.certificate_private_key is not None and self.certificate_chain is None:
             raise RuntimeError("refusing to start in production with CERTIFICATE_PRIVATE_KEY but no CERTIFICATE_CHAIN")
-        if self.is_sqlite and not self.allow_sqlite_in_production:
-            # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
-            raise RuntimeError(
-                "refusing to start in production on the embedded SQLite database: set DATABASE_URL "
-                "(or ALLOW_SQLITE_IN_PRODUCTION=true for a single-process deployment)"
-            )
 
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
@@ -109,10 +108,6 @@ class Settings(BaseSettings):
     @property
     def unit_price_minor(self) -> int:
         return int(self.unit_price * 100)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 @lru_cache

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -38,7 +39,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from service.certificates import CertificateSigner, generate_private_key, kid_of, public_key_of
 from service.clock import Clock
-from service.driver import Contended, Driver, Duplicate, Row, retried
+from service.driver import Contended, Driver, Duplicate, Rows, retried
 from service.errors import NoSigningKey
 from service.models import RevocationList, SigningKey
 from service.settings import Settings
@@ -93,7 +94,35 @@ def _cipher(secret: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-_KEYS = (
+class _Key(NamedTuple):
+    id: int
+    kid: str
+    private_key: bytes
+    generation: int
+    signs_from: datetime | None
+    certificate: bytes | None
+    created_at: datetime
+
+
+class _Generation(NamedTuple):
+    generation: int
+
+
+class _RevokedKey(NamedTuple):
+    certificate: bytes
+    revoked_at: datetime
+    revoked_since: datetime
+
+
+class _Number(NamedTuple):
+    number: int
+
+
+class _List(NamedTuple):
+    crl: bytes
+
+
+_KEYS = Rows(
     select(
         SigningKey.id,
         SigningKey.kid,
@@ -104,9 +133,10 @@ _KEYS = (
         SigningKey.created_at,
     )
     .where(SigningKey.revoked_at.is_(None))
-    .order_by(SigningKey.generation.desc())
+    .order_by(SigningKey.generation.desc()),
+    _Key,
 )
-_NEWEST_GENERATION = select(func.coalesce(func.max(SigningKey.generation), 0).label("generation"))
+_NEWEST_GENERATION = Rows(select(func.coalesce(func.max(SigningKey.generation), 0).label("generation")), _Generation)
 _NEW_KEY = insert(SigningKey).values(
     kid=bindparam("kid"),
     private_key=bindparam("private_key"),
@@ -125,18 +155,22 @@ _CERTIFY = (
     .where(SigningKey.id == bindparam("key_id"), SigningKey.certificate.is_not_distinct_from(bindparam("old")))
     .values(certificate=bindparam("certificate"))
 )
-_REVOKE = (
+_REVOKE = Rows(
     update(SigningKey)
     .where(SigningKey.kid == bindparam("key_kid"), SigningKey.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"), revoked_since=func.coalesce(bindparam("since"), SigningKey.created_at))
-    .returning(SigningKey.generation)
+    .returning(SigningKey.generation),
+    _Generation,
 )
-_REVOKED = select(SigningKey.certificate, SigningKey.revoked_at, SigningKey.revoked_since).where(
-    SigningKey.revoked_at.is_not(None), SigningKey.certificate.is_not(None)
+_REVOKED = Rows(
+    select(SigningKey.certificate, SigningKey.revoked_at, SigningKey.revoked_since).where(
+        SigningKey.revoked_at.is_not(None), SigningKey.certificate.is_not(None)
+    ),
+    _RevokedKey,
 )
-_NEXT_LIST = select(func.coalesce(func.max(RevocationList.number), 0).label("number"))
+_NEXT_LIST = Rows(select(func.coalesce(func.max(RevocationList.number), 0).label("number")), _Number)
 _NEW_LIST = insert(RevocationList).values(number=bindparam("number"), crl=bindparam("crl"), created_at=bindparam("now"))
-_NEWEST_LIST = select(RevocationList.crl).order_by(RevocationList.number.desc()).limit(1)
+_NEWEST_LIST = Rows(select(RevocationList.crl).order_by(RevocationList.number.desc()).limit(1), _List)
 
 
 @dataclass(frozen=True)
@@ -297,22 +331,22 @@ async def load(*, driver: Driver, secret: str, issuer: str, timing: Timing, root
     retired_at: datetime | None = None  # when the newer keys' signing began
     for row in rows:
         if retired_at is None or retired_at > now - timing.retained:
-            pem = _decrypted(cipher, row["private_key"])
-            certificate = None if row["certificate"] is None else x509.load_der_x509_certificate(row["certificate"])
+            pem = _decrypted(cipher, row.private_key)
+            certificate = None if row.certificate is None else x509.load_der_x509_certificate(row.certificate)
             if root.key is not None and not certified(certificate, pem, root):
                 certificate = await _certify(driver, row, pem, root, timing, now)
             key = _published(
                 pem,
                 certificate,
-                generation=row["generation"],
-                signs_from=row["signs_from"],
+                generation=row.generation,
+                signs_from=row.signs_from,
                 issuer=issuer,
                 timing=timing,
                 root=root,
             )
             published.append(key)
-        if row["signs_from"] is not None:
-            retired_at = row["signs_from"] if retired_at is None else min(retired_at, row["signs_from"])
+        if row.signs_from is not None:
+            retired_at = row.signs_from if retired_at is None else min(retired_at, row.signs_from)
     key_set = KeySet(published, {"keys": [key.signer.public_jwk for key in published]})
     _say_when_to_rotate(key_set, timing, now)
     return key_set
@@ -339,28 +373,28 @@ def _decrypted(cipher: Fernet, private_key: bytes) -> str:
         raise RuntimeError("CERTIFICATE_KEY_SECRET does not decrypt the stored signing keys") from None
 
 
-def _can_sign(rows: Sequence[Row], cipher: Fernet, timing: Timing, root: Root, now: datetime) -> bool:
+def _can_sign(rows: list[_Key], cipher: Fernet, timing: Timing, root: Root, now: datetime) -> bool:
     """Whether the key signing at `now` is certified for now (by this root)."""
     for row in rows:
-        if row["signs_from"] is not None and row["signs_from"] <= now:
-            if row["certificate"] is None:
+        if row.signs_from is not None and row.signs_from <= now:
+            if row.certificate is None:
                 return True  # certified below, when read
-            certificate = x509.load_der_x509_certificate(row["certificate"])
-            pem = _decrypted(cipher, row["private_key"])
+            certificate = x509.load_der_x509_certificate(row.certificate)
+            pem = _decrypted(cipher, row.private_key)
             return not certified(certificate, pem, root) or now <= certificate.not_valid_after_utc - timing.lifetime
     return False
 
 
-async def _certify(driver: Driver, row: Row, pem: str, root: Root, timing: Timing, now: datetime) -> x509.Certificate:
+async def _certify(driver: Driver, row: _Key, pem: str, root: Root, timing: Timing, now: datetime) -> x509.Certificate:
     """A key stored without a certificate of this root (made before roots existed, or under another development
     root), certified by the development root for a signing period from now."""
-    der = root.certify(public_key_of(pem), row["kid"], row["created_at"], now + timing.period + timing.lifetime)
+    der = root.certify(public_key_of(pem), row.kid, row.created_at, now + timing.period + timing.lifetime)
     async with driver.transaction() as session:
-        await session.execute(_CERTIFY, {"key_id": row["id"], "old": row["certificate"], "certificate": der})
+        await session.execute(_CERTIFY, {"key_id": row.id, "old": row.certificate, "certificate": der})
     return x509.load_der_x509_certificate(der)
 
 
-async def _keys(driver: Driver) -> Sequence[Row]:
+async def _keys(driver: Driver) -> list[_Key]:
     async with driver.reading() as session:
         return await session.all(_KEYS, {})
 
@@ -383,7 +417,7 @@ async def _add_key(
             {
                 "kid": kid,
                 "private_key": cipher.encrypt(pem.encode()),
-                "generation": newest["generation"] + 1,
+                "generation": newest.generation + 1,
                 "signs_from": signs_from,
                 "certificate": certificate,
                 "now": now,
@@ -410,9 +444,9 @@ async def rotate(
     now = clock.now()
     rows = await _keys(driver)
     newest = rows[0] if rows else None
-    if newest is not None and not immediately and (newest["signs_from"] is None or newest["signs_from"] > now):
-        when = "once its rotation schedules it" if newest["signs_from"] is None else f"from {newest['signs_from']}"
-        raise RotationUnderWay(f"the key {newest['kid']} signs {when}: it is the rotation under way")
+    if newest is not None and not immediately and (newest.signs_from is None or newest.signs_from > now):
+        when = "once its rotation schedules it" if newest.signs_from is None else f"from {newest.signs_from}"
+        raise RotationUnderWay(f"the key {newest.kid} signs {when}: it is the rotation under way")
     try:
         kid = await _add_key(
             driver=driver, cipher=cipher, root=root, timing=timing, signs_from=now if immediately else None, now=now
@@ -444,7 +478,7 @@ async def revoke(
     was the key signing, a new key signs at once: the emergency rotation."""
     now = clock.now()
     rows = await _keys(driver)
-    signing = next((row["kid"] for row in rows if row["signs_from"] is not None and row["signs_from"] <= now), None)
+    signing = next((row.kid for row in rows if row.signs_from is not None and row.signs_from <= now), None)
     async with driver.transaction() as session:
         if await session.first(_REVOKE, {"key_kid": kid, "now": now, "since": since}) is None:
             raise SigningKeyNotFound(f"no unrevoked signing key has the kid {kid}")
@@ -463,15 +497,15 @@ async def publish_revocations(*, driver: Driver, root: Root, now: datetime) -> t
     async with driver.transaction() as session:
         revoked = [
             Revoked(
-                x509.load_der_x509_certificate(row["certificate"]).serial_number,
-                row["revoked_at"],
-                row["revoked_since"],
+                x509.load_der_x509_certificate(row.certificate).serial_number,
+                row.revoked_at,
+                row.revoked_since,
             )
             for row in await session.all(_REVOKED, {})
         ]
         newest = await session.first(_NEXT_LIST, {})
         assert newest is not None
-        number = newest["number"] + 1
+        number = newest.number + 1
         crl = root.revocation_list(revoked, number, now)
         try:
             await session.execute(_NEW_LIST, {"number": number, "crl": crl, "now": now})
@@ -483,4 +517,4 @@ async def publish_revocations(*, driver: Driver, root: Root, now: datetime) -> t
 async def revocation_list(*, driver: Driver) -> bytes | None:
     """The newest revocation list (DER), None before any was made."""
     row = await driver.first(_NEWEST_LIST, {})
-    return None if row is None else row["crl"]
+    return None if row is None else row.crl

@@ -183,10 +183,10 @@ def load_certificate(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def configured_root(root_certificate: str | None, dev_root_dir: str, now: datetime) -> Root:
+def configured_root(root_certificate: str | None, dev_root_dir: Path, now: datetime) -> Root:
     """`ROOT_CERTIFICATE` (a PEM file's path, or the PEM itself), or else the development root in `dev_root_dir`."""
     if root_certificate is None:
-        return development_root(Path(dev_root_dir), now)
+        return development_root(dev_root_dir, now)
     if root_certificate.lstrip().startswith("-----BEGIN"):
         return Root(x509.load_pem_x509_certificate(root_certificate.encode()))
     return Root(load_certificate(Path(root_certificate)))
