@@ -301,13 +301,15 @@ def _verify_certificate(args: argparse.Namespace) -> int:
 
     on = Clock(get_settings().zone).now() if args.on is None else _instant(args.on)
     try:
+        token = Path(args.file).read_text(errors="replace")
+        root = x509.load_pem_x509_certificate(Path(args.root).read_bytes())
         revocation_list = None if args.revocations is None else _revocation_list(Path(args.revocations).read_bytes())
+    except (OSError, ValueError) as unreadable:
+        print(f"unreadable: {unreadable}", file=sys.stderr)
+        return 1
+    try:
         verified = verification.verify(
-            Path(args.file).read_text(),
-            root=x509.load_pem_x509_certificate(Path(args.root).read_bytes()),
-            on=on,
-            installation=args.installation,
-            revocation_list=revocation_list,
+            token, root=root, on=on, installation=args.installation, revocation_list=revocation_list
         )
     except verification.Rejected as rejected:
         print(f"{rejected.reason}: {rejected}", file=sys.stderr)

@@ -102,6 +102,7 @@ class _Key(NamedTuple):
     signs_from: datetime | None
     certificate: bytes | None
     created_at: datetime
+    revoked_at: datetime | None
 
 
 class _Generation(NamedTuple):
@@ -131,12 +132,10 @@ _KEYS = Rows(
         SigningKey.signs_from,
         SigningKey.certificate,
         SigningKey.created_at,
-    )
-    .where(SigningKey.revoked_at.is_(None))
-    .order_by(SigningKey.generation.desc()),
+        SigningKey.revoked_at,
+    ).order_by(SigningKey.generation.desc()),
     _Key,
 )
-_NEWEST_GENERATION = Rows(select(func.coalesce(func.max(SigningKey.generation), 0).label("generation")), _Generation)
 _NEW_KEY = insert(SigningKey).values(
     kid=bindparam("kid"),
     private_key=bindparam("private_key"),
@@ -319,14 +318,22 @@ async def load(*, driver: Driver, secret: str, issuer: str, timing: Timing, root
     a first signing key on an empty table (or when no key may sign any more), and certifies a key stored
     without a certificate; processes that start at once each try: the unique `generation` lets one key in."""
     cipher = _cipher(secret)
-    rows = await _keys(driver)
+    rows, generation = await _keys(driver)
     if root.key is not None and not _can_sign(rows, cipher, timing, root, now):
         # Signing from a little before now: a request that read the clock before it waited for this key set signs
         # with this key too.
         signs_from = now - IN_FLIGHT
         with suppress(Duplicate):  # another process made it first
-            await _add_key(driver=driver, cipher=cipher, root=root, timing=timing, signs_from=signs_from, now=now)
-        rows = await _keys(driver)
+            await _add_key(
+                driver=driver,
+                cipher=cipher,
+                root=root,
+                timing=timing,
+                generation=generation,
+                signs_from=signs_from,
+                now=now,
+            )
+        rows, _ = await _keys(driver)
     published = []
     retired_at: datetime | None = None  # when the newer keys' signing began
     for row in rows:
@@ -394,30 +401,38 @@ async def _certify(driver: Driver, row: _Key, pem: str, root: Root, timing: Timi
     return x509.load_der_x509_certificate(der)
 
 
-async def _keys(driver: Driver) -> list[_Key]:
+async def _keys(driver: Driver) -> tuple[list[_Key], int]:
+    """The keys not revoked, newest first; and the next key's generation: a key added as the next after what was
+    read is refused (`Duplicate`) if another was added since."""
     async with driver.reading() as session:
-        return await session.all(_KEYS, {})
+        rows = await session.all(_KEYS, {})
+    return [row for row in rows if row.revoked_at is None], (rows[0].generation + 1 if rows else 1)
 
 
 async def _add_key(
-    *, driver: Driver, cipher: Fernet, root: Root, timing: Timing, signs_from: datetime | None, now: datetime
+    *,
+    driver: Driver,
+    cipher: Fernet,
+    root: Root,
+    timing: Timing,
+    generation: int,
+    signs_from: datetime | None,
+    now: datetime,
 ) -> str:
     """A new key, certified by `root` from now until a signing period after it may first sign and the lifetime of
-    its last certificates; the next generation. `Duplicate` when another key took that generation first."""
+    its last certificates. `Duplicate` when another key took that generation first."""
     pem = generate_private_key()
     kid = kid_of(pem)
     first_signature = now + timing.publication if signs_from is None else signs_from
     not_before = min(now, first_signature)
     certificate = root.certify(public_key_of(pem), kid, not_before, first_signature + timing.period + timing.lifetime)
     async with driver.transaction() as session:
-        newest = await session.first(_NEWEST_GENERATION, {})
-        assert newest is not None
         await session.execute(
             _NEW_KEY,
             {
                 "kid": kid,
                 "private_key": cipher.encrypt(pem.encode()),
-                "generation": newest.generation + 1,
+                "generation": generation,
                 "signs_from": signs_from,
                 "certificate": certificate,
                 "now": now,
@@ -442,16 +457,22 @@ async def rotate(
     commit takes is not counted in). Refused while a rotation is under way. `immediately`: it signs at once."""
     cipher = _cipher(secret)
     now = clock.now()
-    rows = await _keys(driver)
+    rows, generation = await _keys(driver)
     newest = rows[0] if rows else None
     if newest is not None and not immediately and (newest.signs_from is None or newest.signs_from > now):
         when = "once its rotation schedules it" if newest.signs_from is None else f"from {newest.signs_from}"
         raise RotationUnderWay(f"the key {newest.kid} signs {when}: it is the rotation under way")
     try:
         kid = await _add_key(
-            driver=driver, cipher=cipher, root=root, timing=timing, signs_from=now if immediately else None, now=now
+            driver=driver,
+            cipher=cipher,
+            root=root,
+            timing=timing,
+            generation=generation,
+            signs_from=now if immediately else None,
+            now=now,
         )
-    except Duplicate as exc:
+    except Duplicate as exc:  # read again: it is the rotation under way, or the key to retire
         raise Contended("another rotation added a key first") from exc
     if immediately:
         return Rotation(kid, now)
@@ -477,7 +498,7 @@ async def revoke(
     stored, served) rejects the certificates it signed from `since` on (from its publication, when None). If it
     was the key signing, a new key signs at once: the emergency rotation."""
     now = clock.now()
-    rows = await _keys(driver)
+    rows, _ = await _keys(driver)
     signing = next((row.kid for row in rows if row.signs_from is not None and row.signs_from <= now), None)
     async with driver.transaction() as session:
         if await session.first(_REVOKE, {"key_kid": kid, "now": now, "since": since}) is None:

@@ -90,3 +90,13 @@ def test_verify_certificate_prints_the_claims_or_why_not(capsys, file: str, extr
         assert json.loads(out)["sub"] == "ACME-0001"
     else:
         assert out == "" and err.split(":")[0] in {"bad_signature", "key_revoked"}
+
+
+def test_verify_certificate_says_what_it_cannot_read(capsys, tmp_path: Path) -> None:
+    (tmp_path / "not-a-root.pem").write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n")
+
+    missing = main(["verify-certificate", str(tmp_path / "none.jwt"), "--root", str(VECTORS / "root.pem")])
+    broken = main(["verify-certificate", str(VECTORS / "good.jwt"), "--root", str(tmp_path / "not-a-root.pem")])
+
+    assert (missing, broken) == (1, 1)
+    assert capsys.readouterr().err.count("unreadable: ") == 2

@@ -343,3 +343,31 @@ def test_the_reference_verifier_refuses_hostile_input_with_a_reason(token: str) 
             verification.verify(candidate, root=root, on=datetime(2026, 12, 10, tzinfo=UTC))
         except verification.Rejected as rejected:
             assert rejected.reason in {"malformed", "no_chain", "untrusted_key", "bad_signature"}
+
+
+async def test_rotations_at_once_publish_one_new_key(api: Api) -> None:
+    """Three rotations at once, after the first key: one publishes its key; the others, made again after losing,
+    find it under way and are refused."""
+    await api.get("/.well-known/jwks.json")  # the first key
+    root = configured_root(None, api.settings.dev_root_dir, api.clock.now())
+
+    outcomes = await asyncio.gather(
+        *(
+            signing_keys.rotate(
+                driver=api.driver,
+                secret=api.settings.certificate_key_secret,
+                root=root,
+                timing=signing_keys.Timing.of(api.settings),
+                clock=api.clock,
+                immediately=False,
+            )
+            for _ in range(3)
+        ),
+        return_exceptions=True,
+    )
+
+    [rotation] = [outcome for outcome in outcomes if isinstance(outcome, signing_keys.Rotation)]
+    assert [type(outcome) for outcome in outcomes if outcome is not rotation] == [signing_keys.RotationUnderWay] * 2
+    async with api.engine.connect() as connection:
+        kids = (await connection.execute(text("SELECT kid FROM signing_keys ORDER BY generation"))).scalars().all()
+    assert len(kids) == 2 and kids[-1] == rotation.signing
