@@ -308,13 +308,13 @@ def _verify_certificate(args: argparse.Namespace) -> int:
         print(f"unreadable: {unreadable}", file=sys.stderr)
         return 1
     try:
-        verified = verification.verify(
+        claims = verification.verify(
             token, root=root, on=on, installation=args.installation, revocation_list=revocation_list
         )
     except verification.Rejected as rejected:
         print(f"{rejected.reason}: {rejected}", file=sys.stderr)
         return 1
-    print(json.dumps(verified.claims, indent=2))
+    print(json.dumps(claims, indent=2))
     return 0
 
 

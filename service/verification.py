@@ -8,7 +8,6 @@ No I/O and no clock: the instant to verify at is given.
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +24,6 @@ class Rejected(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Verified:
-    claims: dict[str, Any]
-    kid: str | None
-    key_certificate: x509.Certificate
 
 
 def _b64url(segment: str) -> bytes:
@@ -58,7 +50,7 @@ def verify(
     on: datetime,
     installation: str | None = None,
     revocation_list: x509.CertificateRevocationList | None = None,
-) -> Verified:
+) -> dict[str, Any]:
     """The certificate's claims, if `token` is a support certificate signed by a key that `root` certified, valid
     `on`, of `installation` (if given) and not signed by a key revoked before it signed; else `Rejected`."""
     # 1. Three base64url segments: the header and the claims are JSON objects.
@@ -138,8 +130,7 @@ def verify(
         if revoked is not None and issued >= _revoked_since(revoked):
             raise Rejected("key_revoked", "the signing key was revoked before it signed this")
 
-    kid = header.get("kid")
-    return Verified(claims, kid if isinstance(kid, str) else None, key_certificate)
+    return claims
 
 
 def _revoked_since(revoked: x509.RevokedCertificate) -> datetime:

@@ -35,7 +35,7 @@ def _answers(directory: Path) -> list[tuple[str, str, dict | None]]:
         except verification.Rejected as rejected:
             answers.append((vector["name"], vector["expect"], {"refused": rejected.reason}))
         else:
-            answers.append((vector["name"], vector["expect"], {"claims": verified.claims, "vector": vector}))
+            answers.append((vector["name"], vector["expect"], {"claims": verified, "vector": vector}))
     return answers
 
 

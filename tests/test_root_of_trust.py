@@ -299,7 +299,28 @@ async def test_a_revoked_key_leaves_the_jwks_and_its_certificates_are_rejected(
     with pytest.raises(verification.Rejected) as rejected:
         verification.verify(before, root=root, on=now, revocation_list=crl)
     assert rejected.value.reason == "key_revoked"
-    assert verification.verify(after, root=root, on=now, revocation_list=crl).claims["sub"] == "ACME"
+    assert verification.verify(after, root=root, on=now, revocation_list=crl)["sub"] == "ACME"
+
+
+async def test_a_key_revoked_since_an_instant_keeps_what_it_signed_before(database_url: str, tmp_path: Path) -> None:
+    dev_root = tmp_path / "dev-root"
+    settings = make_settings(database_url, dev_root_dir=dev_root)
+    env = {"DATABASE_URL": database_url, "DEV_ROOT_DIR": str(dev_root)}
+    async with service(settings) as api:
+        await api.installation("ACME")
+        before = (await api.get("/v1/installations/ACME/support")).json()["certificate"]
+        since = datetime.now(UTC) + timedelta(seconds=2)
+        revoked = _cli(env, "revoke-signing-key", _kid(before), "--since", since.isoformat())
+        served = await api.get(REVOCATION_LIST_PATH)
+
+    assert revoked.returncode == 0, revoked.stderr
+    root = x509.load_pem_x509_certificate((dev_root / "root.pem").read_bytes())
+    crl = x509.load_der_x509_crl(served.content)
+    [entry] = list(crl)
+    assert entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc == since.replace(
+        microsecond=0
+    )
+    assert verification.verify(before, root=root, on=since, revocation_list=crl)["sub"] == "ACME"
 
 
 async def test_a_rotation_under_way_is_not_rotated_again_except_in_an_emergency(
