@@ -43,12 +43,14 @@ LOGGING: dict[str, Any] = {
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import logging.config as logging_config
     import os
     import signal
 
     import uvicorn
 
-    from service import embedded
+    from service import embedded, trust
+    from service.clock import Clock
 
     settings = get_settings()
     settings.check_production()
@@ -60,6 +62,11 @@ def _serve(args: argparse.Namespace) -> None:
     logging = copy.deepcopy(LOGGING)
     if args.no_access_log:
         logging["loggers"]["service.access"]["level"] = "WARNING"
+    if settings.root_certificate is None:
+        # Made here, once, before the workers start, and said at start-up (each worker says it again when it first
+        # signs).
+        logging_config.dictConfig(logging)
+        trust.development_root(settings.dev_root_dir, Clock(settings.zone).now())
     # proxy_headers=False: whose X-Forwarded-For to believe is TRUSTED_PROXIES' to say (`deps.client_address`);
     # uvicorn's own handling would believe it from any peer on 127.0.0.1, before the service sees the peer.
     uvicorn.run(

@@ -24,7 +24,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -205,7 +205,9 @@ class Timing:
 
 
 class SigningKeys:
-    """The process's copy of the key set: read on first use, then again once `reload` has passed."""
+    """The process's copy of the key set: read on first use, then again once `reload` has passed. The root of trust
+    is read (a development root made) on first use too: building the app (for its API document, say) makes
+    nothing."""
 
     def __init__(
         self,
@@ -215,7 +217,7 @@ class SigningKeys:
         issuer: str,
         timing: Timing,
         secret: str,
-        root: Root,
+        root: Callable[[], Root],
         private_key_pem: str | None = None,
         chain_pem: str | None = None,
     ):
@@ -224,15 +226,12 @@ class SigningKeys:
         self._issuer = issuer
         self._timing = timing
         self._secret = secret
-        self._root = root
+        self._make_root = root
+        self._root: Root | None = None
+        self._given = None if private_key_pem is None else (private_key_pem, chain_pem)
         self._lock = asyncio.Lock()
         self._fresh_until = 0.0
         self._current: KeySet | None = None
-        if private_key_pem is not None:
-            self._current = _given_key(
-                private_key_pem, chain_pem, issuer=issuer, timing=timing, root=root, now=clock.now()
-            )
-            self._fresh_until = float("inf")
 
     @property
     def max_age(self) -> int:
@@ -244,6 +243,20 @@ class SigningKeys:
             return self._current
         async with self._lock:  # one read per process, however many requests find the copy stale at once
             if time.monotonic() >= self._fresh_until or self._current is None:
+                if self._root is None:
+                    self._root = self._make_root()
+                if self._given is not None:
+                    private_key_pem, chain_pem = self._given
+                    self._current = _given_key(
+                        private_key_pem,
+                        chain_pem,
+                        issuer=self._issuer,
+                        timing=self._timing,
+                        root=self._root,
+                        now=self._clock.now(),
+                    )
+                    self._fresh_until = float("inf")
+                    return self._current
                 # Stamped before the read: the copy then never holds a key set older than `reload` (a rotation
                 # counts on it).
                 started = time.monotonic()

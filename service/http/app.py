@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             issuer=settings.jwt_issuer,
             timing=Timing.of(settings),
             secret=settings.certificate_key_secret,
-            root=configured_root(settings.root_certificate, settings.dev_root_dir, clock.now()),
+            root=lambda: configured_root(settings.root_certificate, settings.dev_root_dir, clock.now()),
             private_key_pem=settings.certificate_private_key,
             chain_pem=settings.certificate_chain,
         ),
