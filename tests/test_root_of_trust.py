@@ -392,3 +392,60 @@ async def test_rotations_at_once_publish_one_new_key(api: Api) -> None:
     async with api.engine.connect() as connection:
         kids = (await connection.execute(text("SELECT kid FROM signing_keys ORDER BY generation"))).scalars().all()
     assert len(kids) == 2 and kids[-1] == rotation.signing
+
+
+async def test_a_key_signs_for_its_period_only_and_the_log_says_to_rotate_before(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its certificate covers a signing period and a certificate's lifetime after: past the period nothing is
+    signed (a certificate would outlive the key's certificate), and from a lifetime before, the log asks for a
+    rotation."""
+    root_pem, root_key = _init_root(tmp_path / "root")
+    settings = make_settings(
+        database_url, root_certificate=str(root_pem), signing_key_period_days=1, signing_keys_reload_seconds=1
+    )
+    env = {"DATABASE_URL": database_url, "ROOT_CERTIFICATE": str(root_pem), "SIGNING_KEY_PERIOD_DAYS": "1"}
+    assert _cli(env, "rotate-signing-key", "--root-key", str(root_key), "--now").returncode == 0
+    async with service(settings) as api:
+        await api.installation("ACME")
+        within = await api.get("/v1/installations/ACME/support")
+        api.shift_instants(timedelta(days=1, minutes=1))
+        await asyncio.sleep(settings.signing_keys_reload_seconds + 0.1)
+        past = await api.get("/v1/installations/ACME/support")
+
+    assert within.status_code == 200
+    assert "signs until" in caplog.text and "rotate it" in caplog.text
+    assert (past.status_code, past.json()["code"]) == (503, "unavailable")
+
+
+async def test_a_retired_key_stays_published_while_its_certificates_may_be_valid(
+    database_url: str, tmp_path: Path
+) -> None:
+    """After an emergency rotation, the old key may still sign for up to the reload interval in a process that has
+    not read the key set again: it stays in the JWKS for a certificate's lifetime after that, and no longer."""
+    dev_root = tmp_path / "dev-root"
+    settings = make_settings(database_url, dev_root_dir=dev_root, signing_keys_reload_seconds=1)
+    timing = signing_keys.Timing.of(settings)
+    async with service(settings) as api:
+        old = _kid(await _support(api, "ACME"))
+        await signing_keys.rotate(
+            driver=api.driver,
+            secret=settings.certificate_key_secret,
+            root=configured_root(None, dev_root, api.clock.now()),
+            timing=timing,
+            clock=api.clock,
+            immediately=True,
+        )
+        published = []
+        for shift in (timing.retained - timedelta(minutes=1), timing.retained + timedelta(minutes=1)):
+            api.shift_instants(shift)
+            await asyncio.sleep(settings.signing_keys_reload_seconds + 0.1)
+            published.append({key["kid"] for key in (await api.get("/.well-known/jwks.json")).json()["keys"]})
+
+    assert old in published[0]
+    assert old not in published[1] and len(published[1]) == 1
+
+
+async def _support(api: Api, code: str) -> str:
+    await api.installation(code)
+    return (await api.get(f"/v1/installations/{code}/support")).json()["certificate"]
