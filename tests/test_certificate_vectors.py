@@ -100,3 +100,50 @@ def test_verify_certificate_says_what_it_cannot_read(capsys, tmp_path: Path) -> 
 
     assert (missing, broken) == (1, 1)
     assert capsys.readouterr().err.count("unreadable: ") == 2
+
+
+NODE_VERIFIER = Path(__file__).resolve().parent.parent / "tools" / "node-verifier"
+
+
+@pytest.fixture(scope="module")
+def node_verifier() -> Path:
+    """tools/node-verifier, its one package (panva's jose) installed from its lock file."""
+    if not (NODE_VERIFIER / "node_modules" / "jose").exists():
+        subprocess.run(
+            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_VERIFIER,
+            check=True,
+            timeout=300,
+        )
+    return NODE_VERIFIER / "verify.mjs"
+
+
+def test_an_independent_verifier_written_from_the_docs_answers_the_vectors_alike(node_verifier: Path) -> None:
+    """docs/certificates.md's algorithm in Node.js, with its X509Certificate and panva's jose (no code of the
+    service): every vector without a revocation list gets the same answer as from the reference verifier."""
+    answers = {}
+    for vector in json.loads((VECTORS / "vectors.json").read_text())["vectors"]:
+        if "revocations" in vector:
+            continue
+        installation = [vector["installation"]] if "installation" in vector else []
+        ran = subprocess.run(
+            [
+                "node",
+                str(node_verifier),
+                str(VECTORS / vector["file"]),
+                str(VECTORS / vector["root"]),
+                vector["on"],
+                *installation,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        answers[vector["name"]] = "valid" if ran.returncode == 0 else ran.stderr.strip()
+
+    assert answers == {
+        vector["name"]: vector["expect"]
+        for vector in json.loads((VECTORS / "vectors.json").read_text())["vectors"]
+        if "revocations" not in vector
+    }
+    assert len(answers) >= 8
