@@ -260,6 +260,7 @@ class SigningKeys:
                 # Stamped before the read: the copy then never holds a key set older than `reload` (a rotation
                 # counts on it).
                 started = time.monotonic()
+                previous = self._current
                 self._current = await load(
                     driver=self._driver,
                     secret=self._secret,
@@ -269,7 +270,24 @@ class SigningKeys:
                     now=self._clock.now(),
                 )
                 self._fresh_until = started + self._timing.reload.total_seconds()
+                if previous is None or _kids(previous) != _kids(self._current):
+                    log.info("signing keys published: %s", _described(self._current))
         return self._current
+
+
+def _kids(key_set: KeySet) -> list[str]:
+    return [key.signer.kid for key in key_set.keys]
+
+
+def _described(key_set: KeySet) -> str:
+    """Each published key, newest first, with when it signs (from), or that it does not yet, or that the root did
+    not certify it."""
+    return "; ".join(
+        f"{key.signer.kid} "
+        + ("not scheduled" if key.signs_from is None else f"from {key.signs_from.isoformat()}")
+        + ("" if key.signs_until is not None else " (not certified by the root: never signs)")
+        for key in key_set.keys
+    )
 
 
 def _given_key(

@@ -125,6 +125,7 @@ async def test_a_rotation_leaves_no_gap_between_two_server_processes(api: Api, t
         assert verify_with_jwks(json.loads(right_after.body), token)["sub"] == "ACME"
         earlier = [k for k in key_sets if k.sent >= certificate.received - max_age and k.received <= certificate.sent]
         assert all(_kid(token) in _kids(key_set) for key_set in earlier)
+    assert all(new_kid in log for log in SERVER_LOGS[-2:]), "each process says when it reads a new key set"
     signed_by_new = [c for c in certificates if _kid(json.loads(c.body)["certificate"]) == new_kid]
     assert {c.server for c in signed_by_new} == {0, 1}, "both processes came to sign with the new key"
     first_published = min(k.received for k in key_sets if new_kid in _kids(k))
