@@ -47,6 +47,9 @@ from service.trust import Revoked, Root
 
 log = logging.getLogger(__name__)
 
+STOPPED = timedelta(minutes=1)
+"""A rotation's key still not scheduled this long after it was published: the rotation stopped in between (its two
+transactions are milliseconds apart)."""
 IN_FLIGHT = timedelta(minutes=1)
 """How long before it is made a key made to sign at once (the first, or a development root's next) signs from."""
 
@@ -485,14 +488,19 @@ async def rotate(
 ) -> Rotation:
     """Publish a new key, certified by `root`, and schedule it to sign once every process and JWKS cache holds it:
     `timing.publication` after its publication committed (read from the clock after the commit, so the time a
-    commit takes is not counted in). Refused while a rotation is under way. `immediately`: it signs at once."""
+    commit takes is not counted in). Refused while a rotation is under way; a rotation that stopped between the two
+    (its key published, still not scheduled after `STOPPED`) is finished instead. `immediately`: a new key signs at
+    once."""
     cipher = _cipher(secret)
     now = clock.now()
     rows, generation = await _keys(driver)
     newest = rows[0] if rows else None
-    if newest is not None and not immediately and (newest.signs_from is None or newest.signs_from > now):
-        when = "once its rotation schedules it" if newest.signs_from is None else f"from {newest.signs_from}"
-        raise RotationUnderWay(f"the key {newest.kid} signs {when}: it is the rotation under way")
+    if newest is not None and not immediately:
+        if newest.signs_from is None and newest.created_at < now - STOPPED:
+            return await _schedule(driver, newest.kid, clock.now() + timing.publication)
+        if newest.signs_from is None or newest.signs_from > now:
+            when = "once scheduled" if newest.signs_from is None else f"from {newest.signs_from}"
+            raise RotationUnderWay(f"the key {newest.kid} signs {when}: it is the rotation under way")
     try:
         kid = await _add_key(
             driver=driver,
@@ -507,7 +515,10 @@ async def rotate(
         raise Contended("another rotation added a key first") from exc
     if immediately:
         return Rotation(kid, now)
-    signs_from = clock.now() + timing.publication
+    return await _schedule(driver, kid, clock.now() + timing.publication)
+
+
+async def _schedule(driver: Driver, kid: str, signs_from: datetime) -> Rotation:
     async with driver.transaction() as session:
         await session.execute(_SCHEDULE, {"key_kid": kid, "signs_from": signs_from})
     return Rotation(kid, signs_from)

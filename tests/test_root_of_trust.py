@@ -340,6 +340,35 @@ async def test_a_rotation_under_way_is_not_rotated_again_except_in_an_emergency(
     assert emergency.returncode == 0 and "emergency" in emergency.stderr
 
 
+async def test_a_rotation_stopped_before_it_scheduled_its_key_is_finished_by_the_next(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The key is published in one transaction and scheduled in the next: one left unscheduled (the command killed
+    in between, over a minute ago) never signs, and the next rotation schedules it rather than publish another."""
+    env = {"DATABASE_URL": database_url, "DEV_ROOT_DIR": str(tmp_path / "dev-root")}
+    settings = make_settings(database_url, dev_root_dir=env["DEV_ROOT_DIR"])
+    async with service(settings) as api:
+        await api.get("/.well-known/jwks.json")  # the first key
+        stopped = json.loads(_cli(env, "rotate-signing-key").stdout)["signing"]
+        async with api.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE signing_keys SET signs_from = NULL, created_at = created_at - interval '2 minutes' "
+                    "WHERE kid = :kid"
+                ),
+                {"kid": stopped},
+            )
+        finished = _cli(env, "rotate-signing-key")
+        async with api.engine.connect() as connection:
+            keys = (
+                await connection.execute(text("SELECT kid, signs_from FROM signing_keys ORDER BY generation"))
+            ).all()
+
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["signing"] == stopped
+    assert len(keys) == 2 and keys[-1].kid == stopped and keys[-1].signs_from is not None
+
+
 def test_init_root_makes_a_root_for_certifying_signing_keys_only_and_never_overwrites_it(tmp_path: Path) -> None:
     root_pem, root_key = _init_root(tmp_path / "root")
     key_before = root_key.read_bytes()
