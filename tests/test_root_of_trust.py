@@ -222,9 +222,12 @@ async def test_production_refuses_to_sign_with_a_key_the_root_did_not_certify(
         async with Api.started(production, api.engine, today=api.clock.today()) as restarted:
             uncertified = await restarted.get("/v1/installations/ACME/support")
             jwks = (await restarted.get("/.well-known/jwks.json")).json()
+            activation = await restarted.activate("ACME", await restarted.keys(1))
+            installation = (await restarted.get("/v1/installations/ACME", headers=restarted.admin)).json()
 
-    for refused in (by_another_root, uncertified):
+    for refused in (by_another_root, uncertified, activation):
         assert (refused.status_code, refused.json()["code"]) == (503, "unavailable")
+    assert installation["activations"] == []  # refused before anything was written
     assert [key["x5c"] for key in jwks["keys"]] == [[]]
 
 
