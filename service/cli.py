@@ -425,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     verify_certificate.add_argument("file")
     verify_certificate.add_argument("--root", required=True, metavar="ROOT_PEM")
     verify_certificate.add_argument("--installation", metavar="CODE")
-    verify_certificate.add_argument("--on", metavar="DATE", help="a date or an ISO 8601 instant (default: now)")
+    verify_certificate.add_argument(
+        "--on", metavar="DATE", help="an ISO 8601 instant, or a date (its first instant, UTC); default: now"
+    )
     verify_certificate.add_argument("--revocations", metavar="CRL", help="a revocation list (DER or PEM)")
     verify_certificate.set_defaults(run=_verify_certificate)
 
