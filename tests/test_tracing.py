@@ -72,11 +72,14 @@ async def test_every_log_line_of_a_request_names_its_trace(api: Api, caplog: pyt
     await api.installation("ACME-0001")
     [key] = await api.keys(1)
     caplog.clear()
+    caplog.handler.addFilter(tracing.LogFilter())  # as `serve` configures its plain lines' handler
     with caplog.at_level(logging.INFO):
         response = await api.activate("ACME-0001", [key], headers={"traceparent": INCOMING})
 
     assert response.status_code == 201
-    lines = [json.loads(record.getMessage()) for record in caplog.records if record.name.startswith("service.")]
+    records = [record for record in caplog.records if record.name.startswith("service")]
+    assert {record.trace_id for record in records} == {TRACE_ID}  # type: ignore[attr-defined]
+    lines = [json.loads(r.getMessage()) for r in records if r.name in ("service.access", "service.events")]
     assert {line.get("event", "access") for line in lines} == {"activation", "access"}
     assert {line["trace_id"] for line in lines} == {TRACE_ID}
 

@@ -53,7 +53,7 @@ WEBHOOK_OLDEST_UNDELIVERED = Gauge(
 
 SIGNING_KEY_AGE = Gauge(
     "signing_key_age_seconds",
-    "Age of the key that signs support certificates (0: none kept in the database); read at each scrape",
+    "How long the key that signs support certificates has signed (0: none in the database); read at each scrape",
     multiprocess_mode="mostrecent",
 )
 
@@ -172,8 +172,9 @@ async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     oldest = await webhooks.oldest_undelivered(driver=runtime.driver)
     WEBHOOK_OLDEST_UNDELIVERED.set(0 if oldest is None else (runtime.clock.now() - oldest).total_seconds())
-    signing_since = await signing_keys.signing_since(driver=runtime.driver)
-    SIGNING_KEY_AGE.set(0 if signing_since is None else (runtime.clock.now() - signing_since).total_seconds())
+    now = runtime.clock.now()
+    signing_since = await signing_keys.signing_since(driver=runtime.driver, now=now)
+    SIGNING_KEY_AGE.set(0 if signing_since is None else (now - signing_since).total_seconds())
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -106,7 +106,10 @@ class ActivationOut(BaseModel):
     periods: list[LicensePeriodOut] = Field(
         max_length=50, description="What each key added, in the order of the request's keys"
     )
-    certificate: Jwt = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")
+    certificate: Jwt = Field(
+        description="ES256 JWT stating the new support end; verify it with the pinned root (through its `x5c` header) "
+        "or with /.well-known/jwks.json"
+    )
 
     @staticmethod
     def json_of(result: ActivationResult) -> bytes:

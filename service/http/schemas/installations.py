@@ -174,7 +174,10 @@ class SupportOut(BaseModel):
     months_granted: Count
     bonus_months: Count
     entitlements: Entitlements
-    certificate: Jwt = Field(description="ES256 JWT stating the support end; verify with /.well-known/jwks.json")
+    certificate: Jwt = Field(
+        description="ES256 JWT stating the support end; verify it with the pinned root (through its `x5c` header) "
+        "or with /.well-known/jwks.json"
+    )
 
     @staticmethod
     def json_of(s: SupportState, certificate: str) -> bytes:
