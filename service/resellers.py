@@ -107,7 +107,8 @@ async def authenticate(
     """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
     otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
     limited per client address and per client id, before any secret is hashed."""
-    async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
+    limits = {client_name(client): limiter.limit, f"id:{client_id}": limiter.limit}
+    async with limiter.attempt(limits=limits, failures=(Unauthenticated,)):
         row = await driver.first(_LOGIN, {"client_id": client_id})
         stored = row["secret_hash"] if row else _DUMMY_HASH
         if not await checks.verify(client_secret, stored) or row is None or row["disabled_at"] is not None:
