@@ -313,6 +313,14 @@ class RedisStore:
             await self._check_version()
             return await self._script(keys=[], args=args)
 
+    async def ask(self) -> None:
+        """Is Redis there, and new enough (asked the first time)?"""
+        async with asyncio.timeout(self.patience if self.version is None else self.timeout):
+            if self.version is None:
+                await self._check_version()
+            else:
+                await self.redis.ping()
+
     async def _check_version(self) -> None:
         if self.version is None:
             version = str((await self.redis.info("server"))["redis_version"])
@@ -405,11 +413,10 @@ class Counters:
         place.store.finish(place, failed, window)
 
     async def check(self) -> str:
-        """Ask Redis now (for `/readyz`), and say which store is in use."""
+        """Ask Redis now (at start-up, for `/readyz`), and say which store is in use."""
         if self.redis is not None and self.too_old is None:
             try:
-                async with asyncio.timeout(self.redis.timeout):
-                    await self.redis.redis.ping()
+                await self.redis.ask()
             except (RedisError, OSError, TimeoutError) as exc:
                 self._redis_failed(exc)
             else:
@@ -454,6 +461,7 @@ def create_counters(redis_url: str | None, *, timeout_ms: int) -> Counters:
     if not redis_url:
         return Counters(None)
     timeout = timeout_ms / 1000
-    # No socket time limits: every call has its own (`asyncio.timeout`), the probe a longer one than the rest.
-    redis = Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0))
+    # No socket time limits: every call has its own (`asyncio.timeout`). RESP2: a Redis too old for RESP3's HELLO
+    # still connects, and is told apart by its version rather than by a failed handshake.
+    redis = Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0), protocol=2)
     return Counters(RedisStore(redis, timeout=timeout, patience=max(1.0, 10 * timeout)))

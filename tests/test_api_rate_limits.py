@@ -299,7 +299,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
-async def _limits_hold_without_redis(api: Api) -> None:
+async def _limits_hold_without_redis(api: Api, redis: str = "unreachable") -> None:
     await api.installation("ACME")
     [good] = await api.keys(1)
     await _fail(api, "ACME", LIMIT, **_from("203.0.113.7"))
@@ -308,7 +308,7 @@ async def _limits_hold_without_redis(api: Api) -> None:
 
     ready = await api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["rate_limits"] == "memory" and ready.json()["redis"] == "unreachable"
+    assert ready.json()["rate_limits"] == "memory" and ready.json()["redis"] == redis
 
 
 async def test_with_redis_stopped_limits_hold_in_memory(database_url: str) -> None:
@@ -417,3 +417,48 @@ async def test_a_burst_of_150_from_one_client_on_two_processes_lets_through_at_m
     assert outcomes["key_not_found"] <= limit, outcomes
     assert outcomes["key_not_found"] + outcomes["rate_limited"] == 150, outcomes
     assert ready == [{"status": "ready", "rate_limits": "redis"}] * 2
+
+
+@asynccontextmanager
+async def _old_redis(version: str) -> AsyncIterator[int]:
+    """A server speaking Redis's protocol that says it is `version` and knows no scripts (as Redis before 2.6)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                words = []
+                for _ in range(int(line[1:])):
+                    await reader.readline()  # $length
+                    words.append((await reader.readline()).strip().decode().upper())
+                if words[0] == "PING":
+                    writer.write(b"+PONG\r\n")
+                elif words[0] in ("CLIENT", "SELECT"):  # what a client says on connecting
+                    writer.write(b"+OK\r\n")
+                elif words[0] == "INFO":
+                    info = f"# Server\r\nredis_version:{version}\r\n".encode()
+                    writer.write(b"$%d\r\n%s\r\n" % (len(info), info))
+                else:
+                    writer.write(b"-ERR unknown command '%s'\r\n" % words[0].encode())
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_a_redis_older_than_required_is_a_logged_error_and_the_memory_store(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _old_redis("6.0.16") as port, _limited_api(database_url, redis_url=f"redis://127.0.0.1:{port}/0") as api:
+        await _limits_hold_without_redis(api, redis="too_old")
+        ready = (await api.get("/readyz")).json()
+
+    assert ready["redis_version"] == "6.0.16" and ready["redis_required"] == "6.2"
+    errors = [r.getMessage() for r in caplog.records if r.name == "service.ratelimit" and r.levelname == "ERROR"]
+    assert len(errors) == 1 and "6.0.16" in errors[0] and "6.2" in errors[0]

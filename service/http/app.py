@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # What start-up made lives as long as the process: a full collection need not scan it again
         # (here it took 70 ms, every request in the process waiting, and set the read p99).
         gc.freeze()
+        await runtime.counters.check()  # a Redis too old is an error in the log now, not at the first attempt
         stop = asyncio.Event()
         worker = None
         if settings.webhook_worker_in_serve:
