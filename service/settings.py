@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     activation_failure_window_seconds: int = Field(900, gt=0)
     token_failure_limit: int = Field(10, gt=0)
     token_failure_window_seconds: int = Field(900, gt=0)
+    token_wide_failure_limit: int = Field(100, gt=0)
     secret_check_concurrency: int = Field(1, gt=0)
     secret_check_queue: int = Field(16, ge=0)
     rate_limit_prefix: str = "timex"

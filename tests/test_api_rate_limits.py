@@ -218,8 +218,8 @@ async def _token(api: Api, client_id: str, client_secret: str, address: str) -> 
 
 async def test_a_client_that_keeps_failing_to_log_in_is_refused_before_any_hashing(limited: Api) -> None:
     reseller = await limited.reseller()
-    for n in range(LIMIT):
-        wrong = await _token(limited, f"rs_unknown{n}", "guess", "203.0.113.7")
+    for _ in range(LIMIT):
+        wrong = await _token(limited, reseller["client_id"], "guess", "203.0.113.7")
         assert wrong.status_code == 401
 
     refused = await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.7")
@@ -230,14 +230,57 @@ async def test_a_client_that_keeps_failing_to_log_in_is_refused_before_any_hashi
     assert elsewhere.status_code == 200
 
 
-async def test_guessing_one_client_secret_from_many_addresses_is_limited(limited: Api) -> None:
+async def test_a_stranger_who_knows_a_client_id_cannot_lock_its_reseller_out(limited: Api) -> None:
+    """Failures count per (address, client id): the stranger's address is refused, the reseller's is not."""
     reseller = await limited.reseller()
-    for n in range(LIMIT):
-        assert (await _token(limited, reseller["client_id"], "guess", f"198.51.100.{n}")).status_code == 401
+    for _ in range(LIMIT * 2):
+        await _token(limited, reseller["client_id"], "guess", "203.0.113.66")
 
-    response = await _token(limited, reseller["client_id"], "guess", "198.51.100.99")
+    stranger = await _token(limited, reseller["client_id"], reseller["client_secret"], "203.0.113.66")
+    owner = await _token(limited, reseller["client_id"], reseller["client_secret"], "192.0.2.1")
+
+    assert stranger.status_code == 429
+    assert owner.status_code == 200
+
+
+async def test_guessing_one_client_secret_from_many_addresses_is_limited_at_the_wider_limit(database_url: str) -> None:
+    async with _limited_api(database_url, token_wide_failure_limit=LIMIT * 2) as api:
+        reseller = await api.reseller()
+        statuses = [
+            (await _token(api, reseller["client_id"], "guess", f"198.51.100.{n}")).status_code for n in range(LIMIT * 2)
+        ]
+
+        response = await _token(api, reseller["client_id"], reseller["client_secret"], "192.0.2.1")
+
+    assert statuses == [401] * (LIMIT * 2)
+    assert response.status_code == 429
+
+
+async def test_one_address_trying_many_client_ids_is_limited_at_the_wider_limit(database_url: str) -> None:
+    async with _limited_api(database_url, token_wide_failure_limit=LIMIT * 2) as api:
+        reseller = await api.reseller()
+        for n in range(LIMIT * 2):
+            assert (await _token(api, f"rs_unknown{n}", "guess", "203.0.113.7")).status_code == 401
+
+        response = await _token(api, reseller["client_id"], reseller["client_secret"], "203.0.113.7")
 
     assert response.status_code == 429
+
+
+async def test_rotating_the_secret_clears_the_client_ids_counters(database_url: str) -> None:
+    async with _limited_api(database_url, token_wide_failure_limit=LIMIT * 2) as api:
+        reseller = await api.reseller()
+        for n in range(LIMIT * 2):
+            await _token(api, reseller["client_id"], "guess", f"198.51.100.{n}")
+        for _ in range(LIMIT):
+            await _token(api, reseller["client_id"], "guess", "192.0.2.1")
+        assert (await _token(api, reseller["client_id"], reseller["client_secret"], "192.0.2.1")).status_code == 429
+
+        rotated = await api.post(f"/v1/resellers/{reseller['id']}/rotate-secret", headers=api.admin)
+        assert rotated.status_code == 200
+        response = await _token(api, reseller["client_id"], rotated.json()["client_secret"], "192.0.2.1")
+
+    assert response.status_code == 200
 
 
 async def test_successful_logins_are_never_counted(limited: Api) -> None:

@@ -91,7 +91,8 @@ async def token(request: Request) -> Response:
     token for the authenticated endpoints. The client authenticates with HTTP Basic (`client_secret_basic`, what
     OAuth2 libraries do by default) or with `client_id` and `client_secret` in the form, not both. Errors are
     RFC 6749's: an unknown client, a wrong secret and a disabled reseller are the same `401 invalid_client`.
-    Failed attempts are limited per client address and per client id (`429`, `Retry-After`)."""
+    Failed attempts are limited per client address and client id together, and at a much higher limit per client
+    id and per client address (`429`, `Retry-After`); rotating the secret clears the client id's counters."""
     runtime = runtime_of(request)
     settings = runtime.settings
     try:
@@ -100,6 +101,7 @@ async def token(request: Request) -> Response:
             login = await resellers.authenticate(
                 driver=runtime.driver,
                 limiter=runtime.token_limiter,
+                wide_limit=settings.token_wide_failure_limit,
                 checks=runtime.secret_checks,
                 client=client_address(request),
                 client_id=client_id,
