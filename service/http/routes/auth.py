@@ -2,7 +2,6 @@
 says: the client credentials grant (§4.4), the client authenticated by HTTP Basic or by the form (§2.3.1), the
 answer (§5.1) and errors (§5.2) in its own JSON, not problem+json, since OAuth2 clients read those."""
 
-import binascii
 from base64 import b64decode
 from collections.abc import Mapping
 from datetime import timedelta
@@ -45,7 +44,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
         return None
     try:
         client_id, colon, client_secret = b64decode(encoded.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError): all ValueErrors
         colon = ""
     if not colon:
         raise _Refused("invalid_request", "The Basic credentials are not base64 of id:secret")
