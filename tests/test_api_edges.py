@@ -163,3 +163,19 @@ async def test_no_hostile_input_logs_an_error(api: Api, caplog: pytest.LogCaptur
         )
 
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/v1/keys", {"GET", "POST"}),
+        ("DELETE", "/v1/installations", {"GET", "POST"}),
+        ("PUT", "/v1/webhook-endpoints/00000000-0000-0000-0000-000000000001", {"DELETE"}),
+        ("GET", "/v1/activations", {"POST"}),
+    ],
+)
+async def test_a_405_allows_every_method_of_its_path(api: Api, method: str, path: str, allowed: set[str]) -> None:
+    response = await api.client.request(method, path)
+
+    assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
+    assert set(response.headers["allow"].split(", ")) == allowed
