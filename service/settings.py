@@ -13,6 +13,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-change-me"
+SHIPPED_SECRETS = frozenset({DEV_SECRET, "change-me"})
+"""What the repository ships for secret settings (the defaults, `compose.env.example`'s): anyone can read them."""
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -64,20 +67,29 @@ class Settings(BaseSettings):
     webhook_worker_in_serve: bool = False
 
     def insecure_settings(self) -> list[str]:
-        """Settings still at a value that only the quick start may use."""
-        defaults = {
-            "JWT_SECRET": self.jwt_secret == DEV_SECRET,
-            "KEY_HASH_SECRET": self.key_hash_secret == DEV_SECRET,
-            "CERTIFICATE_KEY_SECRET (or CERTIFICATE_PRIVATE_KEY)": self.certificate_private_key is None
-            and self.certificate_key_secret == DEV_SECRET,
+        """Secret settings that only the quick start may use: shorter than `MIN_SECRET_BYTES`, or shipped here."""
+        secrets = {
+            "JWT_SECRET": self.jwt_secret,
+            "KEY_HASH_SECRET": self.key_hash_secret,
+            "CERTIFICATE_KEY_SECRET (or CERTIFICATE_PRIVATE_KEY)": None
+            if self.certificate_private_key
+            else self.certificate_key_secret,
+            "METRICS_TOKEN": self.metrics_token,
         }
-        return [name for name, insecure in defaults.items() if insecure]
+        return [
+            name
+            for name, value in secrets.items()
+            if value is not None and (value in SHIPPED_SECRETS or len(value.encode()) < MIN_SECRET_BYTES)
+        ]
 
     def check_production(self) -> None:
         if self.environment != "production":
             return
         if insecure := self.insecure_settings():
-            raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
+            raise RuntimeError(
+                f"refusing to start in production with {', '.join(insecure)} shorter than {MIN_SECRET_BYTES} bytes "
+                "or a value shipped in the repository (a default, compose.env.example's)"
+            )
         if self.is_sqlite and not self.allow_sqlite_in_production:
             # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
             raise RuntimeError(

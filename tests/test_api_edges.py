@@ -13,6 +13,7 @@ from tests.api import Api
 pytestmark = pytest.mark.anyio
 
 LONG = 20_000
+AN_ID = "00000000-0000-0000-0000-000000000001"
 
 
 def _b64(text: bytes) -> str:
@@ -179,3 +180,34 @@ async def test_a_405_allows_every_method_of_its_path(api: Api, method: str, path
 
     assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
     assert set(response.headers["allow"].split(", ")) == allowed
+
+
+FREE_TEXT = [
+    pytest.param("\u202e", id="right-to-left override"),
+    pytest.param("\u2066", id="left-to-right isolate"),
+    pytest.param("\u200f", id="right-to-left mark"),
+    pytest.param("\u2028", id="line separator"),
+    pytest.param("\u2029", id="paragraph separator"),
+    pytest.param("\x85", id="next line"),
+    pytest.param("\x1b", id="escape"),
+]
+
+
+@pytest.mark.parametrize("character", FREE_TEXT)
+async def test_a_reseller_name_refuses_control_bidi_and_separator_characters(api: Api, character: str) -> None:
+    response = await api.post("/v1/resellers", {"name": f"Partner{character}gpj.exe"}, headers=api.admin)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("character", FREE_TEXT)
+async def test_a_void_reason_refuses_control_bidi_and_separator_characters(api: Api, character: str) -> None:
+    response = await api.post(f"/v1/activations/{AN_ID}/void", {"reason": f"Refund{character}"}, headers=api.admin)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+async def test_free_text_keeps_every_other_script(api: Api) -> None:
+    response = await api.post("/v1/resellers", {"name": "ООО «Смартек» · שותף · 合作伙伴 · 🔐"}, headers=api.admin)
+
+    assert response.status_code == 201
