@@ -22,6 +22,7 @@ from service.idempotency import Sealer
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
 from service.signing_keys import SigningKeys
+from service.webhooks import AllowedHosts
 
 DESCRIPTION = """
 Timex Support licenses: where they are issued, activated and checked.
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ),
         secret_checks=SecretChecks(concurrency=settings.secret_check_concurrency, queue=settings.secret_check_queue),
         trusted_networks=settings.trusted_networks,
+        webhook_allowed_hosts=AllowedHosts(settings.webhook_allowed_hosts),
     )
 
     @asynccontextmanager
