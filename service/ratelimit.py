@@ -59,6 +59,9 @@ IN_FLIGHT_SECONDS = 60
 REFUSED_IN_FLIGHT_RETRY_AFTER = 1
 """`Retry-After` when only the attempts in flight fill the limit: one of them ends soon."""
 
+GIVE_BACK_SECONDS = 0.05
+"""The longest a place given back waits for another attempt's call to Redis before it is sent on its own."""
+
 REDIS_MIN_VERSION = (6, 2)
 """The oldest Redis the counters run on: the script reads `TIME` before it writes (effects replication, the
 default from 5.0); older than 6.2 is out of support. A Redis below it is a logged error and the memory store."""
@@ -258,6 +261,7 @@ class RedisStore:
         self._taking: list[_Taking] = []
         self._giving: list[_Giving] = []
         self._sender: asyncio.Task[None] | None = None
+        self._flush: asyncio.TimerHandle | None = None
 
     async def take(self, attempt: str, limits: Mapping[str, int]) -> Decision:
         answer: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
@@ -267,9 +271,16 @@ class RedisStore:
 
     def finish(self, place: _Place, failed: bool, window: int) -> None:
         self._giving.append(_Giving(place.id, place.names, failed, window, time.monotonic()))
-        self._send_soon()
+        if self._flush is None:
+            # Given back with the next attempt's call, or on its own after a moment without one: one call per
+            # attempt, not two, whenever attempts follow each other. The place is held meanwhile, which only
+            # errs on the side of the limit.
+            self._flush = asyncio.get_running_loop().call_later(GIVE_BACK_SECONDS, self._send_soon)
 
     def _send_soon(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send())
 
