@@ -1,6 +1,6 @@
 """Webhooks delivered by real processes: several `timex-licensing worker` on one PostgreSQL, each event once, never
 one attempt by two workers at once (they claim with `SELECT … FOR UPDATE SKIP LOCKED`); and `serve` delivering
-by itself on the embedded SQLite database."""
+by itself."""
 
 import asyncio
 import json
@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -34,8 +33,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def pg(postgres_url: str, receiver: Receiver) -> AsyncIterator[Api]:
-    settings = make_settings(postgres_url, webhook_allowed_hosts=[receiver.host])
+async def pg(database_url: str, receiver: Receiver) -> AsyncIterator[Api]:
+    settings = make_settings(database_url, webhook_allowed_hosts=[receiver.host])
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         yield api
@@ -50,14 +49,13 @@ async def _undelivered(api: Api) -> int:
     return int(pending or 0) + int(undispatched or 0)
 
 
-@pytest.mark.postgres
 async def test_two_workers_on_one_database_deliver_every_event_exactly_once(
-    pg: Api, postgres_url: str, receiver: Receiver
+    pg: Api, database_url: str, receiver: Receiver
 ) -> None:
     """Both workers are running before the events happen, so that they race for every one of them."""
     env = {
         **os.environ,
-        "DATABASE_URL": postgres_url,
+        "DATABASE_URL": database_url,
         "WEBHOOK_ALLOWED_HOSTS": json.dumps([receiver.host]),
         "WEBHOOK_POLL_SECONDS": "0.02",
     }
@@ -85,10 +83,10 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(
     assert sum(delivered_by) == EVENTS and all(delivered_by), delivered_by  # each worker took a share
 
 
-async def test_serve_delivers_by_itself_when_told_to(tmp_path: Path, receiver: Receiver) -> None:
+async def test_serve_delivers_by_itself_when_told_to(own_database_url: str, receiver: Receiver) -> None:
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}",
+        "DATABASE_URL": own_database_url,
         "WEBHOOK_ALLOWED_HOSTS": json.dumps([receiver.host]),
         "WEBHOOK_WORKER_IN_SERVE": "true",
         "WEBHOOK_POLL_SECONDS": "0.05",
