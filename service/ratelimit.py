@@ -190,7 +190,8 @@ while i <= #ARGV do
   local id, n = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
   local admitted, counts = 1, {}
-  local again = redis.call('ZSCORE', ARGV[i] .. ':in-flight', id) ~= false
+  local held = redis.call('ZSCORE', ARGV[i] .. ':in-flight', id)
+  local again = held ~= false and tonumber(held) > now
   for j = i, i + 2 * n - 1, 2 do
     local name, limit = ARGV[j], tonumber(ARGV[j + 1])
     redis.call('ZREMRANGEBYSCORE', name .. ':in-flight', '-inf', now)
