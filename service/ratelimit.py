@@ -429,7 +429,9 @@ class Counters:
         if self.redis is not None and self.too_old is None:
             try:
                 await self.redis.ask()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except TimeoutError:
+                pass  # slow to answer a probe is not away under load: the attempts judge that, with patience
+            except (RedisError, OSError) as exc:
                 self._redis_failed(exc)
             else:
                 self._redis_again_at = 0.0
