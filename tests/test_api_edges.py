@@ -5,10 +5,13 @@ over-long and out-of-range forms of each, walked over Basic and Bearer credentia
 import base64
 import json
 import logging
+import os
 
+import httpx
 import pytest
 
 from tests.api import Api
+from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -211,3 +214,15 @@ async def test_free_text_keeps_every_other_script(api: Api) -> None:
     response = await api.post("/v1/resellers", {"name": "ООО «Смартек» · שותף · 合作伙伴 · 🔐"}, headers=api.admin)
 
     assert response.status_code == 201
+
+
+def test_a_non_ascii_basic_credential_through_a_real_server_is_a_400(database_url: str) -> None:
+    """Through uvicorn, as the attack sent it: a `400`, and the connection not reset."""
+    with running_server({**os.environ, "DATABASE_URL": database_url}) as url:
+        response = httpx.post(
+            f"{url}/v1/auth/token",
+            content=b"grant_type=client_credentials",
+            headers=[(b"content-type", b"application/x-www-form-urlencoded"), (b"authorization", "Basic éé".encode())],
+        )
+
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
