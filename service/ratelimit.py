@@ -297,28 +297,32 @@ class RedisStore:
                     if not self.trusted:
                         raise
                     replies = await self._call(args, self.patience)
+                self._answer(taking, replies)
             except (RedisError, OSError, TimeoutError) as exc:
                 # Whether Redis ran the call is unknown: give back again later (twice changes nothing) both
                 # what this call gave back and the places its attempts may have taken.
                 expired = time.monotonic() - IN_FLIGHT_SECONDS
                 again = giving + [_Giving(t.id, tuple(t.limits), False, 0, time.monotonic()) for t in taking]
                 self._giving[:0] = [g for g in again if g.since > expired]
-                for one in taking:
-                    if not one.answer.done():
-                        one.answer.set_exception(exc)
+                _fail(taking, exc)
                 return
-            position = 0
-            for one in taking:
-                admitted = replies[position] == 1
-                counts = {}
-                for n, name in enumerate(one.limits):
-                    failures, in_flight, reset = replies[position + 1 + 3 * n : position + 4 + 3 * n]
-                    counts[name] = Count(failures, in_flight, reset)
-                position += 1 + 3 * len(one.limits)
-                if not one.answer.done():
-                    one.answer.set_result(Decision.of(one.limits, counts, admitted))
-                elif admitted:  # its request was cancelled meanwhile
-                    self._giving.append(_Giving(one.id, tuple(one.limits), False, 0, time.monotonic()))
+            except BaseException as exc:  # a bug, or the loop closing: no attempt waits for an answer forever
+                _fail(taking, exc)
+                raise
+
+    def _answer(self, taking: list[_Taking], replies: list[int]) -> None:
+        position = 0
+        for one in taking:
+            admitted = replies[position] == 1
+            counts = {}
+            for n, name in enumerate(one.limits):
+                failures, in_flight, reset = replies[position + 1 + 3 * n : position + 4 + 3 * n]
+                counts[name] = Count(failures, in_flight, reset)
+            position += 1 + 3 * len(one.limits)
+            if not one.answer.done():
+                one.answer.set_result(Decision.of(one.limits, counts, admitted))
+            elif admitted:  # its request was cancelled meanwhile
+                self._giving.append(_Giving(one.id, tuple(one.limits), False, 0, time.monotonic()))
 
     async def _call(self, args: list[str | int], timeout: float) -> list[int]:
         async with asyncio.timeout(timeout):
@@ -347,6 +351,12 @@ class RedisStore:
         if self._sender is not None:
             await asyncio.wait([self._sender], timeout=self.timeout * 2)
         await self.redis.aclose()
+
+
+def _fail(taking: list[_Taking], exc: BaseException) -> None:
+    for one in taking:
+        if not one.answer.done():
+            one.answer.set_exception(exc)
 
 
 def _arguments(taking: list[_Taking], giving: list[_Giving]) -> list[str | int]:
