@@ -283,6 +283,18 @@ async def test_rotating_the_secret_clears_the_client_ids_counters(database_url: 
     assert response.status_code == 200
 
 
+async def test_concurrent_wrong_secrets_for_one_client_id_never_pass_the_limit(limited: Api) -> None:
+    reseller = await limited.reseller()
+
+    responses = await asyncio.gather(
+        *(_token(limited, reseller["client_id"], "guess", "203.0.113.7") for _ in range(60))
+    )
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[401] <= LIMIT
+    assert statuses[401] + statuses[429] + statuses[503] == 60  # 503: more secret checks at once than queued
+
+
 async def test_successful_logins_are_never_counted(limited: Api) -> None:
     reseller = await limited.reseller()
 
