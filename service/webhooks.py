@@ -230,7 +230,8 @@ class AllowedHosts:
     def __init__(self, entries: Sequence[str]):
         self._allowed: set[tuple[str, int | None]] = set()
         for entry in entries:
-            parsed = httpx.URL(f"http://{entry}")
+            # A scheme of no default port: `host:80` stays port 80, not "the default port" of either scheme.
+            parsed = httpx.URL(f"allowed://{entry}")
             if not parsed.host or parsed.path not in ("", "/") or parsed.userinfo:
                 raise ValueError(f"WEBHOOK_ALLOWED_HOSTS: {entry!r} is not a host or host:port")
             self._allowed.add((parsed.raw_host.decode("ascii").lower(), parsed.port))

@@ -146,7 +146,7 @@ async def test_an_allowed_host_is_allowed_on_its_own_port_only(hooks: Api, recei
 
 
 async def test_a_bare_allowed_host_means_its_default_port(database_url: str) -> None:
-    settings = make_settings(database_url, webhook_allowed_hosts=["internal.example", "[fd00::1]:8443"])
+    settings = make_settings(database_url, webhook_allowed_hosts=["internal.example", "[fd00::1]:8443", "10.0.0.9:80"])
     async with service(settings) as api:
         taken = [
             (await _register(api, url)).status_code
@@ -154,15 +154,21 @@ async def test_a_bare_allowed_host_means_its_default_port(database_url: str) -> 
                 "http://internal.example/hooks",
                 "https://internal.example/hooks",
                 "https://[fd00::1]:8443/hooks",
+                "http://10.0.0.9/hooks",
             )
         ]
         refused = [
             (await _register(api, url)).status_code
-            for url in ("http://internal.example:8080/hooks", "https://[fd00::1]/hooks", "http://[fd00::1]/")
+            for url in (
+                "http://internal.example:8080/hooks",
+                "https://[fd00::1]/hooks",
+                "http://[fd00::1]/",
+                "https://10.0.0.9/hooks",  # port 80 named: not https's 443
+            )
         ]
 
-    assert taken == [201, 201, 201]
-    assert refused == [400, 400, 400]
+    assert taken == [201, 201, 201, 201]
+    assert refused == [400, 400, 400, 400]
 
 
 async def test_an_allowed_host_on_another_port_is_not_connected_to(hooks: Api, receiver: Receiver) -> None:
