@@ -262,7 +262,7 @@ async def activate(
     canonical = canonical_keys(raw_keys)
     key_digests = [keyformat.digest(key, secret) for key in canonical]
     try:
-        async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
+        async with limiter.attempt(limits={client_name(client): limiter.limit}, failures=COUNTED_FAILURES):
             # This process's copy of the key set, read from the database only when due: before any connection is
             # taken, so that a read of it never waits for a connection that its own request holds.
             signer = (await signing_keys.current()).signer(now)

@@ -333,7 +333,8 @@ def _cursor(row: _PipelineRow) -> str:
 def _position(cursor: str) -> tuple[date, int]:
     try:
         end, id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(id, int) or isinstance(id, bool):
+        # Ids are positive BIGINTs: anything else is not one this service gave (and past int64 the driver fails).
+        if not isinstance(id, int) or isinstance(id, bool) or not 0 < id < 2**63:
             raise ValueError(id)
         return date.fromisoformat(end), id
     except (ValueError, TypeError) as exc:

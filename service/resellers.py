@@ -136,13 +136,27 @@ async def _insert(*, driver: Driver, values: dict[str, object]) -> None:
 
 
 async def authenticate(
-    *, driver: Driver, limiter: Limiter, checks: SecretChecks, client: str, client_id: str, client_secret: str
+    *,
+    driver: Driver,
+    limiter: Limiter,
+    wide_limit: int,
+    checks: SecretChecks,
+    client: str,
+    client_id: str,
+    client_secret: str,
 ) -> Login:
     """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
-    otherwise, the same answer in every case, so that a caller learns nothing of which it was. Failures are
-    limited per client address and per client id, before any secret is hashed."""
-    async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
-        row = await driver.first(_LOGIN, {"client_id": client_id})
+    otherwise, the same answer in every case, so that a caller learns nothing of which it was.
+
+    Failures are limited before any secret is hashed: per (client address, client id) at the limiter's limit,
+    so that a stranger who knows a client id locks out only its own address; and at `wide_limit`, per client
+    id from every address and per address for every client id. A client id's counters are named with its last
+    secret rotation: rotating the secret starts them again."""
+    row = await driver.first(_LOGIN, {"client_id": client_id})
+    rotation = row.tokens_valid_from.timestamp() if row and row.tokens_valid_from else 0
+    address, reseller = client_name(client), f"id:{client_id}@{rotation}"
+    limits = {f"{address}/{reseller}": limiter.limit, reseller: wide_limit, address: wide_limit}
+    async with limiter.attempt(limits=limits, failures=(Unauthenticated,)):
         stored = row.secret_hash if row else _DUMMY_HASH
         if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
             raise Unauthenticated(N_("Unknown client or wrong secret"))

@@ -8,12 +8,13 @@ import contextlib
 import itertools
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any, get_args
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from service import webhooks
 from service.delivery import Worker
@@ -28,7 +29,7 @@ from service.http.schemas.webhooks import (
     SupportExpiring,
     SupportLapsed,
 )
-from service.models import WebhookEvent
+from service.models import WebhookEndpoint, WebhookEvent
 from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.receiver import Receiver
@@ -46,11 +47,11 @@ DOCUMENTED = {
 
 
 @pytest.fixture
-async def hooks(database_url: str) -> AsyncIterator[Api]:
-    """The service sending to 127.0.0.1, retrying at once (no backoff) at most 4 times."""
+async def hooks(database_url: str, receiver: Receiver) -> AsyncIterator[Api]:
+    """The service sending to the receiver on 127.0.0.1, retrying at once (no backoff) at most 4 times."""
     settings = make_settings(
         database_url,
-        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allowed_hosts=[receiver.host],
         webhook_retry_base_seconds=0,
         webhook_max_attempts=4,
         metrics_token="scrape",
@@ -371,7 +372,7 @@ async def test_an_endpoint_is_https_at_a_public_address_unless_its_host_is_allow
 
 
 async def test_an_allowed_host_and_a_public_https_url_are_taken(hooks: Api) -> None:
-    for url in ("https://partner.example/hooks", "http://127.0.0.1:9/hooks"):
+    for url in ("https://partner.example/hooks", f"http://{hooks.settings.webhook_allowed_hosts[0]}/hooks"):
         assert (await hooks.post("/v1/webhook-endpoints", {"url": url}, headers=hooks.admin)).status_code == 201
 
 
@@ -388,19 +389,28 @@ async def test_a_name_resolving_to_an_inner_address_is_not_connected_to(hooks: A
     assert delivery["status"] == "failed" and delivery["last_error"].startswith("AddressRefused")
 
 
-async def test_a_name_no_resolver_takes_fails_its_own_delivery_and_no_other(hooks: Api, receiver: Receiver) -> None:
-    """A label over 63 bytes is taken when registered (a name is checked when sent), and then refused by the
-    resolver with a UnicodeError, not an OSError: that delivery fails, and the others of the round are sent."""
-    unresolvable = await endpoint(hooks, f"https://{'a' * 70}.example/hooks")
+async def test_a_name_no_resolver_takes_is_refused_and_one_stored_fails_its_own_delivery_and_no_other(
+    hooks: Api, receiver: Receiver
+) -> None:
+    """A label over 63 bytes is no name: refused when registered. One stored before that rule fails its own
+    delivery when sent, and the others of the round are sent."""
+    long_label = f"https://{'a' * 70}.example/hooks"
+    refused = await hooks.post("/v1/webhook-endpoints", {"url": long_label}, headers=hooks.admin)
+    unresolvable = await endpoint(hooks, "https://partner.example/hooks")
+    async with hooks.engine.begin() as connection:
+        await connection.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == uuid.UUID(unresolvable["id"])).values(url=long_label)
+        )
     await endpoint(hooks, receiver.url)
     await hooks.installation("ACME")
 
     await deliver_all(hooks)
 
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_request")
     assert len(receiver.received) == 1
     [delivery] = await deliveries(hooks, unresolvable["id"])
     assert (delivery["status"], delivery["attempts"]) == ("failed", 4)
-    assert delivery["last_error"].startswith("ConnectError")
+    assert delivery["last_error"].startswith("AddressRefused")
 
 
 async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeout(database_url: str) -> None:
@@ -418,7 +428,7 @@ async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeo
     server = await asyncio.start_server(drip, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     settings = make_settings(
-        database_url, webhook_allowed_hosts=["127.0.0.1"], webhook_timeout_seconds=1, webhook_max_attempts=1
+        database_url, webhook_allowed_hosts=[f"127.0.0.1:{port}"], webhook_timeout_seconds=1, webhook_max_attempts=1
     )
     async with server, service(settings) as api:
         hook = await endpoint(api, f"http://127.0.0.1:{port}/hooks")
@@ -434,9 +444,9 @@ async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeo
 async def test_a_name_is_connected_to_at_the_address_checked_and_keeps_its_host_header(
     database_url: str, receiver: Receiver
 ) -> None:
-    settings = make_settings(database_url, webhook_allowed_hosts=["localhost"])
+    port = receiver.url.split(":")[2].split("/")[0]
+    settings = make_settings(database_url, webhook_allowed_hosts=[f"localhost:{port}"])
     async with service(settings) as api:
-        port = receiver.url.split(":")[2].split("/")[0]
         await endpoint(api, f"http://localhost:{port}/hooks")
         await api.installation("ACME")
 

@@ -23,6 +23,7 @@ from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
 from service.signing_keys import SigningKeys, Timing
 from service.trust import configured_root
+from service.webhooks import AllowedHosts
 
 DESCRIPTION = """
 Timex Support licenses: where they are issued, activated and checked.
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ),
         secret_checks=SecretChecks(concurrency=settings.secret_check_concurrency, queue=settings.secret_check_queue),
         trusted_networks=settings.trusted_networks,
+        webhook_allowed_hosts=AllowedHosts(settings.webhook_allowed_hosts),
     )
 
     @asynccontextmanager
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # What start-up made lives as long as the process: a full collection need not scan it again
         # (here it took 70 ms, every request in the process waiting, and set the read p99).
         gc.freeze()
+        await runtime.counters.check()  # a Redis too old is an error in the log now, not at the first attempt
         stop = asyncio.Event()
         worker = None
         if settings.webhook_worker_in_serve:

@@ -19,6 +19,7 @@ from service.idempotency import Sealer
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
 from service.signing_keys import SigningKeys
+from service.webhooks import AllowedHosts
 
 TOKEN_URL = "/v1/auth/token"
 
@@ -46,6 +47,8 @@ class Runtime:
     """What stored idempotent answers are encrypted under (a key derived from `KEY_HASH_SECRET`)."""
     secret_checks: SecretChecks
     trusted_networks: list[IPv4Network | IPv6Network]
+    webhook_allowed_hosts: AllowedHosts
+    """`WEBHOOK_ALLOWED_HOSTS`, read once (a malformed entry stops the start)."""
 
     async def close(self) -> None:
         """Close what the runtime opened."""
