@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     certificate_private_key: str | None = None
     certificate_key_secret: str = DEV_SECRET
     certificate_lifetime_days: int = Field(30, gt=0)
+    certificate_cache_size: int = Field(20_000, gt=0)
     signing_keys_reload_seconds: int = Field(60, gt=0)
     allow_sqlite_in_production: bool = False
     redis_url: str | None = None

@@ -19,6 +19,7 @@ from service.http.middleware import RequestLimits
 from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
 from service.idempotency import Sealer
+from service.issued_certificates import IssuedCertificates
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
 from service.signing_keys import SigningKeys
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             secret=settings.certificate_key_secret,
             private_key_pem=settings.certificate_private_key,
         ),
+        issued_certificates=IssuedCertificates(settings.certificate_cache_size),
         key_secret=settings.key_hash_secret.encode(),
         sealer=Sealer(settings.key_hash_secret.encode()),
         counters=counters,
