@@ -222,8 +222,11 @@ class WebhookEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # Whose event it is: the reseller of the installation or key it is about (NULL: the operator's own).
     reseller_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    # The values the event's representation is written from (JSON), as they were at the change.
-    data: Mapped[str] = mapped_column(Text)
+    # The body as it is sent (`webhooks.envelope`), written once at the change.
+    body: Mapped[str | None] = mapped_column(Text)
+    # Events queued before bodies were stored (migration 0009): the service's values (JSON) their body is written
+    # from at delivery, as the version that queued them wrote it.
+    legacy_data: Mapped[str | None] = mapped_column(Text)
     # For the events found from an installation's support end: which support period they are about. The
     # unique index makes each emitted once, whichever worker finds it first; it holds those events only, so
     # that an activation's event costs its statement no entry in it.
@@ -232,6 +235,7 @@ class WebhookEvent(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
     __table_args__ = (
+        CheckConstraint("(body IS NULL) <> (legacy_data IS NULL)", name="body_or_legacy_data"),
         Index(
             "uq_webhook_events_period",
             "installation_id",
