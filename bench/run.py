@@ -86,7 +86,7 @@ def seeded_installation(i: int, resellers: list[uuid.UUID], today: dt.date) -> t
     """Every one active (every activation earns the bonus), their support ends spread over the year ahead (the
     renewal pipeline's order), each sold by one of the resellers."""
     anchor = today - dt.timedelta(days=30 + i % 300)
-    return (f"INST{i:09d}", resellers[i % len(resellers)], anchor, 12, 12, 0, rules.add_months(anchor, 12))
+    return (f"INST{i:09d}", resellers[i % len(resellers)], anchor, 12, 12, 0)
 
 
 async def seed_service(dsn: str, installations: int, keys: int) -> None:
@@ -100,8 +100,16 @@ async def seed_service(dsn: str, installations: int, keys: int) -> None:
     today = dt.date.today()
     await conn.copy_records_to_table(
         "installations",
-        columns=["code", "reseller_id", "anchor", "initial_months", "months", "bonus_months", "support_end"],
+        columns=["code", "reseller_id", "anchor", "initial_months", "months", "bonus_months"],
         records=(seeded_installation(i, resellers, today) for i in range(installations)),
+    )
+    await conn.copy_records_to_table(
+        "support_ends",
+        columns=["installation_id", "reseller_id", "support_end"],
+        records=(
+            (row["id"], row["reseller_id"], rules.add_months(row["anchor"], row["months"]))
+            for row in await conn.fetch("SELECT id, reseller_id, anchor, months FROM installations")
+        ),
     )
     secret = KEY_SECRET.encode()
     batch = 200_000
@@ -230,7 +238,7 @@ def start_service(stack: ExitStack, workers: int = WORKERS, dsn: str | None = No
     return url, stack.enter_context(process(command, service_env(dsn or bench_dsn()), url + "/healthz"))
 
 
-def start_ceiling(stack: ExitStack) -> str:
+def start_ceiling(stack: ExitStack) -> tuple[str, subprocess.Popen]:
     port = free_port()
     command = [
         sys.executable,
@@ -247,17 +255,50 @@ def start_ceiling(stack: ExitStack) -> str:
     ]
     env = {**os.environ, "CEILING_DSN": bench_dsn()}
     url = f"http://127.0.0.1:{port}"
-    stack.enter_context(process(command, env, url + "/ceiling/installations/INST000000000", cwd=CEILING_DIR))
-    return url
+    return url, stack.enter_context(
+        process(command, env, url + "/ceiling/installations/INST000000000", cwd=CEILING_DIR)
+    )
 
 
 # --- load
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    """A process's CPU time (user and system, in clock ticks) from /proc, 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+
+
+def _tree(pid: int) -> list[int]:
+    """A server's process and its workers (uvicorn's children): the CPU that serving costs."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if parent == pid:
+            children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU a server (its process and workers) has used so far: as steady on a busy machine as the work it
+    did, where throughput moves with every neighbour."""
+    return sum(_cpu_ticks(p) for p in _tree(pid)) / CLOCK_TICKS
+
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def wrk(url: str, script: Path, args: list[str], duration: int, connections: int) -> dict:
+def wrk(url: str, script: Path, args: list[str], duration: int, connections: int, server: int | None = None) -> dict:
+    """A wrk run; with `server` (its pid), the CPU its processes used per request answered too."""
     command = [
         "wrk",
         "-t",
@@ -273,22 +314,28 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
         "--",
         *args,
     ]
+    cpu_before = cpu_seconds(server) if server is not None else 0.0
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
+    cpu = cpu_seconds(server) - cpu_before if server is not None else None
 
     def latency(percent: str) -> float:
-        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)$", out, re.MULTILINE)
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
         if found is None:
             raise RuntimeError(f"wrk gave no {percent}% latency for {url}:\n{out}")
         value, unit = found.groups()
         return round(float(value) * _UNITS[unit], 3)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    result = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": int(errors.group(1)) if errors else 0,
     }
+    if cpu is not None and requests:
+        result["cpu_us"] = round(cpu * 1e6 / requests, 1)
+    return result
 
 
 async def _reset_ceiling_keys() -> None:

@@ -158,11 +158,7 @@ _RECORD = (
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(
-        months=bindparam("new_months"),
-        support_end=bindparam("support_end_after"),
-        bonus_months=Installation.bonus_months + bindparam("bonus"),
-    )
+    .values(months=bindparam("new_months"), bonus_months=Installation.bonus_months + bindparam("bonus"))
 )
 
 
@@ -192,7 +188,8 @@ def _record_in_one_statement(count: int) -> Select:
       since; the lock is taken before any key's, in the same order as `_activate_checked` takes them);
     - `locked` locks the request's keys, if so, in the order of their ids (as `_keys_by_digest` does);
     - `taken` takes those that are still issued;
-    - `extended` and `ledger` extend the installation and write the ledger row only if every key was taken;
+    - `extended`, `moved` and `ledger` extend the installation, store its support end and write the ledger row
+      only if every key was taken;
     - `outbox` writes its `activation.created` event, its body as it will be sent, only then too.
 
     Keys taken without their ledger row would break the keys' foreign key to it, which refuses the whole
@@ -217,13 +214,14 @@ def _record_in_one_statement(count: int) -> Select:
     taken = _take_keys(count).where(LicenseKey.id.in_(locked.select())).cte("taken")
     every_key_taken = select(func.count()).select_from(taken).scalar_subquery() == bindparam("licenses")
     extended = _EXTEND.where(exists(unchanged.select()), every_key_taken).returning(Installation.id).cte("extended")
+    moved = installations.STORE_SUPPORT_END.where(exists(extended.select())).cte("moved")
     columns = Activation.__table__.c
     ledger_row = select(
         bindparam("activation", type_=columns.id.type),
         *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS),
     )
     ledger = insert(Activation).from_select(["id", *_LEDGER_COLUMNS], ledger_row.where(exists(extended.select())))
-    return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger")).add_cte(_outbox(extended))
+    return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger"), moved, _outbox(extended))
 
 
 def _outbox(extended: Any) -> Any:
@@ -415,6 +413,7 @@ async def _write(
             "bonus_months": renewal.bonus_months,
             "support_end_before": renewal.before.end,
             "support_end_after": renewal.after.end,
+            "support_end": renewal.after.end,
             "requested_by": requested_by,
             "certificate": certificate,
             "when": now,
@@ -445,6 +444,7 @@ async def _record(session: Session, key_digests: list[bytes], params: dict[str, 
     await session.execute(_RECORD, params)
     taken = await session.all(_take_keys(len(key_digests)), params)
     await session.execute(_EXTEND, params)
+    await session.execute(installations.STORE_SUPPORT_END, params)
     return taken
 
 

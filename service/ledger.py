@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from service import installations, rules, webhooks
 from service.driver import Driver, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
-from service.models import Activation, Installation, LicenseKey
+from service.models import Activation, Installation, LicenseKey, SupportEnd
 
 # months_before grows strictly with every activation applied, so it is the order of application.
 _LIVE_ACTIVATIONS = (
@@ -67,8 +67,9 @@ _INSTALLATIONS_AFTER = (
         Installation.initial_months,
         Installation.months,
         Installation.bonus_months,
-        Installation.support_end,
+        SupportEnd.support_end,
     )
+    .join(SupportEnd, SupportEnd.installation_id == Installation.id)
     .where(Installation.id > bindparam("after"))
     .order_by(Installation.id)
     .limit(bindparam("batch"))
@@ -150,7 +151,7 @@ _REVOKE_KEYS = (
 _STORE_FOLDED = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(months=bindparam("months"), support_end=bindparam("support_end"), bonus_months=bindparam("bonus_months"))
+    .values(months=bindparam("months"), bonus_months=bindparam("bonus_months"))
 )
 
 
@@ -202,13 +203,12 @@ async def _announce(session: Session, voided: VoidResult, installation: installa
 async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:
     ledger = await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})
     folded = fold(installation.start, [(a["activated_on"], a["licenses"]) for a in ledger])
-    await session.execute(
-        _STORE_FOLDED,
-        {
-            "installation_id": installation.id,
-            "months": folded.months,
-            "support_end": folded.support_end,
-            "bonus_months": folded.bonus_months,
-        },
-    )
+    params = {
+        "installation_id": installation.id,
+        "months": folded.months,
+        "support_end": folded.support_end,
+        "bonus_months": folded.bonus_months,
+    }
+    await session.execute(_STORE_FOLDED, params)
+    await session.execute(installations.STORE_SUPPORT_END, params)
     return folded

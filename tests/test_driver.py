@@ -110,8 +110,9 @@ def _tables_written(statement: str) -> set[str]:
 async def test_an_activations_writes_share_one_statement_only_where_the_database_can(
     api: Api, statements_sent: list[str]
 ) -> None:
-    """On PostgreSQL its ledger row, its keys, the installation and its webhook event are written by one statement
-    (data-modifying CTEs), one round trip; SQLite has no such statements: four, in a transaction."""
+    """On PostgreSQL its ledger row, its keys, the installation, its support end and its webhook event are written
+    by one statement (data-modifying CTEs), one round trip; SQLite has no such statements: five, in a
+    transaction."""
     await api.installation("ACME", purchased_on="2026-11-01")
     keys = await api.keys(2)
     await api.get("/.well-known/jwks.json")  # the deployment's first signing key is made here, once
@@ -122,9 +123,9 @@ async def test_an_activations_writes_share_one_statement_only_where_the_database
     assert response.status_code == 201
     writes = [tables for tables in map(_tables_written, statements_sent) if tables]
     if api.engine.dialect.name == "postgresql":
-        assert writes == [{"activations", "license_keys", "installations", "webhook_events"}]
+        assert writes == [{"activations", "license_keys", "installations", "support_ends", "webhook_events"}]
     else:
-        expected = [{"activations"}, {"installations"}, {"license_keys"}, {"webhook_events"}]
+        expected = [{"activations"}, {"installations"}, {"license_keys"}, {"support_ends"}, {"webhook_events"}]
         assert sorted(writes, key=sorted) == expected
 
 
