@@ -15,6 +15,7 @@ from service.delivery import Worker
 from service.driver import create_driver
 from service.http import docs, events, observability, openapi, pages, problems
 from service.http.deps import Runtime
+from service.http.hot_routes import HotRoutes
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
+    # Innermost of the app's middleware: the hot routes' requests pass the limits and are counted first.
+    app.add_middleware(HotRoutes, routes=app.router.routes)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
