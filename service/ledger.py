@@ -150,6 +150,7 @@ class _VoidState(NamedTuple):
 
 class _Revoked(NamedTuple):
     id: UUID
+    reseller_id: UUID | None
 
 
 _CODE_OF_ACTIVATION = Rows(select(Installation.code).join(Activation).where(Activation.id == bindparam("id")), _Code)
@@ -180,7 +181,7 @@ _REVOKE_KEYS = Rows(
     update(LicenseKey)
     .where(LicenseKey.id.in_(_KEYS_TO_REVOKE.scalar_subquery()))
     .values(status="revoked", revoked_at=bindparam("now"))
-    .returning(LicenseKey.id),
+    .returning(LicenseKey.id, LicenseKey.reseller_id),
     _Revoked,
 )
 _STORE_FOLDED = (
@@ -218,8 +219,11 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
             folded = await _refold(session, installation)
             revoked_keys = tuple(sorted(row.id for row in revoked))
             result = VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
+            # The reseller's event names its own keys only: another reseller's are none of its business.
+            owner = installation.reseller_id
+            sold = tuple(sorted(row.id for row in revoked if owner is None or row.reseller_id == owner))
             for each in voided:
-                await _announce(session, replace(result, activation_id=each), installation)
+                await _announce(session, replace(result, activation_id=each, revoked_keys=sold), installation)
             return result
     assert activation.void_reason is not None, "a void activation has its reason (`_VOID` writes both)"
     return VoidResult(

@@ -169,6 +169,27 @@ async def test_an_activation_tells_the_installations_reseller_the_ids_of_its_own
     ActivationCreated.model_validate(event)  # the body the API document describes, a null key id included
 
 
+async def test_a_void_tells_the_installations_reseller_of_its_own_revoked_keys_only(
+    hooks: Api, receiver: Receiver
+) -> None:
+    partner, other = await hooks.reseller("Partner"), await hooks.reseller("Other")
+    mine = await endpoint(hooks, receiver.url, partner["headers"], event_types=["activation.voided"])
+    await hooks.installation("ACME", purchased_on="2026-11-20", reseller_id=partner["id"])
+    [own_key] = await hooks.keys(1, reseller_id=partner["id"])
+    [sold_by_other] = await hooks.keys(1, reseller_id=other["id"])
+    activation = (await hooks.activate("ACME", [sold_by_other, own_key])).json()
+    voided = await hooks.post(
+        f"/v1/activations/{activation['activation_id']}/void", {"reason": "refund"}, headers=hooks.admin
+    )
+    await deliver_all(hooks)
+
+    [event] = [r.verified(mine["secret"]) for r in receiver.at(mine["url"])]
+    own_id, other_id = activation["periods"][1]["key_id"], activation["periods"][0]["key_id"]
+    assert sorted(voided.json()["revoked_keys"]) == sorted([own_id, other_id])  # the admin's answer: every key
+    assert event["data"]["revoked_keys"] == [own_id]
+    assert other_id not in json.dumps(event)
+
+
 async def test_a_cascading_void_announces_each_activation_it_voided(hooks: Api, receiver: Receiver) -> None:
     hook = await endpoint(hooks, receiver.url, event_types=["activation.voided"])
     await hooks.installation("ACME", purchased_on="2026-11-20")

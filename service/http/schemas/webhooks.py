@@ -152,7 +152,10 @@ class ActivationCreated(_Event):
 
 class ActivationVoided(_Event):
     type: Literal["activation.voided"]
-    data: VoidOut = Field(description="As `POST /v1/activations/{activation_id}/void` answered.")
+    data: VoidOut = Field(
+        description="As `POST /v1/activations/{activation_id}/void` answered, its `revoked_keys` only those the "
+        "reseller sold."
+    )
 
 
 class InstallationRegistered(_Event):
