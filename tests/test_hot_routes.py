@@ -82,3 +82,19 @@ async def test_an_activation_is_answered_and_counted_as_the_route_answers_it(api
     same = ("activated_on", "support_end_before", "support_end_after", "months_added", "licenses")
     assert {k: hot.json()[k] for k in same} == {k: routed.json()[k] for k in same}
     assert counted._value.get() == before + 2  # each under its route's name
+
+
+async def test_a_body_that_is_no_json_or_too_large_is_answered_as_the_route_answers_it(api: Api) -> None:
+    async def chunks():
+        for _ in range(10):
+            yield b" " * 10_000
+
+    for content, status in ((b'{"installation": "ACME", "keys": [', 400), (chunks, 413)):
+        answers = [
+            await api.client.post(
+                "/v1/activations", content=content() if callable(content) else content, headers={"content-type": kind}
+            )
+            for kind in ("application/json", JSON_WITH_CHARSET["content-type"])
+        ]
+        assert _seen(answers[0]) == _seen(answers[1])
+        assert answers[0].status_code == status
