@@ -530,13 +530,18 @@ LEGACY_ACTIVATION = (
 )
 """An `activation.created` event as the version before migration 0009 queued it: the service's values, to be
 written out at delivery."""
+LEGACY_VOID = (
+    '{"activation_id":"11111111-1111-4111-8111-111111111111","installation":"ACME",'
+    '"voided_at":"2026-11-21T09:00:00Z","reason":"refund","support_end":"2026-11-24",'
+    '"voided":["11111111-1111-4111-8111-111111111111"],"revoked_keys":["%s","%s"]}'
+)
 
 
 async def test_an_event_queued_by_the_previous_version_is_delivered_after_the_upgrade(
     empty_database_url: str, receiver: Receiver
 ) -> None:
-    """Queued before the upgrade, delivered after it in the API's representation, in the current envelope; the
-    id of the key another reseller sold is hidden, as it is in the events written now."""
+    """Queued before the upgrade (an activation and its void), delivered after it in the API's representation, in
+    the current envelope; the id of the key another reseller sold is hidden, as it is in the events written now."""
     url = empty_database_url
     await asyncio.to_thread(migrate.upgrade, url, "0008", configure_logging=False)
     partner, other, own_key, their_key = (str(uuid4()) for _ in range(4))
@@ -555,14 +560,22 @@ async def test_an_event_queued_by_the_previous_version_is_delivered_after_the_up
             ":data)",
             {"data": LEGACY_ACTIVATION % (their_key, own_key)},
         ),
+        (
+            "INSERT INTO webhook_events (id, type, occurred_at, reseller_id, data) VALUES "
+            f"('44444444-4444-4444-8444-444444444444', 'activation.voided', '2026-11-21T09:00:00Z', '{partner}', "
+            ":data)",
+            {"data": LEGACY_VOID % (their_key, own_key)},
+        ),
     )
 
     await asyncio.to_thread(migrate.upgrade, url, configure_logging=False)
     async with service(make_settings(url, webhook_allowed_hosts=["127.0.0.1"])) as api:
         await deliver_all(api)
 
-    [received] = receiver.received
-    event = received.verified(secret)
+    created, voided = sorted((r.verified(secret) for r in receiver.received), key=lambda e: e["timestamp"])
+    ActivationVoided.model_validate(voided)
+    assert (voided["schema_version"], voided["data"]["revoked_keys"]) == (1, [own_key])
+    event = created
     ActivationCreated.model_validate(event)
     assert {k: v for k, v in event.items() if k != "data"} == {
         "id": "22222222-2222-4222-8222-222222222222",

@@ -6,8 +6,8 @@ Create Date: 2026-12-05
 
 Events queued by the previous version (their `data`: the service's values, rendered at delivery) keep them as
 `legacy_data`, and are rendered from them at delivery, as that version would have (`service.http.events`). Their
-`activation.created` events lose the ids of the keys another reseller sold (null in `key_ids`): an event carries
-only what its receiver may see.
+`activation.created` events lose the ids of the keys another reseller sold (null in `key_ids`), and their
+`activation.voided` events those keys in `revoked_keys`: an event carries only what its receiver may see.
 """
 
 from collections.abc import Sequence
@@ -34,6 +34,18 @@ SET legacy_data = (
 )::text
 WHERE e.type = 'activation.created'
 """
+_HIDE_OTHER_RESELLERS_REVOKED_KEYS = """
+UPDATE webhook_events AS e
+SET legacy_data = (
+    e.legacy_data::jsonb || jsonb_build_object('revoked_keys', (
+        SELECT coalesce(jsonb_agg(to_jsonb(x.id) ORDER BY x.position), '[]')
+        FROM jsonb_array_elements_text(e.legacy_data::jsonb -> 'revoked_keys') WITH ORDINALITY AS x(id, position)
+        JOIN license_keys AS k ON k.id = x.id::uuid
+        WHERE e.reseller_id IS NULL OR k.reseller_id = e.reseller_id
+    ))
+)::text
+WHERE e.type = 'activation.voided'
+"""
 
 
 def upgrade() -> None:
@@ -43,6 +55,7 @@ def upgrade() -> None:
         op.f("ck_webhook_events_body_or_legacy_data"), "webhook_events", "(body IS NULL) <> (legacy_data IS NULL)"
     )
     op.execute(_HIDE_OTHER_RESELLERS_KEYS)
+    op.execute(_HIDE_OTHER_RESELLERS_REVOKED_KEYS)
 
 
 def downgrade() -> None:
