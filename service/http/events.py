@@ -89,6 +89,7 @@ Sent as `POST` with `content-type: application/json` and Standard Webhooks' head
 Answer with a `2xx` within the timeout (5 s); anything else is tried again, with exponential backoff over about
 a day. Redirects are not followed. The body is written when the event happens and sent as written, on every
 attempt: `schema_version` says its shape."""
+
 _EVENTS: tuple[tuple[str, type[BaseModel], str], ...] = (
     (webhooks.ACTIVATION_CREATED, ActivationCreated, "Keys were activated on an installation of the reseller's."),
     (webhooks.ACTIVATION_VOIDED, ActivationVoided, "An activation of an installation of the reseller's was voided."),
