@@ -21,6 +21,7 @@ from service.db import create_engine
 from service.delivery import Worker
 from service.http import events
 from service.http.openapi import document
+from service.http.schemas.activations import ActivationCreatedData
 from service.http.schemas.webhooks import (
     ActivationCreated,
     ActivationVoided,
@@ -166,7 +167,10 @@ async def test_an_activation_tells_the_installations_reseller_the_ids_of_its_own
         {**p, "key_id": None} for p in activation["periods"]
     ]
     assert activation["periods"][0]["key_id"] not in json.dumps(event)
-    ActivationCreated.model_validate(event)  # the body the API document describes, a null key id included
+    # Exactly the body the API document describes, a null key id included: no field more or less, each of its type.
+    parsed = ActivationCreatedData.model_validate_json(json.dumps(event["data"]), strict=True, extra="forbid")
+    assert parsed.model_dump(mode="json", by_alias=True) == event["data"]
+    ActivationCreated.model_validate(event)
 
 
 async def test_a_void_tells_the_installations_reseller_of_its_own_revoked_keys_only(
