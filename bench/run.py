@@ -39,6 +39,7 @@ from service import installations, keyformat, migrate, rules  # noqa: E402
 from service.auth import TokenSettings, issue_token  # noqa: E402
 from service.certificates import generate_private_key  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from tests.pgbouncer import pgbouncer  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 CEILING_DIR = ROOT / "bench" / "ceiling"
@@ -53,8 +54,10 @@ WORKERS = os.cpu_count() or 2
 THREADS = 2
 KEYS_PER_THREAD = 20_000  # a 10 s run at 2,000 activations/s takes 10,000 of them a thread
 RESELLERS = 10
-MAX_ROUNDS = 5  # each round activates a fresh set of keys, the half-peak run another, the Redis run a last one
-KEY_SETS = MAX_ROUNDS + 2
+MAX_ROUNDS = 5  # each round activates a fresh set of keys, and the half-peak run another: 6 sets are seeded
+POOLED_SETS = 2 * MAX_ROUNDS  # and the pooled comparison's rounds two each (direct, through PgBouncer)
+POOL_SERVER_CONNECTIONS = 10  # PgBouncer's server connections for the service's 2 × DATABASE_POOL_SIZE
+REDIS_SET = MAX_ROUNDS + 1 + POOLED_SETS  # the last: the activation run with the limiter in Redis
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -191,10 +194,11 @@ def print_plans(plans: dict[str, str]) -> None:
 # --- processes
 
 
-def service_env(dsn: str, redis_url: str | None = None) -> dict[str, str]:
+def service_env(dsn: str, pooled: bool = False, redis_url: str | None = None) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
+        "DATABASE_TRANSACTION_POOLER": str(pooled).lower(),
         "ENVIRONMENT": "production",
         "JWT_SECRET": "bench-jwt-secret",
         "KEY_HASH_SECRET": KEY_SECRET,
@@ -229,7 +233,11 @@ def process(command: list[str], env: dict[str, str], url: str, cwd: Path = ROOT)
 
 
 def start_service(
-    stack: ExitStack, workers: int = WORKERS, dsn: str | None = None, redis_url: str | None = None
+    stack: ExitStack,
+    workers: int = WORKERS,
+    dsn: str | None = None,
+    pooled: bool = False,
+    redis_url: str | None = None,
 ) -> tuple[str, subprocess.Popen]:
     port = free_port()
     command = [
@@ -242,7 +250,8 @@ def start_service(
         "--no-access-log",
     ]
     url = f"http://127.0.0.1:{port}"
-    return url, stack.enter_context(process(command, service_env(dsn or bench_dsn(), redis_url), url + "/healthz"))
+    env = service_env(dsn or bench_dsn(), pooled, redis_url)
+    return url, stack.enter_context(process(command, env, url + "/healthz"))
 
 
 def start_ceiling(stack: ExitStack) -> tuple[str, subprocess.Popen]:
@@ -270,42 +279,10 @@ def start_ceiling(stack: ExitStack) -> tuple[str, subprocess.Popen]:
 # --- load
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_ticks(pid: int) -> int:
-    """A process's CPU time (user and system, in clock ticks) from /proc, 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-
-
-def _tree(pid: int) -> list[int]:
-    """A server's process and its workers (uvicorn's children): the CPU that serving costs."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if parent == pid:
-            children.append(int(stat.parent.name))
-    return [pid, *children]
-
-
-def cpu_seconds(pid: int) -> float:
-    """The CPU a server (its process and workers) has used so far: as steady on a busy machine as the work it
-    did, where throughput moves with every neighbour."""
-    return sum(_cpu_ticks(p) for p in _tree(pid)) / CLOCK_TICKS
-
-
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def wrk(url: str, script: Path, args: list[str], duration: int, connections: int, server: int | None = None) -> dict:
-    """A wrk run; with `server` (its pid), the CPU its processes used per request answered too."""
+def wrk(url: str, script: Path, args: list[str], duration: int, connections: int) -> dict:
     command = [
         "wrk",
         "-t",
@@ -321,9 +298,7 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
         "--",
         *args,
     ]
-    cpu_before = cpu_seconds(server) if server is not None else 0.0
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
-    cpu = cpu_seconds(server) - cpu_before if server is not None else None
 
     def latency(percent: str) -> float:
         found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
@@ -333,16 +308,91 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
         return round(float(value) * _UNITS[unit], 3)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    result = {
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": int(errors.group(1)) if errors else 0,
     }
-    if cpu is not None and requests:
-        result["cpu_us"] = round(cpu * 1e6 / requests, 1)
-    return result
+
+
+# --- CPU: what each request costs each process, read from /proc (steady on a busy machine, unlike req/s)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's workers, the PgBouncer that `runuser` started)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for child in children:
+            pids.extend(process_tree(int(child)))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: the stat line's 14th and 15th fields
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(database: str) -> list[int]:
+    """The PostgreSQL backends connected to `database` (the service's, directly or PgBouncer's)."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+    await conn.close()
+    return [row["pid"] for row in rows]
+
+
+def costed_wrk(processes: dict[str, list[int]], url: str, script: Path, args: list[str], duration: int, c: int) -> dict:
+    """A wrk run, and the CPU µs per request it cost each group of `processes`."""
+    before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    run = wrk(url, script, args, duration, c)
+    spent = {name: cpu_seconds(pids) - before[name] for name, pids in processes.items()}
+    return {**run, "cpu_us": {name: round(seconds * 1e6 / max(run["requests"], 1)) for name, seconds in spent.items()}}
+
+
+def measure_pooled(args: argparse.Namespace, installations: int) -> dict:
+    """Each hot path on a service connected directly and on one through PgBouncer in transaction mode
+    (`DATABASE_TRANSACTION_POOLER=true`), paired by round as the ceiling ratios are, and the CPU each request
+    cost the service, PgBouncer and PostgreSQL's backends."""
+    script = ROOT / "bench" / "wrk_service.lua"
+    d, c = args.duration, args.connections
+    rounds: dict[str, list[dict]] = {}
+    with ExitStack() as stack:
+        bouncer = stack.enter_context(pgbouncer(bench_dsn(), pool_size=POOL_SERVER_CONNECTIONS))
+        services = {"direct": start_service(stack), "pooled": start_service(stack, dsn=bouncer.url, pooled=True)}
+        for url, _ in services.values():
+            wrk(url, script, ["support", str(installations)], 2, c)  # warm-up: pools, caches
+        for round_ in range(args.rounds):
+            for path in ("support", "quote", "activate"):
+                for n, (name, (url, proc)) in enumerate(services.items()):
+                    # Both services' backends: each is idle while the other is loaded.
+                    processes = {"service": process_tree(proc.pid), "postgres": asyncio.run(backend_pids(DATABASE))}
+                    if name == "pooled":
+                        processes["pgbouncer"] = process_tree(bouncer.pid)
+                    extra = []
+                    if path == "activate":
+                        first_set = MAX_ROUNDS + 1 + 2 * round_ + n
+                        extra = ["0", write_key_files(first=first_set * THREADS * KEYS_PER_THREAD)]
+                    run = costed_wrk(processes, url, script, [path, str(installations), *extra], d, c)
+                    rounds.setdefault(f"{path}_{name}", []).append(run)
+    results = {}
+    for path in ("support", "quote", "activate"):
+        direct, pooled = rounds[f"{path}_direct"], rounds[f"{path}_pooled"]
+        ratios = sorted(p["rps"] / q["rps"] for p, q in zip(pooled, direct, strict=True))
+        results[path] = {
+            "direct": _median_run(direct),
+            "pooled": _median_run(pooled),
+            "ratio": round(ratios[len(ratios) // 2], 3),
+        }
+    return results
 
 
 async def _reset_ceiling_keys() -> None:
@@ -355,11 +405,15 @@ async def _reset_ceiling_keys() -> None:
 
 
 def _median_run(runs: list[dict]) -> dict:
-    """The run with the median throughput, every round's throughput beside it, and the median CPU per request."""
+    """The run with the median throughput, and every round's throughput beside it."""
     ranked = sorted(runs, key=lambda run: run["rps"])
-    cpu = sorted(run["cpu_us"] for run in runs if "cpu_us" in run)
-    median = {"cpu_us_median": cpu[len(cpu) // 2]} if cpu else {}
-    return {**ranked[len(ranked) // 2], "rounds_rps": [run["rps"] for run in runs], **median}
+    return {**ranked[len(ranked) // 2], "rounds_rps": [run["rps"] for run in runs]}
+
+
+def _median_cpu(runs: list[dict], name: str) -> int:
+    """The median round's CPU µs per request of the processes `name` (`costed_wrk`)."""
+    cpu = sorted(run["cpu_us"][name] for run in runs)
+    return cpu[len(cpu) // 2]
 
 
 async def _hot_updates() -> dict[str, list[int]]:
@@ -389,27 +443,36 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
     with ExitStack() as stack:
         service, service_proc = start_service(stack)
         ceiling, ceiling_proc = start_ceiling(stack)
-        mine, theirs = service_proc.pid, ceiling_proc.pid  # CPU per request: each server's processes, from /proc
+        # CPU per request: each server's processes (uvicorn's and its workers), from /proc.
+        service_cpu = {"service": process_tree(service_proc.pid)}
+        ceiling_cpu = {"ceiling": process_tree(ceiling_proc.pid)}
         wrk(service, script, ["support", str(installations)], 2, c)  # warm-up: pools, caches
         wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], 2, c)
         asyncio.run(_reset_statistics())
         for round_ in range(args.rounds):
             runs = {
-                "ceiling_read": wrk(
-                    f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c, theirs
+                "ceiling_read": costed_wrk(
+                    ceiling_cpu, f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c
                 )
             }
             for path in ("support", "quote"):
-                runs[path] = wrk(service, script, [path, str(installations)], d, c, mine)
+                runs[path] = costed_wrk(service_cpu, service, script, [path, str(installations)], d, c)
             asyncio.run(_reset_ceiling_keys())
-            runs["ceiling_activate"] = wrk(
-                f"{ceiling}/ceiling/activations", ceiling_activate, [str(installations), "50000"], d, c, theirs
+            runs["ceiling_activate"] = costed_wrk(
+                ceiling_cpu, f"{ceiling}/ceiling/activations", ceiling_activate, [str(installations), "50000"], d, c
             )
             key_files = write_key_files(first=round_ * THREADS * KEYS_PER_THREAD)
-            runs["activate"] = wrk(service, script, ["activate", str(installations), "0", key_files], d, c, mine)
+            activate = ["activate", str(installations), "0", key_files]
+            runs["activate"] = costed_wrk(service_cpu, service, script, activate, d, c)
             for name, run in runs.items():
                 rounds.setdefault(name, []).append(run)
-        results = {name: _median_run(runs) for name, runs in rounds.items()}
+        results = {
+            name: {
+                **_median_run(runs),
+                "cpu_us_median": _median_cpu(runs, "ceiling" if "ceiling" in name else "service"),
+            }
+            for name, runs in rounds.items()
+        }
         for path, ceiling_path in (
             ("support", "ceiling_read"),
             ("quote", "ceiling_read"),
@@ -429,7 +492,7 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
         key_files = write_key_files(first=MAX_ROUNDS * THREADS * KEYS_PER_THREAD)
         pause = max(1, round(half * 1000 / (results["activate"]["rps"] / 2)))
         results["activate_half_peak"] = wrk(
-            service, script, ["activate", str(installations), str(pause), key_files], d, half, mine
+            service, script, ["activate", str(installations), str(pause), key_files], d, half
         )
     results["activate_redis"] = measure_redis_limiter(args, installations)
     return results
@@ -442,14 +505,10 @@ def measure_redis_limiter(args: argparse.Namespace, installations: int) -> dict:
     with ExitStack() as stack:
         service, proc = start_service(stack, redis_url=REDIS_URL)
         wrk(service, script, ["support", str(installations)], 2, args.connections)  # warm-up
-        key_files = write_key_files(first=(MAX_ROUNDS + 1) * THREADS * KEYS_PER_THREAD)
-        return wrk(
-            service,
-            script,
-            ["activate", str(installations), "0", key_files],
-            args.duration,
-            args.connections,
-            proc.pid,
+        key_files = write_key_files(first=REDIS_SET * THREADS * KEYS_PER_THREAD)
+        activate = ["activate", str(installations), "0", key_files]
+        return costed_wrk(
+            {"service": process_tree(proc.pid)}, service, script, activate, args.duration, args.connections
         )
 
 
@@ -556,9 +615,11 @@ def table(report: dict) -> str:
         "one after the other, and the ratio is the median of the rounds' ratios. CPU per request: the CPU time "
         "of the server's processes (from /proc) over the requests of a run, the median round.",
         f"Activations with the rate limiter in Redis (`REDIS_URL`), one run: {redis['rps']:.0f} req/s, p99 "
-        f"{redis['p99_ms']} ms, {redis['cpu_us']:.0f} µs of CPU per request.",
+        f"{redis['p99_ms']} ms, {redis['cpu_us']['service']} µs of CPU per request.",
         f"HOT updates during the rounds (PostgreSQL's `pg_stat_user_tables`): {hot}.",
     ]
+    if "pooled" in report:
+        lines.append(pooled_table(report["pooled"]))
     if "scale" in report:
         scale, small = report["scale"], report["installations"]
         big_rps, small_rps = scale[str(SCALE_INSTALLATIONS)]["rps"], scale[str(small)]["rps"]
@@ -577,6 +638,23 @@ def table(report: dict) -> str:
     command = "python bench/run.py" + (" --scale" if "scale" in report else "")
     lines.append(f"Measured {report['when']} on {report['machine']}; `{command}`.")
     return "\n\n".join(lines)
+
+
+def pooled_table(pooled: dict) -> str:
+    rows = [
+        "| through PgBouncer (transaction mode) | req/s | against direct | ratio by round "
+        "| CPU µs/request: service | PgBouncer | PostgreSQL | direct: service | PostgreSQL |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path, result in pooled.items():
+        mine, theirs = result["pooled"], result["direct"]
+        by_round = ", ".join(f"{p / q:.2f}" for p, q in zip(mine["rounds_rps"], theirs["rounds_rps"], strict=True))
+        rows.append(
+            f"| {path} | {mine['rps']:.0f} | {result['ratio']}× of {theirs['rps']:.0f} | {by_round} | "
+            f"{mine['cpu_us']['service']} | {mine['cpu_us']['pgbouncer']} | {mine['cpu_us']['postgres']} | "
+            f"{theirs['cpu_us']['service']} | {theirs['cpu_us']['postgres']} |"
+        )
+    return "\n".join(rows)
 
 
 def refresh_readme(text: str) -> None:
@@ -606,6 +684,11 @@ def main() -> None:
         help="also the support state at 1,000,000 installations / 3,000,000 keys against 10,000",
     )
     parser.add_argument(
+        "--pooled-only",
+        action="store_true",
+        help="only the hot paths through PgBouncer against direct, with the CPU each request costs; not the README",
+    )
+    parser.add_argument(
         "--plans-only",
         action="store_true",
         help="seed --installations (no keys to speak of) and print the pipeline's query plans; no load",
@@ -626,9 +709,18 @@ def main() -> None:
         "installations": args.installations,
         "runs": {},
     }
-    keys = THREADS * KEYS_PER_THREAD * KEY_SETS
+    keys = THREADS * KEYS_PER_THREAD * (REDIS_SET + 1)
+    if args.pooled_only:
+        seed(DATABASE, args.installations, keys, ceiling=False)
+        pooled = measure_pooled(args, args.installations)
+        (RESULTS / "pooled.json").write_text(json.dumps(pooled, indent=2) + "\n")
+        for f in RESULTS.glob("keys-thread-*.txt"):
+            f.unlink()
+        print(pooled_table(pooled))
+        return
     seed(DATABASE, args.installations, keys)
     report["runs"][str(args.installations)] = measure(args, args.installations)
+    report["pooled"] = measure_pooled(args, args.installations)
     report["plans"] = {str(args.installations): asyncio.run(explain(bench_dsn(), args.installations))}
     report["issue_keys"] = issue_keys(100_000)
     if args.scale:

@@ -532,7 +532,7 @@ LEGACY_ACTIVATION = (
     '{"start":"2028-01-25","end":"2029-03-24","bonus_months":2}]},"key_ids":["%s","%s"],"certificate":"CERT",'
     '"replayed":false}'
 )
-"""An `activation.created` event as the version before migration 0009 queued it: the service's values, to be
+"""An `activation.created` event as the version before migration 0010 queued it: the service's values, to be
 written out at delivery."""
 LEGACY_VOID = (
     '{"activation_id":"11111111-1111-4111-8111-111111111111","installation":"ACME",'
@@ -547,7 +547,7 @@ async def test_an_event_queued_by_the_previous_version_is_delivered_after_the_up
     """Queued before the upgrade (an activation and its void), delivered after it in the API's representation, in
     the current envelope; the id of the key another reseller sold is hidden, as it is in the events written now."""
     url = empty_database_url
-    await asyncio.to_thread(migrate.upgrade, url, "0008", configure_logging=False)
+    await asyncio.to_thread(migrate.upgrade, url, "0009", configure_logging=False)
     partner, other, own_key, their_key = (str(uuid4()) for _ in range(4))
     secret = webhooks.new_secret()
     await _execute(

@@ -46,7 +46,7 @@ BODIES: dict[str, webhooks.Body] = {
 webhooks.register_bodies(BODIES)
 
 
-# --- Events queued before bodies were stored (migration 0009): rendered from the values they kept, at delivery.
+# --- Events queued before bodies were stored (migration 0010): rendered from the values they kept, at delivery.
 # Kept while such an event may still be pending: remove once every deployment has delivered them.
 
 
