@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     certificate_key_secret: str = DEV_SECRET
     certificate_chain: str | None = None
     certificate_lifetime_days: int = Field(30, gt=0)
+    certificate_cache_size: int = Field(20_000, gt=0)
     signing_keys_reload_seconds: int = Field(60, gt=0)
     jwks_max_age_seconds: int = Field(60, ge=0)
     signing_key_period_days: int = Field(365, gt=0)

@@ -12,14 +12,14 @@ import json
 import re
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import httpx
-from pydantic import TypeAdapter
+import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from service import resellers
@@ -45,28 +45,37 @@ EVENT_TYPES = (
 EXCERPT_CHARACTERS = 500
 
 
-# --- Events: written with the change they report
+# --- Events: written with the change they report, as they will be sent
 
 
-_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+SCHEMA_VERSION = 1
+"""The envelope's `schema_version`: raised by a change that renames, removes or retypes a field of a body, so
+that a receiver tells the shapes apart. Each event keeps the body it was written with: events queued before a
+change are sent as they were written."""
+
+Body = Callable[[Any], bytes]
+"""An event's `data` as sent, written from the service's result: the API's own representation of it."""
+
+_BODIES: dict[str, Body] = {}
 
 
-def _adapter(kind: type[Any]) -> TypeAdapter[Any]:
-    """Made once per type: building one costs far more than using it."""
-    adapter = _ADAPTERS.get(kind)
-    if adapter is None:
-        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
-    return adapter
+def register_bodies(bodies: dict[str, Body]) -> None:
+    """How each event type's `data` is written (`service.http.events`, where the API's models are): the service
+    functions emit events, the HTTP layer owns their representation."""
+    _BODIES.update(bodies)
 
 
-def snapshot(subject: Any) -> bytes:
-    """A service result (a dataclass) as JSON: the values the event's representation is written from at
-    delivery, as they were at the change."""
-    return _adapter(type(subject)).dump_json(subject)
-
-
-def restore(kind: type, data: str | bytes) -> Any:
-    return _adapter(kind).validate_json(data)
+def envelope(event_id: UUID, type: str, occurred_at: datetime, data: bytes) -> bytes:
+    """The whole body as sent: the same bytes on every attempt, signed as they are."""
+    return orjson.dumps(
+        {
+            "id": str(event_id),
+            "type": type,
+            "timestamp": occurred_at,
+            "schema_version": SCHEMA_VERSION,
+            "data": orjson.Fragment(data),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -75,13 +84,20 @@ class Event:
     type: str
     occurred_at: datetime
     reseller_id: UUID | None
-    data: bytes
+    body: bytes
+    """As it will be sent (`envelope`)."""
     installation_id: int | None = None
     period_end: date | None = None
 
     @classmethod
     def of(cls, type: str, subject: object, *, reseller_id: UUID | None, now: datetime, **period: Any) -> "Event":
-        return cls(uuid4(), type, now, reseller_id, snapshot(subject), **period)
+        """The event of `subject` (a service result), its body written now, once."""
+        event_id = uuid4()
+        try:
+            data = _BODIES[type](subject)
+        except KeyError:
+            raise LookupError(f"no body registered for {type} events (service.http.events)") from None
+        return cls(event_id, type, now, reseller_id, envelope(event_id, type, now, data), **period)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -91,7 +107,7 @@ class Event:
             "event_type": self.type,
             "event_at": self.occurred_at,
             "event_reseller": self.reseller_id,
-            "event_data": self.data.decode(),
+            "event_body": self.body.decode(),
             "event_installation": self.installation_id,
             "event_period": self.period_end,
         }
@@ -102,7 +118,7 @@ EVENT_COLUMNS = {
     "type": "event_type",
     "occurred_at": "event_at",
     "reseller_id": "event_reseller",
-    "data": "event_data",
+    "body": "event_body",
     "installation_id": "event_installation",
     "period_end": "event_period",
 }
@@ -545,7 +561,10 @@ class Claim:
     event_id: UUID
     event_type: str
     occurred_at: datetime
-    data: str
+    body: str | None
+    """As it is sent; None for an event queued before bodies were stored (`legacy_data`)."""
+    legacy_data: str | None
+    """An event queued before bodies were stored: the service's values it is written from at delivery."""
 
 
 class _DueRow(NamedTuple):
@@ -557,7 +576,8 @@ class _DueRow(NamedTuple):
     event_id: UUID
     event_type: str
     occurred_at: datetime
-    data: str
+    body: str | None
+    legacy_data: str | None
 
 
 _DUE = Rows(
@@ -570,7 +590,8 @@ _DUE = Rows(
         WebhookEvent.id.label("event_id"),
         WebhookEvent.type.label("event_type"),
         WebhookEvent.occurred_at,
-        WebhookEvent.data,
+        WebhookEvent.body,
+        WebhookEvent.legacy_data,
     )
     .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
     .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
@@ -623,7 +644,8 @@ async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int, 
             event_id=row.event_id,
             event_type=row.event_type,
             occurred_at=row.occurred_at,
-            data=row.data,
+            body=row.body,
+            legacy_data=row.legacy_data,
         )
         for row in rows
     ]

@@ -15,10 +15,12 @@ from service.delivery import Worker
 from service.driver import create_driver
 from service.http import docs, events, observability, openapi, pages, problems
 from service.http.deps import Runtime
+from service.http.hot_routes import HotRoutes
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
 from service.idempotency import Sealer
+from service.issued_certificates import IssuedCertificates
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
 from service.signing_keys import SigningKeys, Timing
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             private_key_pem=settings.certificate_private_key,
             chain_pem=settings.certificate_chain,
         ),
+        issued_certificates=IssuedCertificates(settings.certificate_cache_size),
         key_secret=settings.key_hash_secret.encode(),
         sealer=Sealer(settings.key_hash_secret.encode()),
         counters=counters,
@@ -112,6 +115,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
+    # Innermost of the app's middleware: the hot routes' requests pass the limits and are counted first.
+    app.add_middleware(HotRoutes, routes=app.router.routes)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
     app.add_middleware(Observability)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the

@@ -16,6 +16,7 @@ from service.clock import Clock
 from service.driver import Driver
 from service.errors import N_, Forbidden, Unauthenticated
 from service.idempotency import Sealer
+from service.issued_certificates import IssuedCertificates
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
 from service.signing_keys import SigningKeys
@@ -38,6 +39,8 @@ class Runtime:
     clock: Clock
     signing_keys: SigningKeys
     """The deployment's signing keys, as this process last read them."""
+    issued_certificates: IssuedCertificates
+    """The certificates this process signed for support reads, reused for the same statement."""
     key_secret: bytes
     """`KEY_HASH_SECRET` as bytes, made once: what keys are hashed under."""
     counters: Counters
