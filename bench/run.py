@@ -57,6 +57,8 @@ RESELLERS = 10
 MAX_ROUNDS = 5  # each round activates a fresh set of keys, and the half-peak run another: 6 sets are seeded
 POOLED_SETS = 2 * MAX_ROUNDS  # and the pooled comparison's rounds two each (direct, through PgBouncer)
 POOL_SERVER_CONNECTIONS = 10  # PgBouncer's server connections for the service's 2 × DATABASE_POOL_SIZE
+REDIS_SET = MAX_ROUNDS + 1 + POOLED_SETS  # the last: the activation run with the limiter in Redis
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def bench_dsn(database: str = DATABASE) -> str:
@@ -89,7 +91,7 @@ def seeded_installation(i: int, resellers: list[uuid.UUID], today: dt.date) -> t
     """Every one active (every activation earns the bonus), their support ends spread over the year ahead (the
     renewal pipeline's order), each sold by one of the resellers."""
     anchor = today - dt.timedelta(days=30 + i % 300)
-    return (f"INST{i:09d}", resellers[i % len(resellers)], anchor, 12, 12, 0, rules.add_months(anchor, 12))
+    return (f"INST{i:09d}", resellers[i % len(resellers)], anchor, 12, 12, 0)
 
 
 async def seed_service(dsn: str, installations: int, keys: int) -> None:
@@ -103,8 +105,16 @@ async def seed_service(dsn: str, installations: int, keys: int) -> None:
     today = dt.date.today()
     await conn.copy_records_to_table(
         "installations",
-        columns=["code", "reseller_id", "anchor", "initial_months", "months", "bonus_months", "support_end"],
+        columns=["code", "reseller_id", "anchor", "initial_months", "months", "bonus_months"],
         records=(seeded_installation(i, resellers, today) for i in range(installations)),
+    )
+    await conn.copy_records_to_table(
+        "support_ends",
+        columns=["installation_id", "reseller_id", "support_end"],
+        records=(
+            (row["id"], row["reseller_id"], rules.add_months(row["anchor"], row["months"]))
+            for row in await conn.fetch("SELECT id, reseller_id, anchor, months FROM installations")
+        ),
     )
     secret = KEY_SECRET.encode()
     batch = 200_000
@@ -184,8 +194,8 @@ def print_plans(plans: dict[str, str]) -> None:
 # --- processes
 
 
-def service_env(dsn: str, pooled: bool = False) -> dict[str, str]:
-    return {
+def service_env(dsn: str, pooled: bool = False, redis_url: str | None = None) -> dict[str, str]:
+    env = {
         **os.environ,
         "DATABASE_URL": dsn,
         "DATABASE_TRANSACTION_POOLER": str(pooled).lower(),
@@ -195,6 +205,9 @@ def service_env(dsn: str, pooled: bool = False) -> dict[str, str]:
         "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY,
         "TRUSTED_PROXIES": '["127.0.0.1"]',
     }
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
 
 
 CERTIFICATE_KEY = generate_private_key()
@@ -220,7 +233,11 @@ def process(command: list[str], env: dict[str, str], url: str, cwd: Path = ROOT)
 
 
 def start_service(
-    stack: ExitStack, workers: int = WORKERS, dsn: str | None = None, pooled: bool = False
+    stack: ExitStack,
+    workers: int = WORKERS,
+    dsn: str | None = None,
+    pooled: bool = False,
+    redis_url: str | None = None,
 ) -> tuple[str, subprocess.Popen]:
     port = free_port()
     command = [
@@ -233,10 +250,11 @@ def start_service(
         "--no-access-log",
     ]
     url = f"http://127.0.0.1:{port}"
-    return url, stack.enter_context(process(command, service_env(dsn or bench_dsn(), pooled), url + "/healthz"))
+    env = service_env(dsn or bench_dsn(), pooled, redis_url)
+    return url, stack.enter_context(process(command, env, url + "/healthz"))
 
 
-def start_ceiling(stack: ExitStack) -> str:
+def start_ceiling(stack: ExitStack) -> tuple[str, subprocess.Popen]:
     port = free_port()
     command = [
         sys.executable,
@@ -253,8 +271,9 @@ def start_ceiling(stack: ExitStack) -> str:
     ]
     env = {**os.environ, "CEILING_DSN": bench_dsn()}
     url = f"http://127.0.0.1:{port}"
-    stack.enter_context(process(command, env, url + "/ceiling/installations/INST000000000", cwd=CEILING_DIR))
-    return url
+    return url, stack.enter_context(
+        process(command, env, url + "/ceiling/installations/INST000000000", cwd=CEILING_DIR)
+    )
 
 
 # --- load
@@ -282,7 +301,7 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60).stdout
 
     def latency(percent: str) -> float:
-        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)$", out, re.MULTILINE)
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
         if found is None:
             raise RuntimeError(f"wrk gave no {percent}% latency for {url}:\n{out}")
         value, unit = found.groups()
@@ -391,6 +410,29 @@ def _median_run(runs: list[dict]) -> dict:
     return {**ranked[len(ranked) // 2], "rounds_rps": [run["rps"] for run in runs]}
 
 
+def _median_cpu(runs: list[dict], name: str) -> int:
+    """The median round's CPU µs per request of the processes `name` (`costed_wrk`)."""
+    cpu = sorted(run["cpu_us"][name] for run in runs)
+    return cpu[len(cpu) // 2]
+
+
+async def _hot_updates() -> dict[str, list[int]]:
+    """Updates and HOT updates of the tables an activation updates, since the statistics were reset."""
+    conn = await asyncpg.connect(bench_dsn())
+    rows = await conn.fetch(
+        "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+        "WHERE relname IN ('installations', 'support_ends', 'license_keys') ORDER BY relname"
+    )
+    await conn.close()
+    return {row["relname"]: [row["n_tup_upd"], row["n_tup_hot_upd"]] for row in rows}
+
+
+async def _reset_statistics() -> None:
+    conn = await asyncpg.connect(bench_dsn())
+    await conn.execute("SELECT pg_stat_reset()")
+    await conn.close()
+
+
 def measure(args: argparse.Namespace, installations: int) -> dict:
     """Each hot path and its ceiling, one after the other, in `args.rounds` rounds; each figure is the median
     round, so that a passing slowdown of this shared machine moves one round, not the result."""
@@ -399,25 +441,38 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
     d, c = args.duration, args.connections
     rounds: dict[str, list[dict]] = {}
     with ExitStack() as stack:
-        service, _ = start_service(stack)
-        ceiling = start_ceiling(stack)
+        service, service_proc = start_service(stack)
+        ceiling, ceiling_proc = start_ceiling(stack)
+        # CPU per request: each server's processes (uvicorn's and its workers), from /proc.
+        service_cpu = {"service": process_tree(service_proc.pid)}
+        ceiling_cpu = {"ceiling": process_tree(ceiling_proc.pid)}
         wrk(service, script, ["support", str(installations)], 2, c)  # warm-up: pools, caches
         wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], 2, c)
+        asyncio.run(_reset_statistics())
         for round_ in range(args.rounds):
             runs = {
-                "ceiling_read": wrk(f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c)
+                "ceiling_read": costed_wrk(
+                    ceiling_cpu, f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c
+                )
             }
             for path in ("support", "quote"):
-                runs[path] = wrk(service, script, [path, str(installations)], d, c)
+                runs[path] = costed_wrk(service_cpu, service, script, [path, str(installations)], d, c)
             asyncio.run(_reset_ceiling_keys())
-            runs["ceiling_activate"] = wrk(
-                f"{ceiling}/ceiling/activations", ceiling_activate, [str(installations), "50000"], d, c
+            runs["ceiling_activate"] = costed_wrk(
+                ceiling_cpu, f"{ceiling}/ceiling/activations", ceiling_activate, [str(installations), "50000"], d, c
             )
             key_files = write_key_files(first=round_ * THREADS * KEYS_PER_THREAD)
-            runs["activate"] = wrk(service, script, ["activate", str(installations), "0", key_files], d, c)
+            activate = ["activate", str(installations), "0", key_files]
+            runs["activate"] = costed_wrk(service_cpu, service, script, activate, d, c)
             for name, run in runs.items():
                 rounds.setdefault(name, []).append(run)
-        results = {name: _median_run(runs) for name, runs in rounds.items()}
+        results = {
+            name: {
+                **_median_run(runs),
+                "cpu_us_median": _median_cpu(runs, "ceiling" if "ceiling" in name else "service"),
+            }
+            for name, runs in rounds.items()
+        }
         for path, ceiling_path in (
             ("support", "ceiling_read"),
             ("quote", "ceiling_read"),
@@ -428,6 +483,7 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
                 mine["rps"] / theirs["rps"] for mine, theirs in zip(rounds[path], rounds[ceiling_path], strict=True)
             )
             results[path]["ratio"] = round(ratios[len(ratios) // 2], 3)
+        results["hot_updates"] = asyncio.run(_hot_updates())
         # p99 at half the measured peak: each connection paced to deliver half the peak rate in all.
         half = 16
         for path in ("support", "quote"):
@@ -438,7 +494,22 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
         results["activate_half_peak"] = wrk(
             service, script, ["activate", str(installations), str(pause), key_files], d, half
         )
+    results["activate_redis"] = measure_redis_limiter(args, installations)
     return results
+
+
+def measure_redis_limiter(args: argparse.Namespace, installations: int) -> dict:
+    """One full-load activation run with the rate limiter counting in Redis (`REDIS_URL`), as several
+    instances would run it: what the shared limiter costs an activation."""
+    script = ROOT / "bench" / "wrk_service.lua"
+    with ExitStack() as stack:
+        service, proc = start_service(stack, redis_url=REDIS_URL)
+        wrk(service, script, ["support", str(installations)], 2, args.connections)  # warm-up
+        key_files = write_key_files(first=REDIS_SET * THREADS * KEYS_PER_THREAD)
+        activate = ["activate", str(installations), "0", key_files]
+        return costed_wrk(
+            {"service": process_tree(proc.pid)}, service, script, activate, args.duration, args.connections
+        )
 
 
 def measure_scale(args: argparse.Namespace, installations: int) -> dict:
@@ -516,15 +587,15 @@ def seed(database: str, installations: int, keys: int, ceiling: bool = True) -> 
         )
 
 
-TARGETS = {"support": 0.6, "quote": 0.5, "activate": 0.7}
+TARGETS = {"support": 0.8, "quote": 0.8, "activate": 0.7}
 
 
 def table(report: dict) -> str:
     small = report["runs"][str(report["installations"])]
     rows = [
         "| hot path | service req/s | p50 ms | p99 ms | ceiling req/s | ratio | ratio by round | target "
-        "| p99 at half peak |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CPU µs/request (service / ceiling) | p99 at half peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path, ceiling in (("support", "ceiling_read"), ("quote", "ceiling_read"), ("activate", "ceiling_activate")):
         r, half = small[path], small[f"{path}_half_peak"]
@@ -533,12 +604,19 @@ def table(report: dict) -> str:
         )
         rows.append(
             f"| {path} | {r['rps']:.0f} | {r['p50_ms']} | {r['p99_ms']} | {small[ceiling]['rps']:.0f} | "
-            f"{r['ratio']}× | {by_round} | {TARGETS[path]}× | {half['p99_ms']} ms at {half['rps']:.0f} req/s |"
+            f"{r['ratio']}× | {by_round} | {TARGETS[path]}× | {r['cpu_us_median']:.0f} / "
+            f"{small[ceiling]['cpu_us_median']:.0f} | {half['p99_ms']} ms at {half['rps']:.0f} req/s |"
         )
+    redis = small["activate_redis"]
+    hot = ", ".join(f"{table} {hot:,} of {updates:,}" for table, (updates, hot) in small["hot_updates"].items())
     lines = [
         "\n".join(rows),
         "Each figure is the median of the rounds; a round runs every path and its ceiling "
-        "one after the other, and the ratio is the median of the rounds' ratios.",
+        "one after the other, and the ratio is the median of the rounds' ratios. CPU per request: the CPU time "
+        "of the server's processes (from /proc) over the requests of a run, the median round.",
+        f"Activations with the rate limiter in Redis (`REDIS_URL`), one run: {redis['rps']:.0f} req/s, p99 "
+        f"{redis['p99_ms']} ms, {redis['cpu_us']['service']} µs of CPU per request.",
+        f"HOT updates during the rounds (PostgreSQL's `pg_stat_user_tables`): {hot}.",
     ]
     if "pooled" in report:
         lines.append(pooled_table(report["pooled"]))
@@ -631,7 +709,7 @@ def main() -> None:
         "installations": args.installations,
         "runs": {},
     }
-    keys = THREADS * KEYS_PER_THREAD * (MAX_ROUNDS + 1 + POOLED_SETS)
+    keys = THREADS * KEYS_PER_THREAD * (REDIS_SET + 1)
     if args.pooled_only:
         seed(DATABASE, args.installations, keys, ceiling=False)
         pooled = measure_pooled(args, args.installations)

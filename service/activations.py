@@ -4,8 +4,8 @@ The installation's row is locked (`FOR UPDATE`) before it is extended, and each 
 conditional update that only one writer can win, so the guarantees hold across service processes.
 Nothing is written unless every key is good and R6 is met.
 
-The common case (fresh keys that bring support current) is tried first: the installation is read
-without a lock and the whole activation written in one statement that stands alone, which writes
+The common case (fresh keys that bring support current) is tried first: the installation and the keys are
+read without a lock and the whole activation written in one statement that stands alone, which writes
 nothing unless the installation is still as read and every key is taken. Otherwise (a key not
 fresh, R6 refusing, or another activation of the installation in between) the request is decided
 again in a transaction that locks the installation and reads every key first (unknown, revoked,
@@ -13,14 +13,13 @@ used, a replay).
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache, partial
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import BindParameter, Text, Update, bindparam, case, cast, exists, func, insert, select, update
-from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy import BindParameter, Update, bindparam, case, exists, func, insert, select, update
 
 from service import certificates, installations, keyformat, rules, webhooks
 from service.certificates import CertificateSigner
@@ -57,6 +56,33 @@ class ActivationResult:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class ActivationNotice:
+    """What the installation's reseller is told of an activation (`activation.created`): the activation, and of its
+    keys the ids of those the reseller sold (of every key, for an installation of no reseller's), None for the
+    others: another reseller's keys are none of its business."""
+
+    activation: ActivationResult
+    key_ids: tuple[UUID | None, ...]
+
+    @classmethod
+    def of(
+        cls, activation: ActivationResult, sellers: Sequence[UUID | None], reseller_id: UUID | None
+    ) -> "ActivationNotice":
+        """`sellers`: who sold each of the activation's keys, in the same order."""
+        return cls(
+            activation,
+            tuple(
+                key_id if reseller_id is None or seller == reseller_id else None
+                for key_id, seller in zip(activation.key_ids, sellers, strict=True)
+            ),
+        )
+
+
+KeySold = tuple[UUID, UUID | None]
+"""A key of the request: its id, and the reseller it was issued to."""
+
+
 def canonical_keys(raw_keys: list[str]) -> list[str]:
     """Normalize the keys of a request: a typo or a repeat is refused before any lookup, naming the key."""
     canonical = []
@@ -87,6 +113,7 @@ class _KeyRow(NamedTuple):
     digest: bytes
     status: str
     activation_id: UUID | None
+    reseller_id: UUID | None
 
 
 @lru_cache(maxsize=MAX_KEYS)
@@ -94,11 +121,47 @@ def _keys_by_digest(count: int) -> Rows[_KeyRow]:
     """The request's keys, locked in the order of their ids: every path that locks several keys (this one, the
     one-statement activation, a void) takes them in that order, so that two of them never wait on each other."""
     return Rows(
-        select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id)
+        select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id, LicenseKey.reseller_id)
         .where(LicenseKey.digest.in_(_digest_binds(count)))
         .order_by(LicenseKey.id)
         .with_for_update(),
         _KeyRow,
+    )
+
+
+class _InstallationWithKey(NamedTuple):
+    """An installation (`installations.COLUMNS`), and one of the request's keys, if any is known."""
+
+    id: int
+    code: str
+    reseller_id: UUID | None
+    anchor: date
+    months: int
+    bonus_months: int
+    initial_months: int
+    created_at: datetime
+    key_id: UUID | None
+    digest: bytes | None
+    status: str | None
+    key_reseller_id: UUID | None
+
+
+@lru_cache(maxsize=MAX_KEYS)
+def _installation_with_keys(count: int) -> Rows[_InstallationWithKey]:
+    """The fresh path's one read, without locks: the installation by its code, with a row for each of the
+    request's keys that is known (none: one row, its key columns null); no row, no such installation."""
+    keys = LicenseKey.__table__.c
+    return Rows(
+        select(
+            *installations.COLUMNS,
+            keys.id.label("key_id"),
+            keys.digest,
+            keys.status,
+            keys.reseller_id.label("key_reseller_id"),
+        )
+        .select_from(Installation.__table__.outerjoin(LicenseKey, keys.digest.in_(_digest_binds(count))))
+        .where(Installation.code == bindparam("code")),
+        _InstallationWithKey,
     )
 
 
@@ -117,11 +180,7 @@ _LEDGER_COLUMNS = (
 _EXTEND = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(
-        months=bindparam("new_months"),
-        support_end=bindparam("support_end_after"),
-        bonus_months=Installation.bonus_months + bindparam("bonus"),
-    )
+    .values(months=bindparam("new_months"), bonus_months=Installation.bonus_months + bindparam("bonus"))
 )
 
 
@@ -156,8 +215,9 @@ def _record_in_one_statement(count: int) -> Rows[_Taken]:
       since; the lock is taken before any key's, in the same order as `_activate_checked` takes them);
     - `locked` locks the request's keys, if so, in the order of their ids (as `_keys_by_digest` does);
     - `taken` takes those that are still issued;
-    - `extended` and `ledger` extend the installation and write the ledger row only if every key was taken;
-    - `outbox` writes its `activation.created` event, with the keys taken in the request's order, only then too.
+    - `extended`, `moved` and `ledger` extend the installation, store its support end and write the ledger row
+      only if every key was taken;
+    - `outbox` writes its `activation.created` event, its body as it will be sent, only then too.
 
     Keys taken without their ledger row would break the keys' foreign key to it, which refuses the whole
     statement: so it writes everything or nothing. The keys taken: all of them, or none."""
@@ -181,30 +241,22 @@ def _record_in_one_statement(count: int) -> Rows[_Taken]:
     taken = _take_keys(count).where(LicenseKey.id.in_(locked.select())).cte("taken")
     every_key_taken = select(func.count()).select_from(taken).scalar_subquery() == bindparam("licenses")
     extended = _EXTEND.where(exists(unchanged.select()), every_key_taken).returning(Installation.id).cte("extended")
+    moved = installations.STORE_SUPPORT_END.where(exists(extended.select())).cte("moved")
     columns = Activation.__table__.c
     ledger_row = select(
         bindparam("activation", type_=columns.id.type),
         *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS),
     )
     ledger = insert(Activation).from_select(["id", *_LEDGER_COLUMNS], ledger_row.where(exists(extended.select())))
-    return Rows(
-        select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger")).add_cte(_outbox(taken, extended)), _Taken
-    )
+    return Rows(select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger"), moved, _outbox(extended)), _Taken)
 
 
-def _outbox(taken: Any, extended: Any) -> Any:
-    """The event's row: its values bound as `webhooks.Event.params` gives them, its data with the ids of the
-    keys `taken` (which only this statement knows), if `extended` was."""
+def _outbox(extended: Any) -> Any:
+    """The event's row, its values bound as `webhooks.Event.params` gives them, if `extended` was."""
     columns = WebhookEvent.__table__.c
-    names = ("id", "type", "occurred_at", "reseller_id", "traceparent")
-    key_ids = select(
-        func.coalesce(func.jsonb_agg(aggregate_order_by(taken.c.id, taken.c.position)), func.jsonb_build_array())
-    ).scalar_subquery()
-    data = cast(bindparam("event_data", type_=Text), JSONB).op("||")(func.jsonb_build_object("key_ids", key_ids))
-    row = select(
-        *(bindparam(webhooks.EVENT_COLUMNS[name], type_=columns[name].type) for name in names), cast(data, Text)
-    )
-    return insert(WebhookEvent).from_select([*names, "data"], row.where(exists(extended.select()))).cte("outbox")
+    names = ("id", "type", "occurred_at", "reseller_id", "body", "traceparent")
+    row = select(*(bindparam(webhooks.EVENT_COLUMNS[name], type_=columns[name].type) for name in names))
+    return insert(WebhookEvent).from_select(names, row.where(exists(extended.select()))).cte("outbox")
 
 
 class _ActivationRow(NamedTuple):
@@ -239,7 +291,10 @@ _KEYS_OF_ACTIVATION = Rows(
 
 
 # `_write` with the request's values bound: the same write ends both ways of activating.
-_Write = Callable[[Session, installations.InstallationRecord, rules.Renewal], Awaitable[ActivationResult | None]]
+_Write = Callable[
+    [Session, installations.InstallationRecord, rules.Renewal, Mapping[bytes, KeySold]],
+    Awaitable[ActivationResult | None],
+]
 # `_reissue` with the request's values bound: a replay's certificate.
 _Reissue = Callable[[str | None, str, date, date], str]
 
@@ -262,7 +317,7 @@ async def activate(
     canonical = canonical_keys(raw_keys)
     key_digests = [keyformat.digest(key, secret) for key in canonical]
     try:
-        async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
+        async with limiter.attempt(limits={client_name(client): limiter.limit}, failures=COUNTED_FAILURES):
             # This process's copy of the key set, read from the database only when due: before any connection is
             # taken, so that a read of it never waits for a connection that its own request holds.
             signer = (await signing_keys.current()).signer(now)
@@ -270,7 +325,7 @@ async def activate(
                 _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
             )
             try:
-                return await _activate_fresh(driver, code, len(key_digests), today, write)
+                return await _activate_fresh(driver, code, key_digests, today, write)
             except _Undecided:
                 reissue = partial(_reissue, signer=signer, now=now)
                 return await _activate_checked(driver, code, key_digests, today, unit_price_minor, write, reissue)
@@ -280,17 +335,32 @@ async def activate(
         raise
 
 
-async def _activate_fresh(driver: Driver, code: str, licenses: int, today: date, write: _Write) -> ActivationResult:
-    """The common case, without reading the keys or locking first: every key still issued, and support brought
-    current (R6). The installation is read, and written only if still as read (`_record_in_one_statement`).
-    Anything else raises `_Undecided`, with nothing written."""
+async def _activate_fresh(
+    driver: Driver, code: str, key_digests: list[bytes], today: date, write: _Write
+) -> ActivationResult:
+    """The common case, without locking first: every key known and still issued, and support brought current
+    (R6). The installation and the keys are read in one statement, and written only if still as read
+    (`_record_in_one_statement`). Anything else raises `_Undecided`, with nothing written."""
     async with driver.single_write() as session:
-        installation = await installations.find(session, code)
+        rows = await session.all(
+            _installation_with_keys(len(key_digests)), {"code": code, **_digest_values(key_digests)}
+        )
+        if not rows:
+            raise _Undecided()  # no such installation: the checked path says so
+        fresh = {
+            row.digest: (row.key_id, row.key_reseller_id)
+            for row in rows
+            if row.status == "issued" and row.digest is not None and row.key_id is not None
+        }
+        if len(fresh) != len(key_digests):
+            raise _Undecided()
+        first = rows[0]
+        installation = installations.record_of(installations.InstallationRow._make(first[: len(installations.COLUMNS)]))
         try:
-            renewal = rules.activate(installation.support, licenses, today)
+            renewal = rules.activate(installation.support, len(key_digests), today)
         except LicensesInsufficient:
             raise _Undecided() from None
-        result = await write(session, installation, renewal)
+        result = await write(session, installation, renewal, fresh)
         if result is None:
             raise _Undecided()
         return result
@@ -328,7 +398,9 @@ async def _activate_checked(
             refusal.quote = rules.quote(installation.support, today, unit_price_minor)
             raise
 
-        result = await write(session, installation, renewal)
+        result = await write(
+            session, installation, renewal, {d: (key.id, key.reseller_id) for d, key in by_digest.items()}
+        )
         if result is None:
             raise KeyAlreadyUsed()  # another transaction took one after we read it: nothing is written
         return result
@@ -358,6 +430,7 @@ async def _write(
     session: Session,
     installation: installations.InstallationRecord,
     renewal: rules.Renewal,
+    keys: Mapping[bytes, KeySold],
     *,
     code: str,
     key_digests: list[bytes],
@@ -370,8 +443,11 @@ async def _write(
     taken, with nothing written (see `_record`)."""
     certificate = signer.certificate(code, renewal.after.end, today, now)
     activation_id = uuid4()
-    created = ActivationResult(activation_id, code, today, renewal, (), certificate)
-    event = webhooks.Event.of(webhooks.ACTIVATION_CREATED, created, reseller_id=installation.reseller_id, now=now)
+    sold = [keys[d] for d in key_digests]
+    result = ActivationResult(activation_id, code, today, renewal, tuple(key_id for key_id, _ in sold), certificate)
+    reseller_id = installation.reseller_id
+    notice = ActivationNotice.of(result, [seller for _, seller in sold], reseller_id)
+    event = webhooks.Event.of(webhooks.ACTIVATION_CREATED, notice, reseller_id=reseller_id, now=now)
     taken = await _record(
         session,
         key_digests,
@@ -386,6 +462,7 @@ async def _write(
             "bonus_months": renewal.bonus_months,
             "support_end_before": renewal.before.end,
             "support_end_after": renewal.after.end,
+            "support_end": renewal.after.end,
             "requested_by": requested_by,
             "certificate": certificate,
             "when": now,
@@ -396,14 +473,13 @@ async def _write(
     )
     if len(taken) != len(key_digests):
         return None
-    key_ids = {key.digest: key.id for key in taken}
-    return replace(created, key_ids=tuple(key_ids[d] for d in key_digests))
+    return result
 
 
 async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> list[_Taken]:
     """Write an activation in one statement (`_record_in_one_statement`): its ledger row, its keys taken (each
-    only while still issued), the installation extended and its event. The keys taken; none when nothing is
-    written."""
+    only while still issued), the installation extended, its support end stored and its event. The keys taken;
+    none when nothing is written."""
     try:
         return await session.all(_record_in_one_statement(len(key_digests)), {**params, **_digest_values(key_digests)})
     except Refused as refusal:

@@ -20,7 +20,7 @@ from service import installations, pagination, rules, webhooks
 from service.auth import Principal
 from service.driver import Driver, Rows, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
-from service.models import Activation, Installation, LicenseKey
+from service.models import Activation, Installation, LicenseKey, SupportEnd
 from service.pagination import Page
 
 
@@ -87,8 +87,9 @@ _INSTALLATIONS_AFTER = Rows(
         Installation.initial_months,
         Installation.months,
         Installation.bonus_months,
-        Installation.support_end,
+        SupportEnd.support_end,
     )
+    .join(SupportEnd, SupportEnd.installation_id == Installation.id)
     .where(Installation.id > bindparam("after"))
     .order_by(Installation.id)
     .limit(bindparam("batch")),
@@ -152,6 +153,7 @@ class _VoidState(NamedTuple):
 
 class _Revoked(NamedTuple):
     id: UUID
+    reseller_id: UUID | None
 
 
 _CODE_OF_ACTIVATION = Rows(select(Installation.code).join(Activation).where(Activation.id == bindparam("id")), _Code)
@@ -182,13 +184,13 @@ _REVOKE_KEYS = Rows(
     update(LicenseKey)
     .where(LicenseKey.id.in_(_KEYS_TO_REVOKE.scalar_subquery()))
     .values(status="revoked", revoked_at=bindparam("now"))
-    .returning(LicenseKey.id),
+    .returning(LicenseKey.id, LicenseKey.reseller_id),
     _Revoked,
 )
 _STORE_FOLDED = (
     update(Installation)
     .where(Installation.id == bindparam("installation_id"))
-    .values(months=bindparam("months"), support_end=bindparam("support_end"), bonus_months=bindparam("bonus_months"))
+    .values(months=bindparam("months"), bonus_months=bindparam("bonus_months"))
 )
 
 
@@ -220,8 +222,11 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
             folded = await _refold(session, installation)
             revoked_keys = tuple(sorted(row.id for row in revoked))
             result = VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
+            # The reseller's event names its own keys only: another reseller's are none of its business.
+            owner = installation.reseller_id
+            sold = tuple(sorted(row.id for row in revoked if owner is None or row.reseller_id == owner))
             for each in voided:
-                await _announce(session, replace(result, activation_id=each), installation)
+                await _announce(session, replace(result, activation_id=each, revoked_keys=sold), installation)
             return result
     assert activation.void_reason is not None, "a void activation has its reason (`_VOID` writes both)"
     return VoidResult(
@@ -241,15 +246,14 @@ async def _announce(session: Session, voided: VoidResult, installation: installa
 async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:
     ledger = await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})
     folded = fold(installation.start, [(a.activated_on, a.licenses) for a in ledger])
-    await session.execute(
-        _STORE_FOLDED,
-        {
-            "installation_id": installation.id,
-            "months": folded.months,
-            "support_end": folded.support_end,
-            "bonus_months": folded.bonus_months,
-        },
-    )
+    params = {
+        "installation_id": installation.id,
+        "months": folded.months,
+        "support_end": folded.support_end,
+        "bonus_months": folded.bonus_months,
+    }
+    await session.execute(_STORE_FOLDED, params)
+    await session.execute(installations.STORE_SUPPORT_END, params)
     return folded
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 
 from service import installations, rules, webhooks
 from service.driver import Driver, Duplicate, Rows
-from service.models import Installation, WebhookEvent
+from service.models import Installation, SupportEnd, WebhookEvent
 
 LAPSE_NOTICE_DAYS = 30
 """A lapse is announced up to this many days after it (a worker down for a while still announces it); one
@@ -20,8 +20,9 @@ older than that is not news, and a first worker started on an old database does 
 # Only those whose stored support end is near today (its index): the notice itself is the rules' to say.
 _ENDING_NEAR = Rows(
     select(*installations.COLUMNS)
+    .join(SupportEnd, SupportEnd.installation_id == Installation.id)
     .where(
-        Installation.support_end.between(bindparam("from"), bindparam("to")),
+        SupportEnd.support_end.between(bindparam("from"), bindparam("to")),
         Installation.id > bindparam("after"),
     )
     .order_by(Installation.id)

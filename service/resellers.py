@@ -160,6 +160,7 @@ async def authenticate(
     *,
     driver: Driver,
     limiter: Limiter,
+    wide_limit: int,
     checks: SecretChecks,
     client: str,
     client_id: str,
@@ -168,10 +169,19 @@ async def authenticate(
 ) -> Login:
     """The reseller's login when the credentials are right (its secret, or the one before it during a rotation's
     grace period) and it is not disabled; `Unauthenticated` otherwise, the same answer in every case, so that a caller
-    learns nothing of which it was. Failures are limited per client address and per client id, before any secret is
-    hashed."""
-    async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
-        row = await driver.first(_LOGIN, {"client_id": client_id})
+    learns nothing of which it was.
+
+    Failures are limited before any secret is hashed: per (client address, client id) at the limiter's limit,
+    so that a stranger who knows a client id locks out only its own address; and at `wide_limit`, per client
+    id from every address and per address for every client id. A client id's counters are named with its last
+    secret rotation (when its tokens are valid from, and when a grace period ends): rotating the secret, with a
+    grace period or without, starts them again."""
+    row = await driver.first(_LOGIN, {"client_id": client_id})
+    marks = (row.tokens_valid_from, row.previous_secret_until) if row else (None, None)
+    rotation = "/".join(str(mark.timestamp() if mark else 0) for mark in marks)
+    address, reseller = client_name(client), f"id:{client_id}@{rotation}"
+    limits = {f"{address}/{reseller}": limiter.limit, reseller: wide_limit, address: wide_limit}
+    async with limiter.attempt(limits=limits, failures=(Unauthenticated,)):
         stored = row.secret_hash if row else _DUMMY_HASH
         right = await checks.verify(client_secret, stored)
         if not right and row is not None and row.previous_secret_hash and row.previous_secret_until:

@@ -14,6 +14,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-change-me"
+SHIPPED_SECRETS = frozenset({DEV_SECRET, "change-me"})
+"""What the repository ships for secret settings (the defaults, `compose.env.example`'s): anyone can read them."""
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -40,6 +43,7 @@ class Settings(BaseSettings):
     certificate_key_secret: str = DEV_SECRET
     certificate_chain: str | None = None
     certificate_lifetime_days: int = Field(30, gt=0)
+    certificate_cache_size: int = Field(20_000, gt=0)
     signing_keys_reload_seconds: int = Field(60, gt=0)
     jwks_max_age_seconds: int = Field(60, ge=0)
     signing_key_period_days: int = Field(365, gt=0)
@@ -51,6 +55,7 @@ class Settings(BaseSettings):
     activation_failure_window_seconds: int = Field(900, gt=0)
     token_failure_limit: int = Field(10, gt=0)
     token_failure_window_seconds: int = Field(900, gt=0)
+    token_wide_failure_limit: int = Field(100, gt=0)
     secret_check_concurrency: int = Field(1, gt=0)
     secret_check_queue: int = Field(16, ge=0)
     rate_limit_prefix: str = "timex"
@@ -77,20 +82,29 @@ class Settings(BaseSettings):
     webhook_worker_in_serve: bool = False
 
     def insecure_settings(self) -> list[str]:
-        """Settings still at a value that only the quick start may use."""
-        defaults = {
-            "JWT_SECRET": self.jwt_secret == DEV_SECRET,
-            "KEY_HASH_SECRET": self.key_hash_secret == DEV_SECRET,
-            "CERTIFICATE_KEY_SECRET (or CERTIFICATE_PRIVATE_KEY)": self.certificate_private_key is None
-            and self.certificate_key_secret == DEV_SECRET,
+        """Secret settings that only the quick start may use: shorter than `MIN_SECRET_BYTES`, or shipped here."""
+        secrets = {
+            "JWT_SECRET": self.jwt_secret,
+            "KEY_HASH_SECRET": self.key_hash_secret,
+            "CERTIFICATE_KEY_SECRET (or CERTIFICATE_PRIVATE_KEY)": None
+            if self.certificate_private_key
+            else self.certificate_key_secret,
+            "METRICS_TOKEN": self.metrics_token,
         }
-        return [name for name, insecure in defaults.items() if insecure]
+        return [
+            name
+            for name, value in secrets.items()
+            if value is not None and (value in SHIPPED_SECRETS or len(value.encode()) < MIN_SECRET_BYTES)
+        ]
 
     def check_production(self) -> None:
         if self.environment != "production":
             return
         if insecure := self.insecure_settings():
-            raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
+            raise RuntimeError(
+                f"refusing to start in production with {', '.join(insecure)} shorter than {MIN_SECRET_BYTES} bytes "
+                "or a value shipped in the repository (a default, compose.env.example's)"
+            )
         if self.database_url is None:
             # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
             raise RuntimeError("refusing to start in production on the embedded PostgreSQL: set DATABASE_URL")

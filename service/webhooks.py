@@ -9,15 +9,17 @@ at once) and records what each attempt gave (`record`).
 import base64
 import ipaddress
 import json
+import re
 import secrets
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
-from pydantic import TypeAdapter
+import httpx
+import orjson
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from service import pagination, resellers, tracing
@@ -44,28 +46,37 @@ EVENT_TYPES = (
 EXCERPT_CHARACTERS = 500
 
 
-# --- Events: written with the change they report
+# --- Events: written with the change they report, as they will be sent
 
 
-_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+SCHEMA_VERSION = 1
+"""The envelope's `schema_version`: raised by a change that renames, removes or retypes a field of a body, so
+that a receiver tells the shapes apart. Each event keeps the body it was written with: events queued before a
+change are sent as they were written."""
+
+Body = Callable[[Any], bytes]
+"""An event's `data` as sent, written from the service's result: the API's own representation of it."""
+
+_BODIES: dict[str, Body] = {}
 
 
-def _adapter(kind: type[Any]) -> TypeAdapter[Any]:
-    """Made once per type: building one costs far more than using it."""
-    adapter = _ADAPTERS.get(kind)
-    if adapter is None:
-        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
-    return adapter
+def register_bodies(bodies: dict[str, Body]) -> None:
+    """How each event type's `data` is written (`service.http.events`, where the API's models are): the service
+    functions emit events, the HTTP layer owns their representation."""
+    _BODIES.update(bodies)
 
 
-def snapshot(subject: Any) -> bytes:
-    """A service result (a dataclass) as JSON: the values the event's representation is written from at
-    delivery, as they were at the change."""
-    return _adapter(type(subject)).dump_json(subject)
-
-
-def restore(kind: type, data: str | bytes) -> Any:
-    return _adapter(kind).validate_json(data)
+def envelope(event_id: UUID, type: str, occurred_at: datetime, data: bytes) -> bytes:
+    """The whole body as sent: the same bytes on every attempt, signed as they are."""
+    return orjson.dumps(
+        {
+            "id": str(event_id),
+            "type": type,
+            "timestamp": occurred_at,
+            "schema_version": SCHEMA_VERSION,
+            "data": orjson.Fragment(data),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,8 @@ class Event:
     type: str
     occurred_at: datetime
     reseller_id: UUID | None
-    data: bytes
+    body: bytes
+    """As it will be sent (`envelope`)."""
     installation_id: int | None = None
     period_end: date | None = None
     traceparent: str | None = None
@@ -82,8 +94,21 @@ class Event:
 
     @classmethod
     def of(cls, type: str, subject: object, *, reseller_id: UUID | None, now: datetime, **period: Any) -> "Event":
+        """The event of `subject` (a service result), its body written now, once; and the trace of the request
+        that made it, which its deliveries carry on."""
+        event_id = uuid4()
+        try:
+            data = _BODIES[type](subject)
+        except KeyError:
+            raise LookupError(f"no body registered for {type} events (service.http.events)") from None
         return cls(
-            uuid4(), type, now, reseller_id, snapshot(subject), **period, traceparent=tracing.current_traceparent()
+            event_id,
+            type,
+            now,
+            reseller_id,
+            envelope(event_id, type, now, data),
+            **period,
+            traceparent=tracing.current_traceparent(),
         )
 
     @property
@@ -94,7 +119,7 @@ class Event:
             "event_type": self.type,
             "event_at": self.occurred_at,
             "event_reseller": self.reseller_id,
-            "event_data": self.data.decode(),
+            "event_body": self.body.decode(),
             "event_installation": self.installation_id,
             "event_period": self.period_end,
             "event_traceparent": self.traceparent,
@@ -106,7 +131,7 @@ EVENT_COLUMNS = {
     "type": "event_type",
     "occurred_at": "event_at",
     "reseller_id": "event_reseller",
-    "data": "event_data",
+    "body": "event_body",
     "installation_id": "event_installation",
     "period_end": "event_period",
     "traceparent": "event_traceparent",
@@ -176,43 +201,127 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def check_url(url: str, allowed_hosts: Sequence[str]) -> None:
-    """An endpoint's URL is `https`, and not an address of this network, unless its host is allowed
-    (`WEBHOOK_ALLOWED_HOSTS`). A name is checked again on every delivery, on the address it resolves to."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
-        raise WebhookUrlRefused(N_("The URL must be an absolute https URL"))
-    if parts.username or parts.password:
-        raise WebhookUrlRefused(N_("The URL must not carry credentials"))
-    if host in allowed_hosts:
-        return
-    if parts.scheme != "https":
-        raise WebhookUrlRefused(N_("The URL must be https"))
+@dataclass(frozen=True)
+class Destination:
+    """Where a URL sends, as the sender reads it (httpx's parser): its scheme, host (an address, or a DNS name in
+    ASCII), port, and the host's address when it is one."""
+
+    scheme: str
+    host: str
+    port: int
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def destination(url: str | httpx.URL) -> Destination:
+    """The URL parsed by the code that sends to it (registration and every delivery call this), or
+    `WebhookUrlRefused`: an absolute `https` (or `http`) URL without credentials, whose host is an address written
+    as one, or a DNS name. A host a C resolver would read as an IPv4 address written otherwise (`0177.0.0.1`,
+    `127.1`, `2130706433`) is neither."""
     try:
-        address = ipaddress.ip_address(host)
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        scheme, host, port = parsed.scheme, parsed.raw_host.decode("ascii").lower(), parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:  # IDNA's errors are UnicodeErrors, ValueErrors
+        raise WebhookUrlRefused(N_("The URL cannot be read as a URL")) from exc
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise WebhookUrlRefused(N_("The URL must be an absolute https URL"))
+    if parsed.userinfo:
+        raise WebhookUrlRefused(N_("The URL must not carry credentials"))
+    if port is not None and not 0 < port < 65536:
+        raise WebhookUrlRefused(N_("The URL cannot be read as a URL"))
+    port = port or _DEFAULT_PORTS[scheme]
+    try:
+        return Destination(scheme, host, port, ipaddress.ip_address(host))
     except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels) or _reads_as_ipv4(host):
+        raise WebhookUrlRefused(N_("The URL's host is neither a name nor an address"))
+    return Destination(scheme, host, port, None)
+
+
+def _reads_as_ipv4(host: str) -> bool:
+    """Taken by `inet_aton` (as C resolvers take it), or ending in an all-digit label, which no top-level domain
+    is (`1.2.3.4.5`)."""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return host.removesuffix(".").rsplit(".", 1)[-1].isdigit()
+    return True
+
+
+class AllowedHosts:
+    """`WEBHOOK_ALLOWED_HOSTS`: `host:port` entries (`[::1]:8080` for IPv6); a bare host allows its scheme's
+    default port only. A destination allowed is exempt from `https` and from the address checks."""
+
+    def __init__(self, entries: Sequence[str]):
+        self._allowed: set[tuple[str, int | None]] = set()
+        for entry in entries:
+            # A scheme of no default port: `host:80` stays port 80, not "the default port" of either scheme.
+            parsed = httpx.URL(f"allowed://{entry}")
+            if not parsed.host or parsed.path not in ("", "/") or parsed.userinfo:
+                raise ValueError(f"WEBHOOK_ALLOWED_HOSTS: {entry!r} is not a host or host:port")
+            self._allowed.add((parsed.raw_host.decode("ascii").lower(), parsed.port))
+
+    def allow(self, target: Destination) -> bool:
+        return (target.host, target.port) in self._allowed or (
+            target.port == _DEFAULT_PORTS[target.scheme] and (target.host, None) in self._allowed
+        )
+
+
+def check_url(url: str, allowed: AllowedHosts) -> None:
+    """An endpoint's URL is one the sender reads (`destination`), `https`, and not an address that is not
+    globally routable, unless its host and port are allowed (`WEBHOOK_ALLOWED_HOSTS`). A name is checked again on
+    every delivery, on the address it resolves to."""
+    target = destination(url)
+    if allowed.allow(target):
         return
-    if not public(address):
+    if target.scheme != "https":
+        raise WebhookUrlRefused(N_("The URL must be https"))
+    if target.address is not None and not public(target.address):
         raise WebhookUrlRefused(N_("The URL's address is not a public one"))
 
 
-# IPv6 addresses that carry an IPv4 address a gateway may reach (NAT64, 6to4, the old IPv4-compatible form):
-# never public, whatever the IPv4 address inside, rather than each unwrapped and judged.
-_CARRYING_IPV4 = tuple(
-    ipaddress.IPv6Network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96")
+# What is not globally routable, by IANA's special-purpose registries (RFC 6890 and its updates), as ranges
+# rather than Python's `is_global` alone, whose table changes between patch releases. IPv6 outside 2000::/3 (the
+# global unicast space) is refused whole, and so is every IPv6 form that carries an IPv4 address a gateway may
+# reach (mapped, translated, compatible, NAT64, 6to4, Teredo), whatever the IPv4 address inside.
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",
+        "3fff::/20",
+    )
 )
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
 
 def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, private, link-local (the clouds' metadata service), shared and reserved addresses are not, nor
-    IPv6 addresses that carry an IPv4 one."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        elif any(address in network for network in _CARRYING_IPV4):
-            return False
-    return address.is_global and not address.is_multicast
+    """Globally routable: not loopback, private, link-local (the clouds' metadata service), shared, reserved,
+    documentation or multicast, nor an IPv6 address outside the global unicast space or carrying an IPv4 one."""
+    if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST:
+        return False
+    return address.is_global and not any(address in network for network in _NOT_GLOBAL)
 
 
 _INSERT_ENDPOINT = Rows(
@@ -232,7 +341,7 @@ async def create_endpoint(
     url: str,
     event_types: Sequence[str] | None,
     reseller_id: UUID | None,
-    allowed_hosts: Sequence[str],
+    allowed_hosts: AllowedHosts,
 ) -> EndpointWithSecret:
     """A reseller's endpoint hears its own events; an admin's, those of the reseller it names, or with none
     every reseller's. No event types: every type."""
@@ -488,7 +597,10 @@ class Claim:
     event_id: UUID
     event_type: str
     occurred_at: datetime
-    data: str
+    body: str | None
+    """As it is sent; None for an event queued before bodies were stored (`legacy_data`)."""
+    legacy_data: str | None
+    """An event queued before bodies were stored: the service's values it is written from at delivery."""
     traceparent: str | None
 
 
@@ -501,7 +613,8 @@ class _DueRow(NamedTuple):
     event_id: UUID
     event_type: str
     occurred_at: datetime
-    data: str
+    body: str | None
+    legacy_data: str | None
     traceparent: str | None
 
 
@@ -515,7 +628,8 @@ _DUE = Rows(
         WebhookEvent.id.label("event_id"),
         WebhookEvent.type.label("event_type"),
         WebhookEvent.occurred_at,
-        WebhookEvent.data,
+        WebhookEvent.body,
+        WebhookEvent.legacy_data,
         WebhookEvent.traceparent,
     )
     .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
@@ -537,15 +651,28 @@ _LEASE = (
 )
 
 
+_OUT_OF_ATTEMPTS = (
+    update(WebhookDelivery)
+    .where(WebhookDelivery.id == bindparam("delivery"))
+    .values(status="failed", next_attempt_at=bindparam("now"), last_error="out of attempts: the last one never ended")
+)
+
+
 @retried
-async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int) -> list[Claim]:
+async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int, max_attempts: int) -> list[Claim]:
     """The deliveries due, each claimed for `lease` (moved on by it, counted as an attempt): no other worker
-    takes it meanwhile (`SKIP LOCKED` while claiming). A worker
-    that dies with a claim leaves it due again when the lease ends: delivered at least once."""
+    takes it meanwhile (`SKIP LOCKED` while claiming). A worker that dies with a claim leaves it due again when the
+    lease ends: delivered at least once. One due again with `max_attempts` made (its last attempt never recorded) is
+    failed, and its endpoint marked failing: a delivery always ends."""
     async with driver.transaction() as session:
         rows = await session.all(_DUE, {"now": now, "batch": batch})
         for row in rows:
-            await session.execute(_LEASE, {"delivery": row.delivery_id, "lease_end": now + lease})
+            if row.attempts >= max_attempts:
+                await session.execute(_OUT_OF_ATTEMPTS, {"delivery": row.delivery_id, "now": now})
+                await session.execute(_FAILING, {"endpoint": row.endpoint_id, "now": now})
+            else:
+                await session.execute(_LEASE, {"delivery": row.delivery_id, "lease_end": now + lease})
+    rows = [row for row in rows if row.attempts < max_attempts]
     return [
         Claim(
             delivery_id=row.delivery_id,
@@ -556,7 +683,8 @@ async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int) 
             event_id=row.event_id,
             event_type=row.event_type,
             occurred_at=row.occurred_at,
-            data=row.data,
+            body=row.body,
+            legacy_data=row.legacy_data,
             traceparent=row.traceparent,
         )
         for row in rows

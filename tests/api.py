@@ -108,7 +108,7 @@ class Api:
         return await self.post("/v1/activations", {"installation": code, "keys": keys}, **kwargs)
 
     async def support(self, code: str) -> dict:
-        """The support state, less its certificate (signed afresh on every call)."""
+        """The support state, less its certificate."""
         response = await self.get(f"/v1/installations/{code}/support")
         assert response.status_code == 200, response.text
         body = response.json()

@@ -33,6 +33,10 @@ from service.settings import Settings
 from tests.api import ISSUED_KEYS, Api
 from tests.servers import SERVER_LOGS
 
+# The development root every service of the run certifies its signing keys with: one for the run, outside the
+# checkout (the service and the processes the tests start read it from the environment).
+os.environ.setdefault("DEV_ROOT_DIR", tempfile.mkdtemp(prefix="timex-test-dev-root-"))
+
 # CI shares two cores with PostgreSQL: judge properties by their examples, not by their speed.
 hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
@@ -131,6 +135,10 @@ def own_database_url() -> Iterator[str]:
     """A database of the test's own, migrated to head: for a service process the test starts."""
     with migrated_database() as url:
         yield url
+
+
+NO_DATABASE = "postgresql://no-database.invalid/unused"
+"""For an app whose test never reaches the database (its pool connects on first use): no server is started."""
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

@@ -32,13 +32,16 @@ class Receiver:
         self.received: list[Received] = []
         self.answers: list[int] = []
         self.url = ""
+        self.host = ""
+        """`127.0.0.1:PORT`: what `WEBHOOK_ALLOWED_HOSTS` names to allow it."""
 
     @classmethod
     @asynccontextmanager
     async def running(cls, path: str = "/hooks") -> AsyncIterator["Receiver"]:
         receiver = cls()
         server = await asyncio.start_server(receiver._serve, "127.0.0.1", 0)
-        receiver.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{path}"
+        receiver.host = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        receiver.url = f"http://{receiver.host}{path}"
         async with server:
             yield receiver
 

@@ -6,13 +6,15 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 from jose import jwk, jwt
 
 from service import signing_keys
+from service.certificates import CertificateSigner, generate_private_key
+from service.issued_certificates import IssuedCertificates
 from service.trust import configured_root
 from tests.api import Api
 from tests.conftest import make_settings, service
@@ -60,6 +62,51 @@ async def test_an_activation_carries_a_certificate_of_the_new_support_end(api: A
     claims = await _verify_with_jwks_only(api, body["certificate"])
 
     assert (claims["sub"], claims["support_end"]) == ("ACME", body["support_end_after"])
+
+
+async def test_reads_on_one_business_day_get_the_one_certificate_of_that_statement(api: Api) -> None:
+    """Signed once per statement (installation, support end, business day, key): a second read that day
+    answers the same bytes, later in the day too."""
+    await api.installation("ACME")
+    first = await _support_certificate(api)
+    api.shift_instants(timedelta(hours=3))
+
+    again = await _support_certificate(api)
+
+    assert again == first
+    assert verify((await api.get("/.well-known/jwks.json")).json(), again)["as_of"] == "2026-11-24"
+
+
+async def test_the_next_business_day_and_a_new_support_end_each_get_a_certificate_of_their_own(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2025-11-24")
+    [key] = await api.keys(1)
+    before = await _support_certificate(api)
+
+    activated = (await api.activate("ACME", [key])).json()
+    after_activation = await _support_certificate(api)
+    api.stand_on(date(2026, 11, 25))
+    next_day = await _support_certificate(api)
+
+    jwks = (await api.get("/.well-known/jwks.json")).json()
+    assert len({before, activated["certificate"], after_activation, next_day}) == 4
+    assert verify(jwks, before)["support_end"] == "2026-11-24"
+    assert verify(jwks, after_activation)["support_end"] == activated["support_end_after"]
+    assert (verify(jwks, next_day)["support_end"], verify(jwks, next_day)["as_of"]) == (
+        activated["support_end_after"],
+        "2026-11-25",
+    )
+
+
+def test_a_process_keeps_at_most_its_capacity_of_certificates_the_oldest_forgotten_first() -> None:
+    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=())
+    issued = IssuedCertificates(capacity=2)
+    day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
+
+    first = issued.certificate(signer, "A", day, day, now)
+    kept = [issued.certificate(signer, code, day, day, now) for code in ("B", "C")]  # A is forgotten
+
+    assert [issued.certificate(signer, code, day, day, now) for code in ("B", "C")] == kept
+    assert issued.certificate(signer, "A", day, day, now) != first  # signed again (ES256 signatures differ)
 
 
 async def test_a_tampered_certificate_does_not_verify(api: Api) -> None:

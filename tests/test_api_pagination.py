@@ -83,8 +83,16 @@ LISTS: dict[str, Arrange] = {
 
 
 @pytest.fixture
-async def hooks(database_url: str) -> AsyncIterator[Api]:
-    settings = make_settings(database_url, webhook_allowed_hosts=["127.0.0.1"], webhook_retry_base_seconds=0)
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver.running() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def hooks(database_url: str, receiver: Receiver) -> AsyncIterator[Api]:
+    """The service sending to the receiver (allowed by its host and port), and to `https://127.0.0.1`."""
+    allowed = ["127.0.0.1", receiver.host]
+    settings = make_settings(database_url, webhook_allowed_hosts=allowed, webhook_retry_base_seconds=0)
     async with service(settings) as api:
         yield api
 
@@ -101,12 +109,11 @@ async def test_following_the_links_visits_every_item_once_in_the_lists_order(hoo
     assert [item[id_field] for page in pages for item in page["items"]] == [item[id_field] for item in whole["items"]]
 
 
-async def test_a_webhook_endpoints_deliveries_page_the_same_way(hooks: Api) -> None:
-    async with Receiver.running() as receiver:
-        hook = await endpoint(hooks, receiver.url, event_types=["installation.registered"])
-        for n in range(5):
-            await hooks.installation(f"INST-{n}")
-        await deliver_all(hooks)
+async def test_a_webhook_endpoints_deliveries_page_the_same_way(hooks: Api, receiver: Receiver) -> None:
+    hook = await endpoint(hooks, receiver.url, event_types=["installation.registered"])
+    for n in range(5):
+        await hooks.installation(f"INST-{n}")
+    await deliver_all(hooks)
     path = f"/v1/webhook-endpoints/{hook['id']}/deliveries"
     whole = (await hooks.get(path, params={"limit": 1000}, headers=hooks.admin)).json()["items"]
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, update
 
 from service import ledger, rules
-from service.models import Activation, Installation
+from service.models import Activation, Installation, SupportEnd
 from tests.api import Api
 
 pytestmark = pytest.mark.anyio
@@ -134,11 +134,8 @@ async def test_verify_reports_a_live_activation_that_r6_would_have_refused(api: 
         await conn.execute(
             update(Activation).where(Activation.id == UUID(a["activation_id"])).values(voided_at=func.now())
         )
-        await conn.execute(
-            update(Installation)
-            .where(Installation.code == "ACME")
-            .values(months=24, bonus_months=0, support_end=date(2026, 5, 25))
-        )
+        await conn.execute(update(Installation).where(Installation.code == "ACME").values(months=24, bonus_months=0))
+        await conn.execute(update(SupportEnd).values(support_end=date(2026, 5, 25)))
 
     [impossible] = await ledger.verify(driver=api.driver)
     command = subprocess.run(

@@ -195,3 +195,27 @@ def test_rotating_the_signing_key_is_refused_while_certificate_private_key_gives
 
     assert rotated.returncode == 1
     assert "CERTIFICATE_PRIVATE_KEY" in rotated.stderr
+
+
+def _shipped_secrets() -> set[str]:
+    """Every value the repository ships for a secret setting: `compose.env.example`'s and the built-in defaults."""
+    example = (Path(__file__).parent.parent / "compose.env.example").read_text()
+    values = {line.split("=", 1)[1] for line in example.splitlines() if "SECRET=" in line or "PASSWORD=" in line}
+    return values | {DEV_SECRET}
+
+
+@pytest.mark.parametrize("setting", ["jwt_secret", "key_hash_secret", "certificate_key_secret", "metrics_token"])
+@pytest.mark.parametrize("value", [*sorted(_shipped_secrets()), "s" * 31, "é" * 15])
+def test_production_refuses_a_short_secret_or_one_the_repository_ships(setting: str, value: str) -> None:
+    """Shorter than 32 bytes (UTF-8), or a value shipped here (`compose.env.example`'s `change-me`), is refused,
+    naming the setting."""
+    secure = {
+        "jwt_secret": "s" * 32,
+        "key_hash_secret": "k" * 32,
+        "certificate_key_secret": "c" * 32,
+        "database_url": "postgresql://timex@db.invalid/timex",
+        "environment": "production",
+    }
+
+    with pytest.raises(RuntimeError, match=setting.upper()):
+        Settings(_env_file=None, **{**secure, setting: value}).check_production()

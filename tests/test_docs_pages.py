@@ -14,7 +14,7 @@ import pytest
 from service.http import docs
 from service.http.app import create_app
 from service.http.openapi import document
-from service.settings import Settings
+from tests.conftest import NO_DATABASE, make_settings
 from tests.test_rules import WORKED_EXAMPLES
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +24,7 @@ RULE_LINK = re.compile(r"\[(R\d+)\]\(/docs/rules#([^)]*)\)")
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(_env_file=None))
+    app = create_app(make_settings(NO_DATABASE))
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
             yield client

@@ -171,8 +171,8 @@ def _tables_written(statement: str) -> set[str]:
 
 
 async def test_an_activations_writes_share_one_statement(api: Api, statements_sent: list[str]) -> None:
-    """Its ledger row, its keys, the installation and its webhook event are written by one statement
-    (data-modifying CTEs), one round trip."""
+    """Its ledger row, its keys, the installation, its support end and its webhook event are written by one
+    statement (data-modifying CTEs), one round trip."""
     await api.installation("ACME", purchased_on="2026-11-01")
     keys = await api.keys(2)
     await api.get("/.well-known/jwks.json")  # the deployment's first signing key is made here, once
@@ -182,7 +182,7 @@ async def test_an_activations_writes_share_one_statement(api: Api, statements_se
 
     assert response.status_code == 201
     writes = [tables for tables in map(_tables_written, statements_sent) if tables]
-    assert writes == [{"activations", "license_keys", "installations", "webhook_events"}]
+    assert writes == [{"activations", "license_keys", "installations", "support_ends", "webhook_events"}]
 
 
 async def test_waiting_too_long_for_a_connection_is_unavailable(database_url: str, monkeypatch) -> None:

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from service.http.app import create_app
 from service.http.routes import installations
 from service.models import Installation
-from service.settings import Settings
+from tests.conftest import NO_DATABASE, make_settings
 
 
 def test_a_routers_routes_carry_their_full_path_and_tags_before_any_include() -> None:
@@ -26,7 +26,7 @@ def test_a_routers_routes_carry_their_full_path_and_tags_before_any_include() ->
 
 
 def test_the_apps_table_is_flat_with_the_hot_routes_first() -> None:
-    app = create_app(Settings(_env_file=None))
+    app = create_app(make_settings(NO_DATABASE))
     routes = app.router.routes
 
     assert all(isinstance(route, APIRoute | Route | Mount) for route in routes)

@@ -17,7 +17,7 @@ from service import errors
 from service.http import problems
 from service.http.app import create_app
 from service.i18n import catalogue_path, negotiate
-from service.settings import Settings
+from tests.conftest import NO_DATABASE, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
@@ -77,7 +77,7 @@ CODES = sorted({*_domain_errors(), *HTTP_CODES, "internal_error"})
 
 @pytest.fixture(scope="module")
 def app():
-    return create_app(Settings(_env_file=None))
+    return create_app(make_settings(NO_DATABASE))
 
 
 def _request(app, language: str) -> Request:

@@ -102,7 +102,12 @@ async def _support_ends(url: str) -> list[tuple[str, str]]:
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(text("SELECT code, support_end FROM installations ORDER BY code"))
+            rows = await conn.execute(
+                text(
+                    "SELECT code, support_end FROM installations JOIN support_ends ON installation_id = id "
+                    "ORDER BY code"
+                )
+            )
             return [(code, str(end)) for code, end in rows]
     finally:
         await engine.dispose()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from sqlalchemy import text
 
 from service import tracing
 from tests.api import Api
@@ -25,8 +26,16 @@ TRACEPARENT = re.compile(r"^00-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?
 
 
 @pytest.fixture
-async def hooks(database_url: str) -> AsyncIterator[Api]:
-    settings = make_settings(database_url, webhook_allowed_hosts=["127.0.0.1"], webhook_retry_base_seconds=0)
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver.running() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def hooks(database_url: str, receiver: Receiver) -> AsyncIterator[Api]:
+    """The service sending to the receiver (allowed by its host and port), and to `https://127.0.0.1`."""
+    allowed = ["127.0.0.1", receiver.host]
+    settings = make_settings(database_url, webhook_allowed_hosts=allowed, webhook_retry_base_seconds=0)
     async with service(settings) as api:
         yield api
 
@@ -84,21 +93,43 @@ async def test_every_log_line_of_a_request_names_its_trace(api: Api, caplog: pyt
     assert {line["trace_id"] for line in lines} == {TRACE_ID}
 
 
-async def test_the_trace_goes_on_to_the_webhook_the_request_causes(hooks: Api) -> None:
-    async with Receiver.running() as receiver:
-        await endpoint(hooks, receiver.url, event_types=["installation.registered"])
-        registered = await hooks.post(
-            "/v1/installations",
-            {"code": "ACME-0001", "purchased_on": "2025-03-15"},
-            headers={**hooks.admin, "traceparent": INCOMING},
-        )
-        await deliver_all(hooks)
+async def test_the_trace_goes_on_to_the_webhook_the_request_causes(hooks: Api, receiver: Receiver) -> None:
+    await endpoint(hooks, receiver.url, event_types=["installation.registered"])
+    registered = await hooks.post(
+        "/v1/installations",
+        {"code": "ACME-0001", "purchased_on": "2025-03-15"},
+        headers={**hooks.admin, "traceparent": INCOMING},
+    )
+    await deliver_all(hooks)
 
     assert registered.status_code == 201
     [delivery] = receiver.received
     sent = _returned(delivery.headers)
     assert sent["trace"] == TRACE_ID
     assert sent["span"] not in ("00f067aa0ba902b7", _returned(registered.headers)["span"])
+
+
+async def test_an_activation_answered_by_the_hot_route_sends_its_trace_with_the_stored_event(
+    hooks: Api, receiver: Receiver
+) -> None:
+    """The one-statement activation writes the trace beside the event's stored body; the body stays as written."""
+    await endpoint(hooks, receiver.url, event_types=["activation.created"])
+    await hooks.installation("ACME-0001", purchased_on="2026-11-01")
+    activated = await hooks.activate("ACME-0001", await hooks.keys(1), headers={"traceparent": INCOMING})
+    async with hooks.engine.connect() as connection:
+        [(stored, body)] = (
+            await connection.execute(
+                text("SELECT traceparent, body FROM webhook_events WHERE type = 'activation.created'")
+            )
+        ).all()
+    await deliver_all(hooks)
+
+    assert activated.status_code == 201
+    assert stored == _returned(activated.headers).group(0)
+    [delivery] = receiver.received
+    sent = _returned(delivery.headers)
+    assert (sent["trace"], delivery.body) == (TRACE_ID, body.encode())
+    assert sent["span"] not in ("00f067aa0ba902b7", _returned(activated.headers)["span"])
 
 
 async def test_with_an_otlp_endpoint_each_request_is_exported_as_a_span_of_its_trace(database_url: str) -> None:

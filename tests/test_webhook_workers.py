@@ -27,8 +27,14 @@ EVENTS = 200
 
 
 @pytest.fixture
-async def pg(database_url: str) -> AsyncIterator[Api]:
-    settings = make_settings(database_url, webhook_allowed_hosts=["127.0.0.1"])
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver.running() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def pg(database_url: str, receiver: Receiver) -> AsyncIterator[Api]:
+    settings = make_settings(database_url, webhook_allowed_hosts=[receiver.host])
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         yield api
@@ -43,31 +49,32 @@ async def _undelivered(api: Api) -> int:
     return int(pending or 0) + int(undispatched or 0)
 
 
-async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: Api, database_url: str) -> None:
+async def test_two_workers_on_one_database_deliver_every_event_exactly_once(
+    pg: Api, database_url: str, receiver: Receiver
+) -> None:
     """Both workers are running before the events happen, so that they race for every one of them."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "WEBHOOK_ALLOWED_HOSTS": json.dumps([receiver.host]),
         "WEBHOOK_POLL_SECONDS": "0.02",
     }
-    async with Receiver.running() as receiver:
-        response = await pg.post(
-            "/v1/webhook-endpoints",
-            {"url": receiver.url, "event_types": ["installation.registered"]},
-            headers=pg.admin,
-        )
-        assert response.status_code == 201, response.text
-        with running_worker(env) as first_log, running_worker(env) as second_log:
-            deadline = time.monotonic() + 60  # a bound on a broken run, not a measure of this one
-            while not all("worker running" in log() for log in (first_log, second_log)):
-                assert time.monotonic() < deadline, first_log() + second_log()
-                await asyncio.sleep(0.05)
-            for n in range(EVENTS):
-                await pg.installation(f"I{n}")
-            while (len(receiver.received) < EVENTS or await _undelivered(pg)) and time.monotonic() < deadline + 60:
-                await asyncio.sleep(0.1)
-            delivered_by = [log().count(": delivered") for log in (first_log, second_log)]
+    response = await pg.post(
+        "/v1/webhook-endpoints",
+        {"url": receiver.url, "event_types": ["installation.registered"]},
+        headers=pg.admin,
+    )
+    assert response.status_code == 201, response.text
+    with running_worker(env) as first_log, running_worker(env) as second_log:
+        deadline = time.monotonic() + 60  # a bound on a broken run, not a measure of this one
+        while not all("worker running" in log() for log in (first_log, second_log)):
+            assert time.monotonic() < deadline, first_log() + second_log()
+            await asyncio.sleep(0.05)
+        for n in range(EVENTS):
+            await pg.installation(f"I{n}")
+        while (len(receiver.received) < EVENTS or await _undelivered(pg)) and time.monotonic() < deadline + 60:
+            await asyncio.sleep(0.1)
+        delivered_by = [log().count(": delivered") for log in (first_log, second_log)]
 
     counts = receiver.counts()
     assert len(counts) == EVENTS
@@ -76,11 +83,11 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: 
     assert sum(delivered_by) == EVENTS and all(delivered_by), delivered_by  # each worker took a share
 
 
-async def test_serve_delivers_by_itself_when_told_to(own_database_url: str) -> None:
+async def test_serve_delivers_by_itself_when_told_to(own_database_url: str, receiver: Receiver) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": own_database_url,
-        "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "WEBHOOK_ALLOWED_HOSTS": json.dumps([receiver.host]),
         "WEBHOOK_WORKER_IN_SERVE": "true",
         "WEBHOOK_POLL_SECONDS": "0.05",
     }
@@ -88,14 +95,13 @@ async def test_serve_delivers_by_itself_when_told_to(own_database_url: str) -> N
         TokenSettings.of(Settings(_env_file=None)), "admin", "test", datetime.now(UTC), timedelta(minutes=5)
     )
     admin = {"Authorization": f"Bearer {token}"}
-    async with Receiver.running() as receiver:
-        with running_server(env) as url:
-            async with httpx.AsyncClient(base_url=url, headers=admin) as client:
-                hook = (await client.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
-                await client.post("/v1/installations", json={"code": "ACME", "purchased_on": "2025-03-15"})
-                deadline = time.monotonic() + 30  # a bound on a broken run, not a measure of this one
-                while not receiver.received and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
+    with running_server(env) as url:
+        async with httpx.AsyncClient(base_url=url, headers=admin) as client:
+            hook = (await client.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
+            await client.post("/v1/installations", json={"code": "ACME", "purchased_on": "2025-03-15"})
+            deadline = time.monotonic() + 30  # a bound on a broken run, not a measure of this one
+            while not receiver.received and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
 
     [received] = receiver.received
     assert received.verified(hook["secret"])["data"]["code"] == "ACME"

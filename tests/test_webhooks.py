@@ -8,17 +8,21 @@ import contextlib
 import itertools
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any, get_args
+from uuid import uuid4
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
-from service import webhooks
+from service import migrate, webhooks
+from service.db import create_engine
 from service.delivery import Worker
 from service.http import events
 from service.http.openapi import document
+from service.http.schemas.activations import ActivationCreatedData
 from service.http.schemas.webhooks import (
     ActivationCreated,
     ActivationVoided,
@@ -28,7 +32,7 @@ from service.http.schemas.webhooks import (
     SupportExpiring,
     SupportLapsed,
 )
-from service.models import WebhookEvent
+from service.models import WebhookEndpoint, WebhookEvent
 from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.receiver import Receiver
@@ -46,11 +50,11 @@ DOCUMENTED = {
 
 
 @pytest.fixture
-async def hooks(database_url: str) -> AsyncIterator[Api]:
-    """The service sending to 127.0.0.1, retrying at once (no backoff) at most 4 times."""
+async def hooks(database_url: str, receiver: Receiver) -> AsyncIterator[Api]:
+    """The service sending to the receiver on 127.0.0.1, retrying at once (no backoff) at most 4 times."""
     settings = make_settings(
         database_url,
-        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_allowed_hosts=[receiver.host],
         webhook_retry_base_seconds=0,
         webhook_max_attempts=4,
         metrics_token="scrape",
@@ -139,8 +143,56 @@ def test_the_api_document_describes_each_events_body_with_the_apis_own_models() 
         body = operation["requestBody"]["content"]["application/json"]["schema"]
         assert body == {"$ref": f"#/components/schemas/{model.__name__}"}
         assert "webhook-signature" in operation["description"]
-    assert schemas["ActivationCreated"]["properties"]["data"]["$ref"].endswith("/ActivationOut")
+    assert schemas["ActivationCreated"]["properties"]["data"]["$ref"].endswith("/ActivationCreatedData")
     assert schemas["KeyRevoked"]["properties"]["data"]["$ref"].endswith("/KeyOut")
+
+
+async def test_an_activation_tells_the_installations_reseller_the_ids_of_its_own_keys_only(
+    hooks: Api, receiver: Receiver
+) -> None:
+    """A key another reseller sold is counted, and its period shown, but its id is not the receiver's to know."""
+    partner, other = await hooks.reseller("Partner"), await hooks.reseller("Other")
+    mine = await endpoint(hooks, receiver.url, partner["headers"], event_types=["activation.created"])
+    await hooks.installation("ACME", purchased_on="2026-11-20", reseller_id=partner["id"])
+    [own_key] = await hooks.keys(1, reseller_id=partner["id"])
+    [sold_by_other] = await hooks.keys(1, reseller_id=other["id"])
+    [operators] = await hooks.keys(1)
+    activation = (await hooks.activate("ACME", [sold_by_other, own_key, operators])).json()
+    await deliver_all(hooks)
+
+    [event] = [r.verified(mine["secret"]) for r in receiver.at(mine["url"])]
+    own_id = activation["periods"][1]["key_id"]
+    assert [period["key_id"] for period in event["data"]["periods"]] == [None, own_id, None]
+    assert event["data"]["licenses"] == 3
+    assert [{**p, "key_id": None} for p in event["data"]["periods"]] == [
+        {**p, "key_id": None} for p in activation["periods"]
+    ]
+    assert activation["periods"][0]["key_id"] not in json.dumps(event)
+    # Exactly the body the API document describes, a null key id included: no field more or less, each of its type.
+    parsed = ActivationCreatedData.model_validate_json(json.dumps(event["data"]), strict=True, extra="forbid")
+    assert parsed.model_dump(mode="json", by_alias=True) == event["data"]
+    ActivationCreated.model_validate(event)
+
+
+async def test_a_void_tells_the_installations_reseller_of_its_own_revoked_keys_only(
+    hooks: Api, receiver: Receiver
+) -> None:
+    partner, other = await hooks.reseller("Partner"), await hooks.reseller("Other")
+    mine = await endpoint(hooks, receiver.url, partner["headers"], event_types=["activation.voided"])
+    await hooks.installation("ACME", purchased_on="2026-11-20", reseller_id=partner["id"])
+    [own_key] = await hooks.keys(1, reseller_id=partner["id"])
+    [sold_by_other] = await hooks.keys(1, reseller_id=other["id"])
+    activation = (await hooks.activate("ACME", [sold_by_other, own_key])).json()
+    voided = await hooks.post(
+        f"/v1/activations/{activation['activation_id']}/void", {"reason": "refund"}, headers=hooks.admin
+    )
+    await deliver_all(hooks)
+
+    [event] = [r.verified(mine["secret"]) for r in receiver.at(mine["url"])]
+    own_id, other_id = activation["periods"][1]["key_id"], activation["periods"][0]["key_id"]
+    assert sorted(voided.json()["revoked_keys"]) == sorted([own_id, other_id])  # the admin's answer: every key
+    assert event["data"]["revoked_keys"] == [own_id]
+    assert other_id not in json.dumps(event)
 
 
 async def test_a_cascading_void_announces_each_activation_it_voided(hooks: Api, receiver: Receiver) -> None:
@@ -371,7 +423,7 @@ async def test_an_endpoint_is_https_at_a_public_address_unless_its_host_is_allow
 
 
 async def test_an_allowed_host_and_a_public_https_url_are_taken(hooks: Api) -> None:
-    for url in ("https://partner.example/hooks", "http://127.0.0.1:9/hooks"):
+    for url in ("https://partner.example/hooks", f"http://{hooks.settings.webhook_allowed_hosts[0]}/hooks"):
         assert (await hooks.post("/v1/webhook-endpoints", {"url": url}, headers=hooks.admin)).status_code == 201
 
 
@@ -388,19 +440,28 @@ async def test_a_name_resolving_to_an_inner_address_is_not_connected_to(hooks: A
     assert delivery["status"] == "failed" and delivery["last_error"].startswith("AddressRefused")
 
 
-async def test_a_name_no_resolver_takes_fails_its_own_delivery_and_no_other(hooks: Api, receiver: Receiver) -> None:
-    """A label over 63 bytes is taken when registered (a name is checked when sent), and then refused by the
-    resolver with a UnicodeError, not an OSError: that delivery fails, and the others of the round are sent."""
-    unresolvable = await endpoint(hooks, f"https://{'a' * 70}.example/hooks")
+async def test_a_name_no_resolver_takes_is_refused_and_one_stored_fails_its_own_delivery_and_no_other(
+    hooks: Api, receiver: Receiver
+) -> None:
+    """A label over 63 bytes is no name: refused when registered. One stored before that rule fails its own
+    delivery when sent, and the others of the round are sent."""
+    long_label = f"https://{'a' * 70}.example/hooks"
+    refused = await hooks.post("/v1/webhook-endpoints", {"url": long_label}, headers=hooks.admin)
+    unresolvable = await endpoint(hooks, "https://partner.example/hooks")
+    async with hooks.engine.begin() as connection:
+        await connection.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == uuid.UUID(unresolvable["id"])).values(url=long_label)
+        )
     await endpoint(hooks, receiver.url)
     await hooks.installation("ACME")
 
     await deliver_all(hooks)
 
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_request")
     assert len(receiver.received) == 1
     [delivery] = await deliveries(hooks, unresolvable["id"])
     assert (delivery["status"], delivery["attempts"]) == ("failed", 4)
-    assert delivery["last_error"].startswith("ConnectError")
+    assert delivery["last_error"].startswith("AddressRefused")
 
 
 async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeout(database_url: str) -> None:
@@ -418,7 +479,7 @@ async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeo
     server = await asyncio.start_server(drip, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     settings = make_settings(
-        database_url, webhook_allowed_hosts=["127.0.0.1"], webhook_timeout_seconds=1, webhook_max_attempts=1
+        database_url, webhook_allowed_hosts=[f"127.0.0.1:{port}"], webhook_timeout_seconds=1, webhook_max_attempts=1
     )
     async with server, service(settings) as api:
         hook = await endpoint(api, f"http://127.0.0.1:{port}/hooks")
@@ -434,9 +495,9 @@ async def test_a_receiver_answering_a_byte_at_a_time_is_given_up_on_in_the_timeo
 async def test_a_name_is_connected_to_at_the_address_checked_and_keeps_its_host_header(
     database_url: str, receiver: Receiver
 ) -> None:
-    settings = make_settings(database_url, webhook_allowed_hosts=["localhost"])
+    port = receiver.url.split(":")[2].split("/")[0]
+    settings = make_settings(database_url, webhook_allowed_hosts=[f"localhost:{port}"])
     async with service(settings) as api:
-        port = receiver.url.split(":")[2].split("/")[0]
         await endpoint(api, f"http://localhost:{port}/hooks")
         await api.installation("ACME")
 
@@ -472,3 +533,92 @@ async def test_metrics_count_deliveries_and_age_the_oldest_undelivered_event(hoo
     assert float(re.search(r"^webhook_oldest_undelivered_seconds (\S+)$", waiting, re.M).group(1)) > 0  # type: ignore[union-attr]
     assert re.search(r"^webhook_oldest_undelivered_seconds 0\.0$", done, re.M)
     assert re.search(r'^webhook_deliveries_total\{outcome="delivered"\} [1-9]', done, re.M)
+
+
+LEGACY_ACTIVATION = (
+    '{"id":"11111111-1111-4111-8111-111111111111","installation":"ACME","activated_on":"2026-11-20",'
+    '"renewal":{"before":{"anchor":"2025-11-24","months":12},"after":{"anchor":"2025-11-24","months":40},'
+    '"periods":[{"start":"2026-11-25","end":"2028-01-24","bonus_months":2},'
+    '{"start":"2028-01-25","end":"2029-03-24","bonus_months":2}]},"key_ids":["%s","%s"],"certificate":"CERT",'
+    '"replayed":false}'
+)
+"""An `activation.created` event as the version before migration 0010 queued it: the service's values, to be
+written out at delivery."""
+LEGACY_VOID = (
+    '{"activation_id":"11111111-1111-4111-8111-111111111111","installation":"ACME",'
+    '"voided_at":"2026-11-21T09:00:00Z","reason":"refund","support_end":"2026-11-24",'
+    '"voided":["11111111-1111-4111-8111-111111111111"],"revoked_keys":["%s","%s"]}'
+)
+
+
+async def test_an_event_queued_by_the_previous_version_is_delivered_after_the_upgrade(
+    empty_database_url: str, receiver: Receiver
+) -> None:
+    """Queued before the upgrade (an activation and its void), delivered after it in the API's representation, in
+    the current envelope; the id of the key another reseller sold is hidden, as it is in the events written now."""
+    url = empty_database_url
+    await asyncio.to_thread(migrate.upgrade, url, "0009", configure_logging=False)
+    partner, other, own_key, their_key = (str(uuid4()) for _ in range(4))
+    secret = webhooks.new_secret()
+    await _execute(
+        url,
+        f"INSERT INTO resellers (id, name, client_id, secret_hash) VALUES ('{partner}', 'P', 'p', 'x'), "
+        f"('{other}', 'O', 'o', 'x')",
+        f"INSERT INTO license_keys (id, digest, prefix, reseller_id, status) VALUES "
+        f"('{own_key}', 'a', 'TXS-A', '{partner}', 'issued'), ('{their_key}', 'b', 'TXS-B', '{other}', 'issued')",
+        f"INSERT INTO webhook_endpoints (id, reseller_id, url, secret) "
+        f"VALUES ('{uuid4()}', '{partner}', '{receiver.url}', '{secret}')",
+        (
+            "INSERT INTO webhook_events (id, type, occurred_at, reseller_id, data) VALUES "
+            f"('22222222-2222-4222-8222-222222222222', 'activation.created', '2026-11-20T09:00:00Z', '{partner}', "
+            ":data)",
+            {"data": LEGACY_ACTIVATION % (their_key, own_key)},
+        ),
+        (
+            "INSERT INTO webhook_events (id, type, occurred_at, reseller_id, data) VALUES "
+            f"('44444444-4444-4444-8444-444444444444', 'activation.voided', '2026-11-21T09:00:00Z', '{partner}', "
+            ":data)",
+            {"data": LEGACY_VOID % (their_key, own_key)},
+        ),
+    )
+
+    await asyncio.to_thread(migrate.upgrade, url, configure_logging=False)
+    async with service(make_settings(url, webhook_allowed_hosts=[receiver.host])) as api:
+        await deliver_all(api)
+
+    created, voided = sorted((r.verified(secret) for r in receiver.received), key=lambda e: e["timestamp"])
+    ActivationVoided.model_validate(voided)
+    assert (voided["schema_version"], voided["data"]["revoked_keys"]) == (1, [own_key])
+    event = created
+    ActivationCreated.model_validate(event)
+    assert {k: v for k, v in event.items() if k != "data"} == {
+        "id": "22222222-2222-4222-8222-222222222222",
+        "type": "activation.created",
+        "timestamp": "2026-11-20T09:00:00+00:00",
+        "schema_version": 1,
+    }
+    assert event["data"] == {
+        "activation_id": "11111111-1111-4111-8111-111111111111",
+        "installation": "ACME",
+        "activated_on": "2026-11-20",
+        "support_end_before": "2026-11-24",
+        "support_end_after": "2029-03-24",
+        "months_added": 28,
+        "licenses": 2,
+        "periods": [
+            {"key_id": None, "from": "2026-11-25", "to": "2028-01-24", "bonus_months": 2},
+            {"key_id": own_key, "from": "2028-01-25", "to": "2029-03-24", "bonus_months": 2},
+        ],
+        "certificate": "CERT",
+    }
+
+
+async def _execute(url: str, *statements: str | tuple[str, dict[str, Any]]) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                sql, params = statement if isinstance(statement, tuple) else (statement, {})
+                await conn.execute(text(sql), params)
+    finally:
+        await engine.dispose()

@@ -16,14 +16,17 @@ from service.delivery import Worker
 from service.driver import create_driver
 from service.http import docs, events, observability, openapi, pages, problems
 from service.http.deps import Runtime
+from service.http.hot_routes import HotRoutes
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
 from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
 from service.idempotency import Sealer
+from service.issued_certificates import IssuedCertificates
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
 from service.signing_keys import SigningKeys, Timing
 from service.trust import configured_root
+from service.webhooks import AllowedHosts
 
 DESCRIPTION = """
 Timex Support licenses: where they are issued, activated and checked.
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             private_key_pem=settings.certificate_private_key,
             chain_pem=settings.certificate_chain,
         ),
+        issued_certificates=IssuedCertificates(settings.certificate_cache_size),
         key_secret=settings.key_hash_secret.encode(),
         sealer=Sealer(settings.key_hash_secret.encode()),
         counters=counters,
@@ -91,6 +95,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ),
         secret_checks=SecretChecks(concurrency=settings.secret_check_concurrency, queue=settings.secret_check_queue),
         trusted_networks=settings.trusted_networks,
+        webhook_allowed_hosts=AllowedHosts(settings.webhook_allowed_hosts),
     )
 
     spans = None
@@ -104,6 +109,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # What start-up made lives as long as the process: a full collection need not scan it again
         # (here it took 70 ms, every request in the process waiting, and set the read p99).
         gc.freeze()
+        await runtime.counters.check()  # a Redis too old is an error in the log now, not at the first attempt
         stop = asyncio.Event()
         worker = None
         if settings.webhook_worker_in_serve:
@@ -132,6 +138,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.runtime = runtime
     problems.install(app)
     openapi.install(app)
+    # Innermost of the app's middleware: the hot routes' requests pass the limits and are counted first.
+    app.add_middleware(HotRoutes, routes=app.router.routes)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
     if settings.cors_allowed_origins:  # off by default: not even a layer on the hot paths
         app.add_middleware(

@@ -16,9 +16,11 @@ from service.clock import Clock
 from service.driver import Driver
 from service.errors import N_, Forbidden, Unauthenticated
 from service.idempotency import Sealer
+from service.issued_certificates import IssuedCertificates
 from service.ratelimit import Counters, Limiter
 from service.settings import Settings
 from service.signing_keys import SigningKeys
+from service.webhooks import AllowedHosts
 
 TOKEN_URL = "/v1/auth/token"
 
@@ -37,6 +39,8 @@ class Runtime:
     clock: Clock
     signing_keys: SigningKeys
     """The deployment's signing keys, as this process last read them."""
+    issued_certificates: IssuedCertificates
+    """The certificates this process signed for support reads, reused for the same statement."""
     key_secret: bytes
     """`KEY_HASH_SECRET` as bytes, made once: what keys are hashed under."""
     counters: Counters
@@ -46,6 +50,8 @@ class Runtime:
     """What stored idempotent answers are encrypted under (a key derived from `KEY_HASH_SECRET`)."""
     secret_checks: SecretChecks
     trusted_networks: list[IPv4Network | IPv6Network]
+    webhook_allowed_hosts: AllowedHosts
+    """`WEBHOOK_ALLOWED_HOSTS`, read once (a malformed entry stops the start)."""
 
     async def close(self) -> None:
         """Close what the runtime opened."""

@@ -1,15 +1,17 @@
-"""The events as sent to webhook endpoints: each one's body, written at delivery from the values the outbox kept
-with the same models the API answers with, and their description in the OpenAPI document (`webhooks`)."""
+"""The events as sent to webhook endpoints: each one's `data` written once, when the change happens, with the
+same models the API answers with (`BODIES`, which the service's events are written with), and their description
+in the OpenAPI document (`webhooks`)."""
 
+import json
 from collections.abc import Callable
+from typing import Any
 
-import orjson
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from service import webhooks
-from service.activations import ActivationResult
-from service.http.schemas.activations import ActivationOut, VoidOut
+from service.activations import ActivationNotice, ActivationResult
+from service.http.schemas.activations import ActivationCreatedData, VoidOut
 from service.http.schemas.installations import InstallationOut
 from service.http.schemas.keys import KeyOut
 from service.http.schemas.webhooks import (
@@ -29,31 +31,54 @@ def _json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
-def _installation(data: str) -> bytes:
-    return _json(InstallationOut.of(webhooks.restore(InstallationRecord, data)))
+def _installation(record: InstallationRecord) -> bytes:
+    return _json(InstallationOut.of(record))
 
 
-_DATA: dict[str, Callable[[str], bytes]] = {
-    webhooks.ACTIVATION_CREATED: lambda data: ActivationOut.json_of(webhooks.restore(ActivationResult, data)),
-    webhooks.ACTIVATION_VOIDED: lambda data: _json(VoidOut.model_validate(webhooks.restore(VoidResult, data))),
+BODIES: dict[str, webhooks.Body] = {
+    webhooks.ACTIVATION_CREATED: ActivationCreatedData.json_of,
+    webhooks.ACTIVATION_VOIDED: lambda voided: _json(VoidOut.model_validate(voided)),
     webhooks.INSTALLATION_REGISTERED: _installation,
-    webhooks.KEY_REVOKED: lambda data: _json(KeyOut.of(webhooks.restore(KeyInfo, data))),
+    webhooks.KEY_REVOKED: lambda key: _json(KeyOut.of(key)),
     webhooks.SUPPORT_EXPIRING: _installation,
     webhooks.SUPPORT_LAPSED: _installation,
+}
+webhooks.register_bodies(BODIES)
+
+
+# --- Events queued before bodies were stored (migration 0010): rendered from the values they kept, at delivery.
+# Kept while such an event may still be pending: remove once every deployment has delivered them.
+
+
+def _restore(kind: type, data: str | bytes) -> Any:
+    return TypeAdapter(kind).validate_json(data)
+
+
+def _legacy_activation(data: str) -> ActivationNotice:
+    """Its `key_ids` with those of other resellers' keys null (the migration hid them)."""
+    values = json.loads(data)
+    key_ids = tuple(values.pop("key_ids"))
+    return ActivationNotice(_restore(ActivationResult, json.dumps({**values, "key_ids": []})), key_ids)
+
+
+_LEGACY_SUBJECTS: dict[str, Callable[[str], object]] = {
+    webhooks.ACTIVATION_CREATED: _legacy_activation,
+    webhooks.ACTIVATION_VOIDED: lambda data: _restore(VoidResult, data),
+    webhooks.INSTALLATION_REGISTERED: lambda data: _restore(InstallationRecord, data),
+    webhooks.KEY_REVOKED: lambda data: _restore(KeyInfo, data),
+    webhooks.SUPPORT_EXPIRING: lambda data: _restore(InstallationRecord, data),
+    webhooks.SUPPORT_LAPSED: lambda data: _restore(InstallationRecord, data),
 }
 
 
 def render(claim: webhooks.Claim) -> bytes:
-    """The body of a delivery: the same bytes on every attempt."""
-    data = _DATA[claim.event_type](claim.data)
-    return orjson.dumps(
-        {
-            "id": str(claim.event_id),
-            "type": claim.event_type,
-            "timestamp": claim.occurred_at,
-            "data": orjson.Fragment(data),
-        }
-    )
+    """The body of a delivery: the stored one; for an event queued before bodies were stored, the one written
+    from its values, the same on every attempt."""
+    if claim.body is not None:
+        return claim.body.encode()
+    assert claim.legacy_data is not None, "an event has a body or its values (ck_webhook_events_body_or_legacy_data)"
+    data = BODIES[claim.event_type](_LEGACY_SUBJECTS[claim.event_type](claim.legacy_data))
+    return webhooks.envelope(claim.event_id, claim.event_type, claim.occurred_at, data)
 
 
 _SIGNED = """
@@ -62,7 +87,8 @@ Sent as `POST` with `content-type: application/json` and Standard Webhooks' head
 `id`, the same on every retry: deduplicate on it), `webhook-timestamp` (Unix seconds) and `webhook-signature`
 (`v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` keyed with the endpoint's secret).
 Answer with a `2xx` within the timeout (5 s); anything else is tried again, with exponential backoff over about
-a day. Redirects are not followed."""
+a day. Redirects are not followed. The body is written when the event happens and sent as written, on every
+attempt: `schema_version` says its shape."""
 
 _EVENTS: tuple[tuple[str, type[BaseModel], str], ...] = (
     (webhooks.ACTIVATION_CREATED, ActivationCreated, "Keys were activated on an installation of the reseller's."),

@@ -85,10 +85,11 @@ def event(name: str, **fields: object) -> None:
 def quota_headers(quota: Quota) -> list[tuple[bytes, bytes]]:
     """The IETF httpapi draft's `RateLimit-Policy` and `RateLimit` (structured fields): the policy's quota `q` of
     failures in a window of `w` seconds; `r` more that may fail now, `t` seconds until the counted ones are
-    forgotten."""
+    forgotten (a whole window when none are counted yet)."""
+    decision = quota.decision
     return [
-        (b"ratelimit-policy", f'"{quota.policy}";q={quota.limit};w={quota.window}'.encode()),
-        (b"ratelimit", f'"{quota.policy}";r={quota.remaining};t={quota.reset}'.encode()),
+        (b"ratelimit-policy", f'"{quota.policy}";q={decision.limit};w={quota.window}'.encode()),
+        (b"ratelimit", f'"{quota.policy}";r={decision.remaining};t={decision.reset or quota.window}'.encode()),
     ]
 
 

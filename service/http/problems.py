@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from service import errors
 from service.errors import N_
@@ -142,8 +143,25 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail, params = PAYLOAD_TOO_LARGE, {"bytes": runtime_of(request).settings.max_body_bytes}
     else:
         detail, params = _HTTP_DETAILS.get(code, errors.InvalidRequest.title), None
+    headers = exc.headers
+    if code == "method_not_allowed":
+        headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
     return problem(
-        exc.status_code, code, _HTTP_TITLES[code], detail, exc.headers, language=language_of(request), params=params
+        exc.status_code, code, _HTTP_TITLES[code], detail, headers, language=language_of(request), params=params
+    )
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method the path takes. Starlette names only those of the first route matching the path, where each
+    operation is a route of its own."""
+    path = request.scope["path"]
+    return sorted(
+        {
+            method
+            for route in request.app.router.routes
+            if isinstance(route, Route) and route.methods and route.path_regex.match(path)
+            for method in route.methods
+        }
     )
 
 

@@ -44,8 +44,8 @@ _BY_PATTERN = {
         "must be an installation code as Help → About shows it: Latin letters, digits, dots, underscores and "
         "hyphens, beginning with a letter or a digit"
     ),
-    LINE_PATTERN: N_("must be one line of text, without control characters"),
-    TEXT_PATTERN: N_("must be text without control characters"),
+    LINE_PATTERN: N_("must be one line of text, without control, text-direction or line-separator characters"),
+    TEXT_PATTERN: N_("must be text without control, text-direction or line-separator characters"),
 }
 _NOT_ACCEPTED = N_("has a value that is not accepted")
 _THE_REQUEST = N_("the request")

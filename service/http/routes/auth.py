@@ -2,7 +2,6 @@
 says: the client credentials grant (§4.4), the client authenticated by HTTP Basic or by the form (§2.3.1), the
 answer (§5.1) and errors (§5.2) in its own JSON, not problem+json, since OAuth2 clients read those."""
 
-import binascii
 from base64 import b64decode
 from collections.abc import Mapping
 from datetime import timedelta
@@ -45,7 +44,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
         return None
     try:
         client_id, colon, client_secret = b64decode(encoded.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError): all ValueErrors
         colon = ""
     if not colon:
         raise _Refused("invalid_request", "The Basic credentials are not base64 of id:secret")
@@ -91,7 +90,8 @@ async def token(request: Request) -> Response:
     token for the authenticated endpoints. The client authenticates with HTTP Basic (`client_secret_basic`, what
     OAuth2 libraries do by default) or with `client_id` and `client_secret` in the form, not both. Errors are
     RFC 6749's: an unknown client, a wrong secret and a disabled reseller are the same `401 invalid_client`.
-    Failed attempts are limited per client address and per client id (`429`, `Retry-After`)."""
+    Failed attempts are limited per client address and client id together, and at a much higher limit per client
+    id and per client address (`429`, `Retry-After`); rotating the secret clears the client id's counters."""
     runtime = runtime_of(request)
     settings = runtime.settings
     now = runtime.clock.now()
@@ -101,6 +101,7 @@ async def token(request: Request) -> Response:
             login = await resellers.authenticate(
                 driver=runtime.driver,
                 limiter=runtime.token_limiter,
+                wide_limit=settings.token_wide_failure_limit,
                 checks=runtime.secret_checks,
                 client=client_address(request),
                 client_id=client_id,

@@ -9,6 +9,7 @@ from service.driver import Rows
 from service.http.deps import RuntimeDep
 from service.http.openapi import problems
 from service.http.schemas.health import Liveness, Readiness
+from service.ratelimit import REDIS_MIN_VERSION
 
 router = APIRouter(tags=["health"])
 
@@ -18,6 +19,7 @@ class _Pong(NamedTuple):
 
 
 _PING = Rows(select(literal_column("1").label("one")), _Pong)
+REDIS_REQUIRED = ".".join(map(str, REDIS_MIN_VERSION))
 
 
 @router.get("/healthz", summary="Liveness: the process answers", operation_id="getLiveness", response_model=Liveness)
@@ -37,10 +39,13 @@ async def healthz() -> dict[str, str]:
 async def readyz(runtime: RuntimeDep) -> dict[str, str]:
     """Readiness for the load balancer: `200` when the database answers, `503 unavailable` when not.
     `rate_limits` says where this process counts failures now: `redis`, or `memory` (no `REDIS_URL`, or
-    Redis unreachable: then `redis` says so, and the process stays ready, limiting on its own)."""
+    Redis unreachable: then `redis` says so, and the process stays ready, limiting on its own). A Redis older than
+    the counters need is `"redis": "too_old"`, with its version and the one required."""
     await runtime.driver.first(_PING, {})
     store = await runtime.counters.check()
     answer = {"status": "ready", "rate_limits": store}
-    if runtime.counters.redis_away:
+    if runtime.counters.too_old is not None:
+        answer |= {"redis": "too_old", "redis_version": runtime.counters.too_old, "redis_required": REDIS_REQUIRED}
+    elif runtime.counters.redis_away:
         answer["redis"] = "unreachable"
     return answer

@@ -114,7 +114,7 @@ async def support(code: CodePath, request: Request) -> Response:
     now, today = runtime.clock.read()
     state = await installations.support_state(driver=runtime.driver, code=code, today=today)
     signer = (await runtime.signing_keys.current()).signer(now)
-    certificate = signer.certificate(code, state.support.end, today, now)
+    certificate = runtime.issued_certificates.certificate(signer, code, state.support.end, today, now)
     return Response(SupportOut.json_of(state, certificate), media_type="application/json")
 
 

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from service import webhooks
-from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep
+from service.http.deps import ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.idempotency import idempotent
 from service.http.openapi import problems
 from service.http.pagination import PagingDep
@@ -46,9 +46,7 @@ _ONE_ENDPOINT = problems(
     ),
 )
 @idempotent
-async def create(
-    body: EndpointIn, driver: DriverDep, principal: PrincipalDep, settings: SettingsDep
-) -> EndpointCreated:
+async def create(body: EndpointIn, driver: DriverDep, principal: PrincipalDep, runtime: RuntimeDep) -> EndpointCreated:
     """Admins and resellers: an `https` URL at a public address, and the events it wants (see `webhooks` in this
     document); none given, every event. A reseller's endpoint hears about its own installations and keys; an
     admin's, about those of the reseller it names, or with none, of every reseller. The signing secret is in this
@@ -59,7 +57,7 @@ async def create(
         url=body.url,
         event_types=body.event_types,
         reseller_id=body.reseller_id,
-        allowed_hosts=settings.webhook_allowed_hosts,
+        allowed_hosts=runtime.webhook_allowed_hosts,
     )
     return EndpointCreated.of_new(new)
 

@@ -1,5 +1,6 @@
 """Activations: keys applied to an installation, and voided."""
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated
 from uuid import UUID
@@ -7,7 +8,7 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.activations import ActivationResult
+from service.activations import ActivationNotice, ActivationResult
 from service.http.schemas.common import (
     EXAMPLE_ACTIVATION_ID,
     EXAMPLE_CERTIFICATE,
@@ -116,23 +117,27 @@ class ActivationOut(BaseModel):
         """This document as JSON, written straight from the activation's values, as `SupportOut.json_of`; and as
         that one, checked against this model by tests/test_api_hand_serialized.py (201 and replayed 200, one
         key and several, current and back-dated)."""
-        renewal = result.renewal
-        return orjson.dumps(
-            {
-                "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
-                "installation": result.installation,
-                "activated_on": result.activated_on,
-                "support_end_before": renewal.before.end,
-                "support_end_after": renewal.after.end,
-                "months_added": renewal.months_added,
-                "licenses": len(result.key_ids),
-                "periods": [
-                    {"key_id": str(key_id), "from": period.start, "to": period.end, "bonus_months": period.bonus_months}
-                    for key_id, period in zip(result.key_ids, renewal.periods, strict=True)
-                ],
-                "certificate": result.certificate,
-            }
-        )
+        return _activation_json(result, result.key_ids)
+
+
+class SoldKeyPeriodOut(LicensePeriodOut):
+    key_id: UUID | None = Field(  # type: ignore[assignment]  # the event's periods: an id only of one's own key
+        description="The key's id, if the receiver's reseller sold it; null for a key another reseller sold."
+    )
+
+
+class ActivationCreatedData(ActivationOut):
+    """An activation as its installation's reseller is told of it (`activation.created`): as the activation
+    answered, less the ids of the keys that another reseller sold."""
+
+    periods: list[SoldKeyPeriodOut] = Field(  # type: ignore[assignment]
+        max_length=50, description="What each key added, in the order of the activation's keys"
+    )
+
+    @staticmethod
+    def json_of(notice: ActivationNotice) -> bytes:  # type: ignore[override]
+        """As `ActivationOut.json_of`, checked against this model by tests/test_webhooks.py."""
+        return _activation_json(notice.activation, notice.key_ids)
 
 
 class LedgerEntryOut(ActivationSummaryOut):
@@ -168,3 +173,28 @@ class LedgerPage(PageOut):
     )
 
     items: list[LedgerEntryOut] = Field(max_length=PAGE_ITEMS)
+
+
+def _activation_json(result: ActivationResult, key_ids: Sequence[UUID | None]) -> bytes:
+    renewal = result.renewal
+    return orjson.dumps(
+        {
+            "activation_id": str(result.id),  # ids may be asyncpg's own UUID type, which orjson does not know
+            "installation": result.installation,
+            "activated_on": result.activated_on,
+            "support_end_before": renewal.before.end,
+            "support_end_after": renewal.after.end,
+            "months_added": renewal.months_added,
+            "licenses": len(key_ids),
+            "periods": [
+                {
+                    "key_id": None if key_id is None else str(key_id),
+                    "from": period.start,
+                    "to": period.end,
+                    "bonus_months": period.bonus_months,
+                }
+                for key_id, period in zip(key_ids, renewal.periods, strict=True)
+            ],
+            "certificate": result.certificate,
+        }
+    )

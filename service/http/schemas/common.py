@@ -57,10 +57,16 @@ JsonUuid = Annotated[UUID, Strict(False)]
 # integer's bounds in `Annotated`: bounds after it are documented under pydantic's names (`ge`), not JSON Schema's.
 WrittenInDigits = BeforeValidator(_written_in_digits)
 # Control characters (Unicode category Cc: U+0000-U+001F and U+007F-U+009F) have no place in a name or a note, and
-# PostgreSQL refuses NUL in text outright: every free-form string a request carries is a `Line` or a `Text`, refused at
-# validation by pydantic-core's regex engine. Lone surrogates need nothing more: pydantic refuses them as strings.
-LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"  # one line: no control character at all
-TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # tabs and line breaks too
+# PostgreSQL refuses NUL in text outright; nor do the bidirectional marks, embeddings, overrides and isolates (U+061C,
+# U+200E-U+200F, U+202A-U+202E, U+2066-U+2069: they make a name read otherwise than it is, `Partner\u202egpj.exe`) and
+# the line and paragraph separators (U+2028-U+2029: a line break to whatever displays or logs it). Every free-form
+# string a request carries is a `Line` or a `Text`, refused at validation by pydantic-core's regex engine. Lone
+# surrogates need nothing more: pydantic refuses them as strings.
+# Written as escapes, which pydantic-core's, Python's and JavaScript's regexes all read: the document shows no
+# invisible character.
+_BIDI_AND_SEPARATORS = r"\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+LINE_PATTERN = rf"^[^\x00-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]*$"  # one line: no control character at all
+TEXT_PATTERN = rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]*$"  # tabs and line breaks too
 Line = Annotated[str, Field(pattern=LINE_PATTERN)]
 Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
 # One installation whatever the case it is typed in: folded to its stored, upper-case form here, so that every

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from service.http.schemas.activations import ActivationOut, VoidOut
+from service.http.schemas.activations import ActivationCreatedData, VoidOut
 from service.http.schemas.common import PAGE_ITEMS, Count, JsonUuid, Line, PageOut, Request, examples
 from service.http.schemas.installations import InstallationOut
 from service.http.schemas.keys import KeyOut
@@ -144,16 +144,26 @@ class DeliveryList(PageOut):
 class _Event(BaseModel):
     id: UUID = Field(description="The event's id, sent as `webhook-id`: the same on every retry.")
     timestamp: datetime = Field(description="When it happened.")
+    schema_version: Literal[1] = Field(
+        description="The shape of the body: raised by a change that renames, removes or retypes a field. Each "
+        "event is sent as it was written when it happened.",
+        json_schema_extra={"minimum": 1, "maximum": 1},  # the document's bounds, for generated clients and Spectral
+    )
 
 
 class ActivationCreated(_Event):
     type: Literal["activation.created"]
-    data: ActivationOut = Field(description="As `POST /v1/activations` answered.")
+    data: ActivationCreatedData = Field(
+        description="As `POST /v1/activations` answered, less the ids of keys another reseller sold."
+    )
 
 
 class ActivationVoided(_Event):
     type: Literal["activation.voided"]
-    data: VoidOut = Field(description="As `POST /v1/activations/{activation_id}/void` answered.")
+    data: VoidOut = Field(
+        description="As `POST /v1/activations/{activation_id}/void` answered, its `revoked_keys` only those the "
+        "reseller sold."
+    )
 
 
 class InstallationRegistered(_Event):
