@@ -177,6 +177,21 @@ class KeyMalformed(KeyRefused):
     title = N_("The key is not a valid Timex Support key: check it for typos.")
 
 
+class UserNotFound(DomainError):
+    code = "user_not_found"
+    title = N_("No such user")
+
+
+class UserExists(DomainError):
+    code = "user_exists"
+    title = N_("A user with this username already exists")
+
+
+class SetupLinkInvalid(DomainError):
+    code = "setup_link_invalid"
+    title = N_("This setup link is not valid: it was used, it expired, or it was never given")
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     title = N_("This Idempotency-Key was used for another request")

@@ -135,6 +135,12 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
     return ResellerRecord(**row)
 
 
+async def list_all(*, driver: Driver) -> list[ResellerRecord]:
+    """Every reseller, by name (a few hundred at most: Smartec's partners)."""
+    async with driver.reading() as session:
+        return [ResellerRecord(**row) for row in await session.all(_RECORD.order_by(Reseller.name), {})]
+
+
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
     async with driver.reading() as session:
         return await _find(session, reseller_id)

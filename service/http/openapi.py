@@ -57,6 +57,9 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     errors.InstallationExists.code: ("An installation with this code is already registered", {}),
     errors.ResellerExists.code: ("A reseller with this name already exists", {}),
+    errors.UserNotFound.code: (errors.UserNotFound.title, {}),
+    errors.UserExists.code: (errors.UserExists.title, {}),
+    errors.SetupLinkInvalid.code: (errors.SetupLinkInvalid.title, {}),
     errors.VoidHasDependents.code: (
         "1 later live activation(s) were computed on this one: void them too (cascade)",
         {"dependents": [EXAMPLE_ACTIVATION_ID]},
