@@ -58,7 +58,9 @@ async def invite(api: Api, username: str, role: str = "admin", reseller_id: str 
 PASSWORD = "correct horse battery staple"
 
 
-async def signed_in_user(api: Api, visitor: Visitor, username: str, role: str = "admin", reseller_id: str | None = None) -> dict:
+async def signed_in_user(
+    api: Api, visitor: Visitor, username: str, role: str = "admin", reseller_id: str | None = None
+) -> dict:
     """A user invited through the API, its password set at its link, signed in with `visitor`."""
     user = await invite(api, username, role, reseller_id)
     assert (await visitor.set_password(user["setup_url"], PASSWORD)).status_code == 303

@@ -60,7 +60,6 @@ _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _DATE = TypeAdapter(SaneDate)
 
 CROSS_SITE = N_("This form can only be sent from its own page: reload the page and send it again.")
-SIGN_IN_FIRST = N_("Sign in to continue.")
 PASSWORDS_DIFFER = N_("The two passwords differ.")
 NOT_FOUND = N_("There is nothing at this address.")
 BAD_DATE = N_("Enter a date as YYYY-MM-DD.")
@@ -272,7 +271,7 @@ async def _pre_session_post(request: Request) -> tuple[View, Response | None]:
 
 async def login_page(request: Request) -> Response:
     if await _current(request) is not None:
-        return RedirectResponse(f"{PREFIX}/", status_code=303)
+        return RedirectResponse(f"{PREFIX}/", status_code=303, headers=SECURITY_HEADERS)
     view = _pre_session_view(request)
     return _with_csrf_cookie(view, view.render("login.html", password_set=request.query_params.get("done") == "setup"))
 
