@@ -252,3 +252,47 @@ async def test_the_language_is_russian_by_default_english_by_accept_language_or_
         english = await visitor.get("/cabinet/login")
     assert 'lang="ru"' in russian.text and "Войти" in russian.text
     assert 'lang="en"' in chosen.text and 'lang="en"' in remembered.text and 'lang="en"' in english.text
+
+
+async def _activations(api: Api, code: str, count: int) -> list[str]:
+    ids = []
+    for key in await api.keys(count):
+        response = await api.activate(code, [key])
+        assert response.status_code in (200, 201), response.text
+        ids.append(response.json()["activation_id"])
+    return ids
+
+
+async def test_staff_see_what_a_cascading_void_takes_before_confirming_it(api: Api) -> None:
+    await api.installation("ACME-1", purchased_on=date(2025, 12, 1))
+    first, second = await _activations(api, "ACME-1", 2)
+    async with Visitor.of(api, **{"Accept-Language": "en"}) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        preview = await visitor.get(f"/cabinet/installations/ACME-1/void/{first}")
+        voided = await visitor.post(
+            f"/cabinet/installations/ACME-1/void/{first}", {"reason": "Refund 77", "dependents": second}
+        )
+
+    assert f'data-activation="{second}"' in preview.text and "Void all 2" in preview.text
+    assert voided.status_code == 303
+    ledger = (await api.get("/v1/installations/ACME-1", headers=api.admin)).json()
+    assert ledger["support_end"] == "2026-12-01"
+    audit = (await api.get("/v1/audit-events", headers=api.admin)).json()["items"][0]
+    assert (audit["actor"], audit["action"], audit["target"]) == ("boss", "activation.voided", "ACME-1")
+    assert audit["details"] == {"voided": [second, first], "reason": "Refund 77"}
+
+
+async def test_a_void_confirmed_on_a_preview_the_ledger_has_outgrown_voids_nothing(api: Api) -> None:
+    await api.installation("ACME-1", purchased_on=date(2025, 12, 1))
+    first, second = await _activations(api, "ACME-1", 2)
+    async with Visitor.of(api) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        await visitor.get(f"/cabinet/installations/ACME-1/void/{first}")
+        [third] = await _activations(api, "ACME-1", 1)  # after the page was shown
+        refused = await visitor.post(
+            f"/cabinet/installations/ACME-1/void/{first}", {"reason": "Refund", "dependents": second}
+        )
+
+    assert refused.status_code == 409 and f'data-activation="{third}"' in refused.text
+    ledger = (await api.get("/v1/installations/ACME-1", headers=api.admin)).json()
+    assert all(activation["voided_at"] is None for activation in ledger["activations"])

@@ -171,8 +171,16 @@ def test_the_first_admin_sets_up_a_reseller_whose_user_sells_issues_keys_and_quo
         _act(page, "document.querySelector('main a.button').click()")
         reseller_id = page.evaluate("location.pathname.split('/').pop()")
         _go(page, f"{url}/cabinet/sales")
-        _fill(page, "main form", {"code": legacy, "purchased_on": "", "support_end": legacy_end.isoformat(),
-                                  "reseller_id": str(reseller_id)})
+        _fill(
+            page,
+            "main form",
+            {
+                "code": legacy,
+                "purchased_on": "",
+                "support_end": legacy_end.isoformat(),
+                "reseller_id": str(reseller_id),
+            },
+        )
         assert page.evaluate("location.pathname") == f"/cabinet/installations/{legacy}"
         moved = _more_customers(url, str(reseller_id), language)
         _go(page, f"{url}/cabinet/users?reseller_id={reseller_id}")
@@ -239,7 +247,11 @@ def test_the_first_admin_sets_up_a_reseller_whose_user_sells_issues_keys_and_quo
 
         # A post without its CSRF token is refused, and issues nothing.
         _go(page, f"{url}/cabinet/keys")
-        _act(page, "document.querySelector('#issue [name=csrf_token]').remove(); document.querySelector('#issue button').click()")
+        _act(
+            page,
+            "document.querySelector('#issue [name=csrf_token]').remove();"
+            " document.querySelector('#issue button').click()",
+        )
         refused_post = page.evaluate("document.title")
         _go(page, f"{url}/cabinet/keys")
         listed = page.evaluate("document.querySelectorAll('#key-list tbody tr').length")

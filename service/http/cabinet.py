@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
-from service import audit, errors, installations, keys, resellers, rules, users
+from service import audit, errors, installations, keys, ledger, resellers, rules, users
 from service.audit import Actor
 from service.auth import Role
 from service.errors import N_
@@ -616,6 +616,61 @@ async def key_revoke(view: View) -> Response:
     return view.redirect(f"{PREFIX}/keys")
 
 
+# --- Staff: voids, with what a cascade would void shown before it is confirmed
+
+
+REASON_REQUIRED = N_("Say why it is voided (at most 500 characters).")
+LEDGER_CHANGED = N_("The ledger changed since this page was shown: check what would be voided now.")
+
+
+async def _void_preview(view: View) -> dict[str, Any]:
+    """The activation to void, and the later live activations a void takes with it (each was computed on it)."""
+    activation_id = _uuid(view.request.path_params["activation_id"])
+    record, entries = await installations.details(
+        driver=view.runtime.driver, principal=view.user.principal, code=_code(view)
+    )
+    live = [entry for entry in entries if entry.voided_at is None]
+    chosen = next((entry for entry in live if entry.id == activation_id), None)
+    if chosen is None:
+        raise errors.ActivationNotFound()
+    return {"record": record, "chosen": chosen, "dependents": live[live.index(chosen) + 1 :]}
+
+
+@page(staff=True)
+async def void_page(view: View) -> Response:
+    return view.render("void.html", **await _void_preview(view), reason="")
+
+
+@page(staff=True)
+async def void_submit(view: View) -> Response:
+    preview = await _void_preview(view)
+    reason = view.fields.get("reason", "").strip()
+    shown = [_uuid(text) for text in view.fields.get("dependents", "").split(",") if text]
+    if not reason or len(reason) > 500 or not reason.isprintable():
+        return view.render("void.html", 422, **preview, reason=reason[:500], reason_error=view.t(REASON_REQUIRED))
+    runtime = view.runtime
+    try:
+        result = await ledger.void(
+            driver=runtime.driver,
+            activation_id=preview["chosen"].id,
+            reason=reason,
+            now=runtime.clock.now(),
+            cascade=bool(shown),
+            previewed=[activation for activation in shown if activation is not None],
+        )
+    except errors.VoidHasDependents:
+        return view.render("void.html", 409, **await _void_preview(view), reason=reason, changed=view.t(LEDGER_CHANGED))
+    for voided in result.voided:
+        event("void", activation_id=voided, installation=result.installation, support_end=result.support_end)
+    await view.audit(
+        "activation.voided",
+        target=result.installation,
+        reseller_id=preview["record"].reseller_id,
+        details={"voided": [str(each) for each in result.voided], "reason": reason},
+    )
+    return view.redirect(f"{PREFIX}/installations/{url_quote(result.installation)}")
+
+
 # --- Staff: resellers, users, the audit log
 
 
@@ -797,6 +852,8 @@ def install(app: FastAPI) -> None:
         ("/quote/{code}", quote_page, "GET"),
         ("/installations", installations_page, "GET"),
         ("/installations/{code}", installation_page, "GET"),
+        ("/installations/{code}/void/{activation_id}", void_page, "GET"),
+        ("/installations/{code}/void/{activation_id}", void_submit, "POST"),
         ("/sales", sale_page, "GET"),
         ("/sales", sale_submit, "POST"),
         ("/keys", keys_page, "GET"),
