@@ -7,8 +7,9 @@ import re
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import text
 
-from service import rules
+from service import rules, webhooks
 from service.i18n import long_date, money
 from tests.api import ISSUED_KEYS, Api
 from tests.cabinet import PASSWORD, Visitor, invite, signed_in_user
@@ -296,3 +297,34 @@ async def test_a_void_confirmed_on_a_preview_the_ledger_has_outgrown_voids_nothi
     assert refused.status_code == 409 and f'data-activation="{third}"' in refused.text
     ledger = (await api.get("/v1/installations/ACME-1", headers=api.admin)).json()
     assert all(activation["voided_at"] is None for activation in ledger["activations"])
+
+
+async def test_a_reseller_user_adds_a_webhook_endpoint_sees_its_deliveries_and_sends_a_failed_one_again(
+    api: Api,
+) -> None:
+    api.settings.webhook_allowed_hosts = ["127.0.0.1"]
+    mine, theirs = await api.reseller("Mine"), await api.reseller("Theirs")
+    async with Visitor.of(api, **{"Accept-Language": "en"}) as visitor, Visitor.of(api) as other:
+        await signed_in_user(api, visitor, "anna", "reseller", mine["id"])
+        await visitor.get("/cabinet/webhooks")
+        refused = await visitor.post("/cabinet/webhooks", {"url": "http://example.com/hook"})
+        added = await visitor.post(
+            "/cabinet/webhooks", {"url": "http://127.0.0.1:9/hook", "type:installation.registered": "1"}
+        )
+        endpoint_id = re.search(r'href="/cabinet/webhooks/([0-9a-f-]+)"', added.text).group(1)
+        await api.installation("SHOP-1", headers=mine["headers"], purchased_on=TODAY)
+        await webhooks.dispatch(driver=api.driver, now=api.clock.now())
+        async with api.engine.begin() as connection:
+            await connection.execute(text("UPDATE webhook_deliveries SET status = 'failed'"))
+        page = await visitor.get(f"/cabinet/webhooks/{endpoint_id}")
+        delivery_id = re.search(r'data-delivery="([0-9a-f-]+)" data-status="failed"', page.text).group(1)
+        again = await visitor.post(f"/cabinet/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver", {})
+        after = await visitor.get(f"/cabinet/webhooks/{endpoint_id}")
+        await signed_in_user(api, other, "ivan", "reseller", theirs["id"])
+        foreign = await other.get(f"/cabinet/webhooks/{endpoint_id}")
+
+    assert refused.status_code == 400 and 'aria-invalid="true"' in refused.text
+    assert added.status_code == 201 and 'id="webhook-secret"' in added.text
+    assert "installation.registered" in page.text
+    assert again.status_code == 303 and 'data-status="pending"' in after.text
+    assert foreign.status_code == 404

@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
-from service import audit, errors, installations, keys, ledger, resellers, rules, users
+from service import audit, errors, installations, keys, ledger, resellers, rules, users, webhooks
 from service.audit import Actor
 from service.auth import Role
 from service.errors import N_
@@ -616,6 +616,102 @@ async def key_revoke(view: View) -> Response:
     return view.redirect(f"{PREFIX}/keys")
 
 
+# --- Webhooks: endpoints, their deliveries, redelivery, the secret
+
+
+@page()
+async def webhooks_page(view: View) -> Response:
+    endpoints = await webhooks.list_endpoints(driver=view.runtime.driver, principal=view.user.principal)
+    return view.render("webhooks.html", endpoints=endpoints, event_types=webhooks.EVENT_TYPES, form={})
+
+
+@page()
+async def webhook_create(view: View) -> Response:
+    runtime = view.runtime
+    url = view.fields.get("url", "").strip()[:2000]
+    chosen = [kind for kind in webhooks.EVENT_TYPES if view.fields.get(f"type:{kind}")]
+    try:
+        created = await webhooks.create_endpoint(
+            driver=runtime.driver,
+            principal=view.user.principal,
+            url=url,
+            event_types=chosen or None,
+            reseller_id=None,
+            allowed_hosts=runtime.settings.webhook_allowed_hosts,
+        )
+    except errors.InvalidRequest as refusal:
+        endpoints = await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)
+        return view.render(
+            "webhooks.html",
+            400,
+            endpoints=endpoints,
+            event_types=webhooks.EVENT_TYPES,
+            form={"url": url},
+            url_error=view.t(refusal.message, **refusal.params),
+        )
+    endpoint = created.endpoint
+    await view.audit("webhook_endpoint.created", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
+    return view.render("webhook_secret.html", 201, endpoint=endpoint, secret=created.secret)
+
+
+def _endpoint_id(view: View) -> UUID:
+    found = _uuid(view.request.path_params["endpoint_id"])
+    if found is None:
+        raise errors.WebhookEndpointNotFound()
+    return found
+
+
+@page()
+async def webhook_page(view: View) -> Response:
+    driver, principal, endpoint_id = view.runtime.driver, view.user.principal, _endpoint_id(view)
+    endpoint = next(
+        (e for e in await webhooks.list_endpoints(driver=driver, principal=principal) if e.id == endpoint_id), None
+    )
+    if endpoint is None:
+        raise errors.WebhookEndpointNotFound()
+    deliveries = await webhooks.list_deliveries(
+        driver=driver, principal=principal, endpoint_id=endpoint_id, limit=LIST_LIMIT
+    )
+    return view.render("webhook.html", endpoint=endpoint, deliveries=deliveries)
+
+
+@page()
+async def webhook_redeliver(view: View) -> Response:
+    endpoint_id, delivery_id = _endpoint_id(view), _uuid(view.request.path_params["delivery_id"])
+    if delivery_id is None:
+        raise errors.WebhookDeliveryNotFound()
+    runtime = view.runtime
+    await webhooks.redeliver(
+        driver=runtime.driver,
+        principal=view.user.principal,
+        endpoint_id=endpoint_id,
+        delivery_id=delivery_id,
+        now=runtime.clock.now(),
+    )
+    await view.audit("webhook_delivery.redelivered", target=str(delivery_id), details={"endpoint_id": endpoint_id})
+    return view.redirect(f"{PREFIX}/webhooks/{endpoint_id}")
+
+
+@page()
+async def webhook_rotate(view: View) -> Response:
+    rotated = await webhooks.rotate_secret(
+        driver=view.runtime.driver, principal=view.user.principal, endpoint_id=_endpoint_id(view)
+    )
+    endpoint = rotated.endpoint
+    await view.audit("webhook_endpoint.secret_rotated", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
+    return view.render("webhook_secret.html", endpoint=endpoint, secret=rotated.secret, rotated=True)
+
+
+@page()
+async def webhook_disable(view: View) -> Response:
+    runtime = view.runtime
+    endpoint = await webhooks.disable_endpoint(
+        driver=runtime.driver, principal=view.user.principal, endpoint_id=_endpoint_id(view), now=runtime.clock.now()
+    )
+    await view.audit("webhook_endpoint.disabled", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
+    return view.redirect(f"{PREFIX}/webhooks/{endpoint.id}")
+
+
 # --- Staff: voids, with what a cascade would void shown before it is confirmed
 
 
@@ -860,6 +956,12 @@ def install(app: FastAPI) -> None:
         ("/keys", keys_issue, "POST"),
         ("/keys/csv", keys_csv, "POST"),
         ("/keys/{key_id}/revoke", key_revoke, "POST"),
+        ("/webhooks", webhooks_page, "GET"),
+        ("/webhooks", webhook_create, "POST"),
+        ("/webhooks/{endpoint_id}", webhook_page, "GET"),
+        ("/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver", webhook_redeliver, "POST"),
+        ("/webhooks/{endpoint_id}/rotate-secret", webhook_rotate, "POST"),
+        ("/webhooks/{endpoint_id}/disable", webhook_disable, "POST"),
         ("/resellers", resellers_page, "GET"),
         ("/resellers", reseller_create, "POST"),
         ("/resellers/{reseller_id}", reseller_page, "GET"),
