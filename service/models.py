@@ -290,6 +290,10 @@ class User(Base):
     # The setup link's token, known only by its SHA-256: shown once, good until `setup_expires_at`, then NULL.
     setup_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     setup_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The TOTP secret (RFC 6238), sealed (`totp.SecretBox`); NULL until the user sets up two-step sign-in. The last
+    # step a code was taken for: a code is good once.
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _created_at()
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 

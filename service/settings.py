@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     cabinet_session_hours: int = Field(12, gt=0)
     cabinet_login_failure_limit: int = Field(10, gt=0)
     cabinet_login_failure_window_seconds: int = Field(900, gt=0)
+    cabinet_admin_totp: bool = False
 
     def insecure_settings(self) -> list[str]:
         """Settings still at a value that only the quick start may use."""

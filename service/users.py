@@ -21,7 +21,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from service import audit, resellers
+from service import audit, resellers, totp
 from service.audit import Actor
 from service.auth import Principal, Role, SecretChecks, hash_secret
 from service.driver import Driver, Duplicate, Row, Session, retried
@@ -49,6 +49,7 @@ class UserRecord:
     disabled_at: datetime | None
     password_set: bool
     setup_expires_at: datetime | None
+    totp_enabled: bool
 
     @property
     def principal(self) -> Principal:
@@ -84,6 +85,8 @@ _USER_COLUMNS = (
     User.created_at,
     User.disabled_at,
     User.setup_expires_at,
+    User.totp_secret,
+    User.totp_last_step,
 )
 
 
@@ -97,6 +100,7 @@ def _user(row: Row) -> UserRecord:
         disabled_at=row["disabled_at"],
         password_set=row["password_hash"] is not None,
         setup_expires_at=row["setup_expires_at"],
+        totp_enabled=row["totp_secret"] is not None,
     )
 
 
@@ -312,7 +316,8 @@ _OPEN = insert(CabinetSession).values(
         for column in ("digest", "user_id", "csrf_token", "address", "created_at", "last_seen_at", "expires_at")
     }
 )
-SIGN_IN_REFUSED = N_("Wrong username or password")
+SIGN_IN_REFUSED = N_("Wrong username, password or one-time code")
+CODE_REFUSED = N_("The code does not match: check that the phone's clock is right, and type the newest code")
 
 
 async def sign_in(
@@ -323,11 +328,14 @@ async def sign_in(
     address: str,
     username: str,
     password: str,
+    code: str,
+    box: totp.SecretBox,
     now: datetime,
     times: SessionTimes,
 ) -> SignedIn:
-    """A new session when the password is right and the user (and its reseller) enabled; `Unauthenticated`
-    otherwise, the same in every case. Failures are limited per (address, username) before any hashing."""
+    """A new session when the password is right, and the one-time code too for a user who set up two-step
+    sign-in, and the user (and its reseller) enabled; `Unauthenticated` otherwise, the same in every case.
+    Failures are limited per (address, username) before any hashing; a code is good once."""
     username = username.strip().lower()[:64]
     async with limiter.attempt(names=[f"{client_name(address)}:user:{username}"], failures=(Unauthenticated,)):
         row = await driver.first(_BY_USERNAME, {"username": username})
@@ -339,6 +347,7 @@ async def sign_in(
             or row["password_hash"] is None
             or row["disabled_at"] is not None
             or row["reseller_disabled_at"] is not None
+            or not await _code_taken(driver, row, box, code, now)
         ):
             if row is not None:
                 await audit.record_alone(
@@ -352,6 +361,49 @@ async def sign_in(
     token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     await _open(driver=driver, user=user, token=token, csrf_token=csrf_token, address=address, now=now, times=times)
     return SignedIn(user, csrf_token, token)
+
+
+_TAKE_STEP = (
+    update(User)
+    .where(
+        User.id == bindparam("user_id"),
+        (User.totp_last_step.is_(None)) | (User.totp_last_step < bindparam("step")),
+    )
+    .values(totp_last_step=bindparam("step"))
+)
+
+
+async def _code_taken(driver: Driver, row: Row, box: totp.SecretBox, code: str, now: datetime) -> bool:
+    """No code needed (no TOTP set up), or this one matches a step later than the last taken, which it takes."""
+    if row["totp_secret"] is None:
+        return True
+    step = totp.matching_step(box.open(row["totp_secret"], row["id"]), code, now)
+    if step is None:
+        return False
+    async with driver.transaction() as session:
+        return await session.execute(_TAKE_STEP, {"user_id": row["id"], "step": step}) == 1
+
+
+_ENROLL = (
+    update(User)
+    .where(User.id == bindparam("user_id"), User.totp_secret.is_(None))
+    .values(totp_secret=bindparam("sealed"), totp_last_step=bindparam("step"))
+)
+
+
+@retried
+async def enroll_totp(
+    *, driver: Driver, box: totp.SecretBox, actor: Actor, user_id: UUID, secret: bytes, code: str, now: datetime
+) -> UserRecord:
+    """Two-step sign-in from now on, once the user has shown a code of `secret` (its app has it right)."""
+    step = totp.matching_step(secret, code, now)
+    if step is None:
+        raise InvalidRequest(CODE_REFUSED)
+    async with driver.transaction() as session:
+        await session.execute(_ENROLL, {"user_id": user_id, "sealed": box.seal(secret, user_id), "step": step})
+        user = await _find(session, user_id)
+        await audit.record(session, actor=actor, action="user.totp_enabled", now=now, target=user.username)
+    return user
 
 
 @retried

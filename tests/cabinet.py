@@ -37,6 +37,12 @@ class Visitor:
             self.csrf = found.group(1)
         return response
 
+    @staticmethod
+    def sealed(html: str) -> str:
+        found = re.search(r'name="sealed" value="([^"]+)"', html)
+        assert found, "the page carries a sealed value"
+        return found.group(1)
+
     async def sign_in(self, username: str, password: str) -> httpx.Response:
         await self.get("/cabinet/login")
         return await self.post("/cabinet/login", {"username": username, "password": password})

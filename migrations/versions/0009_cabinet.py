@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("setup_digest", sa.LargeBinary(length=32), nullable=True),
         sa.Column("setup_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("totp_secret", sa.LargeBinary(length=64), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("role IN ('admin', 'reseller')", name=op.f("ck_users_role_known")),

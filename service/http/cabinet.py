@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
-from service import audit, errors, installations, keys, ledger, resellers, rules, users, webhooks
+from service import audit, errors, installations, keys, ledger, resellers, rules, totp, users, webhooks
 from service.audit import Actor
 from service.auth import Role
 from service.errors import N_
@@ -74,8 +74,10 @@ class Cabinet:
 
     limiter: Limiter
     times: SessionTimes
-    batches: AESGCM
-    """Seals an issued batch of keys into its page, for the CSV download, readable by that session only."""
+    pages: AESGCM
+    """Seals what a page carries to its next post (an issued batch of keys for its CSV, a TOTP secret being set
+    up), readable by that session only."""
+    totp_secrets: totp.SecretBox
 
 
 def cabinet_of(request: Request) -> Cabinet:
@@ -212,9 +214,12 @@ async def _current(request: Request) -> SignedIn | None:
     )
 
 
-def page(*, staff: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def page(
+    *, staff: bool = False, enrolling: bool = False
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """A page behind sign-in (`staff`: admins only). A post must carry the session's CSRF token and come from
-    this site. A refusal of the service is shown as a page with the problem's status."""
+    this site. A refusal of the service is shown as a page with the problem's status. With
+    `CABINET_ADMIN_TOTP`, an admin without two-step sign-in sees only the page that sets it up (`enrolling`)."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -229,6 +234,14 @@ def page(*, staff: bool = False) -> Callable[[Handler], Callable[[Request], Awai
                 sent = view.fields.get("csrf_token", "")
                 if not same_site(request) or not hmac.compare_digest(sent.encode(), view.signed_in.csrf_token.encode()):
                     return view.render("problem.html", 403, refusal_title=view.t(CROSS_SITE))
+            settings = runtime_of(request).settings
+            if (
+                settings.cabinet_admin_totp
+                and view.user.role == "admin"
+                and not view.user.totp_enabled
+                and not enrolling
+            ):
+                return view.redirect(f"{PREFIX}/totp")
             if staff and view.user.role != "admin":
                 return view.refusal(errors.Forbidden(N_("This page is for Smartec's staff")))
             try:
@@ -290,6 +303,8 @@ async def login_submit(request: Request) -> Response:
             address=client_address(request),
             username=username,
             password=view.fields.get("password", ""),
+            code=view.fields.get("totp", ""),
+            box=cabinet.totp_secrets,
             now=runtime.clock.now(),
             times=cabinet.times,
         )
@@ -341,7 +356,7 @@ async def setup_submit(request: Request) -> Response:
     return view.redirect(f"{PREFIX}/login?done=setup")
 
 
-@page()
+@page(enrolling=True)
 async def logout(view: View) -> Response:
     assert view.signed_in is not None
     runtime = view.runtime
@@ -351,6 +366,52 @@ async def logout(view: View) -> Response:
     response = view.redirect(f"{PREFIX}/login")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
+
+
+# --- Two-step sign-in (TOTP)
+
+
+TOTP_ISSUER = "Timex Support"
+
+
+@page(enrolling=True)
+async def totp_page(view: View) -> Response:
+    if view.user.totp_enabled:
+        return view.render("totp.html", enabled=True)
+    return _totp_form(view, totp.new_secret())
+
+
+def _totp_form(view: View, secret: bytes, status: int = 200, error: str | None = None) -> Response:
+    return view.render(
+        "totp.html",
+        status,
+        secret_text=totp.text_of(secret),
+        link=totp.provisioning_uri(secret, view.user.username, TOTP_ISSUER),
+        sealed=_seal(view, secret),
+        required=view.runtime.settings.cabinet_admin_totp and view.user.role == "admin",
+        error=error,
+    )
+
+
+@page(enrolling=True)
+async def totp_submit(view: View) -> Response:
+    secret = _unseal(view, view.fields.get("sealed", ""))
+    if secret is None:
+        return view.render("problem.html", 400, refusal_title=view.t(NOT_FOUND))
+    runtime = view.runtime
+    try:
+        await users.enroll_totp(
+            driver=runtime.driver,
+            box=cabinet_of(view.request).totp_secrets,
+            actor=view.actor,
+            user_id=view.user.id,
+            secret=secret,
+            code=view.fields.get("code", ""),
+            now=runtime.clock.now(),
+        )
+    except errors.InvalidRequest as refusal:
+        return _totp_form(view, secret, 422, view.t(refusal.message, **refusal.params))
+    return view.redirect(f"{PREFIX}/totp")
 
 
 # --- Renewals, quotes, installations
@@ -561,30 +622,34 @@ async def keys_issue(view: View) -> Response:
     KEYS_ISSUED.inc(len(issued))
     event("keys_issued", count=len(issued), reseller_id=owner, first_key_id=issued[0].id)
     await view.audit("keys.issued", target=str(issued[0].id), reseller_id=owner, details={"count": len(issued)})
-    batch = _seal(view, [(str(k.id), k.key, k.prefix) for k in issued])
+    batch = _seal(view, json.dumps([(str(k.id), k.key, k.prefix) for k in issued]).encode())
     return view.render("keys_issued.html", 201, issued=issued, batch=batch)
 
 
-def _seal(view: View, rows: list[tuple[str, str, str]]) -> str:
-    nonce = secrets.token_bytes(12)
+def _seal(view: View, data: bytes) -> str:
+    """`data` for the page to carry to its next post, readable by this session only."""
     assert view.signed_in is not None
-    sealed = cabinet_of(view.request).batches.encrypt(
-        nonce, json.dumps(rows).encode(), users.digest(view.signed_in.token)
-    )
+    nonce = secrets.token_bytes(12)
+    sealed = cabinet_of(view.request).pages.encrypt(nonce, data, users.digest(view.signed_in.token))
     return (nonce + sealed).hex()
+
+
+def _unseal(view: View, text: str) -> bytes | None:
+    assert view.signed_in is not None
+    try:
+        sealed = bytes.fromhex(text)
+        return cabinet_of(view.request).pages.decrypt(sealed[:12], sealed[12:], users.digest(view.signed_in.token))
+    except (ValueError, InvalidTag):
+        return None
 
 
 @page()
 async def keys_csv(view: View) -> Response:
     """The batch just issued, as CSV: sealed into its page, readable by this session only."""
-    assert view.signed_in is not None
-    try:
-        sealed = bytes.fromhex(view.fields.get("batch", ""))
-        rows = json.loads(
-            cabinet_of(view.request).batches.decrypt(sealed[:12], sealed[12:], users.digest(view.signed_in.token))
-        )
-    except (ValueError, InvalidTag):
+    sealed = _unseal(view, view.fields.get("batch", ""))
+    if sealed is None:
         return view.render("problem.html", 400, refusal_title=view.t(NOT_FOUND))
+    rows = json.loads(sealed)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["key_id", "key", "prefix"])
@@ -934,9 +999,8 @@ def install(app: FastAPI) -> None:
             idle=timedelta(minutes=settings.cabinet_session_idle_minutes),
             lifetime=timedelta(hours=settings.cabinet_session_hours),
         ),
-        batches=AESGCM(
-            HKDF(SHA256(), 32, salt=None, info=b"timex-licensing cabinet key batches").derive(runtime.key_secret)
-        ),
+        pages=AESGCM(HKDF(SHA256(), 32, salt=None, info=b"timex-licensing cabinet pages").derive(runtime.key_secret)),
+        totp_secrets=totp.SecretBox(runtime.key_secret),
     )
     routes: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
         ("/login", login_page, "GET"),
@@ -944,6 +1008,8 @@ def install(app: FastAPI) -> None:
         ("/setup/{token}", setup_page, "GET"),
         ("/setup/{token}", setup_submit, "POST"),
         ("/logout", logout, "POST"),
+        ("/totp", totp_page, "GET"),
+        ("/totp", totp_submit, "POST"),
         ("/", renewals, "GET"),
         ("/quote/{code}", quote_page, "GET"),
         ("/installations", installations_page, "GET"),

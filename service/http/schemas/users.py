@@ -31,6 +31,7 @@ class UserOut(BaseModel):
     created_at: datetime
     disabled_at: datetime | None
     password_set: bool = Field(description="Whether the user has followed its setup link")
+    totp_enabled: bool = Field(description="Whether the user signs in with a one-time code too (RFC 6238)")
 
     @classmethod
     def of(cls, user: UserRecord) -> "UserOut":
@@ -42,6 +43,7 @@ class UserOut(BaseModel):
             created_at=user.created_at,
             disabled_at=user.disabled_at,
             password_set=user.password_set,
+            totp_enabled=user.totp_enabled,
         )
 
 
@@ -55,6 +57,7 @@ class UserInvited(UserOut):
             "created_at": "2026-11-24T09:30:00Z",
             "disabled_at": None,
             "password_set": False,
+            "totp_enabled": False,
             "setup_url": "https://licensing.example.com/cabinet/setup/(shown once)",
             "setup_expires_at": "2026-11-27T09:30:00Z",
         }
