@@ -11,7 +11,7 @@ RUN /opt/venv/bin/pip install --no-deps .
 
 # Run: the virtualenv and the migrations, as an unprivileged user.
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 timex && mkdir /data && chown timex /data
+RUN useradd --create-home --uid 10001 timex
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY alembic.ini ./
@@ -19,10 +19,8 @@ COPY migrations ./migrations
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
-    PORT=8000 \
-    DATABASE_URL=sqlite:////data/timex-licensing.db
+    PORT=8000
 USER 10001
-VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PORT'], timeout=2)"]

@@ -4,8 +4,10 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from service import embedded
 from service.db import create_engine
 from service.models import Base
 from service.settings import get_settings
@@ -18,17 +20,14 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    return config.attributes.get("database_url") or get_settings().database_url
+    return config.attributes.get("database_url") or embedded.url_for(get_settings())
 
 
 def _configure(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        # Commands started at once (replicas, two quick-start commands) migrate one after the other.
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('timex-licensing:migrations'))"))
         context.run_migrations()
 
 

@@ -16,15 +16,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import BindParameter, Select, Text, Update, bindparam, case, cast, exists, func, insert, select, update
+from sqlalchemy import BindParameter, Text, Update, bindparam, case, cast, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from service import certificates, installations, keyformat, rules, webhooks
 from service.certificates import CertificateSigner
-from service.driver import Driver, Refused, Session, retried
+from service.driver import Driver, Refused, Rows, Session, retried
 from service.errors import (
     N_,
     KeyAlreadyUsed,
@@ -82,15 +82,23 @@ def _digest_values(key_digests: list[bytes]) -> dict[str, bytes]:
     return {f"digest_{i}": digest for i, digest in enumerate(key_digests)}
 
 
+class _KeyRow(NamedTuple):
+    id: UUID
+    digest: bytes
+    status: str
+    activation_id: UUID | None
+
+
 @lru_cache(maxsize=MAX_KEYS)
-def _keys_by_digest(count: int) -> Select:
+def _keys_by_digest(count: int) -> Rows[_KeyRow]:
     """The request's keys, locked in the order of their ids: every path that locks several keys (this one, the
     one-statement activation, a void) takes them in that order, so that two of them never wait on each other."""
-    return (
+    return Rows(
         select(LicenseKey.id, LicenseKey.digest, LicenseKey.status, LicenseKey.activation_id)
         .where(LicenseKey.digest.in_(_digest_binds(count)))
         .order_by(LicenseKey.id)
-        .with_for_update()
+        .with_for_update(),
+        _KeyRow,
     )
 
 
@@ -105,11 +113,6 @@ _LEDGER_COLUMNS = (
     "support_end_after",
     "requested_by",
     "certificate",
-)
-_RECORD = (
-    insert(Activation)
-    .values(id=bindparam("activation"))
-    .values({column: bindparam(column) for column in _LEDGER_COLUMNS})
 )
 _EXTEND = (
     update(Installation)
@@ -139,10 +142,15 @@ def _take_keys(count: int) -> Update:
     )
 
 
+class _Taken(NamedTuple):
+    id: UUID
+    digest: bytes
+
+
 @lru_cache(maxsize=MAX_KEYS)
-def _record_in_one_statement(count: int) -> Select:
-    """The writes of `_record` as one statement of data-modifying CTEs (PostgreSQL), which stands alone,
-    without a transaction around it, in one round trip:
+def _record_in_one_statement(count: int) -> Rows[_Taken]:
+    """An activation's writes as one statement of data-modifying CTEs, which stands alone, without a
+    transaction around it, in one round trip:
 
     - `unchanged` locks the installation if it is still as it was read (not moved on by another activation
       since; the lock is taken before any key's, in the same order as `_activate_checked` takes them);
@@ -179,7 +187,9 @@ def _record_in_one_statement(count: int) -> Select:
         *(bindparam(name, type_=columns[name].type) for name in _LEDGER_COLUMNS),
     )
     ledger = insert(Activation).from_select(["id", *_LEDGER_COLUMNS], ledger_row.where(exists(extended.select())))
-    return select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger")).add_cte(_outbox(taken, extended))
+    return Rows(
+        select(taken.c.id, taken.c.digest).add_cte(ledger.cte("ledger")).add_cte(_outbox(taken, extended)), _Taken
+    )
 
 
 def _outbox(taken: Any, extended: Any) -> Any:
@@ -197,17 +207,34 @@ def _outbox(taken: Any, extended: Any) -> Any:
     return insert(WebhookEvent).from_select([*names, "data"], row.where(exists(extended.select()))).cte("outbox")
 
 
-_ACTIVATION = select(
-    Activation.id,
-    Activation.installation_id,
-    Activation.activated_on,
-    Activation.licenses,
-    Activation.months_before,
-    Activation.voided_at,
-    Activation.certificate,
-).where(Activation.id == bindparam("id"))
-_KEYS_OF_ACTIVATION = (
-    select(LicenseKey.id).where(LicenseKey.activation_id == bindparam("id")).order_by(LicenseKey.position)
+class _ActivationRow(NamedTuple):
+    id: UUID
+    installation_id: int
+    activated_on: date
+    licenses: int
+    months_before: int
+    voided_at: datetime | None
+    certificate: str | None
+
+
+class _KeyId(NamedTuple):
+    id: UUID
+
+
+_ACTIVATION = Rows(
+    select(
+        Activation.id,
+        Activation.installation_id,
+        Activation.activated_on,
+        Activation.licenses,
+        Activation.months_before,
+        Activation.voided_at,
+        Activation.certificate,
+    ).where(Activation.id == bindparam("id")),
+    _ActivationRow,
+)
+_KEYS_OF_ACTIVATION = Rows(
+    select(LicenseKey.id).where(LicenseKey.activation_id == bindparam("id")).order_by(LicenseKey.position), _KeyId
 )
 
 
@@ -282,7 +309,7 @@ async def _activate_checked(
     async with driver.transaction() as session:
         installation = await installations.find(session, code, for_update=True)
         keys = await session.all(_keys_by_digest(len(key_digests)), _digest_values(key_digests))
-        by_digest = {key["digest"]: key for key in keys}
+        by_digest = {key.digest: key for key in keys}
         refused = _refused(key_digests, by_digest)
         if len(keys) != len(key_digests):
             raise KeyNotFound(N_("At least one key is unknown"), refused=refused)
@@ -310,7 +337,7 @@ async def _activate_checked(
 _REFUSED_STATUS = {"revoked": KeyRevoked.code, "used": KeyAlreadyUsed.code}
 
 
-def _refused(key_digests: list[bytes], by_digest: Mapping[bytes, Mapping[str, Any]]) -> dict[int, str]:
+def _refused(key_digests: list[bytes], by_digest: Mapping[bytes, _KeyRow]) -> dict[int, str]:
     """Why each key that cannot be used is refused, by its position in the request (a replay's used keys too:
     only read when the activation is refused)."""
     refused = {}
@@ -318,8 +345,8 @@ def _refused(key_digests: list[bytes], by_digest: Mapping[bytes, Mapping[str, An
         key = by_digest.get(key_digest)
         if key is None:
             refused[position] = KeyNotFound.code
-        elif key["status"] in _REFUSED_STATUS:
-            refused[position] = _REFUSED_STATUS[key["status"]]
+        elif key.status in _REFUSED_STATUS:
+            refused[position] = _REFUSED_STATUS[key.status]
     return refused
 
 
@@ -369,29 +396,20 @@ async def _write(
     )
     if len(taken) != len(key_digests):
         return None
-    key_ids = {key["digest"]: key["id"] for key in taken}
-    result = replace(created, key_ids=tuple(key_ids[d] for d in key_digests))
-    if not session.writable_ctes:  # the one statement wrote its event (`_outbox`)
-        await webhooks.emit(session, replace(event, data=webhooks.snapshot(result)))
-    return result
+    key_ids = {key.digest: key.id for key in taken}
+    return replace(created, key_ids=tuple(key_ids[d] for d in key_digests))
 
 
-async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> Sequence[Mapping[str, Any]]:
-    """Write an activation: its ledger row, its keys taken (each only while still issued) and the
-    installation extended. The keys taken; fewer than asked when nothing is to be written: the one
-    statement has then written nothing, and the three statements are rolled back with their transaction."""
-    params = {**params, **_digest_values(key_digests)}
-    if session.writable_ctes:
-        try:
-            return await session.all(_record_in_one_statement(len(key_digests)), params)
-        except Refused as refusal:
-            if refusal.constraint != KEY_ACTIVATION_FK:
-                raise
-            return []
-    await session.execute(_RECORD, params)
-    taken = await session.all(_take_keys(len(key_digests)), params)
-    await session.execute(_EXTEND, params)
-    return taken
+async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> list[_Taken]:
+    """Write an activation in one statement (`_record_in_one_statement`): its ledger row, its keys taken (each
+    only while still issued), the installation extended and its event. The keys taken; none when nothing is
+    written."""
+    try:
+        return await session.all(_record_in_one_statement(len(key_digests)), {**params, **_digest_values(key_digests)})
+    except Refused as refusal:
+        if refusal.constraint != KEY_ACTIVATION_FK:
+            raise
+        return []
 
 
 def _reissue(
@@ -408,31 +426,31 @@ def _reissue(
 async def _replay(
     session: Session,
     installation: installations.InstallationRecord,
-    keys: Sequence[Mapping[str, Any]],
+    keys: Sequence[_KeyRow],
     reissue: _Reissue,
 ) -> ActivationResult | None:
     """R10: the same keys, already used together in one activation of this installation, give back
     that activation's result unchanged, with a certificate still valid."""
-    activation_ids = {key["activation_id"] for key in keys}
+    activation_ids = {key.activation_id for key in keys}
     if len(activation_ids) != 1 or None in activation_ids:
         return None
     activation = await session.first(_ACTIVATION, {"id": activation_ids.pop()})
     assert activation is not None, "a used key's activation exists (its foreign key)"
     if (
-        activation["installation_id"] != installation.id
-        or activation["licenses"] != len(keys)
-        or activation["voided_at"] is not None
+        activation.installation_id != installation.id
+        or activation.licenses != len(keys)
+        or activation.voided_at is not None
     ):
         return None
-    key_ids = [row["id"] for row in await session.all(_KEYS_OF_ACTIVATION, {"id": activation["id"]})]
-    before = rules.Support(installation.support.anchor, activation["months_before"])
-    renewal = rules.renew(before, activation["licenses"], activation["activated_on"])
+    key_ids = [row.id for row in await session.all(_KEYS_OF_ACTIVATION, {"id": activation.id})]
+    before = rules.Support(installation.support.anchor, activation.months_before)
+    renewal = rules.renew(before, activation.licenses, activation.activated_on)
     return ActivationResult(
-        activation["id"],
+        activation.id,
         installation.code,
-        activation["activated_on"],
+        activation.activated_on,
         renewal,
         tuple(key_ids),
-        reissue(activation["certificate"], installation.code, renewal.after.end, activation["activated_on"]),
+        reissue(activation.certificate, installation.code, renewal.after.end, activation.activated_on),
         replayed=True,
     )

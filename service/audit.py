@@ -5,11 +5,12 @@ managed through the API. Written in the transaction of the action where the acti
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select
 
-from service.driver import Driver, Session, retried
+from service.driver import Driver, Rows, Session, retried
 from service.models import AuditEvent
 
 
@@ -33,6 +34,18 @@ class Entry:
     action: str
     target: str | None
     details: dict[str, object] | None
+    address: str
+
+
+class _EntryRow(NamedTuple):
+    id: int
+    occurred_at: datetime
+    user_id: UUID | None
+    actor: str
+    reseller_id: UUID | None
+    action: str
+    target: str | None
+    details: str | None
     address: str
 
 
@@ -108,9 +121,9 @@ async def entries(
     if reseller_id is not None:
         statement = statement.where(AuditEvent.reseller_id == reseller_id)
     async with driver.reading() as session:
-        rows = await session.all(statement, {})
+        rows = await session.all(Rows(statement, _EntryRow), {})
     found = [
-        Entry(**{**row, "details": None if row["details"] is None else json.loads(row["details"])})
+        Entry(**{**row._asdict(), "details": None if row.details is None else json.loads(row.details)})
         for row in rows[:limit]
     ]
     return found, len(rows) > limit

@@ -38,13 +38,20 @@ LOGGING: dict[str, Any] = {
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import os
+    import signal
+
     import uvicorn
 
-    from service import migrate
+    from service import embedded
 
     settings = get_settings()
-    if settings.is_sqlite:
-        migrate.upgrade(settings.database_url)  # the embedded database looks after itself
+    settings.check_production()
+    # The embedded server is started (and migrated) once, here; every worker process is handed its URL.
+    os.environ["DATABASE_URL"] = embedded.url_for(settings)
+    # uvicorn stops gracefully on SIGTERM, then raises it again with the handler found before it: with the default
+    # one the process would die at once, and the embedded server would not be told that this command is done.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging = copy.deepcopy(LOGGING)
     if args.no_access_log:
         logging["loggers"]["service.access"]["level"] = "WARNING"
@@ -63,13 +70,13 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from service import migrate
+    from service import embedded, migrate
 
-    settings = get_settings()
+    url = embedded.url_for(get_settings())
     if args.revision.startswith("-") or args.down:
-        migrate.downgrade(settings.database_url, args.revision)
+        migrate.downgrade(url, args.revision)
     else:
-        migrate.upgrade(settings.database_url, args.revision)
+        migrate.upgrade(url, args.revision)
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -83,10 +90,13 @@ def _token(args: argparse.Namespace) -> None:
 
 def _on_database(work: "Callable[[Driver], Awaitable[T]]") -> T:
     """One task on the settings' database, on a pool of one connection."""
+    from service import embedded
     from service.driver import create_driver
 
+    url = embedded.url_for(get_settings())
+
     async def run() -> T:
-        driver = create_driver(get_settings().database_url, pool_size=1)
+        driver = create_driver(url, pool_size=1)
         try:
             return await work(driver)
         finally:
@@ -138,6 +148,7 @@ def _worker(args: argparse.Namespace) -> None:
     import logging.config
     import signal
 
+    from service import embedded
     from service.clock import Clock
     from service.delivery import Worker
     from service.driver import create_driver
@@ -145,9 +156,10 @@ def _worker(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     logging.config.dictConfig(LOGGING)
+    url = embedded.url_for(settings)
 
     async def run() -> None:
-        driver = create_driver(settings.database_url, pool_size=2)
+        driver = create_driver(url, pool_size=2)
         worker = Worker(driver=driver, clock=Clock(settings.zone), settings=settings, render=events.render)
         stop = asyncio.Event()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -221,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="timex-licensing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP service (migrates an embedded SQLite database first)")
+    serve = commands.add_parser(
+        "serve", help="run the HTTP service (on the embedded PostgreSQL, migrated, when DATABASE_URL is not set)"
+    )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="service processes (default: the WORKERS setting)")

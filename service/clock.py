@@ -1,7 +1,7 @@
 """The service's sense of time. Rules never read a clock; the HTTP layer asks this one, and tests
 replace it to stand on any date."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 
@@ -23,25 +23,3 @@ class Clock:
 
     def _day_of(self, now: datetime) -> date:
         return now.astimezone(self.zone).date()
-
-
-class FixedClock(Clock):
-    """A clock whose calendar stands still on one day; instants (token lifetimes) stay real, unless shifted."""
-
-    def __init__(self, zone: ZoneInfo, today: date):
-        super().__init__(zone)
-        self._today = today
-        self._shift = timedelta()
-
-    def set(self, today: date) -> None:
-        self._today = today
-
-    def shift(self, by: timedelta) -> None:
-        """Instants run `by` from the real ones from now on (a certificate issued a month ago)."""
-        self._shift = by
-
-    def now(self) -> datetime:
-        return super().now() + self._shift
-
-    def _day_of(self, now: datetime) -> date:
-        return self._today

@@ -1,44 +1,37 @@
 """The one way into the database: SQLAlchemy Core statements, built from the models, run by a `Driver`.
 
 A service function gets the process's `Driver` and opens a `Session` on it (`reading`, `transaction`,
-`single_write`), or makes one read with `Driver.first`; a session has the same few calls on either
-database, and rows are read by column name. Each process has one pool of `DATABASE_POOL_SIZE` connections:
+`single_write`), or makes one read with `Driver.first`. Each process has one pool of `DATABASE_POOL_SIZE`
+connections. The statements, compiled once by SQLAlchemy's asyncpg dialect, run on an asyncpg pool: through
+SQLAlchemy's `AsyncConnection` a single-row read costs about twice the CPU (greenlet switches on checkout,
+execute and release), and on the support-state read that is most of the request.
 
-- On PostgreSQL the statements, compiled once by SQLAlchemy's asyncpg dialect, run on an asyncpg pool:
-  through SQLAlchemy's `AsyncConnection` a single-row read costs about twice the CPU (greenlet switches on
-  checkout, execute and release), and on the support-state read that is most of the request.
-- On SQLite (the embedded default) they go through an SQLAlchemy engine.
-
-What goes wrong is said the same way on both (`Duplicate`, `Refused`, `Contended`, `Unavailable`), so that no
-service function sees a driver's own errors. Only a lost or refused connection drops the pool.
+What goes wrong is said in the service's words (`Duplicate`, `Refused`, `Contended`, `Unavailable`), so that no
+service function sees the driver's own errors. Only a lost or refused connection drops the pool.
 """
 
 import asyncio
 import functools
 import random
-import sqlite3
+import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import asyncpg
-from sqlalchemy import ClauseElement, Executable, insert
+from sqlalchemy import ClauseElement, ColumnDefault, Executable
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from service.db import async_url, create_engine
+from service.db import async_url
 from service.errors import DomainError, Unavailable
 from service.models import Base
 
 Params = Mapping[str, Any]
-Row = Mapping[Any, Any]
-"""A row read by column name (SQLAlchemy's `RowMapping` or asyncpg's `Record`)."""
+R = TypeVar("R", bound=tuple[Any, ...])
 POOL_TIMEOUT_SECONDS = 5  # waiting longer for a free connection than this is `Unavailable`
 CONFLICT_ATTEMPTS = 4  # a transaction that keeps losing to others this often is `Unavailable`
 APPLICATION_NAME = "timex-licensing"
@@ -54,10 +47,9 @@ class Refused(Exception):
 
 
 class Duplicate(Exception):
-    """A unique constraint refused a write, which is rolled back. `constraint` names it on PostgreSQL; SQLite
-    names only the columns, in `detail`."""
+    """A unique constraint, named by `constraint`, refused a write, which is rolled back."""
 
-    def __init__(self, constraint: str | None, detail: str):
+    def __init__(self, constraint: str, detail: str):
         super().__init__(detail)
         self.constraint = constraint
 
@@ -67,13 +59,25 @@ class Contended(Exception):
     rolled back: the same work may be tried again (see `retried`)."""
 
 
+class Rows(Generic[R]):
+    """A statement that answers rows, and their type: a `NamedTuple` whose fields are the statement's columns, in
+    their order (checked here, when the statement is built), so that a row is read by attribute, typed."""
+
+    __slots__ = ("make", "statement")
+
+    def __init__(self, statement: Executable, row: type[R]):
+        columns = tuple(getattr(statement, "exported_columns", {}).keys())
+        fields = getattr(row, "_fields", None)
+        if columns != fields:
+            raise TypeError(f"{row.__name__} has the fields {fields}, its statement the columns {columns}")
+        self.statement = statement
+        self.make: Callable[[Iterable[Any]], R] = getattr(row, "_make")  # noqa: B009 (a NamedTuple's, not tuple's)
+
+
 class Session(Protocol):
-    writable_ctes: bool
-    """Whether a statement may hold data-modifying CTEs (PostgreSQL): several writes in one round trip."""
+    async def first(self, query: Rows[R], params: Params) -> R | None: ...
 
-    async def first(self, statement: Executable, params: Params) -> Row | None: ...
-
-    async def all(self, statement: Executable, params: Params) -> Sequence[Row]:
+    async def all(self, query: Rows[R], params: Params) -> list[R]:
         """Every row; `Refused`, naming the constraint, when a foreign key refuses a statement of data-modifying
         CTEs."""
 
@@ -81,12 +85,12 @@ class Session(Protocol):
         """Run a statement; the number of rows it changed."""
 
     async def copy(self, model: type[Base], columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
-        """Insert many rows, given as tuples of `columns`: by COPY on PostgreSQL (100,000 rows as one statement,
-        where row by row they cost the database about 45 µs each), in batches elsewhere."""
+        """Insert many rows, given as tuples of `columns`, by COPY (100,000 rows as one statement, where row by row
+        they cost the database about 45 µs each)."""
 
 
 class Driver(Protocol):
-    async def first(self, statement: Executable, params: Params) -> Row | None:
+    async def first(self, query: Rows[R], params: Params) -> R | None:
         """One read on its own: a session's `first` without the session (the hottest read)."""
 
     def reading(self) -> AbstractAsyncContextManager[Session]:
@@ -96,19 +100,16 @@ class Driver(Protocol):
         """A session in a transaction: committed on success, rolled back on any error."""
 
     def single_write(self) -> AbstractAsyncContextManager[Session]:
-        """A session for reads and then one write that commits whole or not at all: outside a transaction
-        where that write is one statement (writable CTEs), so that it costs no BEGIN and COMMIT round trips;
-        in a transaction where it takes several."""
+        """A session for reads and then one write, a single statement (data-modifying CTEs where it writes
+        several tables), which commits whole or not at all: outside a transaction, so that it costs no BEGIN and
+        COMMIT round trips."""
 
     async def close(self) -> None: ...
 
 
 def create_driver(url: str, *, pool_size: int) -> Driver:
     """The process's way into the database at `url`, with at most `pool_size` connections."""
-    url = async_url(url)
-    if url.startswith("postgresql"):
-        return AsyncpgDriver(url, pool_size)
-    return EngineDriver(create_engine(url, pool_size))
+    return AsyncpgDriver(async_url(url), pool_size)
 
 
 P = ParamSpec("P")
@@ -135,7 +136,7 @@ def retried(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return attempts
 
 
-# --- What went wrong, said the same way on both databases
+# --- What went wrong, in the service's words
 
 _LOST = (
     OSError,  # refused, reset, unreachable
@@ -148,7 +149,6 @@ _LOST = (
 )
 _FOR_THIS_REQUEST = (
     TimeoutError,  # a statement over `command_timeout`: asyncpg cancels it, the connection stays good
-    PoolTimeout,  # no free connection in time
     asyncpg.exceptions.QueryCanceledError,  # 57014: statement_timeout on the server
 )
 
@@ -157,16 +157,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen: BaseException | None = exc
     while seen is not None:
         yield seen
-        if isinstance(seen, DBAPIError) and isinstance(seen.orig, BaseException):
-            yield seen.orig
         seen = seen.__cause__ or seen.__context__
 
 
 def _lost(exc: BaseException) -> bool:
     """Whether the connection is gone or was refused: the server restarted, or refused a connection."""
     return any(
-        (isinstance(cause, _LOST) and not isinstance(cause, TimeoutError))  # an OSError, but the connection is good
-        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        isinstance(cause, _LOST) and not isinstance(cause, TimeoutError)  # an OSError, but the connection is good
         for cause in _causes(exc)
     )
 
@@ -179,81 +176,11 @@ def _translated(exc: Exception) -> Exception | None:
     for cause in _causes(exc):
         if isinstance(cause, asyncpg.exceptions.UniqueViolationError):
             return Duplicate(cause.constraint_name, str(cause))
-        if isinstance(cause, sqlite3.IntegrityError) and "UNIQUE" in str(cause):
-            return Duplicate(None, str(cause))
         if isinstance(cause, asyncpg.exceptions.TransactionRollbackError):
             return Contended(str(cause))
-        if isinstance(cause, sqlite3.OperationalError):
-            return Unavailable()  # the file cannot be opened, or its write lock not had in the connection's timeout
         if isinstance(cause, _FOR_THIS_REQUEST):
             return Unavailable()
     return Unavailable() if _lost(exc) else None
-
-
-# --- SQLite (and any other engine): the statements through SQLAlchemy
-
-
-class EngineSession:
-    # A write per statement: `EngineDriver.single_write` is a transaction anyway.
-    writable_ctes = False
-
-    def __init__(self, connection: AsyncConnection):
-        self._connection = connection
-
-    async def first(self, statement: Executable, params: Params) -> Row | None:
-        row = (await self._connection.execute(statement, params)).first()
-        return None if row is None else row._mapping
-
-    async def all(self, statement: Executable, params: Params) -> Sequence[Row]:
-        return (await self._connection.execute(statement, params)).mappings().all()
-
-    async def execute(self, statement: Executable, params: Params) -> int:
-        return (await self._connection.execute(statement, params)).rowcount
-
-    async def copy(self, model: type[Base], columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
-        batch = 5_000
-        for start in range(0, len(records), batch):
-            rows = [dict(zip(columns, record, strict=True)) for record in records[start : start + batch]]
-            await self._connection.execute(insert(model), rows)
-
-
-class EngineDriver:
-    def __init__(self, engine: AsyncEngine):
-        self._engine = engine
-
-    async def first(self, statement: Executable, params: Params) -> Row | None:
-        async with self.reading() as session:
-            return await session.first(statement, params)
-
-    @asynccontextmanager
-    async def _errors_translated(self) -> AsyncIterator[None]:
-        """Errors as ours (`_translated`); the server restarted or refused: every pooled connection is as dead."""
-        try:
-            yield
-        except Exception as exc:
-            translated = _translated(exc)
-            if translated is None:
-                raise
-            if isinstance(translated, Unavailable) and _lost(exc):
-                await self._engine.dispose(close=False)
-            raise translated from exc
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Session]:
-        """Outside a transaction: a single consistent SELECT needs no BEGIN and ROLLBACK."""
-        async with self._errors_translated(), self._engine.connect() as connection:
-            yield EngineSession(await connection.execution_options(isolation_level="AUTOCOMMIT"))
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
-        async with self._errors_translated(), self._engine.begin() as connection:
-            yield EngineSession(connection)
-
-    def single_write(self) -> AbstractAsyncContextManager[Session]:
-        return self.transaction()
-
-    async def close(self) -> None:
-        await self._engine.dispose()
 
 
 # --- PostgreSQL: the compiled statements on asyncpg
@@ -271,13 +198,14 @@ def _compile(statement: Executable, dialect: Any) -> _Compiled:
     assert isinstance(statement, ClauseElement), "a statement built with SQLAlchemy Core"
     compiled = statement.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None, "asyncpg's numbered parameters"
-    # A default computed in Python (`default=uuid.uuid4`) is SQLAlchemy's execution's to fill in, not ours.
-    assert not compiled.insert_prefetch, "every value of an insert given, none left to a Python-side default"
+    # An insert's column left to its model's Python-side default (`default=uuid.uuid4`): made here for each row,
+    # as SQLAlchemy's own execution would, unless the call gives it.
+    defaults = {column.key: column.default for column in compiled.insert_prefetch if column.default is not None}
     getters: list[tuple[str | None, Any, Any]] = []  # (name, or None and the fixed value), bind processor
     for name in compiled.positiontup:
         bind = compiled.binds[name]
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if bind.required:
+        if bind.required or name in defaults:
             getters.append((name, None, process))
         else:
             getters.append((None, process(bind.value) if process else bind.value, None))
@@ -287,31 +215,36 @@ def _compile(statement: Executable, dialect: Any) -> _Compiled:
         for name, fixed, process in getters:
             if name is None:
                 values.append(fixed)
-            else:
+                continue
+            if name in params:
                 value = params[name]
-                values.append(process(value) if process and value is not None else value)
+            else:
+                default = defaults[name]
+                assert isinstance(default, ColumnDefault), "a model's default is a value or a function"
+                value = default.arg(None) if default.is_callable else default.arg
+            values.append(process(value) if process and value is not None else value)
         return values
 
     return _Compiled(compiled.string, arguments)
 
 
 class _AsyncpgSession:
-    writable_ctes = True
-
     def __init__(self, connection: asyncpg.Connection, compile: Callable[[Executable], _Compiled]):
         self._connection = connection
         self._compile = compile
 
-    async def first(self, statement: Executable, params: Params) -> Row | None:
-        compiled = self._compile(statement)
-        return await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
+    async def first(self, query: Rows[R], params: Params) -> R | None:
+        compiled = self._compile(query.statement)
+        record = await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
+        return None if record is None else query.make(record)
 
-    async def all(self, statement: Executable, params: Params) -> Sequence[Row]:
-        compiled = self._compile(statement)
+    async def all(self, query: Rows[R], params: Params) -> list[R]:
+        compiled = self._compile(query.statement)
         try:
-            return await self._connection.fetch(compiled.sql, *compiled.arguments(params))
+            records = await self._connection.fetch(compiled.sql, *compiled.arguments(params))
         except asyncpg.ForeignKeyViolationError as exc:
             raise Refused(exc.constraint_name) from exc
+        return [query.make(record) for record in records]
 
     async def execute(self, statement: Executable, params: Params) -> int:
         compiled = self._compile(statement)
@@ -320,6 +253,17 @@ class _AsyncpgSession:
 
     async def copy(self, model: type[Base], columns: Sequence[str], records: Sequence[tuple[Any, ...]]) -> None:
         await self._connection.copy_records_to_table(model.__tablename__, columns=list(columns), records=records)
+
+
+async def _read_uuids_as_python_uuids(connection: asyncpg.Connection) -> None:
+    """asyncpg reads a UUID as its own class; the service compares, hashes and serializes `uuid.UUID`s."""
+    await connection.set_type_codec(
+        "uuid",
+        schema="pg_catalog",
+        encoder=lambda value: (value if isinstance(value, uuid.UUID) else uuid.UUID(value)).bytes,
+        decoder=lambda data: uuid.UUID(bytes=data),
+        format="binary",
+    )
 
 
 async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
@@ -354,6 +298,7 @@ class AsyncpgDriver:
                 min_size=0,
                 max_size=self._pool_size,
                 reset=_roll_back_if_open,
+                init=_read_uuids_as_python_uuids,
                 timeout=5,
                 command_timeout=15,
                 server_settings={"application_name": APPLICATION_NAME},
@@ -413,17 +358,18 @@ class AsyncpgDriver:
             await self._translate(exc)
             raise
 
-    async def first(self, statement: Executable, params: Params) -> Row | None:
-        compiled = self._compile(statement)
+    async def first(self, query: Rows[R], params: Params) -> R | None:
+        compiled = self._compile(query.statement)
         try:
             pool, connection = await self._acquire()
             try:
-                return await connection.fetchrow(compiled.sql, *compiled.arguments(params))
+                record = await connection.fetchrow(compiled.sql, *compiled.arguments(params))
             finally:
                 await self._release(pool, connection)
         except Exception as exc:
             await self._translate(exc)
             raise
+        return None if record is None else query.make(record)
 
     def reading(self) -> AbstractAsyncContextManager[Session]:
         return self._session(in_transaction=False)

@@ -6,14 +6,19 @@ attempts lately from its address or with its client id; try after `retry_after` 
 `Unavailable` (the database cannot be reached, or too many logins are being checked at once;
 nothing was written).
 
-The HTTP layer maps each code to a status and an RFC 9457 problem in one place
+Each class that names a code says, beside it, the HTTP status it is answered with and the example the API
+document shows of it (`status`, `example`): adding a code is one edit, and a class that names a code without
+them is refused when this module is imported. The HTTP layer turns an error into an RFC 9457 problem in one place
 (`service.http.problems`), in the client's language: every title and detail here is an English message id
 (marked `N_` for Babel's extraction) with `%(name)s` placeholders, filled from the error's `params` there.
 """
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
+
+from service.examples import EXAMPLE_ACTIVATION_ID, QUOTE_EXAMPLE
 
 if TYPE_CHECKING:
     from service.rules import Quote  # the rules raise these errors: no import at run time
@@ -24,13 +29,32 @@ def N_(message: str) -> str:
     return message
 
 
+@dataclass(frozen=True)
+class Example:
+    """What the API document shows of a code: the problem's English `detail`, and its members beside the five of
+    every problem."""
+
+    detail: str
+    members: Mapping[str, Any] = field(default_factory=dict)
+
+
+_KEY_EXAMPLE = {"key_index": 1, "key_prefix": "TXS-7QKD"}
+
+
 class DomainError(Exception):
     """A refused request (see the module's docstring); mapped to an HTTP problem in one place.
 
     `detail` is a message id, its placeholders filled from `params`; `str()` of the error is its English text."""
 
-    code = "domain_error"
+    code: ClassVar[str]
+    status: ClassVar[int]
+    example: ClassVar[Example]
     title = N_("Request refused")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in vars(cls) and not {"status", "example"} <= vars(cls).keys():
+            raise TypeError(f"{cls.__name__} names the code {cls.code!r}: give it its `status` and `example` too")
 
     def __init__(self, detail: str | None = None, **params: object):
         self.message = detail or self.title
@@ -41,6 +65,8 @@ class DomainError(Exception):
 
 class InvalidRequest(DomainError):
     code = "invalid_request"
+    status = 400
+    example = Example("A query parameter is given more than once")
     title = N_("The request is not valid")
 
 
@@ -54,16 +80,22 @@ class PurchaseTooOld(InvalidRequest):
 
 class Unauthenticated(DomainError):
     code = "unauthenticated"
+    status = 401
+    example = Example("The access token is missing, expired or not valid")
     title = N_("Authentication required")
 
 
 class Forbidden(DomainError):
     code = "forbidden"
+    status = 403
+    example = Example("This operation is for administrators")
     title = N_("Not allowed")
 
 
 class InstallationNotFound(DomainError):
     code = "installation_not_found"
+    status = 404
+    example = Example("No installation has the code 'ACME-0001'")
     title = N_("No such installation")
 
 
@@ -90,16 +122,22 @@ class KeyRefused(DomainError):
 
 class KeyNotFound(KeyRefused):
     code = "key_not_found"
+    status = 404
+    example = Example("No such key", _KEY_EXAMPLE)
     title = N_("No such key")
 
 
 class ActivationNotFound(DomainError):
     code = "activation_not_found"
+    status = 404
+    example = Example("No such activation")
     title = N_("No such activation")
 
 
 class ResellerNotFound(DomainError):
     code = "reseller_not_found"
+    status = 404
+    example = Example("No such reseller")
     title = N_("No such reseller")
 
 
@@ -109,21 +147,29 @@ class WebhookUrlRefused(InvalidRequest):
 
 class WebhookEndpointNotFound(DomainError):
     code = "webhook_endpoint_not_found"
+    status = 404
+    example = Example("No such webhook endpoint")
     title = N_("No such webhook endpoint")
 
 
 class WebhookDeliveryNotFound(DomainError):
     code = "webhook_delivery_not_found"
+    status = 404
+    example = Example("No such webhook delivery")
     title = N_("No such webhook delivery")
 
 
 class InstallationExists(DomainError):
     code = "installation_exists"
+    status = 409
+    example = Example("An installation with this code is already registered")
     title = N_("An installation with this code is already registered")
 
 
 class ResellerExists(DomainError):
     code = "reseller_exists"
+    status = 409
+    example = Example("A reseller with this name already exists")
     title = N_("A reseller with this name already exists")
 
 
@@ -131,6 +177,8 @@ class LicensesInsufficient(DomainError):
     """R6: the keys supplied would not bring support current."""
 
     code = "licenses_insufficient"
+    status = 402
+    example = Example("1 license(s) supplied, 2 required", {"quote": QUOTE_EXAMPLE})
     title = N_("Not enough licenses to bring support current")
 
     def __init__(self, required: int, supplied: int):
@@ -144,6 +192,8 @@ class LicensesInsufficient(DomainError):
 
 class KeyAlreadyUsed(KeyRefused):
     code = "key_already_used"
+    status = 409
+    example = Example("The key was already used", _KEY_EXAMPLE)
     title = N_("The key was already used")
 
 
@@ -152,6 +202,11 @@ class VoidHasDependents(DomainError):
     support that no longer was (R6). The request may ask to void them too (`cascade`)."""
 
     code = "void_has_dependents"
+    status = 409
+    example = Example(
+        "1 later live activation(s) were computed on this one: void them too (cascade)",
+        {"dependents": [EXAMPLE_ACTIVATION_ID]},
+    )
     title = N_("Later activations depend on this one")
 
     def __init__(self, dependents: list[UUID]):
@@ -164,46 +219,64 @@ class VoidHasDependents(DomainError):
 
 class KeyRevoked(KeyRefused):
     code = "key_revoked"
+    status = 409
+    example = Example("The key was revoked", {"key_index": 0, "key_prefix": "TXS-7QKD"})
     title = N_("The key was revoked")
 
 
 class KeyDuplicated(KeyRefused):
     code = "key_duplicated"
+    status = 409
+    example = Example("The same key appears twice in the request", {"key_index": 2, "key_prefix": "TXS-7QKD"})
     title = N_("The same key appears twice in the request")
 
 
 class KeyMalformed(KeyRefused):
     code = "key_malformed"
+    status = 422
+    example = Example("The key is not a valid Timex Support key: check it for typos.", {"key_index": 1})
     title = N_("The key is not a valid Timex Support key: check it for typos.")
 
 
 class UserNotFound(DomainError):
     code = "user_not_found"
+    status = 404
+    example = Example("No such user")
     title = N_("No such user")
 
 
 class UserExists(DomainError):
     code = "user_exists"
+    status = 409
+    example = Example("A user with this username already exists")
     title = N_("A user with this username already exists")
 
 
 class SetupLinkInvalid(DomainError):
     code = "setup_link_invalid"
+    status = 404
+    example = Example("This setup link is not valid: it was used, it expired, or it was never given")
     title = N_("This setup link is not valid: it was used, it expired, or it was never given")
 
 
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
+    status = 422
+    example = Example("This Idempotency-Key was used for another request")
     title = N_("This Idempotency-Key was used for another request")
 
 
 class IdempotencyKeyInFlight(DomainError):
     code = "idempotency_key_in_flight"
+    status = 409
+    example = Example("A request with this Idempotency-Key is still being answered; try again shortly")
     title = N_("A request with this Idempotency-Key is still being answered; try again shortly")
 
 
 class RateLimited(DomainError):
     code = "rate_limited"
+    status = 429
+    example = Example("Try again in 840 seconds")
     title = N_("Too many requests")
 
     def __init__(self, retry_after: int):
@@ -213,4 +286,6 @@ class RateLimited(DomainError):
 
 class Unavailable(DomainError):
     code = "unavailable"
+    status = 503
+    example = Example("The service is temporarily unavailable; nothing was written")
     title = N_("The service is temporarily unavailable; nothing was written")

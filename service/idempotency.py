@@ -23,6 +23,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID, uuid4
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from service.driver import Driver, Duplicate, retried
+from service.driver import Driver, Duplicate, Rows, retried
 from service.errors import N_, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidRequest, Unavailable
 from service.models import IdempotencyKey
 
@@ -113,14 +114,28 @@ _CLAIM = insert(IdempotencyKey).values(
     claimed_at=bindparam("now"),
     expires_at=bindparam("expiry"),
 )
-_READ = select(
-    IdempotencyKey.fingerprint,
-    IdempotencyKey.claim,
-    IdempotencyKey.claimed_at,
-    IdempotencyKey.status,
-    IdempotencyKey.content_type,
-    IdempotencyKey.body,
-).where(*_WHERE_KEY, IdempotencyKey.expires_at > bindparam("now"))
+
+
+class _Stored(NamedTuple):
+    fingerprint: bytes
+    claim: UUID
+    claimed_at: datetime
+    status: int | None
+    content_type: str | None
+    body: bytes | None
+
+
+_READ = Rows(
+    select(
+        IdempotencyKey.fingerprint,
+        IdempotencyKey.claim,
+        IdempotencyKey.claimed_at,
+        IdempotencyKey.status,
+        IdempotencyKey.content_type,
+        IdempotencyKey.body,
+    ).where(*_WHERE_KEY, IdempotencyKey.expires_at > bindparam("now")),
+    _Stored,
+)
 _TAKE_OVER = (
     update(IdempotencyKey)
     .where(*_WHERE_KEY, IdempotencyKey.claim == bindparam("abandoned"), IdempotencyKey.status.is_(None))
@@ -154,14 +169,15 @@ async def claim(*, driver: Driver, attempt: Attempt, now: datetime, ttl: timedel
         row = await driver.first(_READ, where)
         if row is None:
             continue  # released or expired since: claim it again
-        if row["fingerprint"] != attempt.fingerprint:
+        if row.fingerprint != attempt.fingerprint:
             raise IdempotencyKeyReused()
-        if row["status"] is not None:
-            return Answer(row["status"], row["content_type"], sealer.open(attempt, row["body"]))
-        if row["claimed_at"] > now - CLAIM_TIMEOUT:
+        if row.status is not None:
+            assert row.content_type is not None and row.body is not None, "an answer is stored whole (`_STORE`)"
+            return Answer(row.status, row.content_type, sealer.open(attempt, row.body))
+        if row.claimed_at > now - CLAIM_TIMEOUT:
             raise IdempotencyKeyInFlight()
         async with driver.single_write() as session:
-            if await session.execute(_TAKE_OVER, {**where, "abandoned": row["claim"], "claim_id": claim.id}):
+            if await session.execute(_TAKE_OVER, {**where, "abandoned": row.claim, "claim_id": claim.id}):
                 return claim
     raise Unavailable()
 

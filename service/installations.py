@@ -2,17 +2,16 @@
 
 import base64
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Select, bindparam, insert, select, tuple_
 
 from service import resellers, rules, webhooks
 from service.auth import Principal
-from service.driver import Driver, Duplicate, Row, Session, retried
+from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, InvalidRequest, PurchaseTooOld
 from service.models import Activation, Installation, LicenseKey
 
@@ -75,20 +74,35 @@ COLUMNS = (
 )
 
 
-def record_of(row: Row) -> InstallationRecord:
+class InstallationRow(NamedTuple):
+    """An installation as read (`COLUMNS`)."""
+
+    id: int
+    code: str
+    reseller_id: UUID | None
+    anchor: date
+    months: int
+    bonus_months: int
+    initial_months: int
+    created_at: datetime
+
+
+def record_of(row: InstallationRow) -> InstallationRecord:
     return InstallationRecord(
-        id=row["id"],
-        code=row["code"],
-        reseller_id=row["reseller_id"],
-        support=rules.Support(row["anchor"], row["months"]),
-        bonus_months=row["bonus_months"],
-        initial_months=row["initial_months"],
-        created_at=row["created_at"],
+        id=row.id,
+        code=row.code,
+        reseller_id=row.reseller_id,
+        support=rules.Support(row.anchor, row.months),
+        bonus_months=row.bonus_months,
+        initial_months=row.initial_months,
+        created_at=row.created_at,
     )
 
 
-_FIND = select(*COLUMNS).where(Installation.code == bindparam("code"))
-_FIND_FOR_UPDATE = _FIND.with_for_update()
+_FIND = Rows(select(*COLUMNS).where(Installation.code == bindparam("code")), InstallationRow)
+_FIND_FOR_UPDATE = Rows(
+    select(*COLUMNS).where(Installation.code == bindparam("code")).with_for_update(), InstallationRow
+)
 
 
 async def find(session: Session, code: str, for_update: bool = False) -> InstallationRecord:
@@ -161,7 +175,7 @@ async def register(
     return record
 
 
-_REGISTER = (
+_REGISTER = Rows(
     insert(Installation)
     .values(
         {
@@ -170,9 +184,29 @@ _REGISTER = (
         }
     )
     .values(bonus_months=0)
-    .returning(*COLUMNS)
+    .returning(*COLUMNS),
+    InstallationRow,
 )
-_ACTIVATIONS_OF = (
+
+
+class _ActivationRow(NamedTuple):
+    id: UUID
+    activated_on: date
+    licenses: int
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    bonus_months: int
+    voided_at: datetime | None
+    void_reason: str | None
+
+
+class _KeyOfActivation(NamedTuple):
+    id: UUID
+    activation_id: UUID
+
+
+_ACTIVATIONS_OF = Rows(
     select(
         Activation.id,
         Activation.activated_on,
@@ -185,13 +219,15 @@ _ACTIVATIONS_OF = (
         Activation.void_reason,
     )
     .where(Activation.installation_id == bindparam("id"))
-    .order_by(Activation.months_before, Activation.created_at)  # the order they were applied in
+    .order_by(Activation.months_before, Activation.created_at),  # the order they were applied in
+    _ActivationRow,
 )
-_KEYS_OF = (
+_KEYS_OF = Rows(
     select(LicenseKey.id, LicenseKey.activation_id)
     .join(Activation, Activation.id == LicenseKey.activation_id)
     .where(Activation.installation_id == bindparam("id"))
-    .order_by(LicenseKey.position)
+    .order_by(LicenseKey.position),
+    _KeyOfActivation,
 )
 
 
@@ -205,19 +241,29 @@ async def details(
         keys = await session.all(_KEYS_OF, {"id": installation.id})
     key_ids: dict[UUID, list[UUID]] = {}
     for key in keys:
-        key_ids.setdefault(key["activation_id"], []).append(key["id"])
+        key_ids.setdefault(key.activation_id, []).append(key.id)
     return installation, [
-        ActivationSummary(**activation, key_ids=tuple(key_ids.get(activation["id"], ()))) for activation in activations
+        ActivationSummary(**activation._asdict(), key_ids=tuple(key_ids.get(activation.id, ())))
+        for activation in activations
     ]
 
 
 # Built once: the hot read only binds its code, and its compiled form is reused.
-_SUPPORT_READ = select(Installation.anchor, Installation.months, Installation.bonus_months).where(
-    Installation.code == bindparam("code")
+class _SupportRow(NamedTuple):
+    anchor: date
+    months: int
+    bonus_months: int
+
+
+_SUPPORT_READ = Rows(
+    select(Installation.anchor, Installation.months, Installation.bonus_months).where(
+        Installation.code == bindparam("code")
+    ),
+    _SupportRow,
 )
 
 
-async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
+async def _read_support(driver: Driver, code: str) -> _SupportRow:
     row = await driver.first(_SUPPORT_READ, {"code": code})
     if row is None:
         raise InstallationNotFound(N_("No installation has the code %(code)s"), code=code)
@@ -226,14 +272,14 @@ async def _read_support(driver: Driver, code: str) -> Mapping[str, Any]:
 
 async def support_state(*, driver: Driver, code: str, today: date) -> SupportState:
     row = await _read_support(driver, code)
-    return SupportState(code, rules.Support(row["anchor"], row["months"]), row["bonus_months"], today)
+    return SupportState(code, rules.Support(row.anchor, row.months), row.bonus_months, today)
 
 
 async def quote(
     *, driver: Driver, code: str, on: date, unit_price_minor: int, licenses: int | None = None
 ) -> rules.Quote:
     row = await _read_support(driver, code)
-    return rules.quote(rules.Support(row["anchor"], row["months"]), on, unit_price_minor, licenses)
+    return rules.quote(rules.Support(row.anchor, row.months), on, unit_price_minor, licenses)
 
 
 # --- The renewal pipeline: a reseller's installations by support end
@@ -257,6 +303,16 @@ class PipelinePage:
     has_more: bool
 
 
+class _PipelineRow(NamedTuple):
+    id: int
+    code: str
+    reseller_id: UUID | None
+    anchor: date
+    months: int
+    bonus_months: int
+    support_end: date
+
+
 _PIPELINE = select(
     Installation.id,
     Installation.code,
@@ -268,9 +324,9 @@ _PIPELINE = select(
 ).order_by(Installation.support_end, Installation.id)
 
 
-def _cursor(row: Row) -> str:
+def _cursor(row: _PipelineRow) -> str:
     """Where the next page starts: after this row, in (support end, id) order. Opaque to clients."""
-    position = json.dumps([row["support_end"].isoformat(), row["id"]], separators=(",", ":"))
+    position = json.dumps([row.support_end.isoformat(), row.id], separators=(",", ":"))
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 
@@ -349,7 +405,7 @@ async def pipeline(
         limit=limit + 1,  # one more than the page: whether another page follows
     )
     async with driver.reading() as session:
-        rows = await session.all(statement, {})
+        rows = await session.all(Rows(statement, _PipelineRow), {})
     page, has_more = rows[:limit], len(rows) > limit
     return PipelinePage(
         [_pipeline_row(row, today, unit_price_minor, expiring_within_days) for row in page],
@@ -358,12 +414,12 @@ async def pipeline(
     )
 
 
-def _pipeline_row(row: Row, today: date, unit_price_minor: int, expiring_within_days: int) -> PipelineRow:
-    support = rules.Support(row["anchor"], row["months"])
+def _pipeline_row(row: _PipelineRow, today: date, unit_price_minor: int, expiring_within_days: int) -> PipelineRow:
+    support = rules.Support(row.anchor, row.months)
     return PipelineRow(
-        code=row["code"],
-        reseller_id=row["reseller_id"],
-        support=SupportState(row["code"], support, row["bonus_months"], today),
+        code=row.code,
+        reseller_id=row.reseller_id,
+        support=SupportState(row.code, support, row.bonus_months, today),
         state=rules.pipeline_state(support.end, today, expiring_within_days),
         quote=rules.quote(support, today, unit_price_minor),
     )

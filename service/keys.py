@@ -3,13 +3,14 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
 from service import keyformat, resellers, webhooks
 from service.auth import Principal
-from service.driver import Driver, Row, retried
+from service.driver import Driver, Rows, retried
 from service.errors import N_, KeyAlreadyUsed, KeyNotFound
 from service.models import LicenseKey
 
@@ -45,8 +46,19 @@ _INFO_COLUMNS = (
 )
 
 
-def _info(row: Row) -> KeyInfo:
-    return KeyInfo(**row)
+class _InfoRow(NamedTuple):
+    id: UUID
+    prefix: str
+    reseller_id: UUID | None
+    status: str
+    activation_id: UUID | None
+    created_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _info(row: _InfoRow) -> KeyInfo:
+    return KeyInfo(**row._asdict())
 
 
 @retried
@@ -87,17 +99,18 @@ async def list_keys(
     if after is not None:
         statement = statement.where(LicenseKey.id > after)
     async with driver.reading() as session:
-        rows = await session.all(statement, {})
+        rows = await session.all(Rows(statement, _InfoRow), {})
     return [_info(row) for row in rows[:limit]], len(rows) > limit
 
 
-_REVOKE = (
+_REVOKE = Rows(
     update(LicenseKey)
     .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
     .values(status="revoked", revoked_at=bindparam("now"))
-    .returning(*_INFO_COLUMNS)
+    .returning(*_INFO_COLUMNS),
+    _InfoRow,
 )
-_INFO = select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id"))
+_INFO = Rows(select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id")), _InfoRow)
 
 
 async def info(*, driver: Driver, key_id: UUID) -> KeyInfo:
@@ -122,6 +135,6 @@ async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
         row = await session.first(_INFO, {"id": key_id})
         if row is None:
             raise KeyNotFound()
-        if row["status"] == "used":
+        if row.status == "used":
             raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
     return _info(row)

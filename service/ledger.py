@@ -8,18 +8,26 @@ voiding that one alone would leave them standing on support that no longer was (
 always a ledger the rules accepted, activation by activation.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
 from service import installations, rules, webhooks
-from service.driver import Driver, Session, retried
+from service.driver import Driver, Rows, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
 from service.models import Activation, Installation, LicenseKey
+
+
+class _LiveActivation(NamedTuple):
+    id: UUID
+    installation_id: int
+    activated_on: date
+    licenses: int
+
 
 # months_before grows strictly with every activation applied, so it is the order of application.
 _LIVE_ACTIVATIONS = (
@@ -59,7 +67,17 @@ class Impossible:
     activated_on: date
 
 
-_INSTALLATIONS_AFTER = (
+class _StoredSupport(NamedTuple):
+    id: int
+    code: str
+    anchor: date
+    initial_months: int
+    months: int
+    bonus_months: int
+    support_end: date
+
+
+_INSTALLATIONS_AFTER = Rows(
     select(
         Installation.id,
         Installation.code,
@@ -71,12 +89,14 @@ _INSTALLATIONS_AFTER = (
     )
     .where(Installation.id > bindparam("after"))
     .order_by(Installation.id)
-    .limit(bindparam("batch"))
+    .limit(bindparam("batch")),
+    _StoredSupport,
 )
-_LIVE_ACTIVATIONS_BETWEEN = _LIVE_ACTIVATIONS.where(
-    Activation.installation_id.between(bindparam("first"), bindparam("last"))
+_LIVE_ACTIVATIONS_BETWEEN = Rows(
+    _LIVE_ACTIVATIONS.where(Activation.installation_id.between(bindparam("first"), bindparam("last"))),
+    _LiveActivation,
 )
-_LIVE_ACTIVATIONS_OF = _LIVE_ACTIVATIONS.where(Activation.installation_id == bindparam("id"))
+_LIVE_ACTIVATIONS_OF = Rows(_LIVE_ACTIVATIONS.where(Activation.installation_id == bindparam("id")), _LiveActivation)
 
 
 async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift | Impossible]:
@@ -89,21 +109,21 @@ async def verify(*, driver: Driver, batch: int = 1000) -> list[Drift | Impossibl
             rows = await session.all(_INSTALLATIONS_AFTER, {"after": last_id, "batch": batch})
             if not rows:
                 return findings
-            last_id = rows[-1]["id"]
-            ledgers: dict[int, list[Mapping[str, Any]]] = {}
-            for a in await session.all(_LIVE_ACTIVATIONS_BETWEEN, {"first": rows[0]["id"], "last": last_id}):
-                ledgers.setdefault(a["installation_id"], []).append(a)
+            last_id = rows[-1].id
+            ledgers: dict[int, list[_LiveActivation]] = {}
+            for a in await session.all(_LIVE_ACTIVATIONS_BETWEEN, {"first": rows[0].id, "last": last_id}):
+                ledgers.setdefault(a.installation_id, []).append(a)
             for row in rows:
-                start = rules.Support(row["anchor"], row["initial_months"])
-                ledger = ledgers.get(row["id"], [])
-                applied = [(a["activated_on"], a["licenses"]) for a in ledger]
+                start = rules.Support(row.anchor, row.initial_months)
+                ledger = ledgers.get(row.id, [])
+                applied = [(a.activated_on, a.licenses) for a in ledger]
                 folded = fold(start, applied)
-                stored = Folded(row["months"], row["bonus_months"], row["support_end"])
+                stored = Folded(row.months, row.bonus_months, row.support_end)
                 if stored != folded:
-                    findings.append(Drift(row["code"], stored, folded))
+                    findings.append(Drift(row.code, stored, folded))
                 for position in rules.refused_in_fold(start, applied):
                     activation = ledger[position]
-                    findings.append(Impossible(row["code"], activation["id"], activation["activated_on"]))
+                    findings.append(Impossible(row.code, activation.id, activation.activated_on))
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,23 @@ class VoidResult:
     """Every key this request revoked."""
 
 
-_CODE_OF_ACTIVATION = select(Installation.code).join(Activation).where(Activation.id == bindparam("id"))
-_VOID_STATE = select(Activation.voided_at, Activation.void_reason).where(Activation.id == bindparam("id"))
+class _Code(NamedTuple):
+    code: str
+
+
+class _VoidState(NamedTuple):
+    voided_at: datetime | None
+    void_reason: str | None
+
+
+class _Revoked(NamedTuple):
+    id: UUID
+
+
+_CODE_OF_ACTIVATION = Rows(select(Installation.code).join(Activation).where(Activation.id == bindparam("id")), _Code)
+_VOID_STATE = Rows(
+    select(Activation.voided_at, Activation.void_reason).where(Activation.id == bindparam("id")), _VoidState
+)
 _VOID = (
     update(Activation)
     .where(Activation.id == bindparam("activation_id"))
@@ -141,11 +176,12 @@ _KEYS_TO_REVOKE = (
     .order_by(LicenseKey.id)
     .with_for_update()
 )
-_REVOKE_KEYS = (
+_REVOKE_KEYS = Rows(
     update(LicenseKey)
     .where(LicenseKey.id.in_(_KEYS_TO_REVOKE.scalar_subquery()))
     .values(status="revoked", revoked_at=bindparam("now"))
-    .returning(LicenseKey.id)
+    .returning(LicenseKey.id),
+    _Revoked,
 )
 _STORE_FOLDED = (
     update(Installation)
@@ -175,12 +211,12 @@ async def void(
         found = await session.first(_CODE_OF_ACTIVATION, {"id": activation_id})
         if found is None:
             raise ActivationNotFound()
-        code = found["code"]
+        code = found.code
         installation = await installations.find(session, code, for_update=True)
         activation = await session.first(_VOID_STATE, {"id": activation_id})
         assert activation is not None, "the activation was found above, and activations are never deleted"
-        if activation["voided_at"] is None:
-            live = [row["id"] for row in await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})]
+        if activation.voided_at is None:
+            live = [row.id for row in await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})]
             position = live.index(activation_id)
             dependents = live[position + 1 :]
             if dependents and (not cascade or (previewed is not None and list(previewed) != dependents)):
@@ -190,13 +226,14 @@ async def void(
                 await session.execute(_VOID, {"activation_id": voiding, "now": now, "reason": reason})
             revoked = await session.all(_REVOKE_KEYS, {"installation_id": installation.id, "now": now})
             folded = await _refold(session, installation)
-            revoked_keys = tuple(sorted(row["id"] for row in revoked))
+            revoked_keys = tuple(sorted(row.id for row in revoked))
             result = VoidResult(activation_id, code, now, reason, folded.support_end, voided, revoked_keys)
             for each in voided:
                 await _announce(session, replace(result, activation_id=each), installation)
             return result
+    assert activation.void_reason is not None, "a void activation has its reason (`_VOID` writes both)"
     return VoidResult(
-        activation_id, code, activation["voided_at"], activation["void_reason"], installation.support.end, (), ()
+        activation_id, code, activation.voided_at, activation.void_reason, installation.support.end, (), ()
     )
 
 
@@ -211,7 +248,7 @@ async def _announce(session: Session, voided: VoidResult, installation: installa
 
 async def _refold(session: Session, installation: installations.InstallationRecord) -> Folded:
     ledger = await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})
-    folded = fold(installation.start, [(a["activated_on"], a["licenses"]) for a in ledger])
+    folded = fold(installation.start, [(a.activated_on, a.licenses) for a in ledger])
     await session.execute(
         _STORE_FOLDED,
         {

@@ -45,7 +45,7 @@ class Base(DeclarativeBase):
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Instants are timezone-aware UTC on the way in and out, SQLite included (it drops the zone)."""
+    """Instants are timezone-aware UTC on the way in and out: a naive one is refused, not taken for local time."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -86,7 +86,7 @@ class Reseller(Base):
 class Installation(Base):
     __tablename__ = "installations"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"))
     anchor: Mapped[date] = mapped_column(Date)
@@ -227,7 +227,7 @@ class WebhookEvent(Base):
     # For the events found from an installation's support end: which support period they are about. The
     # unique index makes each emitted once, whichever worker finds it first; it holds those events only, so
     # that an activation's event costs its statement no entry in it.
-    installation_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
     period_end: Mapped[date | None] = mapped_column(Date)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
@@ -239,7 +239,6 @@ class WebhookEvent(Base):
             "period_end",
             unique=True,
             postgresql_where=text("period_end IS NOT NULL"),
-            sqlite_where=text("period_end IS NOT NULL"),
         ),
     )
 

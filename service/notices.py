@@ -4,11 +4,13 @@
 support period."""
 
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
+from uuid import UUID
 
 from sqlalchemy import bindparam, select
 
 from service import installations, rules, webhooks
-from service.driver import Driver, Duplicate
+from service.driver import Driver, Duplicate, Rows
 from service.models import Installation, WebhookEvent
 
 LAPSE_NOTICE_DAYS = 30
@@ -16,20 +18,29 @@ LAPSE_NOTICE_DAYS = 30
 older than that is not news, and a first worker started on an old database does not announce years of them."""
 
 # Only those whose stored support end is near today (its index): the notice itself is the rules' to say.
-_ENDING_NEAR = (
+_ENDING_NEAR = Rows(
     select(*installations.COLUMNS)
     .where(
         Installation.support_end.between(bindparam("from"), bindparam("to")),
         Installation.id > bindparam("after"),
     )
     .order_by(Installation.id)
-    .limit(bindparam("batch"))
+    .limit(bindparam("batch")),
+    installations.InstallationRow,
 )
 
-_ANNOUNCED = select(WebhookEvent.id).where(
-    WebhookEvent.installation_id == bindparam("installation_id"),
-    WebhookEvent.type == bindparam("type"),
-    WebhookEvent.period_end == bindparam("period_end"),
+
+class _Announced(NamedTuple):
+    id: UUID
+
+
+_ANNOUNCED = Rows(
+    select(WebhookEvent.id).where(
+        WebhookEvent.installation_id == bindparam("installation_id"),
+        WebhookEvent.type == bindparam("type"),
+        WebhookEvent.period_end == bindparam("period_end"),
+    ),
+    _Announced,
 )
 
 
@@ -48,7 +59,7 @@ async def emit_support_notices(
             rows = await session.all(_ENDING_NEAR, {**window, "after": last_id, "batch": batch})
         if not rows:
             return emitted
-        last_id = rows[-1]["id"]
+        last_id = rows[-1].id
         for row in rows:
             installation = installations.record_of(row)
             notice = _notice(installation.support, today, days_before)

@@ -7,12 +7,13 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select, update
 
 from service.auth import SecretChecks, hash_secret
-from service.driver import Driver, Duplicate, Session, retried
+from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
 from service.models import Reseller
 from service.ratelimit import Limiter, client_name
@@ -58,12 +59,45 @@ class Login:
         return max(now, self.tokens_valid_from) if self.tokens_valid_from else now
 
 
-_RECORD = select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at)
-_FIND = _RECORD.where(Reseller.id == bindparam("id"))
+class _RecordRow(NamedTuple):
+    id: UUID
+    name: str
+    client_id: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class _AccessRow(NamedTuple):
+    disabled_at: datetime | None
+    tokens_valid_from: datetime | None
+
+
+class _LoginRow(NamedTuple):
+    id: UUID
+    secret_hash: str
+    disabled_at: datetime | None
+    tokens_valid_from: datetime | None
+
+
+class _Exists(NamedTuple):
+    id: UUID
+
+
+_FIND = Rows(
+    select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at).where(
+        Reseller.id == bindparam("id")
+    ),
+    _RecordRow,
+)
 # Read on every call with a reseller's token: built once.
-_ACCESS = select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id"))
-_LOGIN = select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
-    Reseller.client_id == bindparam("client_id")
+_ACCESS = Rows(
+    select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id")), _AccessRow
+)
+_LOGIN = Rows(
+    select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
+        Reseller.client_id == bindparam("client_id")
+    ),
+    _LoginRow,
 )
 _REGISTER = insert(Reseller).values(
     id=bindparam("id"), name=bindparam("name"), client_id=bindparam("client_id"), secret_hash=bindparam("secret_hash")
@@ -79,7 +113,13 @@ _ROTATE = (
     .where(Reseller.id == bindparam("reseller_id"))
     .values(secret_hash=bindparam("secret_hash"), tokens_valid_from=bindparam("valid_from"))
 )
-_EXISTS = select(Reseller.id).where(Reseller.id == bindparam("id"))
+_ALL = Rows(
+    select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at).order_by(
+        Reseller.name
+    ),
+    _RecordRow,
+)
+_EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
 async def register(*, driver: Driver, name: str) -> NewReseller:
@@ -109,10 +149,10 @@ async def authenticate(
     limited per client address and per client id, before any secret is hashed."""
     async with limiter.attempt(names=[client_name(client), f"id:{client_id}"], failures=(Unauthenticated,)):
         row = await driver.first(_LOGIN, {"client_id": client_id})
-        stored = row["secret_hash"] if row else _DUMMY_HASH
-        if not await checks.verify(client_secret, stored) or row is None or row["disabled_at"] is not None:
+        stored = row.secret_hash if row else _DUMMY_HASH
+        if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
             raise Unauthenticated(N_("Unknown client or wrong secret"))
-        return Login(row["id"], row["tokens_valid_from"])
+        return Login(row.id, row.tokens_valid_from)
 
 
 async def check_access(*, driver: Driver, reseller_id: UUID, issued_at: int | None) -> None:
@@ -121,9 +161,9 @@ async def check_access(*, driver: Driver, reseller_id: UUID, issued_at: int | No
     row = await driver.first(_ACCESS, {"id": reseller_id})
     if row is None:
         raise Unauthenticated(N_("The access token names no known reseller"))
-    if row["disabled_at"] is not None:
+    if row.disabled_at is not None:
         raise Unauthenticated(N_("The reseller is disabled"))
-    valid_from = row["tokens_valid_from"]
+    valid_from = row.tokens_valid_from
     if valid_from is not None and (issued_at is None or issued_at < valid_from.timestamp()):
         raise Unauthenticated(N_("The access token was issued before the client secret was rotated"))
 
@@ -132,13 +172,13 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
     row = await session.first(_FIND, {"id": reseller_id})
     if row is None:
         raise ResellerNotFound()
-    return ResellerRecord(**row)
+    return ResellerRecord(**row._asdict())
 
 
 async def list_all(*, driver: Driver) -> list[ResellerRecord]:
     """Every reseller, by name (a few hundred at most: Smartec's partners)."""
     async with driver.reading() as session:
-        return [ResellerRecord(**row) for row in await session.all(_RECORD.order_by(Reseller.name), {})]
+        return [ResellerRecord(**row._asdict()) for row in await session.all(_ALL, {})]
 
 
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:

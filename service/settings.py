@@ -6,6 +6,7 @@ Every setting has a default that works for the embedded quick start; the README 
 from decimal import Decimal
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: str = "development"
-    database_url: str = "sqlite+aiosqlite:///./timex-licensing.db"
+    database_url: str | None = None
+    """None: the embedded PostgreSQL in `embedded_data_dir` (service.embedded)."""
+    embedded_data_dir: Path = Path("timex-data/postgres")
     database_pool_size: int = Field(20, gt=0)
     business_timezone: str = "Europe/Moscow"
     unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
@@ -34,7 +37,6 @@ class Settings(BaseSettings):
     certificate_key_secret: str = DEV_SECRET
     certificate_lifetime_days: int = Field(30, gt=0)
     signing_keys_reload_seconds: int = Field(60, gt=0)
-    allow_sqlite_in_production: bool = False
     redis_url: str | None = None
     redis_timeout_ms: int = Field(50, gt=0)
     activation_failure_limit: int = Field(10, gt=0)
@@ -84,12 +86,9 @@ class Settings(BaseSettings):
             return
         if insecure := self.insecure_settings():
             raise RuntimeError(f"refusing to start in production with default {', '.join(insecure)}")
-        if self.is_sqlite and not self.allow_sqlite_in_production:
+        if self.database_url is None:
             # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
-            raise RuntimeError(
-                "refusing to start in production on the embedded SQLite database: set DATABASE_URL "
-                "(or ALLOW_SQLITE_IN_PRODUCTION=true for a single-process deployment)"
-            )
+            raise RuntimeError("refusing to start in production on the embedded PostgreSQL: set DATABASE_URL")
 
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
@@ -106,10 +105,6 @@ class Settings(BaseSettings):
     @property
     def unit_price_minor(self) -> int:
         return int(self.unit_price * 100)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 @lru_cache

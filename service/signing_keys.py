@@ -14,10 +14,10 @@ so that a rotation reaches every process within that time, and a certificate cos
 import asyncio
 import base64
 import time
-from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 
 from service.certificates import CertificateSigner, generate_private_key
 from service.clock import Clock
-from service.driver import Contended, Driver, Duplicate, Row, retried
+from service.driver import Contended, Driver, Duplicate, Rows, retried
 from service.models import SigningKey
 
 
@@ -45,19 +45,30 @@ def _cipher(secret: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-_PUBLISHED = (
+class _Published(NamedTuple):
+    private_key: bytes
+    signing: bool | None
+
+
+class _Retired(NamedTuple):
+    kid: str
+
+
+_PUBLISHED = Rows(
     select(SigningKey.private_key, SigningKey.signing)
     .where(or_(SigningKey.signing.is_(True), SigningKey.retired_at > bindparam("since")))
-    .order_by(SigningKey.id.desc())
+    .order_by(SigningKey.id.desc()),
+    _Published,
 )
 _NEW_KEY = insert(SigningKey).values(
     kid=bindparam("kid"), private_key=bindparam("private_key"), signing=True, created_at=bindparam("now")
 )
-_RETIRE = (
+_RETIRE = Rows(
     update(SigningKey)
     .where(SigningKey.signing.is_(True))
     .values(signing=None, retired_at=bindparam("now"))
-    .returning(SigningKey.kid)
+    .returning(SigningKey.kid),
+    _Retired,
 )
 
 
@@ -119,19 +130,19 @@ async def load(
     that start at once each try to make it: the unique `signing` lets one succeed, and the others read its key."""
     cipher = _cipher(secret)
     rows = await _published(driver, now - retained)
-    if not rows or rows[0]["signing"] is not True:
+    if not rows or rows[0].signing is not True:
         with suppress(Duplicate):  # another process made it first
             await _add_signing_key(driver=driver, cipher=cipher, now=now)
         rows = await _published(driver, now - retained)
     try:
-        pems = [cipher.decrypt(row["private_key"]).decode() for row in rows]
+        pems = [cipher.decrypt(row.private_key).decode() for row in rows]
     except InvalidToken:
         raise RuntimeError("CERTIFICATE_KEY_SECRET does not decrypt the stored signing keys") from None
     signers = [CertificateSigner(pem, issuer, lifetime) for pem in pems]
     return KeySet(signers[0], {"keys": [signer.public_jwk for signer in signers]})
 
 
-async def _published(driver: Driver, since: datetime) -> Sequence[Row]:
+async def _published(driver: Driver, since: datetime) -> list[_Published]:
     """Newest first: the signing key, which is always the newest (a key is made signing, and never signs again
     once retired), then the retired ones."""
     async with driver.reading() as session:
@@ -167,4 +178,4 @@ async def rotate(*, driver: Driver, secret: str, now: datetime) -> Rotation:
             await session.execute(_NEW_KEY, new_key)
     except Duplicate as exc:
         raise Contended("another rotation made a signing key first") from exc
-    return Rotation(None if retired is None else retired["kid"], new_key["kid"])
+    return Rotation(None if retired is None else retired.kid, new_key["kid"])

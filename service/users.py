@@ -17,6 +17,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -24,7 +25,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from service import audit, resellers, totp
 from service.audit import Actor
 from service.auth import Principal, Role, SecretChecks, hash_secret
-from service.driver import Driver, Duplicate, Row, Session, retried
+from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, InvalidRequest, SetupLinkInvalid, Unauthenticated, UserExists, UserNotFound
 from service.models import CabinetSession, Reseller, User
 from service.ratelimit import Limiter, client_name
@@ -77,6 +78,54 @@ class SignedIn:
         return Actor(name=self.user.username, address=address, user_id=self.user.id, reseller_id=self.user.reseller_id)
 
 
+class _UserRow(NamedTuple):
+    id: UUID
+    username: str
+    role: Role
+    reseller_id: UUID | None
+    created_at: datetime
+    disabled_at: datetime | None
+    setup_expires_at: datetime | None
+    totp_secret: bytes | None
+    totp_last_step: int | None
+    password_hash: str | None
+
+
+class _LoginRow(NamedTuple):
+    id: UUID
+    username: str
+    role: Role
+    reseller_id: UUID | None
+    created_at: datetime
+    disabled_at: datetime | None
+    setup_expires_at: datetime | None
+    totp_secret: bytes | None
+    totp_last_step: int | None
+    password_hash: str | None
+    reseller_disabled_at: datetime | None
+
+
+class _SessionRow(NamedTuple):
+    id: UUID
+    username: str
+    role: Role
+    reseller_id: UUID | None
+    created_at: datetime
+    disabled_at: datetime | None
+    setup_expires_at: datetime | None
+    totp_secret: bytes | None
+    totp_last_step: int | None
+    password_hash: str | None
+    csrf_token: str
+    last_seen_at: datetime
+    expires_at: datetime
+    reseller_disabled_at: datetime | None
+
+
+class _Id(NamedTuple):
+    id: UUID
+
+
 _USER_COLUMNS = (
     User.id,
     User.username,
@@ -90,28 +139,31 @@ _USER_COLUMNS = (
 )
 
 
-def _user(row: Row) -> UserRecord:
+def _user(row: _UserRow | _LoginRow | _SessionRow) -> UserRecord:
     return UserRecord(
-        id=row["id"],
-        username=row["username"],
-        role=row["role"],
-        reseller_id=row["reseller_id"],
-        created_at=row["created_at"],
-        disabled_at=row["disabled_at"],
-        password_set=row["password_hash"] is not None,
-        setup_expires_at=row["setup_expires_at"],
-        totp_enabled=row["totp_secret"] is not None,
+        id=row.id,
+        username=row.username,
+        role=row.role,
+        reseller_id=row.reseller_id,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+        password_set=row.password_hash is not None,
+        setup_expires_at=row.setup_expires_at,
+        totp_enabled=row.totp_secret is not None,
     )
 
 
 _SELECT_USER = select(*_USER_COLUMNS, User.password_hash)
-_BY_ID = _SELECT_USER.where(User.id == bindparam("user_id"))
-_BY_USERNAME = (
+_BY_ID = Rows(_SELECT_USER.where(User.id == bindparam("user_id")), _UserRow)
+_BY_USERNAME = Rows(
     _SELECT_USER.add_columns(Reseller.disabled_at.label("reseller_disabled_at"))
     .outerjoin(Reseller, Reseller.id == User.reseller_id)
-    .where(User.username == bindparam("username"))
+    .where(User.username == bindparam("username")),
+    _LoginRow,
 )
-_BY_SETUP = _SELECT_USER.where(User.setup_digest == bindparam("digest"), User.setup_expires_at > bindparam("now"))
+_BY_SETUP = Rows(
+    _SELECT_USER.where(User.setup_digest == bindparam("digest"), User.setup_expires_at > bindparam("now")), _UserRow
+)
 
 
 def digest(token: str) -> bytes:
@@ -211,7 +263,7 @@ async def list_users(*, driver: Driver, reseller_id: UUID | None = None) -> list
     if reseller_id is not None:
         statement = statement.where(User.reseller_id == reseller_id)
     async with driver.reading() as session:
-        return [_user(row) for row in await session.all(statement, {})]
+        return [_user(row) for row in await session.all(Rows(statement, _UserRow), {})]
 
 
 _DISABLE = (
@@ -268,11 +320,12 @@ async def invited(*, driver: Driver, token: str, now: datetime) -> UserRecord:
     return _user(row)
 
 
-_SET_PASSWORD = (
+_SET_PASSWORD = Rows(
     update(User)
     .where(User.setup_digest == bindparam("digest"), User.setup_expires_at > bindparam("now"))
     .values(password_hash=bindparam("password_hash"), setup_digest=None, setup_expires_at=None)
-    .returning(User.id)
+    .returning(User.id),
+    _Id,
 )
 
 
@@ -296,7 +349,7 @@ async def _store_password(*, driver: Driver, token: str, password_hash: str, act
         row = await session.first(_SET_PASSWORD, {"digest": digest(token), "now": now, "password_hash": password_hash})
         if row is None:  # used by a request that got here first, or expired meanwhile
             raise SetupLinkInvalid()
-        user = await _find(session, row["id"])
+        user = await _find(session, row.id)
         await audit.record(session, actor=actor, action="user.password_set", now=now, target=user.username)
     return user
 
@@ -339,20 +392,20 @@ async def sign_in(
     username = username.strip().lower()[:64]
     async with limiter.attempt(names=[f"{client_name(address)}:user:{username}"], failures=(Unauthenticated,)):
         row = await driver.first(_BY_USERNAME, {"username": username})
-        stored = row["password_hash"] if row is not None and row["password_hash"] else _DUMMY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
         good = await checks.verify(password, stored)
         if (
             not good
             or row is None
-            or row["password_hash"] is None
-            or row["disabled_at"] is not None
-            or row["reseller_disabled_at"] is not None
+            or row.password_hash is None
+            or row.disabled_at is not None
+            or row.reseller_disabled_at is not None
             or not await _code_taken(driver, row, box, code, now)
         ):
             if row is not None:
                 await audit.record_alone(
                     driver=driver,
-                    actor=Actor(row["username"], address, row["id"], row["reseller_id"]),
+                    actor=Actor(row.username, address, row.id, row.reseller_id),
                     action="session.refused",
                     now=now,
                 )
@@ -373,15 +426,15 @@ _TAKE_STEP = (
 )
 
 
-async def _code_taken(driver: Driver, row: Row, box: totp.SecretBox, code: str, now: datetime) -> bool:
+async def _code_taken(driver: Driver, row: _LoginRow, box: totp.SecretBox, code: str, now: datetime) -> bool:
     """No code needed (no TOTP set up), or this one matches a step later than the last taken, which it takes."""
-    if row["totp_secret"] is None:
+    if row.totp_secret is None:
         return True
-    step = totp.matching_step(box.open(row["totp_secret"], row["id"]), code, now)
+    step = totp.matching_step(box.open(row.totp_secret, row.id), code, now)
     if step is None:
         return False
     async with driver.transaction() as session:
-        return await session.execute(_TAKE_STEP, {"user_id": row["id"], "step": step}) == 1
+        return await session.execute(_TAKE_STEP, {"user_id": row.id, "step": step}) == 1
 
 
 _ENROLL = (
@@ -428,7 +481,7 @@ async def _open(
         )
 
 
-_CURRENT = (
+_CURRENT = Rows(
     select(
         *_USER_COLUMNS,
         User.password_hash,
@@ -439,7 +492,8 @@ _CURRENT = (
     )
     .join(User, User.id == CabinetSession.user_id)
     .outerjoin(Reseller, Reseller.id == User.reseller_id)
-    .where(CabinetSession.digest == bindparam("digest"))
+    .where(CabinetSession.digest == bindparam("digest")),
+    _SessionRow,
 )
 _TOUCH = (
     update(CabinetSession).where(CabinetSession.digest == bindparam("digest")).values(last_seen_at=bindparam("now"))
@@ -453,16 +507,16 @@ async def current(*, driver: Driver, token: str, now: datetime, times: SessionTi
     row = await driver.first(_CURRENT, {"digest": key})
     if row is None:
         return None
-    if row["disabled_at"] is not None or row["reseller_disabled_at"] is not None:
+    if row.disabled_at is not None or row.reseller_disabled_at is not None:
         return None
-    if now >= row["expires_at"] or now >= row["last_seen_at"] + times.idle:
+    if now >= row.expires_at or now >= row.last_seen_at + times.idle:
         async with driver.transaction() as session:
             await session.execute(_CLOSE, {"digest": key})
         return None
-    if now >= row["last_seen_at"] + TOUCH_EVERY:
+    if now >= row.last_seen_at + TOUCH_EVERY:
         async with driver.transaction() as session:
             await session.execute(_TOUCH, {"digest": key, "now": now})
-    return SignedIn(_user(row), row["csrf_token"], token)
+    return SignedIn(_user(row), row.csrf_token, token)
 
 
 @retried

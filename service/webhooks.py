@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from service import resellers
 from service.auth import Principal
-from service.driver import Driver, Row, Session, retried
+from service.driver import Driver, Rows, Session, retried
 from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
 from service.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -149,9 +149,19 @@ _ENDPOINT_COLUMNS = (
 )
 
 
-def _endpoint(row: Row) -> Endpoint:
-    types = row["event_types"]
-    return Endpoint(**{**row, "event_types": None if types is None else tuple(json.loads(types))})
+class _EndpointRow(NamedTuple):
+    id: UUID
+    reseller_id: UUID | None
+    url: str
+    event_types: str | None
+    created_at: datetime
+    disabled_at: datetime | None
+    failing_since: datetime | None
+
+
+def _endpoint(row: _EndpointRow) -> Endpoint:
+    types = row.event_types
+    return Endpoint(**{**row._asdict(), "event_types": None if types is None else tuple(json.loads(types))})
 
 
 def new_secret() -> str:
@@ -198,12 +208,13 @@ def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-_INSERT_ENDPOINT = (
+_INSERT_ENDPOINT = Rows(
     insert(WebhookEndpoint)
     .values({column: bindparam(column) for column in ("id", "reseller_id", "url", "event_types", "secret")})
-    .returning(*_ENDPOINT_COLUMNS)
+    .returning(*_ENDPOINT_COLUMNS),
+    _EndpointRow,
 )
-_ENDPOINT = select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.id == bindparam("id"))
+_ENDPOINT = Rows(select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.id == bindparam("id")), _EndpointRow)
 
 
 @retried
@@ -243,7 +254,7 @@ async def list_endpoints(*, driver: Driver, principal: Principal) -> list[Endpoi
     if not principal.is_admin:
         statement = statement.where(WebhookEndpoint.reseller_id == principal.reseller_id)
     async with driver.reading() as session:
-        return [_endpoint(row) for row in await session.all(statement, {})]
+        return [_endpoint(row) for row in await session.all(Rows(statement, _EndpointRow), {})]
 
 
 async def _owned(session: Session, principal: Principal, endpoint_id: UUID) -> Endpoint:
@@ -331,14 +342,31 @@ _DELIVERY_COLUMNS = (
     WebhookDelivery.response_excerpt,
     WebhookDelivery.delivered_at,
 )
-_DELIVERIES = (
+
+
+class _DeliveryRow(NamedTuple):
+    id: UUID
+    event_id: UUID
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    response_excerpt: str | None
+    delivered_at: datetime | None
+
+
+_DELIVERIES_STATEMENT = (
     select(*_DELIVERY_COLUMNS)
     .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
     .where(WebhookDelivery.endpoint_id == bindparam("endpoint_id"))
     .order_by(WebhookEvent.occurred_at.desc(), WebhookDelivery.id)
     .limit(bindparam("limit"))
 )
-_DELIVERY = _DELIVERIES.where(WebhookDelivery.id == bindparam("id"))
+_DELIVERIES = Rows(_DELIVERIES_STATEMENT, _DeliveryRow)
+_DELIVERY = Rows(_DELIVERIES_STATEMENT.where(WebhookDelivery.id == bindparam("id")), _DeliveryRow)
 
 
 async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: UUID, limit: int) -> list[Delivery]:
@@ -346,7 +374,7 @@ async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: 
     async with driver.reading() as session:
         await _owned(session, principal, endpoint_id)
         rows = await session.all(_DELIVERIES, {"endpoint_id": endpoint_id, "limit": limit})
-    return [Delivery(**row) for row in rows]
+    return [Delivery(**row._asdict()) for row in rows]
 
 
 # A pending delivery is left as it is: it is on its way, and may be in a worker's hands right now.
@@ -371,20 +399,27 @@ async def redeliver(
         await session.execute(_REDELIVER, {"delivery": delivery_id, "now": now})
         row = await session.first(_DELIVERY, params)
     assert row is not None, "the delivery was found above in this transaction"
-    return Delivery(**row)
+    return Delivery(**row._asdict())
 
 
 # --- The worker's side: fanning out, claiming, recording
 
 
-_UNDISPATCHED = (
+class _UndispatchedRow(NamedTuple):
+    id: UUID
+    type: str
+    reseller_id: UUID | None
+
+
+_UNDISPATCHED = Rows(
     select(WebhookEvent.id, WebhookEvent.type, WebhookEvent.reseller_id)
     .where(WebhookEvent.dispatched_at.is_(None))
     .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
     .limit(bindparam("batch"))
-    .with_for_update(skip_locked=True)
+    .with_for_update(skip_locked=True),
+    _UndispatchedRow,
 )
-_ENABLED_ENDPOINTS = select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.disabled_at.is_(None))
+_ENABLED_ENDPOINTS = Rows(select(*_ENDPOINT_COLUMNS).where(WebhookEndpoint.disabled_at.is_(None)), _EndpointRow)
 _DISPATCHED = update(WebhookEvent).where(WebhookEvent.id == bindparam("event")).values(dispatched_at=bindparam("now"))
 _DELIVERY_ROW = ("id", "event_id", "endpoint_id", "status", "attempts", "next_attempt_at", "created_at")
 
@@ -400,15 +435,15 @@ async def dispatch(*, driver: Driver, now: datetime, batch: int = 100) -> int:
             return 0
         endpoints = [_endpoint(row) for row in await session.all(_ENABLED_ENDPOINTS, {})]
         deliveries = [
-            (uuid4(), event["id"], endpoint.id, "pending", 0, now, now)
+            (uuid4(), event.id, endpoint.id, "pending", 0, now, now)
             for event in events
             for endpoint in endpoints
-            if endpoint.wants(event["type"], event["reseller_id"])
+            if endpoint.wants(event.type, event.reseller_id)
         ]
         if deliveries:
             await session.copy(WebhookDelivery, _DELIVERY_ROW, deliveries)
         for event in events:
-            await session.execute(_DISPATCHED, {"event": event["id"], "now": now})
+            await session.execute(_DISPATCHED, {"event": event.id, "now": now})
     return len(events)
 
 
@@ -427,7 +462,19 @@ class Claim:
     data: str
 
 
-_DUE = (
+class _DueRow(NamedTuple):
+    delivery_id: UUID
+    attempts: int
+    endpoint_id: UUID
+    url: str
+    secret: str
+    event_id: UUID
+    event_type: str
+    occurred_at: datetime
+    data: str
+
+
+_DUE = Rows(
     select(
         WebhookDelivery.id.label("delivery_id"),
         WebhookDelivery.attempts,
@@ -448,7 +495,8 @@ _DUE = (
     )
     .order_by(WebhookDelivery.next_attempt_at)
     .limit(bindparam("batch"))
-    .with_for_update(of=WebhookDelivery, skip_locked=True)
+    .with_for_update(of=WebhookDelivery, skip_locked=True),
+    _DueRow,
 )
 _LEASE = (
     update(WebhookDelivery)
@@ -460,23 +508,23 @@ _LEASE = (
 @retried
 async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int) -> list[Claim]:
     """The deliveries due, each claimed for `lease` (moved on by it, counted as an attempt): no other worker
-    takes it meanwhile (`SKIP LOCKED` while claiming on PostgreSQL; SQLite has one writer at a time). A worker
+    takes it meanwhile (`SKIP LOCKED` while claiming). A worker
     that dies with a claim leaves it due again when the lease ends: delivered at least once."""
     async with driver.transaction() as session:
         rows = await session.all(_DUE, {"now": now, "batch": batch})
         for row in rows:
-            await session.execute(_LEASE, {"delivery": row["delivery_id"], "lease_end": now + lease})
+            await session.execute(_LEASE, {"delivery": row.delivery_id, "lease_end": now + lease})
     return [
         Claim(
-            delivery_id=row["delivery_id"],
-            attempt=row["attempts"] + 1,
-            endpoint_id=row["endpoint_id"],
-            url=row["url"],
-            secret=row["secret"],
-            event_id=row["event_id"],
-            event_type=row["event_type"],
-            occurred_at=row["occurred_at"],
-            data=row["data"],
+            delivery_id=row.delivery_id,
+            attempt=row.attempts + 1,
+            endpoint_id=row.endpoint_id,
+            url=row.url,
+            secret=row.secret,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            occurred_at=row.occurred_at,
+            data=row.data,
         )
         for row in rows
     ]
@@ -549,13 +597,18 @@ async def record(*, driver: Driver, claim: Claim, outcome: Outcome, now: datetim
     return status
 
 
-_OLDEST_UNDISPATCHED = select(func.min(WebhookEvent.occurred_at).label("oldest")).where(
-    WebhookEvent.dispatched_at.is_(None)
+class _Oldest(NamedTuple):
+    oldest: datetime | None
+
+
+_OLDEST_UNDISPATCHED = Rows(
+    select(func.min(WebhookEvent.occurred_at).label("oldest")).where(WebhookEvent.dispatched_at.is_(None)), _Oldest
 )
-_OLDEST_PENDING = (
+_OLDEST_PENDING = Rows(
     select(func.min(WebhookEvent.occurred_at).label("oldest"))
     .join(WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)
-    .where(WebhookDelivery.status == "pending")
+    .where(WebhookDelivery.status == "pending"),
+    _Oldest,
 )
 
 
@@ -563,8 +616,8 @@ async def oldest_undelivered(*, driver: Driver) -> datetime | None:
     """When the oldest event not yet delivered everywhere it is wanted happened (None: there is none)."""
     async with driver.reading() as session:
         found = [
-            row["oldest"]
+            row.oldest
             for statement in (_OLDEST_UNDISPATCHED, _OLDEST_PENDING)
-            if (row := await session.first(statement, {})) is not None and row["oldest"] is not None
+            if (row := await session.first(statement, {})) is not None and row.oldest is not None
         ]
     return min(found, default=None)

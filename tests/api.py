@@ -9,10 +9,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.auth import TokenSettings, issue_token
-from service.clock import FixedClock
 from service.driver import Driver
 from service.http.app import create_app
 from service.settings import Settings
+from tests.clock import FixedClock
 
 ISSUED_KEYS: set[str] = set()
 """Every plaintext key the suite was given, so that the logs can be searched for them."""

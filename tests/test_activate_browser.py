@@ -23,6 +23,7 @@ from service.i18n import long_date
 from service.settings import Settings
 from tests.api import ISSUED_KEYS
 from tests.cdp import Page, chromium_page
+from tests.conftest import migrated_database
 from tests.servers import running_server
 from tests.test_pages import typo
 
@@ -43,8 +44,7 @@ SCREENSHOTS = os.environ.get("SCREENSHOTS")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("activate")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'activate.db'}"}
-    with running_server(env, cwd=folder) as url:
+    with migrated_database() as database, running_server({**os.environ, "DATABASE_URL": database}, cwd=folder) as url:
         yield url
 
 

@@ -18,7 +18,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "activation_in_one_statement.sq
 
 
 def _compiled_for_two_keys() -> str:
-    compiled = _record_in_one_statement(2).compile(dialect=asyncpg.dialect())
+    compiled = _record_in_one_statement(2).statement.compile(dialect=asyncpg.dialect())
     legend = "\n".join(f"--   ${n} {name}" for n, name in enumerate(dict.fromkeys(compiled.positiontup), start=1))
     return f"-- Activating two keys in one statement (PostgreSQL). Parameters:\n{legend}\n{compiled.string}\n"
 

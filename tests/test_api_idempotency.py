@@ -254,12 +254,11 @@ async def test_a_request_still_running_under_the_key_is_refused_and_an_abandoned
     assert await _keys_issued(api) == 1
 
 
-@pytest.mark.postgres
-async def test_a_request_that_fails_is_not_kept_and_its_retry_runs_afresh(postgres_url: str) -> None:
+async def test_a_request_that_fails_is_not_kept_and_its_retry_runs_afresh(database_url: str) -> None:
     """The service cannot write keys (its role lost the right to): the failure (`500`) is not the answer kept for
     the key, and once the service can write again, the retry issues the keys."""
     role = f"timex_no_keys_{uuid.uuid4().hex[:12]}"
-    database = make_url(postgres_url).set(drivername="postgresql")
+    database = make_url(database_url).set(drivername="postgresql")
     await _as_superuser(
         database,
         f'CREATE ROLE "{role}" LOGIN',
@@ -267,7 +266,7 @@ async def test_a_request_that_fails_is_not_kept_and_its_retry_runs_afresh(postgr
         f'REVOKE INSERT ON license_keys FROM "{role}"',
     )
     settings = make_settings(database.set(drivername="postgresql+asyncpg", username=role).render_as_string(False))
-    engine = create_engine(postgres_url)
+    engine = create_engine(database_url)
     try:
         async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
             failed = await api.post("/v1/keys", {"count": 1}, headers=keyed(api.admin, "k"))
@@ -292,14 +291,12 @@ async def _as_superuser(database: URL, *statements: str) -> None:
 
 
 @pytest.fixture
-def two_servers(postgres_url: str) -> Iterator[list[str]]:
-    env = {**os.environ, "DATABASE_URL": postgres_url}
+def two_servers(database_url: str) -> Iterator[list[str]]:
+    env = {**os.environ, "DATABASE_URL": database_url}
     with running_server(env) as first, running_server(env) as second:
         yield [first, second]
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_one_key_sent_to_two_processes_at_once_issues_one_batch(api: Api, two_servers: list[str]) -> None:
     async with httpx.AsyncClient(timeout=60) as client:
         responses = await asyncio.gather(

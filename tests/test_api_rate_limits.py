@@ -378,6 +378,6 @@ async def test_two_service_processes_sharing_redis_let_through_at_most_the_limit
 
 
 @pytest.fixture
-async def pg_api(postgres_url: str) -> AsyncIterator[Api]:
-    async with _limited_api(postgres_url) as api:
+async def pg_api(database_url: str) -> AsyncIterator[Api]:
+    async with _limited_api(database_url) as api:
         yield api

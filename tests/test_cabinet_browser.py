@@ -19,14 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import migrate, rules
+from service import rules
 from service.auth import TokenSettings, issue_token
 from service.clock import Clock
 from service.i18n import long_date
 from service.settings import Settings
 from tests.api import ISSUED_KEYS
 from tests.cdp import Page, chromium_page
-from tests.conftest import _fresh_postgres_database
+from tests.conftest import migrated_database
 from tests.servers import running_server
 from tests.test_activate_browser import CHROMIUM, DESKTOP, OFFLINE, PHONE, _screenshot, _wait
 
@@ -39,8 +39,7 @@ PASSWORD = "a long enough pass phrase"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     folder = tmp_path_factory.mktemp("cabinet")
-    with _fresh_postgres_database() as database_url:
-        migrate.upgrade(database_url, configure_logging=False)
+    with migrated_database() as database_url:
         env = {**os.environ, "DATABASE_URL": database_url}
         with running_server(env, cwd=folder) as url:
             yield url, {**env, "CABINET_URL": url}

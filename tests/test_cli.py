@@ -1,5 +1,7 @@
-"""The `timex-licensing` command: tokens, migrations, and a real `serve` on the embedded database."""
+"""The `timex-licensing` command: tokens, migrations, and a real `serve`, on the embedded PostgreSQL when no
+DATABASE_URL is set."""
 
+import json
 import os
 import subprocess
 import sys
@@ -25,26 +27,66 @@ def test_token_prints_a_signed_admin_token(capsys) -> None:
     assert (principal.role, principal.subject) == ("admin", "ops")
 
 
-def test_serve_migrates_the_embedded_database_and_serves_the_docs(tmp_path: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'timex.db'}"}
-    with running_server(env, cwd=tmp_path, ready_path="/docs") as url:
+def _admin() -> dict[str, str]:
+    settings = Settings(_env_file=None)
+    token = issue_token(TokenSettings.of(settings), "admin", "ops", Clock(settings.zone).now(), timedelta(minutes=5))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _quick_start_env() -> dict[str, str]:
+    """The environment of a newcomer's shell: no DATABASE_URL."""
+    return {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+
+
+def _embedded_server_running(data_dir: Path) -> bool:
+    return (data_dir / "postmaster.pid").exists()
+
+
+def test_the_quick_start_serves_on_an_embedded_postgresql_that_keeps_its_data(tmp_path: Path) -> None:
+    """No DATABASE_URL: `serve` starts a PostgreSQL of its own in ./timex-data/postgres, migrates it, and stops it
+    when it exits; started again, it finds what it had."""
+    data_dir = tmp_path / "timex-data" / "postgres"
+    with running_server(_quick_start_env(), cwd=tmp_path, ready_path="/docs") as url:
         docs = httpx.get(f"{url}/docs")
-        support = httpx.get(f"{url}/v1/installations/NONE/support")
+        registered = httpx.post(
+            f"{url}/v1/installations", json={"code": "ACME-0001", "purchased_on": "2025-03-15"}, headers=_admin()
+        )
+        assert _embedded_server_running(data_dir)
+    assert not _embedded_server_running(data_dir)
+
+    with running_server(_quick_start_env(), cwd=tmp_path) as url:
+        support = httpx.get(f"{url}/v1/installations/ACME-0001/support")
 
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    assert support.json()["code"] == "installation_not_found"
+    assert registered.status_code == 201, registered.text
+    assert support.status_code == 200 and support.json()["support_end"] == "2026-03-15"
+    assert (data_dir / "PG_VERSION").read_text().strip() == "18"
 
 
-def test_serve_believes_x_forwarded_for_only_from_trusted_proxies(tmp_path: Path) -> None:
+def test_two_commands_at_once_share_one_embedded_server(tmp_path: Path) -> None:
+    """`issue-keys` run while `serve` runs joins its server, and leaves it running for `serve` when it exits."""
+    with running_server(_quick_start_env(), cwd=tmp_path) as url:
+        issued = subprocess.run(
+            [sys.executable, "-m", "service.cli", "issue-keys", "--count", "2"],
+            cwd=tmp_path,
+            env=_quick_start_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        listed = httpx.get(f"{url}/v1/keys", headers=_admin())
+
+    assert issued.returncode == 0, issued.stderr
+    key_ids = {json.loads(line)["key_id"] for line in issued.stdout.splitlines()}
+    assert key_ids == {key["key_id"] for key in listed.json()["items"]}
+
+
+def test_serve_believes_x_forwarded_for_only_from_trusted_proxies(own_database_url: str) -> None:
     """No proxy is trusted by default: a local caller naming other addresses is still one caller, and its
     failed activations count against it."""
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'timex.db'}", "ACTIVATION_FAILURE_LIMIT": "2"}
-    settings = Settings(_env_file=None)
-    admin = {
-        "Authorization": "Bearer "
-        + issue_token(TokenSettings.of(settings), "admin", "ops", Clock(settings.zone).now(), timedelta(minutes=5))
-    }
-    with running_server(env, cwd=tmp_path) as url:
+    env = {**os.environ, "DATABASE_URL": own_database_url, "ACTIVATION_FAILURE_LIMIT": "2"}
+    admin = _admin()
+    with running_server(env) as url:
         for n in range(3):
             httpx.post(
                 f"{url}/v1/installations", json={"code": f"INST-{n}", "purchased_on": "2026-11-01"}, headers=admin
@@ -81,29 +123,38 @@ def test_production_refuses_to_start_with_a_default_secret() -> None:
     assert create_app(Settings(_env_file=None, environment="production", **stored_keys))
 
 
-def test_production_refuses_the_embedded_sqlite_database_unless_allowed() -> None:
+def test_production_refuses_the_embedded_postgresql(tmp_path: Path) -> None:
+    """A deploy that forgot DATABASE_URL is refused before any server starts, by `serve` and by the app."""
     from service.certificates import generate_private_key
     from service.http.app import create_app
 
     secure = {
-        "jwt_secret": "s" * 32,
-        "key_hash_secret": "k" * 32,
-        "certificate_private_key": generate_private_key(),
-        "environment": "production",
-        "database_url": "sqlite+aiosqlite:///./forgotten.db",
+        "JWT_SECRET": "s" * 32,
+        "KEY_HASH_SECRET": "k" * 32,
+        "CERTIFICATE_PRIVATE_KEY": generate_private_key(),
+        "ENVIRONMENT": "production",
     }
+    served = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve"],
+        cwd=tmp_path,
+        env={**_quick_start_env(), **secure},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
+    assert served.returncode != 0 and "set DATABASE_URL" in served.stderr
+    assert not (tmp_path / "timex-data").exists()
     with pytest.raises(RuntimeError, match="DATABASE_URL"):
-        create_app(Settings(_env_file=None, **secure))
-    assert create_app(Settings(_env_file=None, allow_sqlite_in_production=True, **secure))
+        create_app(Settings(_env_file=None, **{name.lower(): value for name, value in secure.items()}))
 
 
-def test_rotating_the_signing_key_is_refused_while_certificate_private_key_gives_it(tmp_path: Path) -> None:
+def test_rotating_the_signing_key_is_refused_while_certificate_private_key_gives_it(own_database_url: str) -> None:
     from service.certificates import generate_private_key
 
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'timex.db'}",
+        "DATABASE_URL": own_database_url,
         "CERTIFICATE_PRIVATE_KEY": generate_private_key(),
     }
     rotated = subprocess.run(

@@ -20,13 +20,13 @@ from tests.conftest import empty_tables, make_settings
 from tests.held_rows import installation_held, key_held
 from tests.servers import running_server
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def pg(postgres_url: str) -> AsyncIterator[Api]:
+async def pg(database_url: str) -> AsyncIterator[Api]:
     # Dozens of activations at once from one address: the limit counts those in flight.
-    settings = make_settings(postgres_url, activation_failure_limit=1000)
+    settings = make_settings(database_url, activation_failure_limit=1000)
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         yield api
@@ -87,14 +87,14 @@ async def test_a_replay_racing_its_original_returns_the_same_body(pg: Api) -> No
 
 
 async def test_an_activation_overtaken_between_its_read_and_its_write_loses_no_month(
-    pg: Api, postgres_url: str
+    pg: Api, database_url: str
 ) -> None:
     """Two activations read the same support, then write: the one overtaken writes nothing from what it read (its
     statement finds the installation moved on), and is decided again on the support the other left."""
     await pg.installation("ACME", purchased_on="2026-11-01")
     keys = await pg.keys(2)
 
-    async with installation_held(postgres_url, "ACME") as held:
+    async with installation_held(database_url, "ACME") as held:
         both = [asyncio.create_task(pg.activate("ACME", [key])) for key in keys]
         await held.until_waiting(2)  # each has read 12 months, and waits to write
     responses = await asyncio.gather(*both)
@@ -105,14 +105,14 @@ async def test_an_activation_overtaken_between_its_read_and_its_write_loses_no_m
     assert later["support_end_before"] == earlier["support_end_after"]
 
 
-async def test_a_write_that_cannot_take_every_key_takes_none(pg: Api, postgres_url: str) -> None:
+async def test_a_write_that_cannot_take_every_key_takes_none(pg: Api, database_url: str) -> None:
     """An activation reads the support, and before it writes, another installation takes one of its keys: its
     write takes not even the other key, and the request is refused."""
     await pg.installation("ACME", purchased_on="2026-11-01")
     await pg.installation("OTHER", purchased_on="2026-11-01")
     mine, contested = await pg.keys(2)
 
-    async with installation_held(postgres_url, "ACME") as held:
+    async with installation_held(database_url, "ACME") as held:
         overtaken = asyncio.create_task(pg.activate("ACME", [mine, contested]))
         await held.until_waiting(1)
         other = await pg.activate("OTHER", [contested])
@@ -132,21 +132,21 @@ async def _keys_by_id(api: Api, count: int) -> list[dict]:
     return sorted(response.json()["keys"], key=lambda issued: UUID(issued["key_id"]))
 
 
-async def test_an_activation_locks_its_keys_in_the_order_of_their_ids(pg: Api, postgres_url: str) -> None:
+async def test_an_activation_locks_its_keys_in_the_order_of_their_ids(pg: Api, database_url: str) -> None:
     """Named highest id first, the keys are still locked lowest id first: waiting for the lower key, the activation
     holds neither; waiting for the higher, it holds the lower. Every path that locks several keys takes them in that
     one order, so no two of them wait on each other."""
     await pg.installation("ACME", purchased_on="2026-11-01")
     lower, higher = await _keys_by_id(pg, 2)
 
-    async with key_held(postgres_url, lower["key_id"]) as held:
+    async with key_held(database_url, lower["key_id"]) as held:
         activation = asyncio.create_task(pg.activate("ACME", [higher["key"], lower["key"]]))
         await held.until_waiting(1)
         holds_the_higher = await held.is_locked(higher["key_id"])
     assert (await activation).status_code == 201
 
     lower, higher = await _keys_by_id(pg, 2)
-    async with key_held(postgres_url, higher["key_id"]) as held:
+    async with key_held(database_url, higher["key_id"]) as held:
         activation = asyncio.create_task(pg.activate("ACME", [higher["key"], lower["key"]]))
         await held.until_waiting(1)
         holds_the_lower = await held.is_locked(lower["key_id"])
@@ -155,13 +155,13 @@ async def test_an_activation_locks_its_keys_in_the_order_of_their_ids(pg: Api, p
     assert (holds_the_higher, holds_the_lower) == (False, True)
 
 
-async def test_a_void_revokes_keys_in_the_order_of_their_ids(pg: Api, postgres_url: str) -> None:
+async def test_a_void_revokes_keys_in_the_order_of_their_ids(pg: Api, database_url: str) -> None:
     await pg.installation("ACME", purchased_on="2026-11-01")
     lowest, middle, highest = await _keys_by_id(pg, 3)
     first = (await pg.activate("ACME", [highest["key"]])).json()
     await pg.activate("ACME", [lowest["key"], middle["key"]])
 
-    async with key_held(postgres_url, middle["key_id"]) as held:
+    async with key_held(database_url, middle["key_id"]) as held:
         void = asyncio.create_task(
             pg.post(
                 f"/v1/activations/{first['activation_id']}/void",
@@ -177,15 +177,15 @@ async def test_a_void_revokes_keys_in_the_order_of_their_ids(pg: Api, postgres_u
 
 
 @pytest.fixture
-def two_servers(postgres_url: str) -> Iterator[list[str]]:
+def two_servers(database_url: str) -> Iterator[list[str]]:
     # Dozens of activations at once from one address: the limit counts those in flight.
-    env = {**os.environ, "DATABASE_URL": postgres_url, "ACTIVATION_FAILURE_LIMIT": "1000"}
+    env = {**os.environ, "DATABASE_URL": database_url, "ACTIVATION_FAILURE_LIMIT": "1000"}
     with running_server(env) as first, running_server(env) as second:
         yield [first, second]
 
 
 async def test_two_service_processes_on_one_database_keep_every_guarantee(
-    pg: Api, two_servers: list[str], postgres_url: str
+    pg: Api, two_servers: list[str], database_url: str
 ) -> None:
     await pg.installation("ACME", purchased_on="2026-11-01")
     codes = [f"I{n}" for n in range(10)]
@@ -212,7 +212,7 @@ async def test_two_service_processes_on_one_database_keep_every_guarantee(
         [sys.executable, "-m", "service.cli", "verify"],
         capture_output=True,
         text=True,
-        env={**os.environ, "DATABASE_URL": postgres_url},
+        env={**os.environ, "DATABASE_URL": database_url},
         timeout=60,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -19,14 +19,14 @@ def test_the_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_an_installed_service_migrates_from_its_working_directory(tmp_path: Path) -> None:
+def test_an_installed_service_migrates_from_its_working_directory(tmp_path: Path, empty_database_url: str) -> None:
     """As in the image: the package installed elsewhere, alembic.ini and migrations/ in the working directory."""
     app = tmp_path / "app"
     app.mkdir()
     shutil.copy(ROOT / "alembic.ini", app)
     shutil.copytree(ROOT / "migrations", app / "migrations")
     shutil.copytree(ROOT / "service", tmp_path / "site" / "service")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "DATABASE_URL": f"sqlite:///{app / 'db.sqlite'}"}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "DATABASE_URL": empty_database_url}
 
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "migrate"], cwd=app, env=env, capture_output=True, text=True, timeout=120

@@ -17,6 +17,7 @@ from service.auth import TokenSettings, issue_token
 from service.clock import Clock
 from service.settings import Settings
 from tests.cdp import FLAGS, chromium_page
+from tests.conftest import migrated_database
 from tests.servers import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,7 +42,7 @@ def _render(url: str, *extra: str) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("docs")
-    with running_server({**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'docs.db'}"}, cwd=folder) as url:
+    with migrated_database() as database, running_server({**os.environ, "DATABASE_URL": database}, cwd=folder) as url:
         yield url
 
 

@@ -4,7 +4,7 @@
 - `create_app` puts the routers' routes into the app's own table (`app.router.routes.extend`), not through
   `include_router`: that needs each route to carry its full path already.
 - The driver compiles statements with SQLAlchemy and reads the compiled form's `positiontup` and `binds`
-  (tests/test_driver.py runs those statements on both databases)."""
+  (tests/test_driver.py runs those statements)."""
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute

@@ -20,6 +20,7 @@ from schemathesis.checks import (
 from service.auth import TokenSettings, issue_token
 from service.clock import Clock
 from service.settings import Settings
+from tests.conftest import migrated_database
 from tests.servers import running_server
 
 FUZZED_KEYS_AT_MOST = 100
@@ -33,11 +34,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Limits high enough that the fuzzer reaches the handlers rather than the limiter.
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{folder / 'fuzz.db'}",
         "ACTIVATION_FAILURE_LIMIT": "100000",
         "TOKEN_FAILURE_LIMIT": "100000",
     }
-    with running_server(env, cwd=folder) as url:
+    with migrated_database() as database, running_server({**env, "DATABASE_URL": database}, cwd=folder) as url:
         yield url
 
 
@@ -50,7 +50,7 @@ def admin() -> dict[str, str]:
 
 def test_no_input_breaks_the_service_or_its_contract(server: str, admin: dict[str, str]) -> None:
     document = httpx.get(f"{server}/openapi.json").json()
-    # Hypothesis favours bounds, and 25 batches of 100,000 keys take minutes on SQLite; the bound itself is
+    # Hypothesis favours bounds, and 25 batches of 100,000 keys take minutes; the bound itself is
     # specified in test_api_keys.py and measured by the benchmark.
     document["components"]["schemas"]["KeysIn"]["properties"]["count"]["maximum"] = FUZZED_KEYS_AT_MOST
     schema = schemathesis.openapi.from_dict(document)

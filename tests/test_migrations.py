@@ -1,6 +1,8 @@
 """The schema is made by the migrations alone, and they agree with the models."""
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -104,3 +106,39 @@ async def _support_ends(url: str) -> list[tuple[str, str]]:
             return [(code, str(end)) for code, end in rows]
     finally:
         await engine.dispose()
+
+
+_SCHEMA = """
+SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
+       || coalesce('(' || character_maximum_length || ')', '') || ' ' || is_nullable
+       || coalesce(' ' || column_default, '')
+FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+ORDER BY 1
+"""
+SCHEMA_SNAPSHOT = Path(__file__).parent / "snapshots" / "schema_at_head.txt"
+
+
+async def _schema(url: str) -> str:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return "\n".join((await conn.execute(text(_SCHEMA))).scalars()) + "\n"
+    finally:
+        await engine.dispose()
+
+
+def test_the_schema_at_head_is_the_one_the_released_migrations_made(empty_database_url: str) -> None:
+    """Every column, index and constraint, as `tests/snapshots/schema_at_head.txt` keeps them: made by the
+    migrations of 0.2.0 (when they also ran on SQLite). A migration that changes the schema on purpose updates it
+    (`UPDATE_SNAPSHOTS=1`)."""
+    migrate.upgrade(empty_database_url, configure_logging=False)
+    schema = asyncio.run(_schema(empty_database_url))
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SCHEMA_SNAPSHOT.write_text(schema)
+
+    assert schema == SCHEMA_SNAPSHOT.read_text()

@@ -14,7 +14,7 @@ from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.held_rows import WAIT_AT_MOST_SECONDS, installation_held
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = pytest.mark.anyio
 
 # The backends connected to this database, but for the one asking.
 _BACKENDS = (
@@ -22,14 +22,14 @@ _BACKENDS = (
 )
 
 
-def service_on(postgres_url: str, pool_size: int) -> AbstractAsyncContextManager[Api]:
-    return service(make_settings(postgres_url, database_pool_size=pool_size, activation_failure_limit=1000))
+def service_on(database_url: str, pool_size: int) -> AbstractAsyncContextManager[Api]:
+    return service(make_settings(database_url, database_pool_size=pool_size, activation_failure_limit=1000))
 
 
 @asynccontextmanager
-async def watching(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+async def watching(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the test's own, to the service's database."""
-    connection = await asyncpg.connect(make_url(postgres_url).set(drivername="postgresql").render_as_string(False))
+    connection = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
     try:
         yield connection
     finally:
@@ -43,8 +43,8 @@ async def backends(watcher: asyncpg.Connection, service_only: bool = False) -> s
     return {row["pid"] for row in rows if not service_only or row["application_name"] == APPLICATION_NAME}
 
 
-async def test_every_call_hot_or_cold_shares_one_pool_of_database_pool_size_connections(postgres_url: str) -> None:
-    async with service_on(postgres_url, pool_size=3) as api, watching(postgres_url) as watcher:
+async def test_every_call_hot_or_cold_shares_one_pool_of_database_pool_size_connections(database_url: str) -> None:
+    async with service_on(database_url, pool_size=3) as api, watching(database_url) as watcher:
         await api.installation("ACME", purchased_on="2026-11-01")
         keys = await api.keys(20)
         seen: set[int] = set()
@@ -77,12 +77,12 @@ async def test_every_call_hot_or_cold_shares_one_pool_of_database_pool_size_conn
     assert len(seen) <= 3, "no connection beyond the pool's three, ever"
 
 
-async def test_a_deadlock_is_retried_and_the_request_succeeds_on_the_same_connection(postgres_url: str) -> None:
+async def test_a_deadlock_is_retried_and_the_request_succeeds_on_the_same_connection(database_url: str) -> None:
     """Another client locks an activation's keys, the void locks the installation and waits for the keys, the
     other client asks for the installation: PostgreSQL breaks the deadlock by failing the void's transaction
     (the other client waits far longer before it looks for deadlocks). The void is tried again, and succeeds,
     on the pool's one connection: a conflict is not a lost server."""
-    async with service_on(postgres_url, pool_size=1) as api, watching(postgres_url) as other:
+    async with service_on(database_url, pool_size=1) as api, watching(database_url) as other:
         await api.installation("ACME", purchased_on="2026-11-01")
         activation = (await api.activate("ACME", await api.keys(2))).json()
         pool_before = await backends(other)
@@ -110,19 +110,19 @@ async def test_a_deadlock_is_retried_and_the_request_succeeds_on_the_same_connec
     assert pool_after == pool_before and len(pool_before) == 1, "the pool kept its connection"
 
 
-async def test_a_statement_over_its_time_is_503_for_its_request_alone_and_the_pool_stays(postgres_url: str) -> None:
+async def test_a_statement_over_its_time_is_503_for_its_request_alone_and_the_pool_stays(database_url: str) -> None:
     """The server cancels a statement past `statement_timeout` (here 300 ms for the connections made during the
     test): that request is `503`, nothing is written, and the next one runs on the same connection."""
-    database = make_url(postgres_url).database
-    async with watching(postgres_url) as w:
+    database = make_url(database_url).database
+    async with watching(database_url) as w:
         await w.execute(f'ALTER DATABASE "{database}" SET statement_timeout = 300')
         try:
-            async with service_on(postgres_url, pool_size=1) as api:
+            async with service_on(database_url, pool_size=1) as api:
                 await api.installation("ACME", purchased_on="2026-11-01")
                 [key] = await api.keys(1)
                 pool_before = await backends(w, service_only=True)
 
-                async with installation_held(postgres_url, "ACME"):
+                async with installation_held(database_url, "ACME"):
                     waited_too_long = await api.activate("ACME", [key])
                 after = await api.activate("ACME", [key])
                 pool_after = await backends(w, service_only=True)

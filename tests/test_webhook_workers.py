@@ -1,6 +1,6 @@
 """Webhooks delivered by real processes: several `timex-licensing worker` on one PostgreSQL, each event once, never
 one attempt by two workers at once (they claim with `SELECT … FOR UPDATE SKIP LOCKED`); and `serve` delivering
-by itself on the embedded SQLite database."""
+by itself."""
 
 import asyncio
 import json
@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,8 +27,8 @@ EVENTS = 200
 
 
 @pytest.fixture
-async def pg(postgres_url: str) -> AsyncIterator[Api]:
-    settings = make_settings(postgres_url, webhook_allowed_hosts=["127.0.0.1"])
+async def pg(database_url: str) -> AsyncIterator[Api]:
+    settings = make_settings(database_url, webhook_allowed_hosts=["127.0.0.1"])
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         yield api
@@ -44,12 +43,11 @@ async def _undelivered(api: Api) -> int:
     return int(pending or 0) + int(undispatched or 0)
 
 
-@pytest.mark.postgres
-async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: Api, postgres_url: str) -> None:
+async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: Api, database_url: str) -> None:
     """Both workers are running before the events happen, so that they race for every one of them."""
     env = {
         **os.environ,
-        "DATABASE_URL": postgres_url,
+        "DATABASE_URL": database_url,
         "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
         "WEBHOOK_POLL_SECONDS": "0.02",
     }
@@ -78,10 +76,10 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(pg: 
     assert sum(delivered_by) == EVENTS and all(delivered_by), delivered_by  # each worker took a share
 
 
-async def test_serve_delivers_by_itself_when_told_to(tmp_path: Path) -> None:
+async def test_serve_delivers_by_itself_when_told_to(own_database_url: str) -> None:
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}",
+        "DATABASE_URL": own_database_url,
         "WEBHOOK_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
         "WEBHOOK_WORKER_IN_SERVE": "true",
         "WEBHOOK_POLL_SECONDS": "0.05",

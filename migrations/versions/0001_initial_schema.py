@@ -34,7 +34,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "installations",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("reseller_id", sa.Uuid(), nullable=True),
         sa.Column("anchor", sa.Date(), nullable=False),
@@ -52,7 +52,7 @@ def upgrade() -> None:
     op.create_table(
         "activations",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("installation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("installation_id", sa.BigInteger(), nullable=False),
         sa.Column("activated_on", sa.Date(), nullable=False),
         sa.Column("licenses", sa.Integer(), nullable=False),
         sa.Column("months_before", sa.Integer(), nullable=False),

@@ -15,7 +15,7 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_ID = sa.BigInteger()
 
 
 def upgrade() -> None:
@@ -54,7 +54,6 @@ def upgrade() -> None:
         ["installation_id", "type", "period_end"],
         unique=True,
         postgresql_where=sa.text("period_end IS NOT NULL"),
-        sqlite_where=sa.text("period_end IS NOT NULL"),
     )
     op.create_table(
         "webhook_deliveries",

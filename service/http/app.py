@@ -9,6 +9,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from service import embedded
 from service.auth import SecretChecks
 from service.clock import Clock
 from service.delivery import Worker
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings = settings or get_settings()
     settings.check_production()
     counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
-    driver = create_driver(settings.database_url, pool_size=settings.database_pool_size)
+    driver = create_driver(embedded.url_for(settings), pool_size=settings.database_pool_size)
     clock = clock or Clock(settings.zone)
     runtime = Runtime(
         settings=settings,

@@ -40,7 +40,6 @@ from service.errors import N_
 from service.http.deps import Runtime, client_address, runtime_of
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.pages import ASSETS, SECURITY_HEADERS, check_code, environment, same_site
-from service.http.problems import STATUS
 from service.http.routes.users import setup_url
 from service.http.schemas.common import SaneDate
 from service.i18n import LANGUAGES, negotiate, translate
@@ -180,7 +179,7 @@ class View:
         headers = {"Retry-After": str(refusal.retry_after)} if isinstance(refusal, errors.RateLimited) else None
         return self.render(
             template,
-            STATUS.get(refusal.code, 400),
+            refusal.status,
             headers,
             refusal_title=self.t(refusal.title),
             refusal_detail=self.t(refusal.message, **refusal.params),
@@ -945,7 +944,7 @@ async def user_invite(view: View) -> Response:
         )
     except (errors.InvalidRequest, errors.UserExists, errors.ResellerNotFound) as refusal:
         return await _users_page(
-            view, STATUS[refusal.code], form=form, invite_error=view.t(refusal.message, **refusal.params)
+            view, refusal.status, form=form, invite_error=view.t(refusal.message, **refusal.params)
         )
     link = setup_url(runtime.settings, str(view.request.base_url), invitation.setup_token)
     return view.render("user_invited.html", 201, invited=invitation.user, link=link)

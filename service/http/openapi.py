@@ -11,10 +11,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service import errors
 from service.http import validation
-from service.http.problems import MEDIA_TYPE, STATUS
+from service.http.problems import MEDIA_TYPE
 from service.http.schemas.auth import OAuth2Error, TokenRequest
-from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, INSTALLATION_CODE_PATTERN
-from service.http.schemas.installations import QUOTE_EXAMPLE
+from service.http.schemas.common import INSTALLATION_CODE_PATTERN
 from service.http.schemas.problem import Problem
 from service.i18n import SOURCE_LANGUAGE
 
@@ -24,52 +23,21 @@ BAD_CODE = {"pattern": INSTALLATION_CODE_PATTERN}
 
 # What the middleware and the framework refuse before any route runs, beside the domain's own codes.
 PAYLOAD_TOO_LARGE = "payload_too_large"
-_STATUS = {**STATUS, PAYLOAD_TOO_LARGE: 413}
-_TITLES = {PAYLOAD_TOO_LARGE: "The request body is too large"}
 
 
-def _titles(error: type[errors.DomainError]) -> None:
-    _TITLES.setdefault(error.code, error.title)  # a subclass sharing its parent's code keeps the parent's title
-    for subclass in error.__subclasses__():
-        _titles(subclass)
+def _coded(error: type[errors.DomainError]) -> list[type[errors.DomainError]]:
+    """Every class below `error` that names a code (a subclass sharing its parent's code is the parent's)."""
+    below = [coded for subclass in error.__subclasses__() for coded in _coded(subclass)]
+    return [error, *below] if "code" in vars(error) else below
 
 
-_titles(errors.DomainError)
-
+_CODED = _coded(errors.DomainError)
+STATUS = {**{error.code: error.status for error in _CODED}, PAYLOAD_TOO_LARGE: 413}
+_TITLES = {**{error.code: error.title for error in _CODED}, PAYLOAD_TOO_LARGE: "The request body is too large"}
 # Each code's example: what the service really answers, its `detail` and any member beside the five of every problem.
-_EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
-    # What any operation may be refused with (a route names a field of its own with `problems(invalid=…)`).
-    errors.InvalidRequest.code: ("A query parameter is given more than once", {}),
-    errors.Unauthenticated.code: ("The access token is missing, expired or not valid", {}),
-    errors.LicensesInsufficient.code: ("1 license(s) supplied, 2 required", {"quote": QUOTE_EXAMPLE}),
-    errors.Forbidden.code: ("This operation is for administrators", {}),
-    errors.InstallationNotFound.code: ("No installation has the code 'ACME-0001'", {}),
-    errors.KeyNotFound.code: ("No such key", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
-    errors.ResellerNotFound.code: ("No such reseller", {}),
-    errors.ActivationNotFound.code: ("No such activation", {}),
-    errors.WebhookEndpointNotFound.code: ("No such webhook endpoint", {}),
-    errors.WebhookDeliveryNotFound.code: ("No such webhook delivery", {}),
-    errors.KeyAlreadyUsed.code: ("The key was already used", {"key_index": 1, "key_prefix": "TXS-7QKD"}),
-    errors.KeyRevoked.code: ("The key was revoked", {"key_index": 0, "key_prefix": "TXS-7QKD"}),
-    errors.KeyDuplicated.code: (
-        "The same key appears twice in the request",
-        {"key_index": 2, "key_prefix": "TXS-7QKD"},
-    ),
-    errors.InstallationExists.code: ("An installation with this code is already registered", {}),
-    errors.ResellerExists.code: ("A reseller with this name already exists", {}),
-    errors.UserNotFound.code: (errors.UserNotFound.title, {}),
-    errors.UserExists.code: (errors.UserExists.title, {}),
-    errors.SetupLinkInvalid.code: (errors.SetupLinkInvalid.title, {}),
-    errors.VoidHasDependents.code: (
-        "1 later live activation(s) were computed on this one: void them too (cascade)",
-        {"dependents": [EXAMPLE_ACTIVATION_ID]},
-    ),
-    errors.KeyMalformed.code: ("The key is not a valid Timex Support key: check it for typos.", {"key_index": 1}),
-    errors.IdempotencyKeyInFlight.code: (errors.IdempotencyKeyInFlight.title, {}),
-    errors.IdempotencyKeyReused.code: (errors.IdempotencyKeyReused.title, {}),
-    errors.RateLimited.code: ("Try again in 840 seconds", {}),
-    errors.Unavailable.code: ("The service is temporarily unavailable; nothing was written", {}),
-    PAYLOAD_TOO_LARGE: ("The request body is limited to 65536 bytes", {}),
+_EXAMPLES = {
+    **{error.code: error.example for error in _CODED},
+    PAYLOAD_TOO_LARGE: errors.Example("The request body is limited to 65536 bytes"),
 }
 
 # Responses' headers, each described once in `components/headers`.
@@ -117,14 +85,14 @@ English as the service describes it (`validation`)."""
 
 
 def _example(code: str, invalid: Invalid | None = None) -> dict[str, Any]:
-    detail, extra = _EXAMPLES[code]
+    detail, extra = _EXAMPLES[code].detail, dict(_EXAMPLES[code].members)
     if invalid is not None and code == errors.InvalidRequest.code:
         loc, kind, context = invalid
         error = {"loc": loc, "type": kind, "ctx": context}
         msg = validation.problem_of(error, SOURCE_LANGUAGE)
         detail = validation.describe(error, SOURCE_LANGUAGE)
         extra = {"errors": [{"loc": loc, "msg": msg, "type": kind}]}
-    status = _STATUS[code]
+    status = STATUS[code]
     return {
         "type": f"urn:timex-licensing:problem:{code}",
         "title": _TITLES[code],
@@ -140,7 +108,7 @@ def problems(*codes: str, invalid: Invalid | None = None) -> dict[int | str, dic
     (`invalid`: its `invalid_request`'s, a field of its own), grouped by status, all of them the one `Problem`."""
     by_status: dict[int, list[str]] = {}
     for code in codes:
-        by_status.setdefault(_STATUS[code], []).append(code)
+        by_status.setdefault(STATUS[code], []).append(code)
     return {
         status: {
             "description": ", ".join(f"`{code}`" for code in grouped),

@@ -31,7 +31,6 @@ from service.activations import MAX_KEYS
 from service.errors import N_
 from service.http import validation
 from service.http.deps import runtime_of
-from service.http.problems import STATUS
 from service.http.routes.activations import activate_keys
 from service.http.schemas.common import InstallationCode
 from service.i18n import LANGUAGES, long_date, money, translate, translations
@@ -210,7 +209,7 @@ async def activate_submit(request: Request) -> HTMLResponse:
         form.code_error = translate(language, CODE_NOT_FOUND)
         return render(404)
     except errors.DomainError as refusal:
-        return render(STATUS.get(refusal.code, 400), refusal=refusal)
+        return render(refusal.status, refusal=refusal)
     render.context.update(state=state, quote=quote)
     if form.good_keys and not form.has_errors:
         render.context["with_keys"] = await _quote(request, code, len(form.good_keys))
@@ -225,11 +224,11 @@ async def activate_submit(request: Request) -> HTMLResponse:
     except errors.KeyRefused as refusal:
         for position, reason in refusal.refused.items():
             form.keys[position].refusal = reason
-        return render(STATUS[refusal.code], refusal=refusal)
+        return render(refusal.status, refusal=refusal)
     except errors.LicensesInsufficient as refusal:
-        return render(STATUS[refusal.code], refusal=refusal, short=refusal.required - refusal.supplied)
+        return render(refusal.status, refusal=refusal, short=refusal.required - refusal.supplied)
     except errors.DomainError as refusal:
-        return render(STATUS.get(refusal.code, 400), refusal=refusal)
+        return render(refusal.status, refusal=refusal)
     return render(200, template="activated.html", result=result)
 
 

