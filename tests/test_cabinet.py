@@ -328,3 +328,29 @@ async def test_a_reseller_user_adds_a_webhook_endpoint_sees_its_deliveries_and_s
     assert "installation.registered" in page.text
     assert again.status_code == 303 and 'data-status="pending"' in after.text
     assert foreign.status_code == 404
+
+
+async def test_staff_see_every_resellers_failed_deliveries_and_rotate_the_signing_key(api: Api) -> None:
+    api.settings.webhook_allowed_hosts = ["127.0.0.1"]
+    reseller = await api.reseller("Okhrana")
+    endpoint = await api.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook"}, headers=reseller["headers"])
+    assert endpoint.status_code == 201, endpoint.text
+    await api.installation("SHOP-1", headers=reseller["headers"], purchased_on=TODAY)
+    await webhooks.dispatch(driver=api.driver, now=api.clock.now())
+    async with api.engine.begin() as connection:
+        await connection.execute(text("UPDATE webhook_deliveries SET status = 'failed', attempts = 15"))
+    old_kid = (await api.get("/.well-known/jwks.json")).json()["keys"][0]["kid"]
+    async with Visitor.of(api, **{"Accept-Language": "en"}) as visitor, Visitor.of(api) as seller:
+        await signed_in_user(api, visitor, "boss")
+        failed = await visitor.get("/cabinet/deliveries")
+        await visitor.get("/cabinet/signing-keys")
+        rotated = await visitor.post("/cabinet/signing-keys/rotate", {})
+        await signed_in_user(api, seller, "anna", "reseller", reseller["id"])
+        refused = await seller.get("/cabinet/deliveries")
+
+    assert "http://127.0.0.1:9/hook" in failed.text and "Okhrana" in failed.text
+    assert "installation.registered" in failed.text
+    assert rotated.status_code == 200 and refused.status_code == 403
+    entries = (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]
+    [rotation] = [e for e in entries if e["action"] == "signing_key.rotated"]
+    assert rotation["details"] == {"retired": old_kid} and rotation["target"] in rotated.text

@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
-from service import audit, errors, installations, keys, ledger, resellers, rules, totp, users, webhooks
+from service import audit, errors, installations, keys, ledger, resellers, rules, signing_keys, totp, users, webhooks
 from service.audit import Actor
 from service.auth import Role
 from service.errors import N_
@@ -776,6 +776,47 @@ async def webhook_disable(view: View) -> Response:
     return view.redirect(f"{PREFIX}/webhooks/{endpoint.id}")
 
 
+# --- Staff: failed deliveries across resellers, the signing keys
+
+
+@page(staff=True)
+async def failed_deliveries_page(view: View) -> Response:
+    driver = view.runtime.driver
+    failed = await webhooks.failed_deliveries(driver=driver, limit=LIST_LIMIT)
+    names = {reseller.id: reseller.name for reseller in await resellers.list_all(driver=driver)}
+    return view.render("deliveries.html", failed=failed, names=names)
+
+
+SIGNING_KEY_IS_A_SETTING = N_(
+    "The signing key is the CERTIFICATE_PRIVATE_KEY setting: it changes by changing that setting."
+)
+
+
+@page(staff=True)
+async def signing_keys_page(view: View) -> Response:
+    key_set = await view.runtime.signing_keys.current()
+    return view.render(
+        "signing_keys.html",
+        keys=key_set.jwks["keys"],
+        from_setting=view.runtime.settings.certificate_private_key is not None,
+        reload_seconds=view.runtime.settings.signing_keys_reload_seconds,
+    )
+
+
+@page(staff=True)
+async def signing_key_rotate(view: View) -> Response:
+    runtime = view.runtime
+    if runtime.settings.certificate_private_key is not None:
+        return view.render("problem.html", 409, refusal_title=view.t(SIGNING_KEY_IS_A_SETTING))
+    rotation = await signing_keys.rotate(
+        driver=runtime.driver, secret=runtime.settings.certificate_key_secret, now=runtime.clock.now()
+    )
+    await view.audit("signing_key.rotated", target=rotation.signing, details={"retired": rotation.retired})
+    return view.render(
+        "signing_key_rotated.html", rotation=rotation, reload_seconds=runtime.settings.signing_keys_reload_seconds
+    )
+
+
 # --- Staff: voids, with what a cascade would void shown before it is confirmed
 
 
@@ -1027,6 +1068,9 @@ def install(app: FastAPI) -> None:
         ("/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver", webhook_redeliver, "POST"),
         ("/webhooks/{endpoint_id}/rotate-secret", webhook_rotate, "POST"),
         ("/webhooks/{endpoint_id}/disable", webhook_disable, "POST"),
+        ("/deliveries", failed_deliveries_page, "GET"),
+        ("/signing-keys", signing_keys_page, "GET"),
+        ("/signing-keys/rotate", signing_key_rotate, "POST"),
         ("/resellers", resellers_page, "GET"),
         ("/resellers", reseller_create, "POST"),
         ("/resellers/{reseller_id}", reseller_page, "GET"),
