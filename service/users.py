@@ -459,11 +459,20 @@ async def enroll_totp(
     return user
 
 
+_PURGE_ENDED = delete(CabinetSession).where(
+    CabinetSession.user_id == bindparam("user_id"),
+    (CabinetSession.expires_at <= bindparam("now")) | (CabinetSession.last_seen_at <= bindparam("idle_since")),
+)
+
+
 @retried
 async def _open(
     *, driver: Driver, user: UserRecord, token: str, csrf_token: str, address: str, now: datetime, times: SessionTimes
 ) -> None:
     async with driver.transaction() as session:
+        # The user's sessions that ended unseen (idle or past their lifetime) go as it opens a new one: the table
+        # holds no more than each user's recent sign-ins.
+        await session.execute(_PURGE_ENDED, {"user_id": user.id, "now": now, "idle_since": now - times.idle})
         await session.execute(
             _OPEN,
             {

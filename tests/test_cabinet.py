@@ -1,6 +1,7 @@
 """The cabinet over HTTP: sign-in and its limits, sessions and their cookie, CSRF, and the pages calling the
 service as the API does (the browser walk is tests/test_cabinet_browser.py)."""
 
+import asyncio
 import csv
 import io
 import re
@@ -354,3 +355,32 @@ async def test_staff_see_every_resellers_failed_deliveries_and_rotate_the_signin
     entries = (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]
     [rotation] = [e for e in entries if e["action"] == "signing_key.rotated"]
     assert rotation["details"] == {"retired": old_kid} and rotation["target"] in rotated.text
+
+
+async def test_a_burst_of_wrong_passwords_at_once_gets_no_more_than_the_limit_through(api: Api) -> None:
+    user = await invite(api, "boss")
+    async with Visitor.of(api) as visitor:
+        await visitor.set_password(user["setup_url"], PASSWORD)
+        await visitor.get("/cabinet/login")
+        form = {"username": "boss", "password": "wrong password", "csrf_token": visitor.csrf}
+        answers = await asyncio.gather(
+            *(
+                visitor.client.post("/cabinet/login", data=form, headers={"Sec-Fetch-Site": "same-origin"})
+                for _ in range(25)
+            )
+        )
+        after = await visitor.sign_in("boss", PASSWORD)
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [401] * 10 + [429] * 15  # the limit's places are taken before any password is hashed
+    assert after.status_code == 429
+
+
+async def test_signing_in_again_clears_the_users_sessions_that_ended_unseen(api: Api) -> None:
+    async with Visitor.of(api) as first:
+        await signed_in_user(api, first, "boss")
+    api.shift_instants(timedelta(hours=13))
+    async with Visitor.of(api) as second:
+        assert (await second.sign_in("boss", PASSWORD)).status_code == 303
+    async with api.engine.connect() as connection:
+        count = (await connection.execute(text("SELECT count(*) FROM cabinet_sessions"))).scalar_one()
+    assert count == 1
