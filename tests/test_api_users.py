@@ -1,6 +1,7 @@
 """Cabinet users through the API (admins): invited with a one-time setup link, listed, disabled and enabled, and
 every such action in the audit log."""
 
+import logging
 from datetime import datetime, timedelta
 
 import httpx
@@ -141,3 +142,14 @@ async def test_the_audit_log_is_for_admins_and_pages_backwards(api: Api) -> None
 
     assert [e["target"] for e in first["items"]] == ["user2", "user1"] and first["has_more"]
     assert [e["target"] for e in second["items"]] == ["user0"] and not second["has_more"]
+
+
+async def test_a_setup_link_never_reaches_the_access_log(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="service.access")
+    user = await invite(api, "boss")
+    token = httpx.URL(user["setup_url"]).path.rsplit("/", 1)[1]
+    async with Visitor.of(api) as visitor:
+        await visitor.set_password(user["setup_url"], PASSWORD)
+
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "service.access")
+    assert "/cabinet/setup/" in logged and token not in logged
