@@ -125,7 +125,10 @@ async def list_audit_events(
     _admin: AdminDep,
     reseller_id: Annotated[UUID | None, Query(description="Actions on one reseller's business")] = None,
     before: Annotated[
-        int | None, Field(ge=1), WrittenInDigits, Query(description="The `next_before` of the previous page")
+        int | None,
+        Field(ge=1, le=2**63 - 1),  # an id is a PostgreSQL bigint
+        WrittenInDigits,
+        Query(description="The `next_before` of the previous page"),
     ] = None,
     limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
 ) -> AuditEventPage:
