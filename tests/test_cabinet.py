@@ -384,3 +384,17 @@ async def test_signing_in_again_clears_the_users_sessions_that_ended_unseen(api:
     async with api.engine.connect() as connection:
         count = (await connection.execute(text("SELECT count(*) FROM cabinet_sessions"))).scalar_one()
     assert count == 1
+
+
+async def test_staff_see_every_resellers_renewals_by_the_resellers_name(api: Api) -> None:
+    reseller = await api.reseller("Okhrana")
+    await api.installation("SOON-1", reseller_id=reseller["id"], support_end=TODAY + timedelta(days=10))
+    await api.installation("OWN-1", support_end=TODAY + timedelta(days=11))
+    async with Visitor.of(api, **{"Accept-Language": "en"}) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        page = (await visitor.get("/cabinet/")).text
+        found = (await visitor.get("/cabinet/installations?code=soon")).text
+
+    soon = page[page.index('data-code="SOON-1"') : page.index('data-code="OWN-1"')]
+    assert "Okhrana" in soon and "Smartec's own" in page[page.index('data-code="OWN-1"') :]
+    assert "SOON-1" in found and "OWN-1" not in found and "Okhrana" in found

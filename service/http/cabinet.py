@@ -433,6 +433,7 @@ async def renewals(view: View) -> Response:
         )
     return view.render(
         "renewals.html",
+        names=await _reseller_names(view),
         expiring=lists["expiring"],
         lapsed=lists["lapsed"],
         days=RENEWALS_DAYS,
@@ -519,10 +520,15 @@ async def installations_page(view: View) -> Response:
             expiring_within_days=RENEWALS_DAYS,
             limit=LIST_LIMIT,
         )
-    return view.render("installations.html", typed=typed, error=error, found=found)
+    return view.render("installations.html", typed=typed, error=error, found=found, names=await _reseller_names(view))
 
 
 # --- Registering a sale
+
+
+async def _reseller_names(view: View) -> dict[UUID, str]:
+    """Staff see every reseller's installations: by the reseller's name."""
+    return {reseller.id: reseller.name for reseller in await _reseller_choices(view)}
 
 
 async def _reseller_choices(view: View) -> list[resellers.ResellerRecord]:
