@@ -398,3 +398,20 @@ async def test_staff_see_every_resellers_renewals_by_the_resellers_name(api: Api
     soon = page[page.index('data-code="SOON-1"') : page.index('data-code="OWN-1"')]
     assert "Okhrana" in soon and "Smartec's own" in page[page.index('data-code="OWN-1"') :]
     assert "SOON-1" in found and "OWN-1" not in found and "Okhrana" in found
+
+
+async def test_the_keys_form_posted_again_answers_the_keys_it_issued_and_issues_no_more(api: Api) -> None:
+    reseller = await api.reseller()
+    async with Visitor.of(api) as visitor:
+        await signed_in_user(api, visitor, "anna", "reseller", reseller["id"])
+        form = await visitor.get("/cabinet/keys")
+        form_id = re.search(r'name="form_id" value="([^"]+)"', form.text).group(1)
+        first = await visitor.post("/cabinet/keys", {"count": "3", "form_id": form_id})
+        again = await visitor.post("/cabinet/keys", {"count": "3", "form_id": form_id})
+        changed = await visitor.post("/cabinet/keys", {"count": "4", "form_id": form_id})
+
+    shown = re.findall(r"<li><code>(TXS-[^<]+)</code></li>", first.text)
+    ISSUED_KEYS.update(shown)
+    assert len(shown) == 3 and re.findall(r"<li><code>(TXS-[^<]+)</code></li>", again.text) == shown
+    assert changed.status_code == 422  # the same form id with another count: refused, nothing issued
+    assert len(await api.key_statuses()) == 3

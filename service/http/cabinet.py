@@ -33,7 +33,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
-from service import audit, errors, installations, keys, ledger, resellers, rules, signing_keys, totp, users, webhooks
+from service import (
+    audit,
+    errors,
+    idempotency,
+    installations,
+    keys,
+    ledger,
+    resellers,
+    rules,
+    signing_keys,
+    totp,
+    users,
+    webhooks,
+)
 from service.audit import Actor
 from service.auth import Role
 from service.errors import N_
@@ -607,6 +620,7 @@ async def _keys_page(view: View, status: int = 200, **context: Any) -> Response:
         next_after=page_of_keys[-1].id if has_more else None,
         choices=await _reseller_choices(view),
         limit=MAX_KEYS_AT_ONCE,
+        form_id=secrets.token_urlsafe(16),
         **context,
     )
 
@@ -618,17 +632,44 @@ async def keys_page(view: View) -> Response:
 
 @page()
 async def keys_issue(view: View) -> Response:
+    """The form carries an id of its own: posted again (a reload, a double click), it answers the keys it issued
+    the first time, stored as the API stores an `Idempotency-Key`'s answer (sealed, for `IDEMPOTENCY_TTL_HOURS`)."""
     text = view.fields.get("count", "").strip()
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_KEYS_AT_ONCE):
         return await _keys_page(view, 422, count_error=view.t(BAD_COUNT, count=MAX_KEYS_AT_ONCE), count=text[:10])
     runtime = view.runtime
     owner = view.user.reseller_id if view.user.role != "admin" else _uuid(view.fields.get("reseller_id", ""))
-    issued = await keys.issue(driver=runtime.driver, count=int(text), secret=runtime.key_secret, reseller_id=owner)
+    attempt = idempotency.attempt(
+        scope=f"cabinet:{view.user.id}",
+        key=f"keys:{view.fields.get('form_id', '')[:64] or secrets.token_urlsafe(16)}",
+        method="POST",
+        target=f"{PREFIX}/keys",
+        body=f"{int(text)}:{owner}".encode(),
+    )
+    claimed = await idempotency.claim(
+        driver=runtime.driver,
+        attempt=attempt,
+        now=runtime.clock.now(),
+        ttl=timedelta(hours=runtime.settings.idempotency_ttl_hours),
+        sealer=runtime.sealer,
+    )
+    if isinstance(claimed, idempotency.Answer):
+        return HTMLResponse(
+            claimed.body, claimed.status, headers={**SECURITY_HEADERS, "Content-Language": view.language}
+        )
+    try:
+        issued = await keys.issue(driver=runtime.driver, count=int(text), secret=runtime.key_secret, reseller_id=owner)
+    except Exception:
+        await idempotency.release(driver=runtime.driver, claim=claimed)
+        raise
     KEYS_ISSUED.inc(len(issued))
     event("keys_issued", count=len(issued), reseller_id=owner, first_key_id=issued[0].id)
-    await view.audit("keys.issued", target=str(issued[0].id), reseller_id=owner, details={"count": len(issued)})
     batch = _seal(view, json.dumps([(str(k.id), k.key, k.prefix) for k in issued]).encode())
-    return view.render("keys_issued.html", 201, issued=issued, batch=batch)
+    response = view.render("keys_issued.html", 201, issued=issued, batch=batch)
+    answer = idempotency.Answer(response.status_code, "text/html; charset=utf-8", bytes(response.body))
+    await idempotency.store(driver=runtime.driver, claim=claimed, answer=answer, sealer=runtime.sealer)
+    await view.audit("keys.issued", target=str(issued[0].id), reseller_id=owner, details={"count": len(issued)})
+    return response
 
 
 def _seal(view: View, data: bytes) -> str:
