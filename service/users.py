@@ -309,6 +309,38 @@ async def end_reseller_sessions(*, driver: Driver, reseller_id: UUID) -> int:
         return await session.execute(_END_RESELLER_SESSIONS, {"reseller_id": reseller_id})
 
 
+_RENEW_SETUP = (
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .values(setup_digest=bindparam("setup_digest"), setup_expires_at=bindparam("setup_expires_at"))
+)
+
+
+@retried
+async def renew_setup_link(
+    *, driver: Driver, actor: Actor, user_id: UUID, now: datetime, setup_lifetime: timedelta
+) -> Invitation:
+    """A new setup link (an invitation that expired, a password forgotten): the one before stops working; the
+    password, if any, works until the new link sets another."""
+    token = secrets.token_urlsafe(32)
+    async with driver.transaction() as session:
+        await _find(session, user_id)
+        await session.execute(
+            _RENEW_SETUP,
+            {"user_id": user_id, "setup_digest": digest(token), "setup_expires_at": now + setup_lifetime},
+        )
+        user = await _find(session, user_id)
+        await audit.record(
+            session,
+            actor=actor,
+            action="user.setup_link_renewed",
+            now=now,
+            target=user.username,
+            reseller_id=user.reseller_id,
+        )
+    return Invitation(user, token)
+
+
 # --- Setting a password
 
 

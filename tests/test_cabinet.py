@@ -7,6 +7,7 @@ import io
 import re
 from datetime import date, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -415,3 +416,19 @@ async def test_the_keys_form_posted_again_answers_the_keys_it_issued_and_issues_
     assert len(shown) == 3 and re.findall(r"<li><code>(TXS-[^<]+)</code></li>", again.text) == shown
     assert changed.status_code == 422  # the same form id with another count: refused, nothing issued
     assert len(await api.key_statuses()) == 3
+
+
+async def test_staff_give_a_user_a_new_setup_link_when_the_first_expired(api: Api) -> None:
+    expired = await invite(api, "anna")
+    api.shift_instants(timedelta(hours=73))
+    async with Visitor.of(api) as staff, Visitor.of(api) as anna:
+        await signed_in_user(api, staff, "boss")
+        await staff.get("/cabinet/users")
+        renewed = await staff.post(f"/cabinet/users/{expired['id']}/setup-link", {})
+        link = re.search(r'<code id="setup-link">([^<]+)</code>', renewed.text).group(1)
+        old = await anna.get(httpx.URL(expired["setup_url"]).path)
+        new = await anna.set_password(link, PASSWORD)
+        signed_in = await anna.sign_in("anna", PASSWORD)
+    assert (old.status_code, new.status_code, signed_in.status_code) == (404, 303, 303)
+    actions = [e["action"] for e in (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]]
+    assert "user.setup_link_renewed" in actions

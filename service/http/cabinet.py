@@ -1046,6 +1046,20 @@ def _user_id(view: View) -> UUID:
 
 
 @page(staff=True)
+async def user_setup_link(view: View) -> Response:
+    runtime = view.runtime
+    invitation = await users.renew_setup_link(
+        driver=runtime.driver,
+        actor=view.actor,
+        user_id=_user_id(view),
+        now=runtime.clock.now(),
+        setup_lifetime=timedelta(hours=runtime.settings.cabinet_setup_hours),
+    )
+    link = setup_url(runtime.settings, str(view.request.base_url), invitation.setup_token)
+    return view.render("user_invited.html", invited=invitation.user, link=link, renewed=True)
+
+
+@page(staff=True)
 async def user_disable(view: View) -> Response:
     runtime = view.runtime
     await users.disable(driver=runtime.driver, actor=view.actor, user_id=_user_id(view), now=runtime.clock.now())
@@ -1126,6 +1140,7 @@ def install(app: FastAPI) -> None:
         ("/resellers/{reseller_id}/rotate-secret", reseller_rotate, "POST"),
         ("/users", users_page, "GET"),
         ("/users", user_invite, "POST"),
+        ("/users/{user_id}/setup-link", user_setup_link, "POST"),
         ("/users/{user_id}/disable", user_disable, "POST"),
         ("/users/{user_id}/enable", user_enable, "POST"),
         ("/audit", audit_page, "GET"),
