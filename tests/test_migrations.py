@@ -117,7 +117,7 @@ UNION ALL
 SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
 UNION ALL
 SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
-FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND contype <> 'n'  -- PostgreSQL 18 lists NOT NULL
 ORDER BY 1
 """
 SCHEMA_SNAPSHOT = Path(__file__).parent / "snapshots" / "schema_at_head.txt"
