@@ -11,7 +11,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from tests.api import ISSUED_KEYS
 from tests.cdp import Page, chromium_page
 from tests.conftest import migrated_database
 from tests.servers import running_server
-from tests.test_activate_browser import CHROMIUM, DESKTOP, OFFLINE, PHONE, _screenshot, _wait
+from tests.test_activate_browser import CHROMIUM, DESKTOP, OFFLINE, PHONE, _downloaded, _screenshot, _wait
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM and not os.environ.get("CI"), reason="no chromium here (CI installs it and runs this test)"
@@ -115,16 +114,6 @@ def _loaded_only_from(page: Page, server: str) -> None:
     assert isinstance(resources, list)
     assert all(str(name).startswith(server) for name in resources), resources
     assert page.evaluate("document.scripts.length") == 0
-
-
-def _downloaded(folder: Path) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        files = [f for f in folder.iterdir() if not f.name.endswith(".crdownload")]
-        if files:
-            return files[0].read_text()
-        time.sleep(0.1)
-    raise AssertionError("nothing was downloaded")
 
 
 WORDS = {

@@ -598,6 +598,14 @@ async def sale_submit(view: View) -> Response:
     return view.redirect(f"{PREFIX}/installations/{url_quote(record.code)}")
 
 
+def _path_id(view: View, name: str, missing: type[errors.DomainError]) -> UUID:
+    """The id in the path, or `missing` (not found) for one that is not an id."""
+    found = _uuid(view.request.path_params[name])
+    if found is None:
+        raise missing()
+    return found
+
+
 def _uuid(text: str) -> UUID | None:
     try:
         return UUID(text) if text else None
@@ -714,9 +722,7 @@ async def keys_csv(view: View) -> Response:
 
 @page()
 async def key_revoke(view: View) -> Response:
-    key_id = _uuid(view.request.path_params["key_id"])
-    if key_id is None:
-        raise errors.KeyNotFound()
+    key_id = _path_id(view, "key_id", errors.KeyNotFound)
     runtime = view.runtime
     found = await keys.info(driver=runtime.driver, key_id=key_id)
     view.user.principal.require_owner(found.reseller_id)
@@ -765,16 +771,13 @@ async def webhook_create(view: View) -> Response:
     return view.render("webhook_secret.html", 201, endpoint=endpoint, secret=created.secret)
 
 
-def _endpoint_id(view: View) -> UUID:
-    found = _uuid(view.request.path_params["endpoint_id"])
-    if found is None:
-        raise errors.WebhookEndpointNotFound()
-    return found
-
-
 @page()
 async def webhook_page(view: View) -> Response:
-    driver, principal, endpoint_id = view.runtime.driver, view.user.principal, _endpoint_id(view)
+    driver, principal, endpoint_id = (
+        view.runtime.driver,
+        view.user.principal,
+        _path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
+    )
     endpoint = next(
         (e for e in await webhooks.list_endpoints(driver=driver, principal=principal) if e.id == endpoint_id), None
     )
@@ -788,9 +791,8 @@ async def webhook_page(view: View) -> Response:
 
 @page()
 async def webhook_redeliver(view: View) -> Response:
-    endpoint_id, delivery_id = _endpoint_id(view), _uuid(view.request.path_params["delivery_id"])
-    if delivery_id is None:
-        raise errors.WebhookDeliveryNotFound()
+    endpoint_id = _path_id(view, "endpoint_id", errors.WebhookEndpointNotFound)
+    delivery_id = _path_id(view, "delivery_id", errors.WebhookDeliveryNotFound)
     runtime = view.runtime
     await webhooks.redeliver(
         driver=runtime.driver,
@@ -806,7 +808,9 @@ async def webhook_redeliver(view: View) -> Response:
 @page()
 async def webhook_rotate(view: View) -> Response:
     rotated = await webhooks.rotate_secret(
-        driver=view.runtime.driver, principal=view.user.principal, endpoint_id=_endpoint_id(view)
+        driver=view.runtime.driver,
+        principal=view.user.principal,
+        endpoint_id=_path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
     )
     endpoint = rotated.endpoint
     await view.audit("webhook_endpoint.secret_rotated", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
@@ -817,7 +821,10 @@ async def webhook_rotate(view: View) -> Response:
 async def webhook_disable(view: View) -> Response:
     runtime = view.runtime
     endpoint = await webhooks.disable_endpoint(
-        driver=runtime.driver, principal=view.user.principal, endpoint_id=_endpoint_id(view), now=runtime.clock.now()
+        driver=runtime.driver,
+        principal=view.user.principal,
+        endpoint_id=_path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
+        now=runtime.clock.now(),
     )
     await view.audit("webhook_endpoint.disabled", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
     return view.redirect(f"{PREFIX}/webhooks/{endpoint.id}")
@@ -950,17 +957,10 @@ async def reseller_create(view: View) -> Response:
     )
 
 
-def _reseller_id(view: View) -> UUID:
-    found = _uuid(view.request.path_params["reseller_id"])
-    if found is None:
-        raise errors.ResellerNotFound()
-    return found
-
-
 @page(staff=True)
 async def reseller_page(view: View) -> Response:
     driver = view.runtime.driver
-    reseller = await resellers.get(driver=driver, reseller_id=_reseller_id(view))
+    reseller = await resellers.get(driver=driver, reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound))
     return view.render(
         "reseller.html", reseller=reseller, people=await users.list_users(driver=driver, reseller_id=reseller.id)
     )
@@ -969,7 +969,11 @@ async def reseller_page(view: View) -> Response:
 @page(staff=True)
 async def reseller_disable(view: View) -> Response:
     runtime = view.runtime
-    reseller = await resellers.disable(driver=runtime.driver, reseller_id=_reseller_id(view), now=runtime.clock.now())
+    reseller = await resellers.disable(
+        driver=runtime.driver,
+        reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
+        now=runtime.clock.now(),
+    )
     await users.end_reseller_sessions(driver=runtime.driver, reseller_id=reseller.id)
     event("reseller_disabled", reseller_id=reseller.id)
     await view.audit("reseller.disabled", target=reseller.name, reseller_id=reseller.id)
@@ -978,7 +982,9 @@ async def reseller_disable(view: View) -> Response:
 
 @page(staff=True)
 async def reseller_enable(view: View) -> Response:
-    reseller = await resellers.enable(driver=view.runtime.driver, reseller_id=_reseller_id(view))
+    reseller = await resellers.enable(
+        driver=view.runtime.driver, reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound)
+    )
     event("reseller_enabled", reseller_id=reseller.id)
     await view.audit("reseller.enabled", target=reseller.name, reseller_id=reseller.id)
     return view.redirect(f"{PREFIX}/resellers/{reseller.id}")
@@ -988,7 +994,9 @@ async def reseller_enable(view: View) -> Response:
 async def reseller_rotate(view: View) -> Response:
     runtime = view.runtime
     rotated = await resellers.rotate_secret(
-        driver=runtime.driver, reseller_id=_reseller_id(view), now=runtime.clock.now()
+        driver=runtime.driver,
+        reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
+        now=runtime.clock.now(),
     )
     reseller = rotated.reseller
     event("reseller_secret_rotated", reseller_id=reseller.id)
@@ -1038,20 +1046,13 @@ async def user_invite(view: View) -> Response:
     return view.render("user_invited.html", 201, invited=invitation.user, link=link)
 
 
-def _user_id(view: View) -> UUID:
-    found = _uuid(view.request.path_params["user_id"])
-    if found is None:
-        raise errors.UserNotFound()
-    return found
-
-
 @page(staff=True)
 async def user_setup_link(view: View) -> Response:
     runtime = view.runtime
     invitation = await users.renew_setup_link(
         driver=runtime.driver,
         actor=view.actor,
-        user_id=_user_id(view),
+        user_id=_path_id(view, "user_id", errors.UserNotFound),
         now=runtime.clock.now(),
         setup_lifetime=timedelta(hours=runtime.settings.cabinet_setup_hours),
     )
@@ -1062,14 +1063,24 @@ async def user_setup_link(view: View) -> Response:
 @page(staff=True)
 async def user_disable(view: View) -> Response:
     runtime = view.runtime
-    await users.disable(driver=runtime.driver, actor=view.actor, user_id=_user_id(view), now=runtime.clock.now())
+    await users.disable(
+        driver=runtime.driver,
+        actor=view.actor,
+        user_id=_path_id(view, "user_id", errors.UserNotFound),
+        now=runtime.clock.now(),
+    )
     return view.redirect(f"{PREFIX}/users")
 
 
 @page(staff=True)
 async def user_enable(view: View) -> Response:
     runtime = view.runtime
-    await users.enable(driver=runtime.driver, actor=view.actor, user_id=_user_id(view), now=runtime.clock.now())
+    await users.enable(
+        driver=runtime.driver,
+        actor=view.actor,
+        user_id=_path_id(view, "user_id", errors.UserNotFound),
+        now=runtime.clock.now(),
+    )
     return view.redirect(f"{PREFIX}/users")
 
 
