@@ -153,3 +153,24 @@ async def test_a_setup_link_never_reaches_the_access_log(api: Api, caplog: pytes
 
     logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "service.access")
     assert "/cabinet/setup/" in logged and token not in logged
+
+
+async def test_users_are_listed_admins_first_or_one_resellers_only(api: Api) -> None:
+    first, second = await api.reseller("First"), await api.reseller("Second")
+    await invite(api, "zed", "reseller", first["id"])
+    await invite(api, "amy", "reseller", second["id"])
+    await invite(api, "boss")
+
+    everyone = (await api.get("/v1/users", headers=api.admin)).json()["items"]
+    theirs = (await api.get("/v1/users", params={"reseller_id": second["id"]}, headers=api.admin)).json()["items"]
+
+    assert [u["username"] for u in everyone] == ["boss", "amy", "zed"]
+    assert [u["username"] for u in theirs] == ["amy"]
+
+
+async def test_disabling_a_user_again_keeps_the_first_instant(api: Api) -> None:
+    user = await invite(api, "boss")
+    first = (await api.post(f"/v1/users/{user['id']}/disable", headers=api.admin)).json()["disabled_at"]
+    api.shift_instants(timedelta(minutes=5))
+    again = (await api.post(f"/v1/users/{user['id']}/disable", headers=api.admin)).json()["disabled_at"]
+    assert again == first
