@@ -39,6 +39,7 @@ from service import installations, keyformat, migrate, rules  # noqa: E402
 from service.auth import TokenSettings, issue_token  # noqa: E402
 from service.certificates import generate_private_key  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from tests.pgbouncer import pgbouncer  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 CEILING_DIR = ROOT / "bench" / "ceiling"
@@ -54,6 +55,8 @@ THREADS = 2
 KEYS_PER_THREAD = 20_000  # a 10 s run at 2,000 activations/s takes 10,000 of them a thread
 RESELLERS = 10
 MAX_ROUNDS = 5  # each round activates a fresh set of keys, and the half-peak run another: 6 sets are seeded
+POOLED_SETS = 2 * MAX_ROUNDS  # and the pooled comparison's rounds two each (direct, through PgBouncer)
+POOL_SERVER_CONNECTIONS = 10  # PgBouncer's server connections for the service's 2 × DATABASE_POOL_SIZE
 
 
 def bench_dsn(database: str = DATABASE) -> str:
@@ -181,10 +184,11 @@ def print_plans(plans: dict[str, str]) -> None:
 # --- processes
 
 
-def service_env(dsn: str) -> dict[str, str]:
+def service_env(dsn: str, pooled: bool = False) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": dsn,
+        "DATABASE_TRANSACTION_POOLER": str(pooled).lower(),
         "ENVIRONMENT": "production",
         "JWT_SECRET": "bench-jwt-secret",
         "KEY_HASH_SECRET": KEY_SECRET,
@@ -215,7 +219,9 @@ def process(command: list[str], env: dict[str, str], url: str, cwd: Path = ROOT)
         proc.wait(20)
 
 
-def start_service(stack: ExitStack, workers: int = WORKERS, dsn: str | None = None) -> tuple[str, subprocess.Popen]:
+def start_service(
+    stack: ExitStack, workers: int = WORKERS, dsn: str | None = None, pooled: bool = False
+) -> tuple[str, subprocess.Popen]:
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "timex-licensing"),
@@ -227,7 +233,7 @@ def start_service(stack: ExitStack, workers: int = WORKERS, dsn: str | None = No
         "--no-access-log",
     ]
     url = f"http://127.0.0.1:{port}"
-    return url, stack.enter_context(process(command, service_env(dsn or bench_dsn()), url + "/healthz"))
+    return url, stack.enter_context(process(command, service_env(dsn or bench_dsn(), pooled), url + "/healthz"))
 
 
 def start_ceiling(stack: ExitStack) -> str:
@@ -284,11 +290,90 @@ def wrk(url: str, script: Path, args: list[str], duration: int, connections: int
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": int(errors.group(1)) if errors else 0,
     }
+
+
+# --- CPU: what each request costs each process, read from /proc (steady on a busy machine, unlike req/s)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's workers, the PgBouncer that `runuser` started)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for child in children:
+            pids.extend(process_tree(int(child)))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: the stat line's 14th and 15th fields
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(database: str) -> list[int]:
+    """The PostgreSQL backends connected to `database` (the service's, directly or PgBouncer's)."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+    await conn.close()
+    return [row["pid"] for row in rows]
+
+
+def costed_wrk(processes: dict[str, list[int]], url: str, script: Path, args: list[str], duration: int, c: int) -> dict:
+    """A wrk run, and the CPU µs per request it cost each group of `processes`."""
+    before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    run = wrk(url, script, args, duration, c)
+    spent = {name: cpu_seconds(pids) - before[name] for name, pids in processes.items()}
+    return {**run, "cpu_us": {name: round(seconds * 1e6 / max(run["requests"], 1)) for name, seconds in spent.items()}}
+
+
+def measure_pooled(args: argparse.Namespace, installations: int) -> dict:
+    """Each hot path on a service connected directly and on one through PgBouncer in transaction mode
+    (`DATABASE_TRANSACTION_POOLER=true`), paired by round as the ceiling ratios are, and the CPU each request
+    cost the service, PgBouncer and PostgreSQL's backends."""
+    script = ROOT / "bench" / "wrk_service.lua"
+    d, c = args.duration, args.connections
+    rounds: dict[str, list[dict]] = {}
+    with ExitStack() as stack:
+        bouncer = stack.enter_context(pgbouncer(bench_dsn(), pool_size=POOL_SERVER_CONNECTIONS))
+        services = {"direct": start_service(stack), "pooled": start_service(stack, dsn=bouncer.url, pooled=True)}
+        for url, _ in services.values():
+            wrk(url, script, ["support", str(installations)], 2, c)  # warm-up: pools, caches
+        for round_ in range(args.rounds):
+            for path in ("support", "quote", "activate"):
+                for n, (name, (url, proc)) in enumerate(services.items()):
+                    # Both services' backends: each is idle while the other is loaded.
+                    processes = {"service": process_tree(proc.pid), "postgres": asyncio.run(backend_pids(DATABASE))}
+                    if name == "pooled":
+                        processes["pgbouncer"] = process_tree(bouncer.pid)
+                    extra = []
+                    if path == "activate":
+                        first_set = MAX_ROUNDS + 1 + 2 * round_ + n
+                        extra = ["0", write_key_files(first=first_set * THREADS * KEYS_PER_THREAD)]
+                    run = costed_wrk(processes, url, script, [path, str(installations), *extra], d, c)
+                    rounds.setdefault(f"{path}_{name}", []).append(run)
+    results = {}
+    for path in ("support", "quote", "activate"):
+        direct, pooled = rounds[f"{path}_direct"], rounds[f"{path}_pooled"]
+        ratios = sorted(p["rps"] / q["rps"] for p, q in zip(pooled, direct, strict=True))
+        results[path] = {
+            "direct": _median_run(direct),
+            "pooled": _median_run(pooled),
+            "ratio": round(ratios[len(ratios) // 2], 3),
+        }
+    return results
 
 
 async def _reset_ceiling_keys() -> None:
@@ -455,6 +540,8 @@ def table(report: dict) -> str:
         "Each figure is the median of the rounds; a round runs every path and its ceiling "
         "one after the other, and the ratio is the median of the rounds' ratios.",
     ]
+    if "pooled" in report:
+        lines.append(pooled_table(report["pooled"]))
     if "scale" in report:
         scale, small = report["scale"], report["installations"]
         big_rps, small_rps = scale[str(SCALE_INSTALLATIONS)]["rps"], scale[str(small)]["rps"]
@@ -473,6 +560,23 @@ def table(report: dict) -> str:
     command = "python bench/run.py" + (" --scale" if "scale" in report else "")
     lines.append(f"Measured {report['when']} on {report['machine']}; `{command}`.")
     return "\n\n".join(lines)
+
+
+def pooled_table(pooled: dict) -> str:
+    rows = [
+        "| through PgBouncer (transaction mode) | req/s | against direct | ratio by round "
+        "| CPU µs/request: service | PgBouncer | PostgreSQL | direct: service | PostgreSQL |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path, result in pooled.items():
+        mine, theirs = result["pooled"], result["direct"]
+        by_round = ", ".join(f"{p / q:.2f}" for p, q in zip(mine["rounds_rps"], theirs["rounds_rps"], strict=True))
+        rows.append(
+            f"| {path} | {mine['rps']:.0f} | {result['ratio']}× of {theirs['rps']:.0f} | {by_round} | "
+            f"{mine['cpu_us']['service']} | {mine['cpu_us']['pgbouncer']} | {mine['cpu_us']['postgres']} | "
+            f"{theirs['cpu_us']['service']} | {theirs['cpu_us']['postgres']} |"
+        )
+    return "\n".join(rows)
 
 
 def refresh_readme(text: str) -> None:
@@ -502,6 +606,11 @@ def main() -> None:
         help="also the support state at 1,000,000 installations / 3,000,000 keys against 10,000",
     )
     parser.add_argument(
+        "--pooled-only",
+        action="store_true",
+        help="only the hot paths through PgBouncer against direct, with the CPU each request costs; not the README",
+    )
+    parser.add_argument(
         "--plans-only",
         action="store_true",
         help="seed --installations (no keys to speak of) and print the pipeline's query plans; no load",
@@ -522,9 +631,18 @@ def main() -> None:
         "installations": args.installations,
         "runs": {},
     }
-    keys = THREADS * KEYS_PER_THREAD * (MAX_ROUNDS + 1)
+    keys = THREADS * KEYS_PER_THREAD * (MAX_ROUNDS + 1 + POOLED_SETS)
+    if args.pooled_only:
+        seed(DATABASE, args.installations, keys, ceiling=False)
+        pooled = measure_pooled(args, args.installations)
+        (RESULTS / "pooled.json").write_text(json.dumps(pooled, indent=2) + "\n")
+        for f in RESULTS.glob("keys-thread-*.txt"):
+            f.unlink()
+        print(pooled_table(pooled))
+        return
     seed(DATABASE, args.installations, keys)
     report["runs"][str(args.installations)] = measure(args, args.installations)
+    report["pooled"] = measure_pooled(args, args.installations)
     report["plans"] = {str(args.installations): asyncio.run(explain(bench_dsn(), args.installations))}
     report["issue_keys"] = issue_keys(100_000)
     if args.scale:

@@ -20,19 +20,23 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    return config.attributes.get("database_url") or embedded.url_for(get_settings())
+    settings = get_settings()
+    return config.attributes.get("database_url") or settings.database_direct_url or embedded.url_for(settings)
 
 
 def _configure(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
-        # Commands started at once (replicas, two quick-start commands) migrate one after the other.
+        # Commands started at once (replicas, two quick-start commands) migrate one after the other. Held by the
+        # transaction, not the session: it holds through a transaction-mode pooler too.
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('timex-licensing:migrations'))"))
         context.run_migrations()
 
 
 async def _run_online() -> None:
-    engine = create_engine(_database_url())
+    # No named prepared statement (asyncpg's cache, SQLAlchemy's): none outlives the transaction, so that a
+    # migration through a transaction-mode pooler cannot meet another's on the server connection it is given.
+    engine = create_engine(_database_url(), unnamed_statements=True)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_configure)

@@ -265,7 +265,7 @@ async def activate(
         async with limiter.attempt(names=[client_name(client)], failures=COUNTED_FAILURES):
             # This process's copy of the key set, read from the database only when due: before any connection is
             # taken, so that a read of it never waits for a connection that its own request holds.
-            signer = (await signing_keys.current()).signer
+            signer = (await signing_keys.current()).signer(now)
             write = partial(
                 _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
             )

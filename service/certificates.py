@@ -1,10 +1,12 @@
 """Signed support certificates: a JWT (ES256) stating an installation's support end as of a day, which a
-Timex client can check offline against the public keys served at `/.well-known/jwks.json`, until it expires
-(`exp`, `CERTIFICATE_LIFETIME_DAYS` after it was issued)."""
+Timex client can check offline until it expires (`exp`, `CERTIFICATE_LIFETIME_DAYS` after it was issued): with
+the root certificate it pins, through the signing key's certificate in the header's `x5c` (see
+`service.verification`), or against the public keys served at `/.well-known/jwks.json`."""
 
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import orjson
@@ -37,16 +39,36 @@ def expires(certificate: str) -> int | None:
     return claims.get("exp")
 
 
+def public_key_of(private_key_pem: str) -> ec.EllipticCurvePublicKey:
+    private = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise ValueError("a signing key is an EC key")
+    return private.public_key()
+
+
+def kid_of(private_key_pem: str) -> str:
+    return _thumbprint(_public(jwk.construct(private_key_pem, ALGORITHM)))
+
+
+def _public(private: jwk.Key) -> dict:
+    return {k: v for k, v in private.public_key().to_dict().items() if k in ("kty", "crv", "x", "y")}
+
+
 class CertificateSigner:
-    def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta):
+    """Signs with one key. `chain` is the key's X.509 certificate by the root of trust (DER), carried as `x5c` in
+    every certificate's header and in the key's JWK; not the root's, which a verifier must hold already (and
+    ~700 bytes less a certificate). The `kid` is known before anything is signed."""
+
+    def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta, chain: Sequence[bytes]):
         self._private = jwk.construct(private_key_pem, ALGORITHM)
-        public = {k: v for k, v in self._private.public_key().to_dict().items() if k in ("kty", "crv", "x", "y")}
+        public = _public(self._private)
         self.kid = _thumbprint(public)
-        self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
+        x5c = [base64.b64encode(der).decode() for der in chain]  # RFC 7515 §4.1.6: base64, not base64url
+        self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM, "x5c": x5c}
         self.issuer = issuer
         self.lifetime = lifetime
         # Every certificate has the same header: encoded once, not per certificate (a third of `jwt.encode`).
-        self._header = base64url_encode(orjson.dumps({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT"}))
+        self._header = base64url_encode(orjson.dumps({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT", "x5c": x5c}))
 
     def certificate(self, code: str, support_end: date, as_of: date, issued_at: datetime) -> str:
         """A compact JWS (RFC 7515), signed by python-jose's key as `jwt.encode` would sign it."""

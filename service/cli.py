@@ -14,7 +14,13 @@ from uuid import UUID
 from service.settings import get_settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cryptography import x509
+
     from service.driver import Driver  # imported where used: `serve` need not load the database's modules
+    from service.settings import Settings
+    from service.trust import Root
 
 T = TypeVar("T")
 
@@ -38,12 +44,14 @@ LOGGING: dict[str, Any] = {
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import logging.config as logging_config
     import os
     import signal
 
     import uvicorn
 
-    from service import embedded
+    from service import embedded, trust
+    from service.clock import Clock
 
     settings = get_settings()
     settings.check_production()
@@ -55,6 +63,11 @@ def _serve(args: argparse.Namespace) -> None:
     logging = copy.deepcopy(LOGGING)
     if args.no_access_log:
         logging["loggers"]["service.access"]["level"] = "WARNING"
+    if settings.root_certificate is None:
+        # Made here, once, before the workers start, and said at start-up (each worker says it again when it first
+        # signs).
+        logging_config.dictConfig(logging)
+        trust.development_root(settings.dev_root_dir, Clock(settings.zone).now())
     # proxy_headers=False: whose X-Forwarded-For to believe is TRUSTED_PROXIES' to say (`deps.client_address`);
     # uvicorn's own handling would believe it from any peer on 127.0.0.1, before the service sees the peer.
     uvicorn.run(
@@ -72,7 +85,8 @@ def _serve(args: argparse.Namespace) -> None:
 def _migrate(args: argparse.Namespace) -> None:
     from service import embedded, migrate
 
-    url = embedded.url_for(get_settings())
+    settings = get_settings()
+    url = settings.database_direct_url or embedded.url_for(settings)  # past the pooler, when there is one
     if args.revision.startswith("-") or args.down:
         migrate.downgrade(url, args.revision)
     else:
@@ -93,10 +107,11 @@ def _on_database(work: "Callable[[Driver], Awaitable[T]]") -> T:
     from service import embedded
     from service.driver import create_driver
 
-    url = embedded.url_for(get_settings())
+    settings = get_settings()
+    url = embedded.url_for(settings)
 
     async def run() -> T:
-        driver = create_driver(url, pool_size=1)
+        driver = create_driver(url, pool_size=1, transaction_pooler=settings.database_transaction_pooler)
         try:
             return await work(driver)
         finally:
@@ -159,7 +174,7 @@ def _worker(args: argparse.Namespace) -> None:
     url = embedded.url_for(settings)
 
     async def run() -> None:
-        driver = create_driver(url, pool_size=2)
+        driver = create_driver(url, pool_size=2, transaction_pooler=settings.database_transaction_pooler)
         worker = Worker(driver=driver, clock=Clock(settings.zone), settings=settings, render=events.render)
         stop = asyncio.Event()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -204,6 +219,18 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _root_with_key(settings: "Settings", root_key: str | None, now: "datetime") -> "Root":
+    """The configured root (`ROOT_CERTIFICATE`, or the development root), with `root_key` to certify with."""
+    from service.trust import configured_root
+
+    root = configured_root(settings.root_certificate, settings.dev_root_dir, now)
+    if root_key is not None:
+        root = root.with_key(Path(root_key).read_bytes())
+    elif root.key is None:
+        raise ValueError("--root-key is needed: the root's private key certifies the new signing key")
+    return root
+
+
 def _rotate_signing_key(args: argparse.Namespace) -> int:
     from service import signing_keys
     from service.clock import Clock
@@ -212,12 +239,129 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
     if settings.certificate_private_key is not None:
         print("the signing key is CERTIFICATE_PRIVATE_KEY: change that setting to change it", file=sys.stderr)
         return 1
-    now = Clock(settings.zone).now()
-    rotation = _on_database(
-        lambda driver: signing_keys.rotate(driver=driver, secret=settings.certificate_key_secret, now=now)
-    )
-    print(json.dumps({"signing": rotation.signing, "retired": rotation.retired}))
+    clock = Clock(settings.zone)
+    try:
+        root = _root_with_key(settings, args.root_key, clock.now())
+        rotation = _on_database(
+            lambda driver: signing_keys.rotate(
+                driver=driver,
+                secret=settings.certificate_key_secret,
+                root=root,
+                timing=signing_keys.Timing.of(settings),
+                clock=clock,
+                immediately=args.now,
+            )
+        )
+        # Each rotation brings the revocation list up to date: there is one to serve from the first certified key.
+        _on_database(lambda driver: signing_keys.publish_revocations(driver=driver, root=root, now=clock.now()))
+    except (ValueError, signing_keys.RotationUnderWay) as refusal:
+        print(f"not rotated: {refusal}", file=sys.stderr)
+        return 1
+    print(json.dumps({"signing": rotation.signing, "signs_from": rotation.signs_from.isoformat()}))
+    if args.now:
+        print(
+            "emergency rotation: the new key signs at once, before every process and JWKS cache has it (see "
+            "docs/certificates.md); a verifier with the root is not affected",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _revoke_signing_key(args: argparse.Namespace) -> int:
+    from service import signing_keys
+    from service.clock import Clock
+
+    settings = get_settings()
+    clock = Clock(settings.zone)
+    since = None if args.since is None else _instant(args.since)
+    try:
+        root = _root_with_key(settings, args.root_key, clock.now())
+        revocation = _on_database(
+            lambda driver: signing_keys.revoke(
+                driver=driver,
+                secret=settings.certificate_key_secret,
+                root=root,
+                timing=signing_keys.Timing.of(settings),
+                clock=clock,
+                kid=args.kid,
+                since=since,
+            )
+        )
+    except (ValueError, signing_keys.SigningKeyNotFound) as refusal:
+        print(f"not revoked: {refusal}", file=sys.stderr)
+        return 1
+    if args.out is not None:
+        Path(args.out).write_bytes(revocation.crl)
+    replacement = revocation.replacement
+    print(
+        json.dumps(
+            {
+                "revoked": args.kid,
+                "revocation_list": revocation.number,
+                "signing": None if replacement is None else replacement.signing,
+            }
+        )
+    )
+    return 0
+
+
+def _instant(text: str) -> "datetime":
+    """An ISO 8601 instant (UTC when it names no offset), or a date: its first instant, UTC."""
+    from datetime import UTC, datetime
+
+    instant = datetime.fromisoformat(text)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def _init_root(args: argparse.Namespace) -> int:
+    from service import trust
+    from service.clock import Clock
+
+    directory = Path(args.out)
+    try:
+        trust.write_root(directory, args.name, Clock(get_settings().zone).now())
+    except FileExistsError as refusal:
+        print(f"no root made: {refusal}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {directory / trust.ROOT_CERTIFICATE_FILE} (ship it in Timex; ROOT_CERTIFICATE) and "
+        f"{directory / trust.ROOT_KEY_FILE} (keep it offline: it certifies signing keys)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _verify_certificate(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from service import verification
+    from service.clock import Clock
+
+    on = Clock(get_settings().zone).now() if args.on is None else _instant(args.on)
+    try:
+        token = Path(args.file).read_text(errors="replace")
+        root = x509.load_pem_x509_certificate(Path(args.root).read_bytes())
+        revocation_list = None if args.revocations is None else _revocation_list(Path(args.revocations).read_bytes())
+    except (OSError, ValueError) as unreadable:
+        print(f"unreadable: {unreadable}", file=sys.stderr)
+        return 1
+    try:
+        claims = verification.verify(
+            token, root=root, on=on, installation=args.installation, revocation_list=revocation_list
+        )
+    except verification.Rejected as rejected:
+        print(f"{rejected.reason}: {rejected}", file=sys.stderr)
+        return 1
+    print(json.dumps(claims, indent=2))
+    return 0
+
+
+def _revocation_list(data: bytes) -> "x509.CertificateRevocationList":
+    from cryptography import x509
+
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
 
 
 def _purge_idempotency_keys(args: argparse.Namespace) -> None:
@@ -281,11 +425,50 @@ def main(argv: list[str] | None = None) -> int:
     )
     verify.set_defaults(run=_verify)
 
+    init_root = commands.add_parser(
+        "init-root", help="make the root of trust: DIR/root.pem to ship in Timex, DIR/root-key.pem to keep offline"
+    )
+    init_root.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) directory")
+    init_root.add_argument("--name", default="Timex licensing root", help="the root's common name")
+    init_root.set_defaults(run=_init_root)
+
     rotate = commands.add_parser(
         "rotate-signing-key",
-        help="make a new certificate signing key; the old one keeps verifying until its certificates expire",
+        help="publish a new signing key, certified by the root; it signs once every process and JWKS cache has it, "
+        "and the old one keeps verifying until its certificates expire",
     )
+    rotate.add_argument(
+        "--root-key", metavar="FILE", help="the root's private key (root-key.pem); not needed with the development root"
+    )
+    rotate.add_argument("--now", action="store_true", help="emergency: the new key signs at once (see the docs)")
     rotate.set_defaults(run=_rotate_signing_key)
+
+    revoke = commands.add_parser(
+        "revoke-signing-key",
+        help="revoke a compromised signing key: it leaves the JWKS, and a new root-signed revocation list rejects "
+        "its certificates; if it was signing, a new key signs at once",
+    )
+    revoke.add_argument("kid")
+    revoke.add_argument("--root-key", metavar="FILE", help="the root's private key (root-key.pem)")
+    revoke.add_argument(
+        "--since", metavar="INSTANT", help="reject only what it signed from then on (default: everything it signed)"
+    )
+    revoke.add_argument("--out", metavar="FILE", help="also write the revocation list (DER) here")
+    revoke.set_defaults(run=_revoke_signing_key)
+
+    verify_certificate = commands.add_parser(
+        "verify-certificate",
+        help="verify a support certificate offline against the root, as Timex does; print its claims (exit 0) "
+        "or why not (exit 1)",
+    )
+    verify_certificate.add_argument("file")
+    verify_certificate.add_argument("--root", required=True, metavar="ROOT_PEM")
+    verify_certificate.add_argument("--installation", metavar="CODE")
+    verify_certificate.add_argument(
+        "--on", metavar="DATE", help="an ISO 8601 instant, or a date (its first instant, UTC); default: now"
+    )
+    verify_certificate.add_argument("--revocations", metavar="CRL", help="a revocation list (DER or PEM)")
+    verify_certificate.set_defaults(run=_verify_certificate)
 
     purge = commands.add_parser(
         "purge-idempotency-keys", help="delete the idempotency keys (and stored answers) past their lifetime"

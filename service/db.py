@@ -13,12 +13,14 @@ def async_url(url: str) -> str:
     return _ASYNC_DRIVERS.get(scheme, scheme) + sep + rest
 
 
-def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
-    """An engine of at most `pool_size` connections."""
+def create_engine(url: str, pool_size: int = 5, *, unnamed_statements: bool = False) -> AsyncEngine:
+    """An engine of at most `pool_size` connections; `unnamed_statements`: no prepared statement outlives its
+    transaction (each statement parsed again), as a transaction-mode pooler needs."""
+    unnamed = {"statement_cache_size": 0, "prepared_statement_cache_size": 0} if unnamed_statements else {}
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 15},
+        connect_args={"timeout": 5, "command_timeout": 15, **unnamed},
     )

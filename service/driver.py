@@ -29,6 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from service.db import async_url
 from service.errors import DomainError, Unavailable
 from service.models import Base
+from service.pooler import UnnamedStatements
 
 Params = Mapping[str, Any]
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -107,9 +108,10 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def create_driver(url: str, *, pool_size: int) -> Driver:
-    """The process's way into the database at `url`, with at most `pool_size` connections."""
-    return AsyncpgDriver(async_url(url), pool_size)
+def create_driver(url: str, *, pool_size: int, transaction_pooler: bool = False) -> Driver:
+    """The process's way into the database at `url`, with at most `pool_size` connections; `transaction_pooler`:
+    `url` is a transaction-mode pooler, where no prepared statement may outlive its transaction (`service.pooler`)."""
+    return AsyncpgDriver(async_url(url), pool_size, transaction_pooler=transaction_pooler)
 
 
 P = ParamSpec("P")
@@ -274,7 +276,8 @@ async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
 
 
 class AsyncpgDriver:
-    def __init__(self, url: str, pool_size: int):
+    def __init__(self, url: str, pool_size: int, *, transaction_pooler: bool = False):
+        self._transaction_pooler = transaction_pooler
         self._dialect = asyncpg_dialect()
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
@@ -301,7 +304,14 @@ class AsyncpgDriver:
                 init=_read_uuids_as_python_uuids,
                 timeout=5,
                 command_timeout=15,
-                server_settings={"application_name": APPLICATION_NAME},
+                # client_encoding as the server names it: asyncpg's own 'utf-8' differs from the server's `UTF8` as
+                # PgBouncer compares them, which then sends a SET client_encoding before every transaction.
+                server_settings={"application_name": APPLICATION_NAME, "client_encoding": "UTF8"},
+                **(
+                    {"statement_cache_size": 0, "connection_class": UnnamedStatements}
+                    if self._transaction_pooler
+                    else {}
+                ),
             )
             if self._pool is None:
                 self._pool = pool

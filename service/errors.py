@@ -159,6 +159,13 @@ class WebhookDeliveryNotFound(DomainError):
     title = N_("No such webhook delivery")
 
 
+class RevocationListNotFound(DomainError):
+    code = "revocation_list_not_found"
+    status = 404
+    example = Example("No revocation list has been published yet")
+    title = N_("No revocation list has been published yet")
+
+
 class InstallationExists(DomainError):
     code = "installation_exists"
     status = 409
@@ -289,3 +296,8 @@ class Unavailable(DomainError):
     status = 503
     example = Example("The service is temporarily unavailable; nothing was written")
     title = N_("The service is temporarily unavailable; nothing was written")
+
+
+class NoSigningKey(Unavailable):
+    """No signing key certified by the root of trust may sign now: none is, or its certificate ends too soon for a
+    certificate signed now. The operator is told in the log (`service.signing_keys`)."""

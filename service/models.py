@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -157,23 +156,36 @@ class LicenseKey(Base):
 
 class SigningKey(Base):
     """A key that signs (or signed) support certificates: one key set per deployment, shared by every process.
-    The private key is stored encrypted under `CERTIFICATE_KEY_SECRET` (see `service.signing_keys`)."""
+    The private key is stored encrypted under `CERTIFICATE_KEY_SECRET` (see `service.signing_keys`).
+
+    Keys follow one another by `generation` (unique: two rotations at once cannot both add the next key). The key
+    that signs at an instant is the newest whose `signs_from` has come; a key published but not yet scheduled has
+    none. `certificate` is the key's X.509 certificate (DER), signed by the root of trust."""
 
     __tablename__ = "signing_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kid: Mapped[str] = mapped_column(String(64), unique=True)
     private_key: Mapped[bytes] = mapped_column(LargeBinary)
-    # True for the one key that signs, NULL once retired: the unique constraint lets only one row be true,
-    # so that processes starting at once on an empty table cannot each install a signing key of their own.
-    signing: Mapped[bool | None] = mapped_column(Boolean, unique=True)
+    generation: Mapped[int] = mapped_column(Integer, unique=True)
+    signs_from: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created_at()
-    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    """Certificates the key signed from this instant on are rejected (a compromise is known to start here)."""
 
-    __table_args__ = (
-        CheckConstraint("signing", name="signing_true_or_null"),
-        CheckConstraint("(signing IS NULL) = (retired_at IS NOT NULL)", name="retired_not_signing"),
-    )
+    __table_args__ = (CheckConstraint("(revoked_at IS NULL) = (revoked_since IS NULL)", name="revoked_since_when"),)
+
+
+class RevocationList(Base):
+    """A root-signed X.509 CRL of the revoked signing keys, as made by `revoke-signing-key`; the newest is served."""
+
+    __tablename__ = "revocation_lists"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    crl: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created_at()
 
 
 class IdempotencyKey(Base):

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """None: the embedded PostgreSQL in `embedded_data_dir` (service.embedded)."""
     embedded_data_dir: Path = Path("timex-data/postgres")
     database_pool_size: int = Field(20, gt=0)
+    database_transaction_pooler: bool = False
+    database_direct_url: str | None = None
+    """PostgreSQL itself, where `migrate` goes when `database_url` is a pooler; None: `database_url`."""
     business_timezone: str = "Europe/Moscow"
     unit_price: Decimal = Field(Decimal("12000.00"), gt=0, decimal_places=2)
     currency: str = Field("RUB", min_length=3, max_length=3)
@@ -35,8 +38,13 @@ class Settings(BaseSettings):
     key_hash_secret: str = DEV_SECRET
     certificate_private_key: str | None = None
     certificate_key_secret: str = DEV_SECRET
+    certificate_chain: str | None = None
     certificate_lifetime_days: int = Field(30, gt=0)
     signing_keys_reload_seconds: int = Field(60, gt=0)
+    jwks_max_age_seconds: int = Field(60, ge=0)
+    signing_key_period_days: int = Field(365, gt=0)
+    root_certificate: str | None = None
+    dev_root_dir: Path = Path("timex-data/dev-root")
     redis_url: str | None = None
     redis_timeout_ms: int = Field(50, gt=0)
     activation_failure_limit: int = Field(10, gt=0)
@@ -89,6 +97,11 @@ class Settings(BaseSettings):
         if self.database_url is None:
             # A deploy that forgot DATABASE_URL would run each replica on a license database of its own.
             raise RuntimeError("refusing to start in production on the embedded PostgreSQL: set DATABASE_URL")
+        if self.root_certificate is None:
+            # A development root made on the server would be trusted by no Timex build.
+            raise RuntimeError("refusing to start in production without ROOT_CERTIFICATE (see `init-root`)")
+        if self.certificate_private_key is not None and self.certificate_chain is None:
+            raise RuntimeError("refusing to start in production with CERTIFICATE_PRIVATE_KEY but no CERTIFICATE_CHAIN")
 
     @property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:

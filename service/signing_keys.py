@@ -1,41 +1,93 @@
 """The deployment's signing keys: one key set, kept in the database and shared by every process.
 
-Exactly one key signs at a time (`SigningKey.signing`, unique); a rotation retires it and makes a new one. A retired
-key stays published in the JWKS while a certificate it signed may still be valid: for the certificates' lifetime,
-plus the time other processes may still sign with it before they reload the key set. The private keys are stored
-encrypted (Fernet) under a key derived from `CERTIFICATE_KEY_SECRET`.
+Keys follow one another (`generation`). The key that signs at an instant is the newest whose `signs_from` has
+come, and only if the root of trust certified it (`certificate`) for long enough that a certificate it signs
+expires before the key's own certificate does: a key with no root certificate never signs.
 
-A deployment may give its key as `CERTIFICATE_PRIVATE_KEY` instead: that key alone signs, and is not stored.
+A rotation publishes the new key first and schedules it to sign only once every process and every cache of the
+JWKS holds it (`rotate`): processes read the key set again every `SIGNING_KEYS_RELOAD_SECONDS`, and a JWKS may be
+kept for `JWKS_MAX_AGE_SECONDS`, so the new key signs from the instant its publication committed plus both. An
+emergency rotation (`immediately`) signs at once, at the cost described in docs/certificates.md. A retired key
+stays published while a certificate it signed may still be valid: for the certificates' lifetime, plus the
+time a process that has not yet reloaded may still sign with it. A revoked key is published no more and never
+signs again; the root-signed revocation list names it (`revoke`).
+
+The private keys are stored encrypted (Fernet) under a key derived from `CERTIFICATE_KEY_SECRET`. A deployment
+may give its key as `CERTIFICATE_PRIVATE_KEY` (and its root certificate as `CERTIFICATE_CHAIN`) instead: that
+key alone signs, and is not stored.
 
 Each process keeps the key set in memory (`SigningKeys`) and reads it again every `SIGNING_KEYS_RELOAD_SECONDS`,
-so that a rotation reaches every process within that time, and a certificate costs no read.
+so that a certificate costs no read.
 """
 
 import asyncio
 import base64
+import logging
 import time
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
-from service.certificates import CertificateSigner, generate_private_key
+from service.certificates import CertificateSigner, generate_private_key, kid_of, public_key_of
 from service.clock import Clock
 from service.driver import Contended, Driver, Duplicate, Rows, retried
-from service.models import SigningKey
+from service.errors import NoSigningKey
+from service.models import RevocationList, SigningKey
+from service.settings import Settings
+from service.trust import Revoked, Root
+
+log = logging.getLogger(__name__)
+
+STOPPED = timedelta(minutes=1)
+"""A rotation's key still not scheduled this long after it was published: the rotation stopped in between (its two
+transactions are milliseconds apart)."""
+IN_FLIGHT = timedelta(minutes=1)
+"""How long before it is made a key made to sign at once (the first, or a development root's next) signs from."""
+
+
+class RotationUnderWay(Exception):
+    """A rotation's new key does not sign yet: another rotation now would retire it unused (`immediately` may)."""
+
+
+class SigningKeyNotFound(Exception):
+    """No unrevoked signing key has this kid."""
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    signer: CertificateSigner
+    generation: int
+    signs_from: datetime | None
+    """None: published, not (yet) scheduled to sign."""
+    signs_until: datetime | None
+    """The last instant its certificates expire within its own certificate; None when the root did not certify it."""
 
 
 @dataclass(frozen=True)
 class KeySet:
-    signer: CertificateSigner
-    """The key that signs now."""
+    keys: Sequence[PublishedKey]
+    """Newest first."""
     jwks: dict
-    """The JSON Web Key Set: the signing key and every retired key whose certificates may still be valid."""
+    """The JSON Web Key Set: every published key, those about to sign and those whose certificates may still be
+    valid, each with its `x5c`."""
+
+    def signer(self, now: datetime) -> CertificateSigner:
+        """The key that signs at `now`: the newest whose signing has begun, if the root certified it for now."""
+        for key in self.keys:
+            if key.signs_from is not None and key.signs_from <= now:
+                if key.signs_until is None or now > key.signs_until:
+                    raise NoSigningKey()
+                return key.signer
+        raise NoSigningKey()
 
 
 def _cipher(secret: str) -> Fernet:
@@ -45,35 +97,120 @@ def _cipher(secret: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-class _Published(NamedTuple):
-    private_key: bytes
-    signing: bool | None
-
-
-class _Retired(NamedTuple):
+class _Key(NamedTuple):
+    id: int
     kid: str
+    private_key: bytes
+    generation: int
+    signs_from: datetime | None
+    certificate: bytes | None
+    created_at: datetime
+    revoked_at: datetime | None
 
 
-_PUBLISHED = Rows(
-    select(SigningKey.private_key, SigningKey.signing)
-    .where(or_(SigningKey.signing.is_(True), SigningKey.retired_at > bindparam("since")))
-    .order_by(SigningKey.id.desc()),
-    _Published,
+class _Generation(NamedTuple):
+    generation: int
+
+
+class _RevokedKey(NamedTuple):
+    certificate: bytes
+    revoked_at: datetime
+    revoked_since: datetime
+
+
+class _Number(NamedTuple):
+    number: int
+
+
+class _List(NamedTuple):
+    crl: bytes
+
+
+_KEYS = Rows(
+    select(
+        SigningKey.id,
+        SigningKey.kid,
+        SigningKey.private_key,
+        SigningKey.generation,
+        SigningKey.signs_from,
+        SigningKey.certificate,
+        SigningKey.created_at,
+        SigningKey.revoked_at,
+    ).order_by(SigningKey.generation.desc()),
+    _Key,
 )
 _NEW_KEY = insert(SigningKey).values(
-    kid=bindparam("kid"), private_key=bindparam("private_key"), signing=True, created_at=bindparam("now")
+    kid=bindparam("kid"),
+    private_key=bindparam("private_key"),
+    generation=bindparam("generation"),
+    signs_from=bindparam("signs_from"),
+    certificate=bindparam("certificate"),
+    created_at=bindparam("now"),
 )
-_RETIRE = Rows(
+_SCHEDULE = (
     update(SigningKey)
-    .where(SigningKey.signing.is_(True))
-    .values(signing=None, retired_at=bindparam("now"))
-    .returning(SigningKey.kid),
-    _Retired,
+    .where(SigningKey.kid == bindparam("key_kid"), SigningKey.signs_from.is_(None))
+    .values(signs_from=bindparam("signs_from"))
 )
+_CERTIFY = (
+    update(SigningKey)
+    .where(SigningKey.id == bindparam("key_id"), SigningKey.certificate.is_not_distinct_from(bindparam("old")))
+    .values(certificate=bindparam("certificate"))
+)
+_REVOKE = Rows(
+    update(SigningKey)
+    .where(SigningKey.kid == bindparam("key_kid"), SigningKey.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"), revoked_since=func.coalesce(bindparam("since"), SigningKey.created_at))
+    .returning(SigningKey.generation),
+    _Generation,
+)
+_REVOKED = Rows(
+    select(SigningKey.certificate, SigningKey.revoked_at, SigningKey.revoked_since).where(
+        SigningKey.revoked_at.is_not(None), SigningKey.certificate.is_not(None)
+    ),
+    _RevokedKey,
+)
+_NEXT_LIST = Rows(select(func.coalesce(func.max(RevocationList.number), 0).label("number")), _Number)
+_NEW_LIST = insert(RevocationList).values(number=bindparam("number"), crl=bindparam("crl"), created_at=bindparam("now"))
+_NEWEST_LIST = Rows(select(RevocationList.crl).order_by(RevocationList.number.desc()).limit(1), _List)
+
+
+@dataclass(frozen=True)
+class Timing:
+    lifetime: timedelta
+    """CERTIFICATE_LIFETIME_DAYS"""
+    reload: timedelta
+    """SIGNING_KEYS_RELOAD_SECONDS"""
+    max_age: timedelta
+    """JWKS_MAX_AGE_SECONDS"""
+    period: timedelta
+    """SIGNING_KEY_PERIOD_DAYS: how long a key may sign, which its certificate covers with `lifetime` more."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Timing":
+        return cls(
+            lifetime=timedelta(days=settings.certificate_lifetime_days),
+            reload=timedelta(seconds=settings.signing_keys_reload_seconds),
+            max_age=timedelta(seconds=settings.jwks_max_age_seconds),
+            period=timedelta(days=settings.signing_key_period_days),
+        )
+
+    @property
+    def publication(self) -> timedelta:
+        """From a key's publication to its first signature: every process has read it, every cached JWKS holds it."""
+        return self.reload + self.max_age
+
+    @property
+    def retained(self) -> timedelta:
+        """How long a retired key stays published: its last certificates' lifetime, after a process that had not yet
+        read the key set again (after an emergency rotation) last signed with it."""
+        return self.lifetime + self.reload
 
 
 class SigningKeys:
-    """The process's copy of the key set: read on first use, then again once `reload` has passed."""
+    """The process's copy of the key set: read on first use, then again once `reload` has passed. The root of trust
+    is read (a development root made) on first use too: building the app (for its API document, say) makes
+    nothing."""
 
     def __init__(
         self,
@@ -81,101 +218,366 @@ class SigningKeys:
         driver: Driver,
         clock: Clock,
         issuer: str,
-        lifetime: timedelta,
-        reload: timedelta,
+        timing: Timing,
         secret: str,
+        root: Callable[[], Root],
         private_key_pem: str | None = None,
+        chain_pem: str | None = None,
     ):
         self._driver = driver
         self._clock = clock
         self._issuer = issuer
-        self._lifetime = lifetime
-        self._reload_seconds = reload.total_seconds()
+        self._timing = timing
         self._secret = secret
+        self._make_root = root
+        self._root: Root | None = None
+        self._given = None if private_key_pem is None else (private_key_pem, chain_pem)
         self._lock = asyncio.Lock()
         self._fresh_until = 0.0
         self._current: KeySet | None = None
-        if private_key_pem is not None:
-            signer = CertificateSigner(private_key_pem, issuer, lifetime)
-            self._current = KeySet(signer, {"keys": [signer.public_jwk]})
-            self._fresh_until = float("inf")
 
     @property
     def max_age(self) -> int:
-        """How long a copy of the JWKS may be kept: a process picks up a rotation within as long."""
-        return int(self._reload_seconds)
+        """How long a copy of the JWKS may be kept (a rotation's new key signs only after as long)."""
+        return int(self._timing.max_age.total_seconds())
 
     async def current(self) -> KeySet:
         if time.monotonic() < self._fresh_until and self._current is not None:
             return self._current
         async with self._lock:  # one read per process, however many requests find the copy stale at once
             if time.monotonic() >= self._fresh_until or self._current is None:
+                if self._root is None:
+                    self._root = self._make_root()
+                if self._given is not None:
+                    private_key_pem, chain_pem = self._given
+                    self._current = _given_key(
+                        private_key_pem,
+                        chain_pem,
+                        issuer=self._issuer,
+                        timing=self._timing,
+                        root=self._root,
+                        now=self._clock.now(),
+                    )
+                    self._fresh_until = float("inf")
+                    return self._current
+                # Stamped before the read: the copy then never holds a key set older than `reload` (a rotation
+                # counts on it).
+                started = time.monotonic()
+                previous = self._current
                 self._current = await load(
                     driver=self._driver,
                     secret=self._secret,
                     issuer=self._issuer,
-                    lifetime=self._lifetime,
-                    # A retired key may still sign in another process until that process reloads.
-                    retained=self._lifetime + timedelta(seconds=self._reload_seconds),
+                    timing=self._timing,
+                    root=self._root,
                     now=self._clock.now(),
                 )
-                self._fresh_until = time.monotonic() + self._reload_seconds
+                self._fresh_until = started + self._timing.reload.total_seconds()
+                if previous is None or _kids(previous) != _kids(self._current):
+                    log.info("signing keys published: %s", _described(self._current))
         return self._current
 
 
-async def load(
-    *, driver: Driver, secret: str, issuer: str, lifetime: timedelta, retained: timedelta, now: datetime
+def _kids(key_set: KeySet) -> list[str]:
+    return [key.signer.kid for key in key_set.keys]
+
+
+def _described(key_set: KeySet) -> str:
+    """Each published key, newest first, with when it signs (from), or that it does not yet, or that the root did
+    not certify it."""
+    return "; ".join(
+        f"{key.signer.kid} "
+        + ("not scheduled" if key.signs_from is None else f"from {key.signs_from.isoformat()}")
+        + ("" if key.signs_until is not None else " (not certified by the root: never signs)")
+        for key in key_set.keys
+    )
+
+
+def _given_key(
+    private_key_pem: str, chain_pem: str | None, *, issuer: str, timing: Timing, root: Root, now: datetime
 ) -> KeySet:
-    """The published keys, the signing one first; on an empty table, a first signing key is made. Processes
-    that start at once each try to make it: the unique `signing` lets one succeed, and the others read its key."""
-    cipher = _cipher(secret)
-    rows = await _published(driver, now - retained)
-    if not rows or rows[0].signing is not True:
-        with suppress(Duplicate):  # another process made it first
-            await _add_signing_key(driver=driver, cipher=cipher, now=now)
-        rows = await _published(driver, now - retained)
+    """CERTIFICATE_PRIVATE_KEY's key set: certified by CERTIFICATE_CHAIN, or by a development root at start-up."""
+    certificate = None if chain_pem is None else x509.load_pem_x509_certificate(chain_pem.encode())
+    if certificate is None and root.key is not None:
+        public = public_key_of(private_key_pem)
+        der = root.certify(public, kid_of(private_key_pem), now, now + timing.period + timing.lifetime)
+        certificate = x509.load_der_x509_certificate(der)
+    key = _published(
+        private_key_pem,
+        certificate,
+        generation=1,
+        signs_from=datetime.min.replace(tzinfo=now.tzinfo),
+        issuer=issuer,
+        timing=timing,
+        root=root,
+    )
+    if key.signs_until is None:
+        log.error("CERTIFICATE_CHAIN does not certify CERTIFICATE_PRIVATE_KEY by the root: no certificate is signed")
+    return KeySet([key], {"keys": [key.signer.public_jwk]})
+
+
+def certified(certificate: x509.Certificate | None, private_key_pem: str, root: Root) -> bool:
+    """Whether `certificate` is the root's certificate of this key, for signing."""
+    if certificate is None or certificate.public_key() != public_key_of(private_key_pem):
+        return False
     try:
-        pems = [cipher.decrypt(row.private_key).decode() for row in rows]
+        certificate.verify_directly_issued_by(root.certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _published(
+    private_key_pem: str,
+    certificate: x509.Certificate | None,
+    *,
+    generation: int,
+    signs_from: datetime | None,
+    issuer: str,
+    timing: Timing,
+    root: Root,
+) -> PublishedKey:
+    if certified(certificate, private_key_pem, root):
+        assert certificate is not None
+        chain = [certificate.public_bytes(serialization.Encoding.DER)]  # the root is the verifier's own
+        signs_until = certificate.not_valid_after_utc - timing.lifetime
+    else:
+        chain, signs_until = [], None
+    signer = CertificateSigner(private_key_pem, issuer, timing.lifetime, chain)
+    return PublishedKey(signer, generation, signs_from, signs_until)
+
+
+async def load(*, driver: Driver, secret: str, issuer: str, timing: Timing, root: Root, now: datetime) -> KeySet:
+    """The published keys, newest first. Where this process holds the root's key (a development root), it makes
+    a first signing key on an empty table (or when no key may sign any more), and certifies a key stored
+    without a certificate; processes that start at once each try: the unique `generation` lets one key in."""
+    cipher = _cipher(secret)
+    rows, generation = await _keys(driver)
+    if root.key is not None and not _can_sign(rows, cipher, timing, root, now):
+        # Signing from a little before now: a request that read the clock before it waited for this key set signs
+        # with this key too.
+        signs_from = now - IN_FLIGHT
+        with suppress(Duplicate):  # another process made it first
+            await _add_key(
+                driver=driver,
+                cipher=cipher,
+                root=root,
+                timing=timing,
+                generation=generation,
+                signs_from=signs_from,
+                now=now,
+            )
+        rows, _ = await _keys(driver)
+    published = []
+    retired_at: datetime | None = None  # when the newer keys' signing began
+    for row in rows:
+        if retired_at is None or retired_at > now - timing.retained:
+            pem = _decrypted(cipher, row.private_key)
+            certificate = None if row.certificate is None else x509.load_der_x509_certificate(row.certificate)
+            if root.key is not None and not certified(certificate, pem, root):
+                certificate = await _certify(driver, row, pem, root, timing, now)
+            key = _published(
+                pem,
+                certificate,
+                generation=row.generation,
+                signs_from=row.signs_from,
+                issuer=issuer,
+                timing=timing,
+                root=root,
+            )
+            published.append(key)
+        if row.signs_from is not None:
+            retired_at = row.signs_from if retired_at is None else min(retired_at, row.signs_from)
+    key_set = KeySet(published, {"keys": [key.signer.public_jwk for key in published]})
+    _say_when_to_rotate(key_set, timing, now)
+    return key_set
+
+
+def _say_when_to_rotate(key_set: KeySet, timing: Timing, now: datetime) -> None:
+    """In the log, at each read of the key set: that no key can sign, or that the signing key's certificate leaves
+    it less than a certificate's lifetime more to sign, with no newer key published."""
+    try:
+        signer = key_set.signer(now)
+    except NoSigningKey:
+        log.error("no signing key certified by the root can sign now: run `timex-licensing rotate-signing-key`")
+        return
+    [current] = [key for key in key_set.keys if key.signer is signer]
+    newest = key_set.keys[0]
+    if current is newest and current.signs_until is not None and current.signs_until - now < timing.lifetime:
+        log.warning("the signing key %s signs until %s only: rotate it", signer.kid, current.signs_until.isoformat())
+
+
+def _decrypted(cipher: Fernet, private_key: bytes) -> str:
+    try:
+        return cipher.decrypt(private_key).decode()
     except InvalidToken:
         raise RuntimeError("CERTIFICATE_KEY_SECRET does not decrypt the stored signing keys") from None
-    signers = [CertificateSigner(pem, issuer, lifetime) for pem in pems]
-    return KeySet(signers[0], {"keys": [signer.public_jwk for signer in signers]})
 
 
-async def _published(driver: Driver, since: datetime) -> list[_Published]:
-    """Newest first: the signing key, which is always the newest (a key is made signing, and never signs again
-    once retired), then the retired ones."""
-    async with driver.reading() as session:
-        return await session.all(_PUBLISHED, {"since": since})
+def _can_sign(rows: list[_Key], cipher: Fernet, timing: Timing, root: Root, now: datetime) -> bool:
+    """Whether the key signing at `now` is certified for now (by this root)."""
+    for row in rows:
+        if row.signs_from is not None and row.signs_from <= now:
+            if row.certificate is None:
+                return True  # certified below, when read
+            certificate = x509.load_der_x509_certificate(row.certificate)
+            pem = _decrypted(cipher, row.private_key)
+            return not certified(certificate, pem, root) or now <= certificate.not_valid_after_utc - timing.lifetime
+    return False
 
 
-def _new_key(cipher: Fernet, now: datetime) -> dict:
-    """A new key's row, its private key encrypted: the parameters of `_NEW_KEY`."""
-    pem = generate_private_key()
-    kid = CertificateSigner(pem, issuer="", lifetime=timedelta()).kid
-    return {"kid": kid, "private_key": cipher.encrypt(pem.encode()), "now": now}
-
-
-async def _add_signing_key(*, driver: Driver, cipher: Fernet, now: datetime) -> None:
+async def _certify(driver: Driver, row: _Key, pem: str, root: Root, timing: Timing, now: datetime) -> x509.Certificate:
+    """A key stored without a certificate of this root (made before roots existed, or under another development
+    root), certified by the development root for a signing period from now."""
+    der = root.certify(public_key_of(pem), row.kid, row.created_at, now + timing.period + timing.lifetime)
     async with driver.transaction() as session:
-        await session.execute(_NEW_KEY, _new_key(cipher, now))
+        await session.execute(_CERTIFY, {"key_id": row.id, "old": row.certificate, "certificate": der})
+    return x509.load_der_x509_certificate(der)
+
+
+async def _keys(driver: Driver) -> tuple[list[_Key], int]:
+    """The keys not revoked, newest first; and the next key's generation: a key added as the next after what was
+    read is refused (`Duplicate`) if another was added since."""
+    async with driver.reading() as session:
+        rows = await session.all(_KEYS, {})
+    return [row for row in rows if row.revoked_at is None], (rows[0].generation + 1 if rows else 1)
+
+
+async def _add_key(
+    *,
+    driver: Driver,
+    cipher: Fernet,
+    root: Root,
+    timing: Timing,
+    generation: int,
+    signs_from: datetime | None,
+    now: datetime,
+) -> str:
+    """A new key, certified by `root` from now until a signing period after it may first sign and the lifetime of
+    its last certificates. `Duplicate` when another key took that generation first."""
+    pem = generate_private_key()
+    kid = kid_of(pem)
+    first_signature = now + timing.publication if signs_from is None else signs_from
+    not_before = min(now, first_signature)
+    certificate = root.certify(public_key_of(pem), kid, not_before, first_signature + timing.period + timing.lifetime)
+    async with driver.transaction() as session:
+        await session.execute(
+            _NEW_KEY,
+            {
+                "kid": kid,
+                "private_key": cipher.encrypt(pem.encode()),
+                "generation": generation,
+                "signs_from": signs_from,
+                "certificate": certificate,
+                "now": now,
+            },
+        )
+    return kid
 
 
 @dataclass(frozen=True)
 class Rotation:
-    retired: str | None
     signing: str
+    """The new key's kid."""
+    signs_from: datetime
 
 
 @retried
-async def rotate(*, driver: Driver, secret: str, now: datetime) -> Rotation:
-    """Retire the signing key and make a new one, in one transaction. Two rotations at once: the second to
-    commit finds the first's new key signing, and is made again (it retires that one)."""
-    new_key = _new_key(_cipher(secret), now)
+async def rotate(
+    *, driver: Driver, secret: str, root: Root, timing: Timing, clock: Clock, immediately: bool
+) -> Rotation:
+    """Publish a new key, certified by `root`, and schedule it to sign once every process and JWKS cache holds it:
+    `timing.publication` after its publication committed (read from the clock after the commit, so the time a
+    commit takes is not counted in). Refused while a rotation is under way; a rotation that stopped between the two
+    (its key published, still not scheduled after `STOPPED`) is finished instead. `immediately`: a new key signs at
+    once."""
+    cipher = _cipher(secret)
+    now = clock.now()
+    rows, generation = await _keys(driver)
+    newest = rows[0] if rows else None
+    if newest is not None and not immediately:
+        if newest.signs_from is None and newest.created_at < now - STOPPED:
+            return await _schedule(driver, newest.kid, clock.now() + timing.publication)
+        if newest.signs_from is None or newest.signs_from > now:
+            when = "once scheduled" if newest.signs_from is None else f"from {newest.signs_from}"
+            raise RotationUnderWay(f"the key {newest.kid} signs {when}: it is the rotation under way")
     try:
-        async with driver.transaction() as session:
-            retired = await session.first(_RETIRE, {"now": now})
-            await session.execute(_NEW_KEY, new_key)
-    except Duplicate as exc:
-        raise Contended("another rotation made a signing key first") from exc
-    return Rotation(None if retired is None else retired.kid, new_key["kid"])
+        kid = await _add_key(
+            driver=driver,
+            cipher=cipher,
+            root=root,
+            timing=timing,
+            generation=generation,
+            signs_from=now if immediately else None,
+            now=now,
+        )
+    except Duplicate as exc:  # read again: it is the rotation under way, or the key to retire
+        raise Contended("another rotation added a key first") from exc
+    if immediately:
+        return Rotation(kid, now)
+    return await _schedule(driver, kid, clock.now() + timing.publication)
+
+
+async def _schedule(driver: Driver, kid: str, signs_from: datetime) -> Rotation:
+    async with driver.transaction() as session:
+        await session.execute(_SCHEDULE, {"key_kid": kid, "signs_from": signs_from})
+    return Rotation(kid, signs_from)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    number: int
+    """The revocation list's CRL number."""
+    crl: bytes
+    replacement: Rotation | None
+    """The key made to sign at once, when the revoked one was signing (or about to)."""
+
+
+async def revoke(
+    *, driver: Driver, secret: str, root: Root, timing: Timing, clock: Clock, kid: str, since: datetime | None
+) -> Revocation:
+    """Revoke the key `kid`: it leaves the JWKS and signs no more, and the new revocation list (signed by `root`,
+    stored, served) rejects the certificates it signed from `since` on (from its publication, when None). If it
+    was the key signing, a new key signs at once: the emergency rotation."""
+    now = clock.now()
+    rows, _ = await _keys(driver)
+    signing = next((row.kid for row in rows if row.signs_from is not None and row.signs_from <= now), None)
+    async with driver.transaction() as session:
+        if await session.first(_REVOKE, {"key_kid": kid, "now": now, "since": since}) is None:
+            raise SigningKeyNotFound(f"no unrevoked signing key has the kid {kid}")
+    replacement = None
+    if kid == signing:
+        replacement = await rotate(
+            driver=driver, secret=secret, root=root, timing=timing, clock=clock, immediately=True
+        )
+    number, crl = await publish_revocations(driver=driver, root=root, now=now)
+    return Revocation(number, crl, replacement)
+
+
+@retried
+async def publish_revocations(*, driver: Driver, root: Root, now: datetime) -> tuple[int, bytes]:
+    """A new revocation list of every revoked key, signed by `root`, stored as the one to serve."""
+    async with driver.transaction() as session:
+        revoked = [
+            Revoked(
+                x509.load_der_x509_certificate(row.certificate).serial_number,
+                row.revoked_at,
+                row.revoked_since,
+            )
+            for row in await session.all(_REVOKED, {})
+        ]
+        newest = await session.first(_NEXT_LIST, {})
+        assert newest is not None
+        number = newest.number + 1
+        crl = root.revocation_list(revoked, number, now)
+        try:
+            await session.execute(_NEW_LIST, {"number": number, "crl": crl, "now": now})
+        except Duplicate as exc:
+            raise Contended("another revocation list took the number") from exc
+    return number, crl
+
+
+async def revocation_list(*, driver: Driver) -> bytes | None:
+    """The newest revocation list (DER), None before any was made."""
+    row = await driver.first(_NEWEST_LIST, {})
+    return None if row is None else row.crl

@@ -13,6 +13,7 @@ import pytest
 from jose import jwk, jwt
 
 from service import signing_keys
+from service.trust import configured_root
 from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.servers import running_server
@@ -71,12 +72,13 @@ async def test_a_tampered_certificate_does_not_verify(api: Api) -> None:
         await _verify_with_jwks_only(api, f"{header}.{forged}.{signature}")
 
 
-async def test_the_key_set_may_be_cached_for_as_long_as_a_process_keeps_it(api: Api) -> None:
+async def test_the_key_set_may_be_cached_for_jwks_max_age(api: Api) -> None:
     response = await api.get("/.well-known/jwks.json")
 
-    assert response.headers["cache-control"] == f"public, max-age={api.settings.signing_keys_reload_seconds}"
+    assert response.headers["cache-control"] == f"public, max-age={api.settings.jwks_max_age_seconds}"
     [key] = response.json()["keys"]
     assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("EC", "P-256", "ES256", "sig")
+    assert len(key["x5c"]) == 1  # its certificate by the root
 
 
 async def test_an_expired_certificate_does_not_verify(api: Api) -> None:
@@ -111,9 +113,9 @@ async def test_a_replay_answers_the_first_certificate_while_it_is_valid_and_a_fr
 
 
 def _rotate(database_url: str) -> None:
-    """`timex-licensing rotate-signing-key`, as ops would run it."""
+    """`timex-licensing rotate-signing-key --now`, as ops would run it, the new key signing at once."""
     rotated = subprocess.run(
-        [sys.executable, "-m", "service.cli", "rotate-signing-key"],
+        [sys.executable, "-m", "service.cli", "rotate-signing-key", "--now"],
         capture_output=True,
         text=True,
         env={**os.environ, "DATABASE_URL": database_url},
@@ -122,7 +124,7 @@ def _rotate(database_url: str) -> None:
     assert rotated.returncode == 0, rotated.stderr
 
 
-async def test_a_certificate_verifies_after_a_restart_and_a_rotation_until_it_expires(api: Api) -> None:
+async def test_a_certificate_verifies_after_a_restart_and_an_emergency_rotation_until_it_expires(api: Api) -> None:
     await api.installation("ACME")
     signed_before = await _support_certificate(api)
 
@@ -141,15 +143,22 @@ async def test_a_certificate_verifies_after_a_restart_and_a_rotation_until_it_ex
     assert [key["kid"] for key in jwks["keys"]] == [after_kid, before_kid]  # the signing key first
 
 
-async def test_a_running_process_signs_with_the_new_key_once_it_reloads_the_key_set(database_url: str) -> None:
+async def test_a_running_process_signs_with_an_emergency_rotations_key_once_it_reloads_the_key_set(
+    database_url: str,
+) -> None:
     settings = make_settings(database_url, signing_keys_reload_seconds=1)
     async with service(settings) as api:
         await api.installation("ACME")
         old_kid = jwt.get_unverified_header(await _support_certificate(api))["kid"]
         rotation = await signing_keys.rotate(
-            driver=api.driver, secret=settings.certificate_key_secret, now=api.clock.now()
+            driver=api.driver,
+            secret=settings.certificate_key_secret,
+            root=configured_root(None, settings.dev_root_dir, api.clock.now()),
+            timing=signing_keys.Timing.of(settings),
+            clock=api.clock,
+            immediately=True,
         )
-        assert rotation.retired == old_kid
+        assert rotation.signing != old_kid
 
         await asyncio.sleep(settings.signing_keys_reload_seconds)
         certificate = await _support_certificate(api)
@@ -181,13 +190,13 @@ async def test_processes_starting_at_once_on_an_empty_key_table_make_one_signing
                 driver=api.driver,
                 secret=api.settings.certificate_key_secret,
                 issuer=api.settings.jwt_issuer,
-                lifetime=LIFETIME,
-                retained=LIFETIME,
+                timing=signing_keys.Timing.of(api.settings),
+                root=configured_root(None, api.settings.dev_root_dir, api.clock.now()),
                 now=api.clock.now(),
             )
             for _ in range(4)
         )
     )
 
-    assert len({key_set.signer.kid for key_set in key_sets}) == 1
+    assert len({key_set.signer(api.clock.now()).kid for key_set in key_sets}) == 1
     assert [len(key_set.jwks["keys"]) for key_set in key_sets] == [1] * 4

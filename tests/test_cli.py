@@ -115,14 +115,30 @@ def test_serve_believes_x_forwarded_for_only_from_trusted_proxies(own_database_u
     assert statuses == [404, 404, 429]
 
 
-def test_production_refuses_to_start_with_a_default_secret() -> None:
-    from service.certificates import generate_private_key
+def _certified_key() -> dict[str, str]:
+    """A root of trust, and a signing key with its certificate by that root: the settings that give them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from service.certificates import generate_private_key, kid_of, public_key_of
+    from service.trust import Root, make_root
+
+    now = Clock(Settings(_env_file=None).zone).now()
+    root_key, root_pem = make_root("test root", now)
+    root = Root(x509.load_pem_x509_certificate(root_pem)).with_key(root_key)
+    key = generate_private_key()
+    der = root.certify(public_key_of(key), kid_of(key), now, now + timedelta(days=400))
+    chain = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
+    return {"root_certificate": root_pem.decode(), "certificate_private_key": key, "certificate_chain": chain}
+
+
+def test_production_refuses_to_start_with_a_default_secret_or_without_its_root() -> None:
     from service.http.app import create_app
 
     secure = {
         "jwt_secret": "s" * 32,
         "key_hash_secret": "k" * 32,
-        "certificate_private_key": generate_private_key(),
+        **_certified_key(),
         "database_url": "postgresql://timex@db.invalid/timex",
     }
 
@@ -130,6 +146,10 @@ def test_production_refuses_to_start_with_a_default_secret() -> None:
         create_app(Settings(_env_file=None, environment="production", **{**secure, "jwt_secret": DEV_SECRET}))
     with pytest.raises(RuntimeError, match="CERTIFICATE_KEY_SECRET"):
         create_app(Settings(_env_file=None, environment="production", **{**secure, "certificate_private_key": None}))
+    with pytest.raises(RuntimeError, match="ROOT_CERTIFICATE"):
+        create_app(Settings(_env_file=None, environment="production", **{**secure, "root_certificate": None}))
+    with pytest.raises(RuntimeError, match="CERTIFICATE_CHAIN"):
+        create_app(Settings(_env_file=None, environment="production", **{**secure, "certificate_chain": None}))
     assert create_app(Settings(_env_file=None, environment="production", **secure))
     stored_keys = {**secure, "certificate_private_key": None, "certificate_key_secret": "c" * 32}
     assert create_app(Settings(_env_file=None, environment="production", **stored_keys))

@@ -142,3 +142,34 @@ def test_the_schema_at_head_is_the_one_the_released_migrations_made(empty_databa
         SCHEMA_SNAPSHOT.write_text(schema)
 
     assert schema == SCHEMA_SNAPSHOT.read_text()
+
+
+async def _signing_keys(url: str, columns: str) -> list[tuple]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(f"SELECT {columns} FROM signing_keys ORDER BY id"))]
+    finally:
+        await engine.dispose()
+
+
+def test_stored_signing_keys_follow_one_another_as_they_were_made_and_back(empty_database_url: str) -> None:
+    """Two keys of 0008 (the first retired when the second was made): generations 1 and 2, each signing from its
+    making; down again, the newest signs and the other retired when the next was made."""
+    migrate.upgrade(empty_database_url, "0008", configure_logging=False)
+    asyncio.run(
+        _execute(
+            empty_database_url,
+            "INSERT INTO signing_keys (kid, private_key, signing, created_at, retired_at) VALUES "
+            "('old', 'x', NULL, '2026-01-01T00:00Z', '2026-06-01T00:00Z'), "
+            "('new', 'y', true, '2026-06-01T00:00Z', NULL)",
+        )
+    )
+
+    migrate.upgrade(empty_database_url, "0009", configure_logging=False)
+    upgraded = asyncio.run(_signing_keys(empty_database_url, "kid, generation, signs_from = created_at"))
+    migrate.downgrade(empty_database_url, "0008", configure_logging=False)
+    downgraded = asyncio.run(_signing_keys(empty_database_url, "kid, signing, retired_at::text"))
+
+    assert upgraded == [("old", 1, True), ("new", 2, True)]
+    assert downgraded == [("old", None, "2026-06-01 00:00:00+00"), ("new", True, None)]

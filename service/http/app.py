@@ -4,7 +4,6 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from importlib.metadata import version
 
 from fastapi import FastAPI
@@ -32,7 +31,8 @@ from service.http.routes import (
 from service.idempotency import Sealer
 from service.ratelimit import Limiter, create_counters
 from service.settings import Settings, get_settings
-from service.signing_keys import SigningKeys
+from service.signing_keys import SigningKeys, Timing
+from service.trust import configured_root
 
 DESCRIPTION = """
 Timex Support licenses: where they are issued, activated and checked.
@@ -49,7 +49,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings = settings or get_settings()
     settings.check_production()
     counters = create_counters(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
-    driver = create_driver(embedded.url_for(settings), pool_size=settings.database_pool_size)
+    driver = create_driver(
+        embedded.url_for(settings),
+        pool_size=settings.database_pool_size,
+        transaction_pooler=settings.database_transaction_pooler,
+    )
     clock = clock or Clock(settings.zone)
     runtime = Runtime(
         settings=settings,
@@ -59,10 +63,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             driver=driver,
             clock=clock,
             issuer=settings.jwt_issuer,
-            lifetime=timedelta(days=settings.certificate_lifetime_days),
-            reload=timedelta(seconds=settings.signing_keys_reload_seconds),
+            timing=Timing.of(settings),
             secret=settings.certificate_key_secret,
+            root=lambda: configured_root(settings.root_certificate, settings.dev_root_dir, clock.now()),
             private_key_pem=settings.certificate_private_key,
+            chain_pem=settings.certificate_chain,
         ),
         key_secret=settings.key_hash_secret.encode(),
         sealer=Sealer(settings.key_hash_secret.encode()),

@@ -42,7 +42,6 @@ from service import (
     ledger,
     resellers,
     rules,
-    signing_keys,
     totp,
     users,
     webhooks,
@@ -841,33 +840,17 @@ async def failed_deliveries_page(view: View) -> Response:
     return view.render("deliveries.html", failed=failed, names=names)
 
 
-SIGNING_KEY_IS_A_SETTING = N_(
-    "The signing key is the CERTIFICATE_PRIVATE_KEY setting: it changes by changing that setting."
-)
-
-
 @page(staff=True)
 async def signing_keys_page(view: View) -> Response:
-    key_set = await view.runtime.signing_keys.current()
+    """The published keys, as this process holds them. Rotating needs the root's private key, which stays off
+    the service (`timex-licensing rotate-signing-key --root-key`): this page shows, and does not rotate."""
+    runtime = view.runtime
+    key_set = await runtime.signing_keys.current()
     return view.render(
         "signing_keys.html",
-        keys=key_set.jwks["keys"],
-        from_setting=view.runtime.settings.certificate_private_key is not None,
-        reload_seconds=view.runtime.settings.signing_keys_reload_seconds,
-    )
-
-
-@page(staff=True)
-async def signing_key_rotate(view: View) -> Response:
-    runtime = view.runtime
-    if runtime.settings.certificate_private_key is not None:
-        return view.render("problem.html", 409, refusal_title=view.t(SIGNING_KEY_IS_A_SETTING))
-    rotation = await signing_keys.rotate(
-        driver=runtime.driver, secret=runtime.settings.certificate_key_secret, now=runtime.clock.now()
-    )
-    await view.audit("signing_key.rotated", target=rotation.signing, details={"retired": rotation.retired})
-    return view.render(
-        "signing_key_rotated.html", rotation=rotation, reload_seconds=runtime.settings.signing_keys_reload_seconds
+        keys=key_set.keys,
+        now=runtime.clock.now(),
+        from_setting=runtime.settings.certificate_private_key is not None,
     )
 
 
@@ -1142,7 +1125,6 @@ def install(app: FastAPI) -> None:
         ("/webhooks/{endpoint_id}/disable", webhook_disable, "POST"),
         ("/deliveries", failed_deliveries_page, "GET"),
         ("/signing-keys", signing_keys_page, "GET"),
-        ("/signing-keys/rotate", signing_key_rotate, "POST"),
         ("/resellers", resellers_page, "GET"),
         ("/resellers", reseller_create, "POST"),
         ("/resellers/{reseller_id}", reseller_page, "GET"),

@@ -22,7 +22,12 @@ OPENAPI_URL = "/openapi.json"  # FastAPI's default, which the app keeps
 RULES_URL = "/docs/rules"
 # Package data beside the modules: the work tree under `pip install -e .`, site-packages in the image.
 DOCUMENTS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = {RULES_URL: "licensing-rules.md", "/docs/contract": "api-contract.md", "/docs/errors": "errors.md"}
+PAGES = {
+    RULES_URL: "licensing-rules.md",
+    "/docs/contract": "api-contract.md",
+    "/docs/errors": "errors.md",
+    "/docs/certificates": "certificates.md",
+}
 
 # Styles inline and nothing else loaded: the pages work in a closed network and run no script.
 _PAGE = """<!doctype html>

@@ -190,7 +190,9 @@ def document() -> str:
     from service.http.app import create_app
     from service.settings import Settings
 
-    return json.dumps(create_app(Settings(_env_file=None)).openapi(), indent=2, ensure_ascii=False) + "\n"
+    # The document needs no database: a URL that is never connected to keeps the embedded one from starting.
+    settings = Settings(_env_file=None, database_url="postgresql://openapi.invalid/unused")
+    return json.dumps(create_app(settings).openapi(), indent=2, ensure_ascii=False) + "\n"
 
 
 TAGS = [

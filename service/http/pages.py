@@ -285,7 +285,7 @@ async def certificate_file(request: Request) -> Response:
         state = await installations.support_state(driver=runtime.driver, code=code, today=today)
     except errors.InstallationNotFound:
         return Response(status_code=404, headers=SECURITY_HEADERS)
-    signer = (await runtime.signing_keys.current()).signer
+    signer = (await runtime.signing_keys.current()).signer(now)
     certificate = signer.certificate(code, state.support.end, today, now)
     return Response(
         certificate,

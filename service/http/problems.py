@@ -82,7 +82,9 @@ async def domain_error(request: Request, exc: errors.DomainError) -> JSONRespons
         extra["key_index"] = exc.index
         if exc.prefix is not None:
             extra["key_prefix"] = exc.prefix
-    if isinstance(exc, errors.Unavailable):
+    if isinstance(exc, errors.NoSigningKey):
+        log.error("no signing key certified by the root can sign: see `timex-licensing rotate-signing-key`")
+    elif isinstance(exc, errors.Unavailable):
         log.warning("database unavailable: %s", type(exc.__cause__).__name__)
     return problem(
         exc.status,

@@ -112,7 +112,7 @@ async def support(code: CodePath, request: Request) -> Response:
     runtime = runtime_of(request)
     now, today = runtime.clock.read()
     state = await installations.support_state(driver=runtime.driver, code=code, today=today)
-    signer = (await runtime.signing_keys.current()).signer
+    signer = (await runtime.signing_keys.current()).signer(now)
     certificate = signer.certificate(code, state.support.end, today, now)
     return Response(SupportOut.json_of(state, certificate), media_type="application/json")
 

@@ -96,7 +96,10 @@ class ActivationOut(BaseModel):
     months_added: int
     licenses: int = Field(description="How many keys (licenses) it used")
     periods: list[LicensePeriodOut] = Field(description="What each key added, in the order of the request's keys")
-    certificate: str = Field(description="ES256 JWT stating the new support end; verify with /.well-known/jwks.json")
+    certificate: str = Field(
+        description="ES256 JWT stating the new support end; verify it with the pinned root (through its `x5c` header) "
+        "or with /.well-known/jwks.json"
+    )
 
     @staticmethod
     def json_of(result: ActivationResult) -> bytes:

@@ -17,6 +17,10 @@ class Jwk(BaseModel):
     kid: str = Field(description="The RFC 7638 thumbprint: the `kid` in a certificate's header")
     use: Literal["sig"]
     alg: Literal["ES256"]
+    x5c: list[str] = Field(
+        description="RFC 7517 §4.7: the key's X.509 certificate, signed by the root of trust (base64 DER); "
+        "empty for a key the root did not certify, which signs nothing"
+    )
 
 
 class Jwks(BaseModel):
@@ -31,6 +35,7 @@ class Jwks(BaseModel):
                     "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
                     "use": "sig",
                     "alg": "ES256",
+                    "x5c": ["MIIBsjCCAVigAwIBAgIU…"],
                 }
             ]
         }

@@ -167,7 +167,10 @@ class SupportOut(BaseModel):
     months_granted: int
     bonus_months: int
     entitlements: Entitlements
-    certificate: str = Field(description="ES256 JWT stating the support end; verify with /.well-known/jwks.json")
+    certificate: str = Field(
+        description="ES256 JWT stating the support end; verify it with the pinned root (through its `x5c` header) "
+        "or with /.well-known/jwks.json"
+    )
 
     @staticmethod
     def json_of(s: SupportState, certificate: str) -> bytes:
