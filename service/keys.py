@@ -113,6 +113,13 @@ _REVOKE = Rows(
 _INFO = Rows(select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id")), _InfoRow)
 
 
+async def info(*, driver: Driver, key_id: UUID) -> KeyInfo:
+    row = await driver.first(_INFO, {"id": key_id})
+    if row is None:
+        raise KeyNotFound()
+    return _info(row)
+
+
 @retried
 async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
     """Revoke an unused key; revoking a revoked key changes nothing. It locks that one key only, so it keeps the

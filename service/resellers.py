@@ -113,6 +113,12 @@ _ROTATE = (
     .where(Reseller.id == bindparam("reseller_id"))
     .values(secret_hash=bindparam("secret_hash"), tokens_valid_from=bindparam("valid_from"))
 )
+_ALL = Rows(
+    select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at).order_by(
+        Reseller.name
+    ),
+    _RecordRow,
+)
 _EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
@@ -181,6 +187,12 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
     if row is None:
         raise ResellerNotFound()
     return ResellerRecord(**row._asdict())
+
+
+async def list_all(*, driver: Driver) -> list[ResellerRecord]:
+    """Every reseller, by name (a few hundred at most: Smartec's partners)."""
+    async with driver.reading() as session:
+        return [ResellerRecord(**row._asdict()) for row in await session.all(_ALL, {})]
 
 
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
