@@ -422,7 +422,9 @@ async def sign_in(
     sign-in, and the user (and its reseller) enabled; `Unauthenticated` otherwise, the same in every case.
     Failures are limited per (address, username) before any hashing; a code is good once."""
     username = username.strip().lower()[:64]
-    async with limiter.attempt(names=[f"{client_name(address)}:user:{username}"], failures=(Unauthenticated,)):
+    async with limiter.attempt(
+        limits={f"{client_name(address)}:user:{username}": limiter.limit}, failures=(Unauthenticated,)
+    ):
         row = await driver.first(_BY_USERNAME, {"username": username})
         stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
         good = await checks.verify(password, stored)

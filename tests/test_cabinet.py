@@ -5,6 +5,7 @@ import asyncio
 import csv
 import io
 import re
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import httpx
@@ -15,6 +16,7 @@ from service import rules, webhooks
 from service.i18n import long_date, money
 from tests.api import ISSUED_KEYS, Api
 from tests.cabinet import PASSWORD, Visitor, invite, signed_in_user
+from tests.conftest import make_settings, service
 
 pytestmark = pytest.mark.anyio
 
@@ -301,10 +303,17 @@ async def test_a_void_confirmed_on_a_preview_the_ledger_has_outgrown_voids_nothi
     assert all(activation["voided_at"] is None for activation in ledger["activations"])
 
 
+@pytest.fixture
+async def hooked(database_url: str) -> AsyncIterator[Api]:
+    """The service allowed to send to 127.0.0.1:9, where nothing listens: every delivery fails."""
+    async with service(make_settings(database_url, webhook_allowed_hosts=["127.0.0.1:9"])) as api:
+        yield api
+
+
 async def test_a_reseller_user_adds_a_webhook_endpoint_sees_its_deliveries_and_sends_a_failed_one_again(
-    api: Api,
+    hooked: Api,
 ) -> None:
-    api.settings.webhook_allowed_hosts = ["127.0.0.1"]
+    api = hooked
     mine, theirs = await api.reseller("Mine"), await api.reseller("Theirs")
     async with Visitor.of(api, **{"Accept-Language": "en"}) as visitor, Visitor.of(api) as other:
         await signed_in_user(api, visitor, "anna", "reseller", mine["id"])
@@ -332,8 +341,8 @@ async def test_a_reseller_user_adds_a_webhook_endpoint_sees_its_deliveries_and_s
     assert foreign.status_code == 404
 
 
-async def test_staff_see_every_resellers_failed_deliveries_and_the_signing_keys(api: Api) -> None:
-    api.settings.webhook_allowed_hosts = ["127.0.0.1"]
+async def test_staff_see_every_resellers_failed_deliveries_and_the_signing_keys(hooked: Api) -> None:
+    api = hooked
     reseller = await api.reseller("Okhrana")
     endpoint = await api.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook"}, headers=reseller["headers"])
     assert endpoint.status_code == 201, endpoint.text

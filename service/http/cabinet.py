@@ -753,7 +753,7 @@ async def webhook_create(view: View) -> Response:
             url=url,
             event_types=chosen or None,
             reseller_id=None,
-            allowed_hosts=runtime.settings.webhook_allowed_hosts,
+            allowed_hosts=runtime.webhook_allowed_hosts,
         )
     except errors.InvalidRequest as refusal:
         endpoints = await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)
