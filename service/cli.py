@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 from service.settings import get_settings
 
@@ -138,6 +139,34 @@ def _issue_keys(args: argparse.Namespace) -> None:
     )
     for issued in issued_keys:
         print(json.dumps({"key_id": str(issued.id), "key": issued.key}))
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    from service import users
+    from service.audit import Actor
+    from service.clock import Clock
+    from service.errors import DomainError
+
+    settings = get_settings()
+    try:
+        invitation = _on_database(
+            lambda driver: users.invite(
+                driver=driver,
+                actor=Actor(name="cli", address="local"),
+                username=args.username,
+                role=args.role,
+                reseller_id=args.reseller_id,
+                now=Clock(settings.zone).now(),
+                setup_lifetime=timedelta(hours=settings.cabinet_setup_hours),
+            )
+        )
+    except DomainError as refusal:
+        print(f"{refusal.code}: {refusal}", file=sys.stderr)
+        return 1
+    base = settings.cabinet_url or f"http://{settings.host}:{settings.port}"
+    print(f"user {invitation.user.username} ({invitation.user.role}) created; it sets its password at:")
+    print(f"{base.rstrip('/')}{users.setup_path(invitation.setup_token)}")
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -382,6 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     issue.add_argument("--count", type=int, required=True)
     issue.add_argument("--reseller-id")
     issue.set_defaults(run=_issue_keys)
+
+    create_user = commands.add_parser(
+        "create-user", help="invite a cabinet user (the first admin); prints its one-time setup link last"
+    )
+    create_user.add_argument("--role", choices=["admin", "reseller"], required=True)
+    create_user.add_argument("--username", required=True)
+    create_user.add_argument("--reseller-id", type=UUID, help="the reseller a `reseller` user acts for")
+    create_user.set_defaults(run=_create_user)
 
     worker = commands.add_parser(
         "worker", help="deliver webhooks until stopped (SIGTERM); run as many as wanted, beside `serve`"

@@ -245,6 +245,27 @@ class KeyMalformed(KeyRefused):
     title = N_("The key is not a valid Timex Support key: check it for typos.")
 
 
+class UserNotFound(DomainError):
+    code = "user_not_found"
+    status = 404
+    example = Example("No such user")
+    title = N_("No such user")
+
+
+class UserExists(DomainError):
+    code = "user_exists"
+    status = 409
+    example = Example("A user with this username already exists")
+    title = N_("A user with this username already exists")
+
+
+class SetupLinkInvalid(DomainError):
+    code = "setup_link_invalid"
+    status = 404
+    example = Example("This setup link is not valid: it was used, it expired, or it was never given")
+    title = N_("This setup link is not valid: it was used, it expired, or it was never given")
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = 422

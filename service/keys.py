@@ -114,12 +114,19 @@ _REVOKE = Rows(
 _INFO = Rows(select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id")), _InfoRow)
 
 
-async def get(*, driver: Driver, principal: Principal, key_id: UUID) -> KeyInfo:
-    """An admin's: any key; a reseller's: its own (another's is answered as one that does not exist)."""
+async def info(*, driver: Driver, key_id: UUID) -> KeyInfo:
     row = await driver.first(_INFO, {"id": key_id})
-    if row is None or not (principal.is_admin or row.reseller_id == principal.reseller_id):
+    if row is None:
         raise KeyNotFound()
     return _info(row)
+
+
+async def get(*, driver: Driver, principal: Principal, key_id: UUID) -> KeyInfo:
+    """An admin's: any key; a reseller's: its own (another's is answered as one that does not exist)."""
+    found = await info(driver=driver, key_id=key_id)
+    if not (principal.is_admin or found.reseller_id == principal.reseller_id):
+        raise KeyNotFound()
+    return found
 
 
 @retried

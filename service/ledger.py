@@ -8,6 +8,7 @@ voiding that one alone would leave them standing on support that no longer was (
 always a ledger the rules accepted, activation by activation.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import NamedTuple
@@ -195,12 +196,22 @@ _STORE_FOLDED = (
 
 
 @retried
-async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetime, cascade: bool = False) -> VoidResult:
+async def void(
+    *,
+    driver: Driver,
+    activation_id: UUID,
+    reason: str,
+    now: datetime,
+    cascade: bool = False,
+    previewed: Sequence[UUID] | None = None,
+) -> VoidResult:
     """Void an activation (a refund, a mistake): it stays in the ledger marked void, its keys are
     revoked, and the installation is recomputed. Voiding a void activation changes nothing.
 
     Every later live activation of the installation was computed on it: `VoidHasDependents` unless `cascade`,
-    and then they are voided too, newest first."""
+    and then they are voided too, newest first. `previewed`: the dependents a person was shown and confirmed;
+    a cascade refuses (`VoidHasDependents`, naming those now) when they are no longer the ones found, so that it
+    voids nothing it did not show."""
     async with driver.transaction() as session:
         found = await session.first(_CODE_OF_ACTIVATION, {"id": activation_id})
         if found is None:
@@ -213,7 +224,7 @@ async def void(*, driver: Driver, activation_id: UUID, reason: str, now: datetim
             live = [row.id for row in await session.all(_LIVE_ACTIVATIONS_OF, {"id": installation.id})]
             position = live.index(activation_id)
             dependents = live[position + 1 :]
-            if dependents and not cascade:
+            if dependents and (not cascade or (previewed is not None and list(previewed) != dependents)):
                 raise VoidHasDependents(dependents)
             voided = tuple(reversed(live[position:]))
             for voiding in voided:

@@ -321,3 +321,63 @@ class WebhookDelivery(Base):
         CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     )
+
+
+USER_ROLES = ("admin", "reseller")
+
+
+class User(Base):
+    """A person who signs in to the cabinet: staff (an admin) or someone acting for one reseller."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _id_column()
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # folded to lower case
+    role: Mapped[str] = mapped_column(String(16))
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
+    # scrypt, as client secrets are; NULL until the user follows the setup link.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # The setup link's token, known only by its SHA-256: shown once, good until `setup_expires_at`, then NULL.
+    setup_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    setup_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The TOTP secret (RFC 6238), sealed (`totp.SecretBox`); NULL until the user sets up two-step sign-in. The last
+    # step a code was taken for: a code is good once.
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        CheckConstraint(f"role IN {USER_ROLES!r}", name="role_known"),
+        CheckConstraint("(role = 'admin') = (reseller_id IS NULL)", name="reseller_for_reseller_role"),
+    )
+
+
+class CabinetSession(Base):
+    """A signed-in browser. The cookie holds a random token; the table only its SHA-256."""
+
+    __tablename__ = "cabinet_sessions"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: one row per action taken in the cabinet (and on users by the API)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # NULL: an API token's admin, or nobody signed in
+    actor: Mapped[str] = mapped_column(String(100))  # the username, or `token:<subject>`, as it was then
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)  # whose business the action was
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[str | None] = mapped_column(Text)  # JSON
+    address: Mapped[str] = mapped_column(String(64))

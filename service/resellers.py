@@ -134,6 +134,7 @@ _ROTATE = (
         tokens_valid_from=func.coalesce(bindparam("valid_from", type_=UtcDateTime()), Reseller.tokens_valid_from),
     )
 )
+_ALL = Rows(_RECORD.order_by(Reseller.name), _RecordRow)
 _EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
@@ -209,6 +210,12 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
     if row is None:
         raise ResellerNotFound()
     return ResellerRecord(**row._asdict())
+
+
+async def list_all(*, driver: Driver) -> list[ResellerRecord]:
+    """Every reseller, by name (a few hundred at most: Smartec's partners)."""
+    async with driver.reading() as session:
+        return [ResellerRecord(**row._asdict()) for row in await session.all(_ALL, {})]
 
 
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:

@@ -105,6 +105,11 @@ def activate(support: Support, licenses: int, on: date) -> Renewal:
     return renewal
 
 
+def bonus_lost_on(support: Support) -> date:
+    """R5 with R1: the first day on which renewing earns no bonus months: the day after the support end."""
+    return support.end + timedelta(days=1)
+
+
 def licenses_required(support: Support, on: date) -> int:
     """R7: one while active; once lapsed, the least n >= 1 with anchor + (M + 12n) months >= on."""
     if support.is_active(on):

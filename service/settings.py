@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     webhook_expiring_days: int = Field(30, ge=0)
     webhook_poll_seconds: float = Field(1.0, gt=0)
     webhook_worker_in_serve: bool = False
+    cabinet_url: str | None = None
+    cabinet_setup_hours: int = Field(72, gt=0)
+    cabinet_session_idle_minutes: int = Field(30, gt=0)
+    cabinet_session_hours: int = Field(12, gt=0)
+    cabinet_login_failure_limit: int = Field(10, gt=0)
+    cabinet_login_failure_window_seconds: int = Field(900, gt=0)
+    cabinet_admin_totp: bool = False
 
     def insecure_settings(self) -> list[str]:
         """Secret settings that only the quick start may use: shorter than `MIN_SECRET_BYTES`, or shipped here."""

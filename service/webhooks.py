@@ -379,6 +379,12 @@ async def list_endpoints(
     return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id)).map(_endpoint)
 
 
+async def get_endpoint(*, driver: Driver, principal: Principal, endpoint_id: UUID) -> Endpoint:
+    """An admin's: any endpoint; a reseller's: its own (another's is answered as one that does not exist)."""
+    async with driver.reading() as session:
+        return await _owned(session, principal, endpoint_id)
+
+
 async def _owned(session: Session, principal: Principal, endpoint_id: UUID) -> Endpoint:
     row = await session.first(_ENDPOINT, {"id": endpoint_id})
     if row is None:
@@ -782,3 +788,45 @@ async def oldest_undelivered(*, driver: Driver) -> datetime | None:
             if (row := await session.first(statement, {})) is not None and row.oldest is not None
         ]
     return min(found, default=None)
+
+
+# --- Failed deliveries across endpoints, for the operator
+
+
+class FailedDelivery(NamedTuple):
+    id: UUID
+    endpoint_id: UUID
+    url: str
+    reseller_id: UUID | None
+    event_type: str
+    attempts: int
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+_FAILED = Rows(
+    select(
+        WebhookDelivery.id,
+        WebhookDelivery.endpoint_id,
+        WebhookEndpoint.url,
+        WebhookEndpoint.reseller_id,
+        WebhookEvent.type.label("event_type"),
+        WebhookDelivery.attempts,
+        WebhookDelivery.last_attempt_at,
+        WebhookDelivery.last_status_code,
+        WebhookDelivery.last_error,
+    )
+    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+    .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+    .where(WebhookDelivery.status == "failed")
+    .order_by(WebhookDelivery.last_attempt_at.desc().nulls_last(), WebhookDelivery.id)
+    .limit(bindparam("limit")),
+    FailedDelivery,
+)
+
+
+async def failed_deliveries(*, driver: Driver, limit: int) -> list[FailedDelivery]:
+    """Every endpoint's deliveries that ran out of attempts, the latest first (on `ix_webhook_deliveries_due`)."""
+    async with driver.reading() as session:
+        return await session.all(_FAILED, {"limit": limit})

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.api import Api
+from tests.cabinet import invite
 from tests.conftest import make_settings, service
 from tests.receiver import Receiver
 from tests.test_webhooks import deliver_all, endpoint
@@ -73,11 +74,24 @@ async def _webhook_endpoints(api: Api) -> tuple[str, dict, dict, str]:
     return "/v1/webhook-endpoints", {}, api.admin, "id"
 
 
+async def _users(api: Api) -> tuple[str, dict, dict, str]:
+    for n in range(5):
+        await invite(api, f"user-{n}")
+    return "/v1/users", {}, api.admin, "id"
+
+
+async def _audit_events(api: Api) -> tuple[str, dict, dict, str]:
+    await _users(api)  # each invitation is an audit event
+    return "/v1/audit-events", {}, api.admin, "id"
+
+
 LISTS: dict[str, Arrange] = {
     "keys": _keys,
     "installations": _installations,
     "resellers": _resellers,
     "activations": _activations,
+    "users": _users,
+    "audit events": _audit_events,
     "webhook endpoints": _webhook_endpoints,
 }
 

@@ -219,3 +219,15 @@ def test_production_refuses_a_short_secret_or_one_the_repository_ships(setting: 
 
     with pytest.raises(RuntimeError, match=setting.upper()):
         Settings(_env_file=None, **{**secure, setting: value}).check_production()
+
+
+def test_create_user_prints_the_setup_link_last_and_refuses_a_username_taken(own_database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": own_database_url, "CABINET_URL": "https://licensing.example.com"}
+    command = [sys.executable, "-m", "service.cli", "create-user", "--role", "admin", "--username", "Boss"]
+
+    created = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("https://licensing.example.com/cabinet/setup/")
+    assert again.returncode == 1 and "user_exists" in again.stderr and again.stdout == ""

@@ -93,7 +93,7 @@ def test_every_file_the_service_reads_at_run_time_is_package_data() -> None:
     needed = [
         *package.glob("docs/*.md"),
         *package.glob("locale/**/*.po"),
-        *package.glob("http/templates/*"),
+        *package.glob("http/templates/**/*.html"),
         *package.glob("http/static/*"),
     ]
 

@@ -74,7 +74,7 @@ LISTS = [where for where, operation in OPERATIONS if "cursor" in _parameters(ope
 
 
 def test_every_list_documents_the_one_pagination_convention() -> None:
-    assert len(LISTS) == 6, LISTS
+    assert len(LISTS) == 8, LISTS
     for where in LISTS:
         operation = dict(OPERATIONS)[where]
         parameters = _parameters(operation)

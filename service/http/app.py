@@ -14,12 +14,22 @@ from service.auth import SecretChecks
 from service.clock import Clock
 from service.delivery import Worker
 from service.driver import create_driver
-from service.http import docs, events, observability, openapi, pages, problems
+from service.http import cabinet, docs, events, observability, openapi, pages, problems
 from service.http.deps import Runtime
 from service.http.hot_routes import HotRoutes
 from service.http.middleware import RequestLimits
 from service.http.observability import Observability
-from service.http.routes import activations, auth, certificates, health, installations, keys, resellers, webhooks
+from service.http.routes import (
+    activations,
+    auth,
+    certificates,
+    health,
+    installations,
+    keys,
+    resellers,
+    users,
+    webhooks,
+)
 from service.idempotency import Sealer
 from service.issued_certificates import IssuedCertificates
 from service.ratelimit import Limiter, create_counters
@@ -157,9 +167,21 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
     # a branch that FastAPI matches a second time on every request (5 % of a support read). So
     # `app.dependency_overrides` does not reach them; tests build the app with what they change (its clock).
-    for module in (installations, activations, auth, resellers, keys, certificates, webhooks, health, observability):
+    for module in (
+        installations,
+        activations,
+        auth,
+        resellers,
+        keys,
+        certificates,
+        webhooks,
+        users,
+        health,
+        observability,
+    ):
         app.router.routes.extend(module.router.routes)
     events.install(app)
     docs.install(app)
     pages.install(app)
+    cabinet.install(app)
     return app

@@ -149,7 +149,8 @@ class Observability:
                         {
                             "method": scope["method"],
                             "route": route,
-                            "path": scope["path"],
+                            # A path that carries a secret (a cabinet setup link's `{token}`) is logged as its route.
+                            "path": route if "{token}" in route else scope["path"],
                             "status": status,
                             "duration_ms": round(elapsed * 1000, 3),
                             "request_id": request_id.decode(),

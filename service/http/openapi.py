@@ -288,6 +288,7 @@ TAGS = [
     {"name": "auth", "description": "OAuth2 client credentials: a reseller's client id and secret buy a token."},
     {"name": "resellers", "description": "Admins register resellers, disable and enable them, rotate secrets."},
     {"name": "webhooks", "description": "Endpoints that hear of activations, voids and support ending; deliveries."},
+    {"name": "users", "description": "Admins invite the cabinet's users, disable and enable them; the audit log."},
     {"name": "certificates", "description": "The public keys that verify support certificates offline."},
     {"name": "health", "description": "Liveness and readiness, for orchestrators and load balancers."},
 ]

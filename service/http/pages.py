@@ -53,7 +53,7 @@ _CODE = TypeAdapter(InstallationCode)
 _FORM_LIMITS = {"max_files": 0, "max_fields": 8}
 
 
-def _environment(language: str) -> Environment:
+def environment(language: str) -> Environment:
     environment = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True),
@@ -67,7 +67,7 @@ def _environment(language: str) -> Environment:
     return environment
 
 
-_ENVIRONMENTS = {language: _environment(language) for language in LANGUAGES}
+_ENVIRONMENTS = {language: environment(language) for language in LANGUAGES}
 
 # Why a key was refused, by the refusal's code, for the person who typed it.
 KEY_REFUSALS = {
@@ -137,7 +137,7 @@ def _render(
     )
 
 
-def _check_code(text: str, language: str) -> tuple[str | None, str | None]:
+def check_code(text: str, language: str) -> tuple[str | None, str | None]:
     """The code folded as the API folds it, or what is wrong with it in words."""
     try:
         return _CODE.validate_python(text.strip()), None
@@ -163,7 +163,7 @@ def _check_keys(text: str, language: str) -> tuple[list[KeyLine], str | None]:
     return lines, None
 
 
-def _same_site(request: Request) -> bool:
+def same_site(request: Request) -> bool:
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None:
         return fetch_site in ("same-origin", "none")
@@ -202,10 +202,10 @@ async def activate_submit(request: Request) -> HTMLResponse:
     language = _language(fields.get("lang"), request)
     form = Form(code=fields.get("code", ""), keys_text=fields.get("keys", ""))
     render = _Renderer(request, language, form)
-    if not _same_site(request):
+    if not same_site(request):
         form.code_error = translate(language, CROSS_SITE)
         return render(403)
-    code, form.code_error = _check_code(form.code, language)
+    code, form.code_error = check_code(form.code, language)
     form.keys, form.keys_error = _check_keys(form.keys_text, language)
     if code is None:
         return render(400)
@@ -266,7 +266,7 @@ class _Renderer:
 
 async def support_page(request: Request) -> HTMLResponse:
     language = _language(request.query_params.get("lang"), request)
-    code, code_error = _check_code(request.path_params["code"], language)
+    code, code_error = check_code(request.path_params["code"], language)
     if code is None:
         return _render(request, "support.html", language, 400, code=request.path_params["code"], error=code_error)
     try:
@@ -282,7 +282,7 @@ async def support_page(request: Request) -> HTMLResponse:
 
 async def certificate_file(request: Request) -> Response:
     """The installation's certificate as a file, for a Timex client to import on a closed network."""
-    code, _ = _check_code(request.path_params["code"], "en")
+    code, _ = check_code(request.path_params["code"], "en")
     runtime = runtime_of(request)
     if code is None:
         return Response(status_code=400, headers=SECURITY_HEADERS)

@@ -17,7 +17,7 @@ P = TypeVar("P", bound=PageOut)
 T = TypeVar("T")
 
 CURSOR = "cursor"
-DEPRECATED_CURSORS = ("after",)
+DEPRECATED_CURSORS = ("after", "before")
 """Older names of `cursor`, taken for one minor version (CHANGELOG); the next page's link never carries them."""
 
 
