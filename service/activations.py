@@ -254,7 +254,7 @@ def _record_in_one_statement(count: int) -> Rows[_Taken]:
 def _outbox(extended: Any) -> Any:
     """The event's row, its values bound as `webhooks.Event.params` gives them, if `extended` was."""
     columns = WebhookEvent.__table__.c
-    names = ("id", "type", "occurred_at", "reseller_id", "body")
+    names = ("id", "type", "occurred_at", "reseller_id", "body", "traceparent")
     row = select(*(bindparam(webhooks.EVENT_COLUMNS[name], type_=columns[name].type) for name in names))
     return insert(WebhookEvent).from_select(names, row.where(exists(extended.select()))).cte("outbox")
 

@@ -29,10 +29,20 @@ T = TypeVar("T")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"line": {"format": "%(message)s"}, "plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "line": {"format": "%(message)s"},
+        "plain": {"format": "%(levelname)s %(name)s trace=%(trace_id)s: %(message)s"},
+    },
+    # The JSON lines carry their request's `trace_id` themselves; the plain ones get it from the filter.
+    "filters": {"trace": {"()": "service.tracing.LogFilter"}},
     "handlers": {
         "lines": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stderr"},
-        "plain": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+        "plain": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["trace"],
+            "stream": "ext://sys.stderr",
+        },
     },
     "loggers": {
         "service.access": {"handlers": ["lines"], "level": "INFO", "propagate": False},

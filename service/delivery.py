@@ -22,7 +22,7 @@ from datetime import date, timedelta
 import httpx
 from prometheus_client import Counter
 
-from service import notices, webhooks
+from service import notices, tracing, webhooks
 from service.clock import Clock
 from service.driver import Driver
 from service.settings import Settings
@@ -173,10 +173,14 @@ class Worker:
             body = self._render(claim)
             message_id = str(claim.event_id)
             timestamp = int(self._clock.now().timestamp())
+            # The delivery is a span of the trace of the request that caused it (a new trace for the service's own
+            # events, found by the worker): the receiver can follow it back.
+            trace = tracing.parsed(claim.traceparent) if claim.traceparent else None
             headers = {
                 "webhook-id": message_id,
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign(claim.secret, message_id, timestamp, body),
+                "traceparent": (trace.child() if trace else tracing.continued(b"")).traceparent,
             }
             outcome = await self._send(claim.url, body, headers)
         except Exception as exc:

@@ -8,6 +8,7 @@ tests/test_messages.py fails when a message has no Russian translation. Dates an
 """
 
 import gettext
+import unicodedata
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -17,7 +18,7 @@ from pathlib import Path
 from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency
+from babel.numbers import format_currency, get_currency_symbol
 
 LANGUAGES = ("ru", "en")
 SOURCE_LANGUAGE = "en"
@@ -74,5 +75,18 @@ def long_date(day: date, language: str) -> str:
 
 
 def money(minor: int, currency: str, language: str) -> str:
-    """`12 000,00 ₽`, `RUB 12,000.00`: an amount in minor units as the language writes it."""
-    return format_currency(Decimal(minor).scaleb(-2), currency, locale=language)
+    """`12 000,00 ₽`, `RUB 12,000.00`: an amount in minor units as the language writes it (Babel), with the space
+    CLDR's currency spacing puts between a digit and a symbol made of letters, which Babel leaves out
+    (`RUB12,000.00`)."""
+    written = format_currency(Decimal(minor).scaleb(-2), currency, locale=language)
+    symbol = get_currency_symbol(currency, locale=language)
+    if written.startswith(symbol) and written[len(symbol) : len(symbol) + 1].isdigit() and _letter(symbol[-1]):
+        return f"{symbol}\u00a0{written[len(symbol) :]}"
+    if written.endswith(symbol) and written[-len(symbol) - 1 : -len(symbol)].isdigit() and _letter(symbol[0]):
+        return f"{written[: -len(symbol)]}\u00a0{symbol}"
+    return written
+
+
+def _letter(character: str) -> bool:
+    """Not a symbol (`₽`, `$`) nor a space: CLDR's `[[:^S:]&[:^Z:]]`."""
+    return unicodedata.category(character)[0] not in "SZ"

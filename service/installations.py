@@ -1,7 +1,6 @@
 """Installations: registering them, reading their support state and quoting their renewal."""
 
-import base64
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -9,11 +8,12 @@ from uuid import UUID
 
 from sqlalchemy import Select, bindparam, insert, select, tuple_, update
 
-from service import resellers, rules, webhooks
+from service import pagination, resellers, rules, webhooks
 from service.auth import Principal
 from service.driver import Driver, Duplicate, Rows, Session, retried
-from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, InvalidRequest, PurchaseTooOld
+from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, PurchaseTooOld
 from service.models import Activation, Installation, LicenseKey, SupportEnd
+from service.pagination import Page
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ STORE_SUPPORT_END = (
 """Written with every change of an installation's `months`: its support end, as the rules compute it."""
 
 
-class _ActivationRow(NamedTuple):
+class ActivationRow(NamedTuple):
     id: UUID
     activated_on: date
     licenses: int
@@ -207,33 +207,35 @@ class _ActivationRow(NamedTuple):
     void_reason: str | None
 
 
-class _KeyOfActivation(NamedTuple):
+class KeyOfActivation(NamedTuple):
     id: UUID
     activation_id: UUID
 
 
+SUMMARY_COLUMNS = (
+    Activation.id,
+    Activation.activated_on,
+    Activation.licenses,
+    Activation.support_end_before,
+    Activation.support_end_after,
+    Activation.months_added,
+    Activation.bonus_months,
+    Activation.voided_at,
+    Activation.void_reason,
+)
+"""An `ActivationRow`'s columns."""
 _ACTIVATIONS_OF = Rows(
-    select(
-        Activation.id,
-        Activation.activated_on,
-        Activation.licenses,
-        Activation.support_end_before,
-        Activation.support_end_after,
-        Activation.months_added,
-        Activation.bonus_months,
-        Activation.voided_at,
-        Activation.void_reason,
-    )
+    select(*SUMMARY_COLUMNS)
     .where(Activation.installation_id == bindparam("id"))
     .order_by(Activation.months_before, Activation.created_at),  # the order they were applied in
-    _ActivationRow,
+    ActivationRow,
 )
 _KEYS_OF = Rows(
     select(LicenseKey.id, LicenseKey.activation_id)
     .join(Activation, Activation.id == LicenseKey.activation_id)
     .where(Activation.installation_id == bindparam("id"))
     .order_by(LicenseKey.position),
-    _KeyOfActivation,
+    KeyOfActivation,
 )
 
 
@@ -245,10 +247,15 @@ async def details(
         principal.require_owner(installation.reseller_id)
         activations = await session.all(_ACTIVATIONS_OF, {"id": installation.id})
         keys = await session.all(_KEYS_OF, {"id": installation.id})
+    return installation, summaries(activations, keys)
+
+
+def summaries(activations: Sequence[ActivationRow], keys: Sequence[KeyOfActivation]) -> list[ActivationSummary]:
+    """Activations, each with the ids of the keys it used (`keys`, in the order each activation listed them)."""
     key_ids: dict[UUID, list[UUID]] = {}
     for key in keys:
         key_ids.setdefault(key.activation_id, []).append(key.id)
-    return installation, [
+    return [
         ActivationSummary(**activation._asdict(), key_ids=tuple(key_ids.get(activation.id, ())))
         for activation in activations
     ]
@@ -302,13 +309,6 @@ class PipelineRow:
     """What renewing costs on the day listed."""
 
 
-@dataclass(frozen=True)
-class PipelinePage:
-    rows: list[PipelineRow]
-    next_cursor: str | None
-    has_more: bool
-
-
 class _PipelineRow(NamedTuple):
     id: int
     code: str
@@ -332,23 +332,6 @@ _PIPELINE = (
     .join(SupportEnd, SupportEnd.installation_id == Installation.id)
     .order_by(SupportEnd.support_end, SupportEnd.installation_id)
 )
-
-
-def _cursor(row: _PipelineRow) -> str:
-    """Where the next page starts: after this row, in (support end, id) order. Opaque to clients."""
-    position = json.dumps([row.support_end.isoformat(), row.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
-
-
-def _position(cursor: str) -> tuple[date, int]:
-    try:
-        end, id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        # Ids are positive BIGINTs: anything else is not one this service gave (and past int64 the driver fails).
-        if not isinstance(id, int) or isinstance(id, bool) or not 0 < id < 2**63:
-            raise ValueError(id)
-        return date.fromisoformat(end), id
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(N_("The cursor is not one this service gave; start again without it")) from exc
 
 
 def _later(first: date | None, second: date | None) -> date | None:
@@ -399,7 +382,7 @@ async def pipeline(
     code_prefix: str | None = None,
     cursor: str | None = None,
     limit: int = 100,
-) -> PipelinePage:
+) -> Page[PipelineRow]:
     """A page of installations in support-end order (then id): an admin's of every reseller (or of one), a
     reseller's own. Each row says where it stands today and what renewing it today costs (R7, R8)."""
     if reseller_id is not None:
@@ -413,17 +396,13 @@ async def pipeline(
         support_end_from=first,
         support_end_to=last,
         code_prefix=code_prefix,
-        after=None if cursor is None else _position(cursor),
+        after=None if cursor is None else pagination.decode(cursor, date, int),
         limit=limit + 1,  # one more than the page: whether another page follows
     )
     async with driver.reading() as session:
         rows = await session.all(Rows(statement, _PipelineRow), {})
-    page, has_more = rows[:limit], len(rows) > limit
-    return PipelinePage(
-        [_pipeline_row(row, today, unit_price_minor, expiring_within_days) for row in page],
-        _cursor(page[-1]) if has_more else None,
-        has_more,
-    )
+    page = pagination.page_of(rows, limit, lambda row: (row.support_end, row.id))
+    return page.map(lambda row: _pipeline_row(row, today, unit_price_minor, expiring_within_days))
 
 
 def _pipeline_row(row: _PipelineRow, today: date, unit_price_minor: int, expiring_within_days: int) -> PipelineRow:

@@ -8,11 +8,12 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
 
-from service import keyformat, resellers, webhooks
+from service import keyformat, pagination, resellers, webhooks
 from service.auth import Principal
 from service.driver import Driver, Rows, retried
 from service.errors import N_, KeyAlreadyUsed, KeyNotFound
 from service.models import LicenseKey
+from service.pagination import Page
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,10 @@ async def list_keys(
     principal: Principal,
     status: str | None = None,
     reseller_id: UUID | None = None,
-    after: UUID | None = None,
+    cursor: str | None = None,
     limit: int = 100,
-) -> tuple[list[KeyInfo], bool]:
-    """A page of key metadata in id order, and whether another page follows; `after` is the last id of the
-    previous page."""
+) -> Page[KeyInfo]:
+    """A page of key metadata in id order."""
     statement = select(*_INFO_COLUMNS).order_by(LicenseKey.id).limit(limit + 1)  # one more: whether more follow
     if reseller_id is not None:
         principal.require_owner(reseller_id)
@@ -96,11 +96,12 @@ async def list_keys(
         statement = statement.where(LicenseKey.reseller_id == owner)
     if status is not None:
         statement = statement.where(LicenseKey.status == status)
-    if after is not None:
+    if cursor is not None:
+        (after,) = pagination.decode(cursor, UUID)
         statement = statement.where(LicenseKey.id > after)
     async with driver.reading() as session:
         rows = await session.all(Rows(statement, _InfoRow), {})
-    return [_info(row) for row in rows[:limit]], len(rows) > limit
+    return pagination.page_of(rows, limit, lambda row: (row.id,)).map(_info)
 
 
 _REVOKE = Rows(
@@ -118,6 +119,14 @@ async def info(*, driver: Driver, key_id: UUID) -> KeyInfo:
     if row is None:
         raise KeyNotFound()
     return _info(row)
+
+
+async def get(*, driver: Driver, principal: Principal, key_id: UUID) -> KeyInfo:
+    """An admin's: any key; a reseller's: its own (another's is answered as one that does not exist)."""
+    found = await info(driver=driver, key_id=key_id)
+    if not (principal.is_admin or found.reseller_id == principal.reseller_id):
+        raise KeyNotFound()
+    return found
 
 
 @retried

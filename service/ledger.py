@@ -14,12 +14,15 @@ from datetime import date, datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Uuid, any_, bindparam, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from service import installations, rules, webhooks
+from service import installations, pagination, rules, webhooks
+from service.auth import Principal
 from service.driver import Driver, Rows, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
 from service.models import Activation, Installation, LicenseKey, SupportEnd
+from service.pagination import Page
 
 
 class _LiveActivation(NamedTuple):
@@ -263,3 +266,99 @@ async def _refold(session: Session, installation: installations.InstallationReco
     await session.execute(_STORE_FOLDED, params)
     await session.execute(installations.STORE_SUPPORT_END, params)
     return folded
+
+
+# --- The ledger across installations, as admins and resellers read it
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    installation: str
+    reseller_id: UUID | None
+    created_at: datetime
+    activation: installations.ActivationSummary
+
+
+class _EntryRow(NamedTuple):
+    id: UUID
+    activated_on: date
+    licenses: int
+    support_end_before: date
+    support_end_after: date
+    months_added: int
+    bonus_months: int
+    voided_at: datetime | None
+    void_reason: str | None
+    created_at: datetime
+    code: str
+    reseller_id: UUID | None
+
+    @property
+    def activation(self) -> installations.ActivationRow:
+        """Its first columns, `installations.SUMMARY_COLUMNS`."""
+        return installations.ActivationRow(
+            self.id,
+            self.activated_on,
+            self.licenses,
+            self.support_end_before,
+            self.support_end_after,
+            self.months_added,
+            self.bonus_months,
+            self.voided_at,
+            self.void_reason,
+        )
+
+
+_ENTRIES = (
+    select(*installations.SUMMARY_COLUMNS, Activation.created_at, Installation.code, Installation.reseller_id)
+    .join(Installation, Installation.id == Activation.installation_id)
+    .order_by(Activation.created_at, Activation.id)
+)
+_KEYS_OF_ACTIVATIONS = Rows(
+    select(LicenseKey.id, LicenseKey.activation_id)
+    .where(LicenseKey.activation_id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+    .order_by(LicenseKey.position),
+    installations.KeyOfActivation,
+)
+
+
+async def entries(
+    *,
+    driver: Driver,
+    principal: Principal,
+    installation: str | None = None,
+    reseller_id: UUID | None = None,
+    activated_from: date | None = None,
+    activated_to: date | None = None,
+    voided: bool | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> Page[LedgerEntry]:
+    """A page of activations in the order they were recorded (on `ix_activations_created_at_id`): an admin's of
+    every installation (or of one reseller's), a reseller's of its own installations."""
+    if reseller_id is not None:
+        principal.require_owner(reseller_id)
+    owner = reseller_id if principal.is_admin else principal.reseller_id
+    statement = _ENTRIES.limit(limit + 1)  # one more than the page: whether another page follows
+    if owner is not None:
+        statement = statement.where(Installation.reseller_id == owner)
+    if installation is not None:
+        statement = statement.where(Installation.code == installation)
+    if activated_from is not None:
+        statement = statement.where(Activation.activated_on >= activated_from)
+    if activated_to is not None:
+        statement = statement.where(Activation.activated_on <= activated_to)
+    if voided is not None:
+        statement = statement.where(Activation.voided_at.is_not(None) if voided else Activation.voided_at.is_(None))
+    if cursor is not None:
+        after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(tuple_(Activation.created_at, Activation.id) > tuple_(*after))
+    async with driver.reading() as session:
+        rows = await session.all(Rows(statement, _EntryRow), {})
+        keys = await session.all(_KEYS_OF_ACTIVATIONS, {"ids": [row.activation.id for row in rows[:limit]]})
+    summaries = installations.summaries([row.activation for row in rows], keys)
+    found = [
+        LedgerEntry(row.code, row.reseller_id, row.created_at, summary)
+        for row, summary in zip(rows, summaries, strict=True)
+    ]
+    return pagination.page_of(found, limit, lambda entry: (entry.created_at, entry.activation.id))

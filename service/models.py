@@ -80,6 +80,9 @@ class Reseller(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # Set by a secret rotation: a token issued (`iat`) before this instant is refused, whatever its `exp`.
     tokens_valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Set by a rotation with a grace period: the secret before it still logs in until `previous_secret_until`.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(255))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Installation(Base):
@@ -145,7 +148,11 @@ class Activation(Base):
     void_reason: Mapped[str | None] = mapped_column(String(500))
     certificate: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (CheckConstraint("licenses >= 1", name="licenses_positive"),)
+    __table_args__ = (
+        CheckConstraint("licenses >= 1", name="licenses_positive"),
+        # The order GET /v1/activations lists the ledger in, across installations.
+        Index("ix_activations_created_at_id", "created_at", "id"),
+    )
 
 
 class LicenseKey(Base):
@@ -271,6 +278,8 @@ class WebhookEvent(Base):
     installation_id: Mapped[int | None] = mapped_column(BigInteger)
     period_end: Mapped[date | None] = mapped_column(Date)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    # The `traceparent` of the request that made the change (W3C Trace Context), sent on with its deliveries.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     __table_args__ = (
         CheckConstraint("(body IS NULL) <> (legacy_data IS NULL)", name="body_or_legacy_data"),

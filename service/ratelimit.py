@@ -33,6 +33,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address, ip_network
 
@@ -112,6 +113,20 @@ class Decision:
                 retry_after = max(retry_after, wait)
         assert tightest is not None, "an attempt has at least one name"
         return cls(tightest[0], max(tightest[1], 0), tightest[2], retry_after)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A limit checked by a request, for its answer's `RateLimit` headers: the limiter's name and window, and what
+    it decided of the attempt."""
+
+    policy: str
+    window: int
+    decision: Decision
+
+
+QUOTA: ContextVar[Quota | None] = ContextVar("quota", default=None)
+"""The last limit checked in this context (one request): what the HTTP layer reports in its answer's headers."""
 
 
 @dataclass(frozen=True)
@@ -461,6 +476,8 @@ class Limiter:
         self.limit = limit
         self.window = window
         self.prefix = prefix
+        self.policy = prefix.rsplit(":", 1)[-1]
+        """The limit's name in the `RateLimit` headers: the prefix's last part (`activation`, `token`)."""
 
     @asynccontextmanager
     async def attempt(
@@ -469,6 +486,7 @@ class Limiter:
         """Refuse before any work while a name is at its limit; count the block's `failures` under each name.
         The block gets the decision (what `RateLimit` headers say)."""
         decision, place = await self.counters.take({f"{self.prefix}:{name}": limit for name, limit in limits.items()})
+        QUOTA.set(Quota(self.policy, self.window, decision))
         if decision.retry_after:
             raise errors.RateLimited(decision.retry_after)
         failed = False

@@ -10,12 +10,14 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, tuple_, update
 
+from service import pagination
 from service.auth import SecretChecks, hash_secret
 from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
-from service.models import Reseller
+from service.models import Reseller, UtcDateTime
+from service.pagination import Page
 from service.ratelimit import Limiter, client_name
 
 # Checked against when the client id is unknown, so that a miss costs as much time as a hit.
@@ -39,6 +41,7 @@ class ResellerRecord:
     client_id: str
     created_at: datetime
     disabled_at: datetime | None
+    previous_secret_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class _RecordRow(NamedTuple):
     client_id: str
     created_at: datetime
     disabled_at: datetime | None
+    previous_secret_until: datetime | None
 
 
 class _AccessRow(NamedTuple):
@@ -77,26 +81,36 @@ class _LoginRow(NamedTuple):
     secret_hash: str
     disabled_at: datetime | None
     tokens_valid_from: datetime | None
+    previous_secret_hash: str | None
+    previous_secret_until: datetime | None
 
 
 class _Exists(NamedTuple):
     id: UUID
 
 
-_FIND = Rows(
-    select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at).where(
-        Reseller.id == bindparam("id")
-    ),
-    _RecordRow,
+_RECORD = select(
+    Reseller.id,
+    Reseller.name,
+    Reseller.client_id,
+    Reseller.created_at,
+    Reseller.disabled_at,
+    Reseller.previous_secret_until,
 )
+_FIND = Rows(_RECORD.where(Reseller.id == bindparam("id")), _RecordRow)
 # Read on every call with a reseller's token: built once.
 _ACCESS = Rows(
     select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id")), _AccessRow
 )
 _LOGIN = Rows(
-    select(Reseller.id, Reseller.secret_hash, Reseller.disabled_at, Reseller.tokens_valid_from).where(
-        Reseller.client_id == bindparam("client_id")
-    ),
+    select(
+        Reseller.id,
+        Reseller.secret_hash,
+        Reseller.disabled_at,
+        Reseller.tokens_valid_from,
+        Reseller.previous_secret_hash,
+        Reseller.previous_secret_until,
+    ).where(Reseller.client_id == bindparam("client_id")),
     _LoginRow,
 )
 _REGISTER = insert(Reseller).values(
@@ -108,17 +122,19 @@ _DISABLE = (
     .values(disabled_at=bindparam("now"))
 )
 _ENABLE = update(Reseller).where(Reseller.id == bindparam("reseller_id")).values(disabled_at=None)
+# The secret being replaced is kept, with its end, only for a grace period (`until` in the future); `valid_from`
+# moves only when there is none: an overlap is for rolling a secret out, not for one that leaked.
 _ROTATE = (
     update(Reseller)
     .where(Reseller.id == bindparam("reseller_id"))
-    .values(secret_hash=bindparam("secret_hash"), tokens_valid_from=bindparam("valid_from"))
+    .values(
+        previous_secret_hash=case((bindparam("until", type_=UtcDateTime()).is_not(None), Reseller.secret_hash)),
+        previous_secret_until=bindparam("until", type_=UtcDateTime()),
+        secret_hash=bindparam("secret_hash"),
+        tokens_valid_from=func.coalesce(bindparam("valid_from", type_=UtcDateTime()), Reseller.tokens_valid_from),
+    )
 )
-_ALL = Rows(
-    select(Reseller.id, Reseller.name, Reseller.client_id, Reseller.created_at, Reseller.disabled_at).order_by(
-        Reseller.name
-    ),
-    _RecordRow,
-)
+_ALL = Rows(_RECORD.order_by(Reseller.name), _RecordRow)
 _EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
@@ -150,21 +166,28 @@ async def authenticate(
     client: str,
     client_id: str,
     client_secret: str,
+    now: datetime,
 ) -> Login:
-    """The reseller's login when the credentials are right and it is not disabled; `Unauthenticated`
-    otherwise, the same answer in every case, so that a caller learns nothing of which it was.
+    """The reseller's login when the credentials are right (its secret, or the one before it during a rotation's
+    grace period) and it is not disabled; `Unauthenticated` otherwise, the same answer in every case, so that a caller
+    learns nothing of which it was.
 
     Failures are limited before any secret is hashed: per (client address, client id) at the limiter's limit,
     so that a stranger who knows a client id locks out only its own address; and at `wide_limit`, per client
     id from every address and per address for every client id. A client id's counters are named with its last
-    secret rotation: rotating the secret starts them again."""
+    secret rotation (when its tokens are valid from, and when a grace period ends): rotating the secret, with a
+    grace period or without, starts them again."""
     row = await driver.first(_LOGIN, {"client_id": client_id})
-    rotation = row.tokens_valid_from.timestamp() if row and row.tokens_valid_from else 0
+    marks = (row.tokens_valid_from, row.previous_secret_until) if row else (None, None)
+    rotation = "/".join(str(mark.timestamp() if mark else 0) for mark in marks)
     address, reseller = client_name(client), f"id:{client_id}@{rotation}"
     limits = {f"{address}/{reseller}": limiter.limit, reseller: wide_limit, address: wide_limit}
     async with limiter.attempt(limits=limits, failures=(Unauthenticated,)):
         stored = row.secret_hash if row else _DUMMY_HASH
-        if not await checks.verify(client_secret, stored) or row is None or row.disabled_at is not None:
+        right = await checks.verify(client_secret, stored)
+        if not right and row is not None and row.previous_secret_hash and row.previous_secret_until:
+            right = row.previous_secret_until > now and await checks.verify(client_secret, row.previous_secret_hash)
+        if not right or row is None or row.disabled_at is not None:
             raise Unauthenticated(N_("Unknown client or wrong secret"))
         return Login(row.id, row.tokens_valid_from)
 
@@ -200,6 +223,19 @@ async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
         return await _find(session, reseller_id)
 
 
+async def list_resellers(*, driver: Driver, cursor: str | None = None, limit: int = 100) -> Page[ResellerRecord]:
+    """A page of resellers in the order they were registered."""
+    statement = _RECORD.order_by(Reseller.created_at, Reseller.id).limit(limit + 1)
+    if cursor is not None:
+        after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(tuple_(Reseller.created_at, Reseller.id) > tuple_(*after))
+    async with driver.reading() as session:
+        rows = await session.all(Rows(statement, _RecordRow), {})
+    return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id)).map(
+        lambda row: ResellerRecord(**row._asdict())
+    )
+
+
 @retried
 async def disable(*, driver: Driver, reseller_id: UUID, now: datetime) -> ResellerRecord:
     """Its tokens are refused from now on and it gets no new ones. Disabling it again keeps the first instant."""
@@ -216,25 +252,29 @@ async def enable(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
         return await _find(session, reseller_id)
 
 
-async def rotate_secret(*, driver: Driver, reseller_id: UUID, now: datetime) -> RotatedSecret:
-    """A new client secret, shown once; the old one stops working at once, and so does every token issued
-    before now (a rotation is usually because the secret leaked). `iat` counts whole seconds, so tokens are
-    valid from the next whole second: one issued earlier in this second could be the leaked secret's."""
+async def rotate_secret(
+    *, driver: Driver, reseller_id: UUID, now: datetime, grace: timedelta = timedelta(0)
+) -> RotatedSecret:
+    """A new client secret, shown once. Without a grace period the old one stops working at once, and so does every
+    token issued before now (the usual reason is a leaked secret): `iat` counts whole seconds, so tokens are valid
+    from the next whole second, as one issued earlier in this second could be the leaked secret's. With one, the old
+    secret still logs in until `now + grace` (a reseller rolls the new one out to its servers meanwhile), and the
+    tokens already issued run out as usual; a rotation replaces any grace period before it."""
     client_secret = secrets.token_urlsafe(32)
     secret_hash = await asyncio.to_thread(hash_secret, client_secret)
-    valid_from = now.replace(microsecond=0) + timedelta(seconds=1)
-    return RotatedSecret(
-        await _store_secret(driver=driver, reseller_id=reseller_id, secret_hash=secret_hash, valid_from=valid_from),
-        client_secret,
-    )
+    overlap = grace > timedelta(0)
+    values: dict[str, object] = {
+        "secret_hash": secret_hash,
+        "valid_from": None if overlap else now.replace(microsecond=0) + timedelta(seconds=1),
+        "until": now + grace if overlap else None,
+    }
+    return RotatedSecret(await _store_secret(driver=driver, reseller_id=reseller_id, values=values), client_secret)
 
 
 @retried
-async def _store_secret(*, driver: Driver, reseller_id: UUID, secret_hash: str, valid_from: datetime) -> ResellerRecord:
+async def _store_secret(*, driver: Driver, reseller_id: UUID, values: dict[str, object]) -> ResellerRecord:
     async with driver.transaction() as session:
-        await session.execute(
-            _ROTATE, {"reseller_id": reseller_id, "secret_hash": secret_hash, "valid_from": valid_from}
-        )
+        await session.execute(_ROTATE, {"reseller_id": reseller_id, **values})
         return await _find(session, reseller_id)
 
 

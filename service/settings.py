@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(1, gt=0)
     webhook_allowed_hosts: list[str] = []
+    # Browser origins (`https://backoffice.partner.example`, or `*`) that may call the API; none by default.
+    cors_allowed_origins: list[str] = []
+    # An OpenTelemetry collector's OTLP/HTTP address (`http://collector:4318`): each request's span is exported there.
+    otel_exporter_otlp_endpoint: str | None = None
     webhook_timeout_seconds: float = Field(5.0, gt=0)
     webhook_retry_base_seconds: float = Field(5.0, ge=0)
     webhook_max_attempts: int = Field(15, gt=0)

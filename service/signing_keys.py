@@ -475,6 +475,26 @@ async def _add_key(
     return kid
 
 
+class _SigningSince(NamedTuple):
+    signs_from: datetime | None
+
+
+# The key that signs at an instant: the newest whose `signs_from` has come (see the module's docstring).
+_SIGNING_SINCE = Rows(
+    select(SigningKey.signs_from)
+    .where(SigningKey.signs_from <= bindparam("now"))
+    .order_by(SigningKey.generation.desc())
+    .limit(1),
+    _SigningSince,
+)
+
+
+async def signing_since(*, driver: Driver, now: datetime) -> datetime | None:
+    """Since when the key that signs now has signed (None before the first one, or with `CERTIFICATE_PRIVATE_KEY`)."""
+    row = await driver.first(_SIGNING_SINCE, {"now": now})
+    return None if row is None else row.signs_from
+
+
 @dataclass(frozen=True)
 class Rotation:
     signing: str

@@ -20,13 +20,14 @@ from uuid import UUID, uuid4
 
 import httpx
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
-from service import resellers
+from service import pagination, resellers, tracing
 from service.auth import Principal
 from service.driver import Driver, Rows, Session, retried
 from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
 from service.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from service.pagination import Page
 
 ACTIVATION_CREATED = "activation.created"
 ACTIVATION_VOIDED = "activation.voided"
@@ -88,16 +89,27 @@ class Event:
     """As it will be sent (`envelope`)."""
     installation_id: int | None = None
     period_end: date | None = None
+    traceparent: str | None = None
+    """The trace of the request whose change it reports (W3C Trace Context): its deliveries carry it on."""
 
     @classmethod
     def of(cls, type: str, subject: object, *, reseller_id: UUID | None, now: datetime, **period: Any) -> "Event":
-        """The event of `subject` (a service result), its body written now, once."""
+        """The event of `subject` (a service result), its body written now, once; and the trace of the request
+        that made it, which its deliveries carry on."""
         event_id = uuid4()
         try:
             data = _BODIES[type](subject)
         except KeyError:
             raise LookupError(f"no body registered for {type} events (service.http.events)") from None
-        return cls(event_id, type, now, reseller_id, envelope(event_id, type, now, data), **period)
+        return cls(
+            event_id,
+            type,
+            now,
+            reseller_id,
+            envelope(event_id, type, now, data),
+            **period,
+            traceparent=tracing.current_traceparent(),
+        )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -110,6 +122,7 @@ class Event:
             "event_body": self.body.decode(),
             "event_installation": self.installation_id,
             "event_period": self.period_end,
+            "event_traceparent": self.traceparent,
         }
 
 
@@ -121,6 +134,7 @@ EVENT_COLUMNS = {
     "body": "event_body",
     "installation_id": "event_installation",
     "period_end": "event_period",
+    "traceparent": "event_traceparent",
 }
 _EMIT = insert(WebhookEvent).values({column: bindparam(name) for column, name in EVENT_COLUMNS.items()})
 
@@ -350,13 +364,25 @@ async def create_endpoint(
     return EndpointWithSecret(_endpoint(row), secret)
 
 
-async def list_endpoints(*, driver: Driver, principal: Principal) -> list[Endpoint]:
-    """An admin's: every endpoint; a reseller's: its own."""
-    statement = select(*_ENDPOINT_COLUMNS).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+async def list_endpoints(
+    *, driver: Driver, principal: Principal, cursor: str | None = None, limit: int = 100
+) -> Page[Endpoint]:
+    """An admin's: every endpoint; a reseller's: its own; in the order they were registered."""
+    statement = select(*_ENDPOINT_COLUMNS).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id).limit(limit + 1)
     if not principal.is_admin:
         statement = statement.where(WebhookEndpoint.reseller_id == principal.reseller_id)
+    if cursor is not None:
+        after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(tuple_(WebhookEndpoint.created_at, WebhookEndpoint.id) > tuple_(*after))
     async with driver.reading() as session:
-        return [_endpoint(row) for row in await session.all(Rows(statement, _EndpointRow), {})]
+        rows = await session.all(Rows(statement, _EndpointRow), {})
+    return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id)).map(_endpoint)
+
+
+async def get_endpoint(*, driver: Driver, principal: Principal, endpoint_id: UUID) -> Endpoint:
+    """An admin's: any endpoint; a reseller's: its own (another's is answered as one that does not exist)."""
+    async with driver.reading() as session:
+        return await _owned(session, principal, endpoint_id)
 
 
 async def _owned(session: Session, principal: Principal, endpoint_id: UUID) -> Endpoint:
@@ -421,6 +447,7 @@ class Delivery:
     id: UUID
     event_id: UUID
     event_type: str
+    occurred_at: datetime
     status: str
     attempts: int
     next_attempt_at: datetime
@@ -435,6 +462,7 @@ _DELIVERY_COLUMNS = (
     WebhookDelivery.id,
     WebhookDelivery.event_id,
     WebhookEvent.type.label("event_type"),
+    WebhookEvent.occurred_at,
     WebhookDelivery.status,
     WebhookDelivery.attempts,
     WebhookDelivery.next_attempt_at,
@@ -450,6 +478,7 @@ class _DeliveryRow(NamedTuple):
     id: UUID
     event_id: UUID
     event_type: str
+    occurred_at: datetime
     status: str
     attempts: int
     next_attempt_at: datetime
@@ -471,12 +500,25 @@ _DELIVERIES = Rows(_DELIVERIES_STATEMENT, _DeliveryRow)
 _DELIVERY = Rows(_DELIVERIES_STATEMENT.where(WebhookDelivery.id == bindparam("id")), _DeliveryRow)
 
 
-async def list_deliveries(*, driver: Driver, principal: Principal, endpoint_id: UUID, limit: int) -> list[Delivery]:
-    """The endpoint's latest deliveries, newest event first."""
+async def list_deliveries(
+    *, driver: Driver, principal: Principal, endpoint_id: UUID, cursor: str | None = None, limit: int = 100
+) -> Page[Delivery]:
+    """The endpoint's deliveries, newest event first."""
+    statement = _DELIVERIES_STATEMENT
+    if cursor is not None:
+        occurred_at, after = pagination.decode(cursor, datetime, UUID)
+        statement = statement.where(
+            or_(
+                WebhookEvent.occurred_at < occurred_at,
+                and_(WebhookEvent.occurred_at == occurred_at, WebhookDelivery.id > after),
+            )
+        )
     async with driver.reading() as session:
         await _owned(session, principal, endpoint_id)
-        rows = await session.all(_DELIVERIES, {"endpoint_id": endpoint_id, "limit": limit})
-    return [Delivery(**row._asdict()) for row in rows]
+        rows = await session.all(Rows(statement, _DeliveryRow), {"endpoint_id": endpoint_id, "limit": limit + 1})
+    return pagination.page_of(rows, limit, lambda row: (row.occurred_at, row.id)).map(
+        lambda row: Delivery(**row._asdict())
+    )
 
 
 # A pending delivery is left as it is: it is on its way, and may be in a worker's hands right now.
@@ -565,6 +607,7 @@ class Claim:
     """As it is sent; None for an event queued before bodies were stored (`legacy_data`)."""
     legacy_data: str | None
     """An event queued before bodies were stored: the service's values it is written from at delivery."""
+    traceparent: str | None
 
 
 class _DueRow(NamedTuple):
@@ -578,6 +621,7 @@ class _DueRow(NamedTuple):
     occurred_at: datetime
     body: str | None
     legacy_data: str | None
+    traceparent: str | None
 
 
 _DUE = Rows(
@@ -592,6 +636,7 @@ _DUE = Rows(
         WebhookEvent.occurred_at,
         WebhookEvent.body,
         WebhookEvent.legacy_data,
+        WebhookEvent.traceparent,
     )
     .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
     .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
@@ -646,6 +691,7 @@ async def claim(*, driver: Driver, now: datetime, lease: timedelta, batch: int, 
             occurred_at=row.occurred_at,
             body=row.body,
             legacy_data=row.legacy_data,
+            traceparent=row.traceparent,
         )
         for row in rows
     ]

@@ -143,6 +143,9 @@ def test_a_customer_corrects_a_typo_activates_and_gets_a_certificate_that_verifi
 
     with chromium_page(CHROMIUM, OFFLINE) as page:
         page.send("Emulation.setDeviceMetricsOverride", **DESKTOP)
+        # A Russian customer's browser: the page follows its language until the customer picks the other.
+        user_agent = page.evaluate("navigator.userAgent")
+        page.send("Emulation.setUserAgentOverride", userAgent=user_agent, acceptLanguage="ru-RU,ru")
         page.send("Page.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
         page.send("Page.navigate", url=f"{server}/activate")
         _wait(page, "document.readyState === 'complete' && !!document.querySelector('#code')")

@@ -175,7 +175,7 @@ async def test_no_hostile_input_logs_an_error(api: Api, caplog: pytest.LogCaptur
         ("OPTIONS", "/v1/keys", {"GET", "POST"}),
         ("DELETE", "/v1/installations", {"GET", "POST"}),
         ("PUT", "/v1/webhook-endpoints/00000000-0000-0000-0000-000000000001", {"DELETE"}),
-        ("GET", "/v1/activations", {"POST"}),
+        ("PUT", "/v1/activations", {"GET", "POST"}),
     ],
 )
 async def test_a_405_allows_every_method_of_its_path(api: Api, method: str, path: str, allowed: set[str]) -> None:

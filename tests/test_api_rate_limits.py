@@ -498,3 +498,45 @@ async def test_a_redis_older_than_required_is_a_logged_error_and_the_memory_stor
     assert ready["redis_version"] == "6.0.16" and ready["redis_required"] == "6.2"
     errors = [r.getMessage() for r in caplog.records if r.name == "service.ratelimit" and r.levelname == "ERROR"]
     assert len(errors) == 1 and "6.0.16" in errors[0] and "6.2" in errors[0]
+
+
+# --- what a client is told of the limit before it is refused
+
+
+def _ratelimit(response: httpx.Response) -> tuple[str, str]:
+    return response.headers["ratelimit-policy"], response.headers["ratelimit"]
+
+
+async def test_each_activation_tells_how_many_more_may_fail_and_the_429_says_when_to_retry(limited: Api) -> None:
+    window = limited.settings.activation_failure_window_seconds
+    await limited.installation("ACME")
+    [good] = await limited.keys(1)
+
+    activated = await limited.activate("ACME", [good], **_from("203.0.113.7"))
+    failures = [await limited.activate("ACME", [keyformat.generate()], **_from("203.0.113.7")) for _ in range(LIMIT)]
+    refused = await limited.activate("ACME", [keyformat.generate()], **_from("203.0.113.7"))
+
+    policy = f'"activation";q={LIMIT};w={window}'
+    # `r` counts the request itself as if it failed: a success gives its place back.
+    assert _ratelimit(activated) == (policy, f'"activation";r={LIMIT - 1};t={window}')
+    remaining = [_ratelimit(response)[1].split(";")[1] for response in failures]
+    assert remaining == [f"r={LIMIT - 1 - n}" for n in range(LIMIT)]
+    assert refused.status_code == 429
+    policy_now, quota = _ratelimit(refused)
+    t = int(quota.rsplit(";t=", 1)[1])
+    assert policy_now == policy and quota.startswith('"activation";r=0;') and 0 < t <= window
+    assert int(refused.headers["retry-after"]) == t
+
+
+async def test_logins_tell_their_limit_and_unlimited_operations_say_nothing_of_one(limited: Api) -> None:
+    reseller = await limited.reseller()
+    form = {"grant_type": "client_credentials", "client_id": reseller["client_id"], "client_secret": "wrong"}
+
+    refused = await limited.client.post("/v1/auth/token", data=form, **_from("203.0.113.7"))
+    support = await limited.get("/v1/installations/NOPE/support")
+
+    assert refused.status_code == 401
+    window = limited.settings.token_failure_window_seconds
+    assert _ratelimit(refused)[0] == f'"token";q={LIMIT};w={window}'
+    assert _ratelimit(refused)[1].startswith(f'"token";r={LIMIT - 1};')
+    assert "ratelimit" not in support.headers and "ratelimit-policy" not in support.headers

@@ -2,6 +2,7 @@
 reseller, or a token from before a rotation, is locked out at once, not when its tokens expire."""
 
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -9,7 +10,7 @@ from tests.api import Api
 
 pytestmark = pytest.mark.anyio
 
-REPRESENTATION = {"id", "name", "client_id", "disabled_at", "created_at"}
+REPRESENTATION = {"id", "name", "client_id", "disabled_at", "created_at", "previous_secret_until"}
 
 
 async def _token(api: Api, client_id: str, client_secret: str):
@@ -153,3 +154,56 @@ async def test_only_an_admin_manages_resellers(api: Api, method: str, action: st
 
     assert (response.status_code, response.json()["code"]) == (403, "forbidden")
     assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")
+
+
+async def test_a_rotation_with_a_grace_period_lets_the_old_secret_log_in_until_it_ends(api: Api) -> None:
+    """A reseller with several servers rolls the new secret out meanwhile: old and new both log in, and the
+    tokens already issued keep working; once the grace period is over only the new secret does."""
+    reseller = await api.reseller()
+    old_headers = await _login(api, reseller)
+    before = api.clock.now()
+    rotated = await api.post(
+        f"/v1/resellers/{reseller['id']}/rotate-secret", {"grace_seconds": 3600}, headers=api.admin
+    )
+    new_secret = rotated.json()["client_secret"]
+    ends = datetime.fromisoformat(rotated.json()["previous_secret_until"])
+
+    read = (await api.get(f"/v1/resellers/{reseller['id']}", headers=api.admin)).json()
+    during_old = await _token(api, reseller["client_id"], reseller["client_secret"])
+    during_new = await _token(api, reseller["client_id"], new_secret)
+    old_token = await _own_keys(api, old_headers)
+    api.shift_instants(timedelta(seconds=3601))
+    after_old = await _token(api, reseller["client_id"], reseller["client_secret"])
+    after_new = await _token(api, reseller["client_id"], new_secret)
+
+    assert rotated.status_code == 200
+    assert timedelta(seconds=3600) <= ends - before < timedelta(seconds=3660)
+    assert datetime.fromisoformat(read["previous_secret_until"]) == ends
+    assert (during_old.status_code, during_new.status_code, old_token.status_code) == (200, 200, 200)
+    assert (after_old.status_code, after_old.json()["error"]) == (401, "invalid_client")
+    assert after_new.status_code == 200
+
+
+async def test_a_rotation_without_grace_ends_the_one_before_it_at_once(api: Api) -> None:
+    reseller = await api.reseller()
+    first = await api.post(f"/v1/resellers/{reseller['id']}/rotate-secret", {"grace_seconds": 3600}, headers=api.admin)
+
+    second = await api.post(f"/v1/resellers/{reseller['id']}/rotate-secret", headers=api.admin)
+
+    assert second.json()["previous_secret_until"] is None
+    for secret in (reseller["client_secret"], first.json()["client_secret"]):
+        refused = await _token(api, reseller["client_id"], secret)
+        assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
+    assert (await _token(api, reseller["client_id"], second.json()["client_secret"])).status_code == 200
+
+
+@pytest.mark.parametrize("grace", [-1, 30 * 24 * 3600 + 1, "60", 1.5])
+async def test_a_grace_period_is_0_to_30_days_in_whole_seconds(api: Api, grace: object) -> None:
+    reseller = await api.reseller()
+
+    refused = await api.post(
+        f"/v1/resellers/{reseller['id']}/rotate-secret", {"grace_seconds": grace}, headers=api.admin
+    )
+
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_request")
+    assert (await _token(api, reseller["client_id"], reseller["client_secret"])).status_code == 200

@@ -2,6 +2,7 @@
 service with the migrations beside it."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,21 +37,52 @@ def test_an_installed_service_migrates_from_its_working_directory(tmp_path: Path
     assert "Running upgrade 0002 -> 0003" in result.stderr
 
 
+SECRETS = ("JWT_SECRET", "KEY_HASH_SECRET", "CERTIFICATE_KEY_SECRET")
+
+
 def test_compose_runs_the_service_as_in_production_with_secrets_from_an_env_file() -> None:
     import yaml
 
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    api = compose["services"]["api"]
+    api = compose["services"]["api"]["environment"]
     example = (ROOT / "compose.env.example").read_text()
 
-    assert api["environment"]["ENVIRONMENT"] == "production"
-    assert api["environment"]["DATABASE_URL"].startswith("postgresql://")
-    assert api["environment"]["REDIS_URL"].startswith("redis://")
-    assert api["env_file"] == "compose.env"
-    for secret in ("JWT_SECRET", "KEY_HASH_SECRET", "CERTIFICATE_KEY_SECRET"):
-        assert secret not in (ROOT / "compose.yaml").read_text()
+    assert api["ENVIRONMENT"] == "production"
+    assert api["DATABASE_URL"].startswith("postgresql://") and "${POSTGRES_PASSWORD" in api["DATABASE_URL"]
+    assert api["REDIS_URL"].startswith("redis://")
+    for secret in SECRETS:
+        # Its value from compose.env (`--env-file`), never written in compose.yaml.
+        assert api[secret].startswith(f"${{{secret}:?"), api[secret]
         assert f"\n{secret}=" in example
     assert "compose.env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_compose_gives_each_container_only_its_own_settings() -> None:
+    """No `env_file` hands every secret to every container: each names what it gets."""
+    import yaml
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+
+    assert all("env_file" not in service for service in services.values())
+    assert set(services["db"]["environment"]) == {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD"}
+    assert set(services["migrate"]["environment"]) == {"DATABASE_URL"}
+    assert "environment" not in services["redis"]
+    assert set(SECRETS) <= set(services["api"]["environment"])
+
+
+def test_the_image_is_pinned_and_built_from_hashed_locks_alone() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    image = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+
+    assert image is not None and re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", image[1])
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    installs = re.findall(r"pip (?:install|wheel) [^\n]*", dockerfile)
+    assert all("--require-hashes" in line or "--no-deps" in line for line in installs), installs
+    assert "--no-build-isolation" in dockerfile  # the build backend is build.lock's, not one fetched unpinned
+    build_in = [line for line in (ROOT / "requirements" / "build.in").read_text().splitlines() if line[:1].isalpha()]
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert build_in == requires
+    assert "--hash=sha256:" in (ROOT / "requirements" / "build.lock").read_text()
 
 
 def test_every_file_the_service_reads_at_run_time_is_package_data() -> None:

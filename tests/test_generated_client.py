@@ -51,6 +51,29 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
+async def _every_item(operation: ModuleType, client: object, **filters: object) -> tuple[list, int]:
+    """A list read whole through the one pagination convention, whichever list it is: `cursor` in, `items`,
+    `has_more` and `next_cursor` out, and the `Link` header naming the same next page. Also how many pages."""
+    items: list = []
+    pages = 0
+    cursor: object = generated_types().UNSET
+    while True:
+        response = await operation.asyncio_detailed(client=client, limit=2, cursor=cursor, **filters)
+        page = response.parsed
+        assert response.status_code == 200, response.content
+        items += page.items
+        pages += 1
+        if not page.has_more:
+            assert page.next_cursor is None and "link" not in response.headers
+            return items, pages
+        assert f"cursor={page.next_cursor}" in response.headers["link"]
+        cursor = page.next_cursor
+
+
+def generated_types() -> ModuleType:
+    return _module("types")
+
+
 async def test_a_reseller_works_through_the_generated_client(generated: ModuleType, api: Api) -> None:
     models = _module("models")
     request_access_token = _module("api.auth.request_access_token")
@@ -92,7 +115,7 @@ async def test_a_reseller_works_through_the_generated_client(generated: ModuleTy
     assert isinstance(quote, models.QuoteOut) and quote.licenses_required == 1 and quote.sufficient
 
     expiring = await list_installations.asyncio(
-        client=own, state=models.ListInstallationsStateType0.EXPIRING, expiring_within_days=365
+        client=own, state=models.ListInstallationsState.EXPIRING, expiring_within_days=365
     )
     assert isinstance(expiring, models.InstallationPage) and not expiring.has_more
     assert [(row.code, row.state, row.renewal_total.amount) for row in expiring.items] == [
@@ -125,3 +148,31 @@ async def test_a_reseller_works_through_the_generated_client(generated: ModuleTy
     )
     assert used.status_code == 409 and isinstance(used.parsed, models.Problem)
     assert (used.parsed.code, used.parsed.key_index, used.parsed.key_prefix) == ("key_already_used", 1, first[:8])
+
+
+async def test_every_list_pages_one_way_through_the_generated_client(generated: ModuleType, api: Api) -> None:
+    """One loop reads each list, whatever it holds; and a key is read by its id."""
+    models = _module("models")
+    admin = generated.AuthenticatedClient(
+        token=api.admin["Authorization"].removeprefix("Bearer "),
+        base_url="http://testserver",
+        httpx_args={"transport": api.transport},
+    )
+    resellers = [await api.reseller(f"Partner {n}") for n in range(3)]
+    await api.installation("ACME-0001", support_end="2027-01-01")
+    keys = await api.keys(3, reseller_id=resellers[0]["id"])
+    for key in keys:
+        assert (await api.activate("ACME-0001", [key])).status_code == 201
+
+    listed_resellers, pages = await _every_item(_module("api.resellers.list_resellers"), admin)
+    assert [r.name for r in listed_resellers] == ["Partner 0", "Partner 1", "Partner 2"] and pages == 2
+    ledger, pages = await _every_item(_module("api.activations.list_activations"), admin, installation="acme-0001")
+    assert [a.installation for a in ledger] == ["ACME-0001"] * 3 and pages == 2
+    assert all(isinstance(a, models.LedgerEntryOut) for a in ledger)
+    listed_keys, pages = await _every_item(_module("api.keys.list_keys"), admin, reseller_id=resellers[0]["id"])
+    assert len(listed_keys) == 3 and pages == 2
+    listed_installations, _ = await _every_item(_module("api.installations.list_installations"), admin)
+    assert [i.code for i in listed_installations] == ["ACME-0001"]
+
+    one = await _module("api.keys.get_key").asyncio(client=admin, key_id=listed_keys[0].key_id)
+    assert isinstance(one, models.KeyOut) and one == listed_keys[0]

@@ -6,16 +6,27 @@ with a charset), which must mean the same."""
 import httpx
 import pytest
 
+from service import keyformat
 from service.http.observability import REQUESTS
 from tests.api import Api
 
 pytestmark = pytest.mark.anyio
 
 JSON_WITH_CHARSET = {"content-type": "application/json; charset=utf-8"}
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.fixture(autouse=True)
+def _traced(api: Api) -> None:
+    """Every request continues one trace: each answer's `traceparent` is that trace with a span of its own."""
+    api.client.headers["traceparent"] = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
 def _seen(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
+    """What a client sees, less what differs by design between two requests: the request id and the span id."""
     headers = {name: value for name, value in response.headers.items() if name != "x-request-id"}
+    version, trace_id, _span_id, flags = headers.pop("traceparent").split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "01"), "the request's trace, continued"
     return response.status_code, headers, response.content
 
 
@@ -82,6 +93,21 @@ async def test_an_activation_is_answered_and_counted_as_the_route_answers_it(api
     same = ("activated_on", "support_end_before", "support_end_after", "months_added", "licenses")
     assert {k: hot.json()[k] for k in same} == {k: routed.json()[k] for k in same}
     assert counted._value.get() == before + 2  # each under its route's name
+    limit = ("ratelimit-policy", "ratelimit")
+    assert [hot.headers[name] for name in limit] == [routed.headers[name] for name in limit]
+
+
+async def test_a_counted_failure_tells_the_same_limit_on_both_paths(api: Api) -> None:
+    await api.installation("ACME", purchased_on="2026-11-01")
+    body = {"installation": "ACME", "keys": [keyformat.generate()]}
+
+    hot = await api.post("/v1/activations", body)
+    routed = await api.post("/v1/activations", body, headers=JSON_WITH_CHARSET)
+
+    assert (hot.status_code, routed.status_code) == (404, 404)
+    assert hot.headers["ratelimit-policy"] == routed.headers["ratelimit-policy"] == '"activation";q=10;w=900'
+    # One limiter counts both: the second answer has one failure fewer left.
+    assert [response.headers["ratelimit"].split(";")[1] for response in (hot, routed)] == ["r=9", "r=8"]
 
 
 async def test_a_body_that_is_no_json_or_too_large_is_answered_as_the_route_answers_it(api: Api) -> None:

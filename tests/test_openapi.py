@@ -54,11 +54,72 @@ def test_each_operation_lists_only_the_codes_it_can_answer() -> None:
         }
 
     assert "key_already_used" not in codes("POST /v1/installations")
-    assert codes("GET /v1/installations/{code}/support") == {"invalid_request", "installation_not_found", "unavailable"}
+    assert codes("GET /v1/installations/{code}/support") == {
+        "invalid_request",
+        "installation_not_found",
+        "unavailable",
+        "internal_error",
+    }
     assert {"licenses_insufficient", "key_already_used", "key_malformed", "rate_limited"} <= codes(
         "POST /v1/activations"
     )
     assert set(STATUS) >= {code for where, _ in OPERATIONS for code in codes(where)}
+
+
+def _parameters(operation: dict) -> dict[str, dict]:
+    return {parameter["name"]: parameter for parameter in operation.get("parameters", [])}
+
+
+LISTS = [where for where, operation in OPERATIONS if "cursor" in _parameters(operation)]
+
+
+def test_every_list_documents_the_one_pagination_convention() -> None:
+    assert len(LISTS) == 8, LISTS
+    for where in LISTS:
+        operation = dict(OPERATIONS)[where]
+        parameters = _parameters(operation)
+        assert parameters["limit"]["schema"]["maximum"] == 1000, where
+        assert parameters["cursor"]["schema"]["pattern"] == "^[A-Za-z0-9_-]{1,400}$", where
+        assert operation["responses"]["200"]["headers"]["Link"] == {"$ref": "#/components/headers/Link"}, where
+        page = _schema(operation["responses"]["200"]["content"]["application/json"]["schema"])
+        assert {"items", "has_more", "next_cursor"} <= set(page["required"]), where
+    assert _parameters(dict(OPERATIONS)["GET /v1/keys"])["after"]["deprecated"] is True
+
+
+def _strings(node: object) -> list[dict]:
+    if isinstance(node, list):
+        return [found for item in node for found in _strings(item)]
+    if not isinstance(node, dict):
+        return []
+    here = [node] if node.get("type") == "string" else []
+    return here + [found for value in node.values() for found in _strings(value)]
+
+
+def _schema(ref_or_schema: dict) -> dict:
+    ref = ref_or_schema.get("$ref", "")
+    return SPEC["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else ref_or_schema
+
+
+def test_every_string_a_request_carries_is_bounded_in_the_document() -> None:
+    """What the server refuses is what the document says: a generated client or a fuzzer sends nothing longer."""
+    for where, operation in OPERATIONS:
+        inputs = [parameter["schema"] for parameter in operation.get("parameters", [])]
+        for content in operation.get("requestBody", {}).get("content", {}).values():
+            schema = _schema(content["schema"])
+            inputs += [_schema(variant) for variant in schema.get("oneOf", [schema])]
+        for string in _strings(inputs):
+            assert "maxLength" in string or "enum" in string or "const" in string, (where, string)
+
+
+def test_dates_idempotency_keys_and_grant_types_are_documented_as_checked() -> None:
+    quote = _parameters(dict(OPERATIONS)["GET /v1/quote"])["support_end"]["schema"]
+    issue = _parameters(dict(OPERATIONS)["POST /v1/keys"])["Idempotency-Key"]["schema"]
+    grant = SPEC["components"]["schemas"]["TokenRequest"]["properties"]["grant_type"]
+
+    assert re.fullmatch(quote["pattern"], "2000-01-01") and re.fullmatch(quote["pattern"], "2100-12-31")
+    assert not re.search(quote["pattern"], "1999-12-31") and not re.search(quote["pattern"], "2101-01-01")
+    assert (issue["maxLength"], issue["pattern"]) == (255, "^[\\x20-\\x7e]{1,255}$")
+    assert grant["const"] == "client_credentials"
 
 
 def test_a_refusal_for_too_few_licenses_documents_its_quote() -> None:

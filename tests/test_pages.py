@@ -45,6 +45,35 @@ async def test_the_page_is_in_russian_by_default_and_in_english_by_choice(api: A
     assert english.headers["content-language"] == "en" and "Activate Timex Support" in text(english)
 
 
+@pytest.mark.parametrize(
+    ("accept_language", "lang", "shown"),
+    [
+        ("en-US,en;q=0.9", None, "en"),
+        ("ru-RU,ru;q=0.9,en;q=0.8", None, "ru"),
+        ("de-DE,de;q=0.9", None, "ru"),  # neither: PAGE_LANGUAGE
+        ("en-US,en;q=0.9", "ru", "ru"),  # the page's own choice, once made, wins
+    ],
+)
+async def test_the_page_follows_the_browsers_language_until_its_own_choice(
+    api: Api, accept_language: str, lang: str | None, shown: str
+) -> None:
+    page = await api.get(
+        "/activate", params={"lang": lang} if lang else {}, headers={"Accept-Language": accept_language}
+    )
+
+    assert (page.headers["content-language"], f'<html lang="{shown}">' in page.text) == (shown, True)
+    assert page.headers["vary"] == "Accept-Language"
+
+
+async def test_the_pages_have_a_favicon_of_their_own(api: Api) -> None:
+    page = await api.get("/activate")
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page.text)
+
+    assert icon is not None
+    served = await api.get(icon[1])
+    assert (served.status_code, served.headers["content-type"]) == (200, "image/svg+xml")
+
+
 async def test_the_page_language_is_a_setting(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
@@ -120,7 +149,8 @@ async def test_too_few_licenses_say_what_is_missing_and_its_price(api: Api) -> N
 
     assert "Введённых ключей (1) мало: не хватает лицензий: 1, на 12 000,00 ₽." in text(check)
     assert page.status_code == 402
-    assert "Licenses needed: 2; keys entered: 1. Missing: 1, at RUB12,000.00 each, RUB12,000.00 in all." in text(page)
+    # CLDR's currency spacing: a space (no-break) between a symbol made of letters and the digits.
+    assert "Missing: 1, at RUB 12,000.00 each, RUB 12,000.00 in all." in text(page)
 
 
 async def test_activating_shows_the_result_in_words_and_the_certificate_verifies(api: Api) -> None:

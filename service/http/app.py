@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service import embedded
 from service.auth import SecretChecks
@@ -46,6 +47,20 @@ access token from `POST /v1/auth/token`. Every error is RFC 9457 `application/pr
 with a stable `code`. The licensing rules the operations cite are at [/docs/rules](/docs/rules),
 the fixed points of this contract at [/docs/contract](/docs/contract).
 """
+
+
+# What a browser on an allowed origin may send and read (CORS): the API's own headers, nothing more.
+CORS_METHODS = ["GET", "POST", "DELETE"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Accept-Language", "Idempotency-Key", "X-Request-ID"]
+CORS_RESPONSE_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit-Policy",
+    "RateLimit",
+    "Link",
+    "Idempotent-Replayed",
+    "Content-Language",
+]
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -93,6 +108,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         webhook_allowed_hosts=AllowedHosts(settings.webhook_allowed_hosts),
     )
 
+    spans = None
+    if settings.otel_exporter_otlp_endpoint:
+        from service.http.otlp import Spans  # OpenTelemetry's SDK, loaded only when spans are exported
+
+        spans = Spans(settings.otel_exporter_otlp_endpoint, "timex-licensing", version("timex-licensing"))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # What start-up made lives as long as the process: a full collection need not scan it again
@@ -110,6 +131,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await delivering
             await worker.close()
         await runtime.close()
+        if spans is not None:
+            await asyncio.to_thread(spans.close)  # exports what is left: a network call
 
     # FastAPI's own OpenTelemetry hooks are off: the service's telemetry is `Observability` (Prometheus and
     # JSON logs), and the hooks would look up three OpenTelemetry providers on every request.
@@ -128,7 +151,18 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # Innermost of the app's middleware: the hot routes' requests pass the limits and are counted first.
     app.add_middleware(HotRoutes, routes=app.router.routes)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes, default_language=settings.default_language)
-    app.add_middleware(Observability)
+    if settings.cors_allowed_origins:  # off by default: not even a layer on the hot paths
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            # Bearer tokens, not cookies: a browser never needs to send credentials, so it is never told it may.
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.add_middleware(Observability, spans=spans)
     # Requests are matched against routes in this order: the hot paths first. The routers' routes join the
     # app's own table, their prefixes and tags already in each route: `include_router` would keep each router as
     # a branch that FastAPI matches a second time on every request (5 % of a support read). So

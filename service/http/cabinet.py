@@ -616,15 +616,18 @@ def _uuid(text: str) -> UUID | None:
 
 
 async def _keys_page(view: View, status: int = 200, **context: Any) -> Response:
-    after = _uuid(view.request.query_params.get("after", ""))
-    page_of_keys, has_more = await keys.list_keys(
-        driver=view.runtime.driver, principal=view.user.principal, after=after, limit=LIST_LIMIT
+    cursor = view.request.query_params.get("cursor") or None
+    page_of_keys = await keys.list_keys(
+        driver=view.runtime.driver,
+        principal=view.user.principal,
+        cursor=cursor[:200] if cursor else None,
+        limit=LIST_LIMIT,
     )
     return view.render(
         "keys.html",
         status,
-        keys=page_of_keys,
-        next_after=page_of_keys[-1].id if has_more else None,
+        keys=page_of_keys.items,
+        next_cursor=page_of_keys.next_cursor,
         choices=await _reseller_choices(view),
         limit=MAX_KEYS_AT_ONCE,
         form_id=secrets.token_urlsafe(16),
@@ -737,7 +740,7 @@ async def key_revoke(view: View) -> Response:
 
 @page()
 async def webhooks_page(view: View) -> Response:
-    endpoints = await webhooks.list_endpoints(driver=view.runtime.driver, principal=view.user.principal)
+    endpoints = (await webhooks.list_endpoints(driver=view.runtime.driver, principal=view.user.principal)).items
     return view.render("webhooks.html", endpoints=endpoints, event_types=webhooks.EVENT_TYPES, form={})
 
 
@@ -756,7 +759,7 @@ async def webhook_create(view: View) -> Response:
             allowed_hosts=runtime.webhook_allowed_hosts,
         )
     except errors.InvalidRequest as refusal:
-        endpoints = await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)
+        endpoints = (await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)).items
         return view.render(
             "webhooks.html",
             400,
@@ -777,15 +780,11 @@ async def webhook_page(view: View) -> Response:
         view.user.principal,
         _path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
     )
-    endpoint = next(
-        (e for e in await webhooks.list_endpoints(driver=driver, principal=principal) if e.id == endpoint_id), None
-    )
-    if endpoint is None:
-        raise errors.WebhookEndpointNotFound()
+    endpoint = await webhooks.get_endpoint(driver=driver, principal=principal, endpoint_id=endpoint_id)
     deliveries = await webhooks.list_deliveries(
         driver=driver, principal=principal, endpoint_id=endpoint_id, limit=LIST_LIMIT
     )
-    return view.render("webhook.html", endpoint=endpoint, deliveries=deliveries)
+    return view.render("webhook.html", endpoint=endpoint, deliveries=deliveries.items)
 
 
 @page()

@@ -149,17 +149,24 @@ async def get_today(clock: "ClockDep") -> date:
 
 # Every dependency is `async def`: FastAPI would run a plain `def` in a worker thread, a thread hop per
 # dependency per request on the hot paths.
+# What `auth.verify_token` holds every token to, as RFC8725 (JWT best current practices) asks.
+_JWT_PRACTICE = (
+    " A JWT as RFC8725 recommends: HS256 only (any other `alg`, `none` included, is refused), its issuer, audience "
+    "and expiry required and checked."
+)
 _bearer = HTTPBearer(
     auto_error=False,
+    bearerFormat="JWT",
     description="An access token: an admin's from `timex-licensing token`, or a reseller's from "
-    "`POST /v1/auth/token` (which `OAuth2ClientCredentials` fetches by itself).",
+    "`POST /v1/auth/token` (which `OAuth2ClientCredentials` fetches by itself)." + _JWT_PRACTICE,
 )
 # The same bearer token, and where a reseller gets one: with this scheme, Swagger UI's Authorize and generated
 # clients fetch a token from the client id and secret themselves.
 _reseller_oauth2 = OAuth2(
     flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL, scopes={})),
     scheme_name="OAuth2ClientCredentials",
-    description="A reseller's client id and secret, traded at `POST /v1/auth/token` for a bearer token.",
+    description="A reseller's client id and secret, traded at `POST /v1/auth/token` for a bearer token."
+    + _JWT_PRACTICE,
     auto_error=False,
 )
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -34,10 +34,12 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222;
+  overflow-wrap: anywhere; }}
 code {{ font-family: ui-monospace, monospace; background: #f3f3f3; padding: 0 .2em; }}
 pre {{ background: #f3f3f3; padding: .75rem; overflow-x: auto; }}
-table {{ border-collapse: collapse; }}
+/* A wide table scrolls by itself on a phone; the page does not. */
+table {{ border-collapse: collapse; display: block; max-width: 100%; overflow-x: auto; }}
 th, td {{ border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }}
 :target {{ background: #fff6d5; }}
 </style></head>
@@ -96,7 +98,8 @@ def install(app: FastAPI) -> None:
             swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS}/favicon.png",
-            swagger_ui_parameters={"persistAuthorization": True},
+            # Nothing kept in the browser's localStorage: a reseller's client secret or a token would outlive the tab.
+            swagger_ui_parameters={"persistAuthorization": False},
         )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)

@@ -54,6 +54,8 @@ async def _keyed(
             description="Any 1 to 255 printable ASCII characters, new for each request (a UUID): the same request "
             "sent again with the same key within `IDEMPOTENCY_TTL_HOURS` (24) gets the first answer again, "
             f"with `{REPLAYED}: true`, and creates nothing.",
+            # Checked by `service.idempotency` (its own message), so only said here.
+            json_schema_extra={"minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]{1,255}$"},
         ),
     ] = None,
 ) -> _Keyed:

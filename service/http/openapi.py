@@ -11,6 +11,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service import errors
 from service.http import validation
+from service.http.pagination import CURSOR
 from service.http.problems import MEDIA_TYPE
 from service.http.schemas.auth import OAuth2Error, TokenRequest
 from service.http.schemas.common import INSTALLATION_CODE_PATTERN
@@ -23,6 +24,8 @@ BAD_CODE = {"pattern": INSTALLATION_CODE_PATTERN}
 
 # What the middleware and the framework refuse before any route runs, beside the domain's own codes.
 PAYLOAD_TOO_LARGE = "payload_too_large"
+# What any operation answers when it fails (`problems.unexpected_error`).
+INTERNAL_ERROR = "internal_error"
 
 
 def _coded(error: type[errors.DomainError]) -> list[type[errors.DomainError]]:
@@ -32,12 +35,17 @@ def _coded(error: type[errors.DomainError]) -> list[type[errors.DomainError]]:
 
 
 _CODED = _coded(errors.DomainError)
-STATUS = {**{error.code: error.status for error in _CODED}, PAYLOAD_TOO_LARGE: 413}
-_TITLES = {**{error.code: error.title for error in _CODED}, PAYLOAD_TOO_LARGE: "The request body is too large"}
+STATUS = {**{error.code: error.status for error in _CODED}, PAYLOAD_TOO_LARGE: 413, INTERNAL_ERROR: 500}
+_TITLES = {
+    **{error.code: error.title for error in _CODED},
+    PAYLOAD_TOO_LARGE: "The request body is too large",
+    INTERNAL_ERROR: "Internal error",
+}
 # Each code's example: what the service really answers, its `detail` and any member beside the five of every problem.
 _EXAMPLES = {
     **{error.code: error.example for error in _CODED},
     PAYLOAD_TOO_LARGE: errors.Example("The request body is limited to 65536 bytes"),
+    INTERNAL_ERROR: errors.Example("The service failed; nothing was written."),
 }
 
 # Responses' headers, each described once in `components/headers`.
@@ -45,20 +53,47 @@ HEADERS: dict[str, dict[str, Any]] = {
     "X-Request-ID": {
         "description": "The request's `X-Request-ID` (1–64 of `A-Za-z0-9._:-`) when it gave one, else one made "
         "for it; every log line of the request carries it.",
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$", "maxLength": 64},
     },
     "Retry-After": {
         "description": "Seconds to wait before sending the same request again.",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
     },
     "Cache-Control": {
         "description": "How long the answer may be kept (`max-age`, seconds).",
-        "schema": {"type": "string", "examples": ["public, max-age=60"]},
+        "schema": {"type": "string", "maxLength": 100, "examples": ["public, max-age=60"]},
     },
     "WWW-Authenticate": {
         "description": "The scheme to authenticate with: `Bearer` (an access token), `Basic` at the token endpoint.",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "maxLength": 100},
     },
+}
+HEADERS["Link"] = {
+    "description": 'On a page that has another after it: `<…>; rel="next"` (RFC 8288), the next page\'s address '
+    "(this request's, with `cursor` set to `next_cursor`), relative to this request's.",
+    "schema": {
+        "type": "string",
+        "maxLength": 2000,
+        "examples": ['</v1/keys?limit=100&cursor=WyIwYjllIl0>; rel="next"'],
+    },
+}
+HEADERS["RateLimit-Policy"] = {
+    "description": "On an operation that is limited, once the request reached the limit: its policy, as the IETF "
+    'httpapi draft writes it (a structured field): `"activation";q=10;w=900`, at most `q` failures in `w` seconds '
+    "per client (see the README: only failures count, and attempts in flight).",
+    "schema": {"type": "string", "maxLength": 100, "pattern": '^"[a-z]+";q=[0-9]+;w=[0-9]+$'},
+}
+HEADERS["RateLimit"] = {
+    "description": "With `RateLimit-Policy`: where this client stands, `r` more attempts that may fail (this one "
+    'counted as if it failed) and `t` seconds until the failures counted are forgotten: `"activation";r=9;t=900`. '
+    "On a `429`, `r=0` and `t` is `Retry-After`.",
+    "schema": {"type": "string", "maxLength": 100, "pattern": '^"[a-z]+";r=[0-9]+;t=[0-9]+$'},
+}
+_LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit")
+HEADERS["Access-Control-Allow-Origin"] = {
+    "description": "CORS: the request's `Origin` when it is one of `CORS_ALLOWED_ORIGINS` (none by default), or `*` "
+    "when that is. Credentials are never allowed: the API takes bearer tokens, not cookies.",
+    "schema": {"type": "string", "maxLength": 2000, "examples": ["https://backoffice.partner.example"]},
 }
 _HEADERS_OF_STATUS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
 
@@ -179,6 +214,57 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
             response["headers"]["Retry-After"] = _header("Retry-After")
 
 
+# The longest each format is written: `2026-11-24T09:00:00.123456+00:00` for an instant.
+_FORMAT_LENGTHS = {"uuid": 36, "date": 10, "date-time": 32}
+_INT32 = 2**31 - 1
+
+
+def _tighten(node: Any) -> None:
+    """Every bound the service keeps, said where a schema leaves it implicit: how long a UUID, a date and an
+    instant are written, and each integer's width (the database's `integer` or `bigint`)."""
+    if isinstance(node, list):
+        for item in node:
+            _tighten(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and node.get("format") in _FORMAT_LENGTHS:
+        node.setdefault("maxLength", _FORMAT_LENGTHS[node["format"]])
+    if node.get("type") == "integer" and "format" not in node:
+        node["format"] = "int32" if node.get("maximum", _INT32 + 1) <= _INT32 else "int64"
+    for value in node.values():
+        _tighten(value)
+
+
+def _without_null(parameter: dict[str, Any]) -> None:
+    """A query parameter is given or left out, never null: FastAPI's `anyOf [X, null]` for an optional one says
+    only X, and generated clients take X or nothing."""
+    schema = parameter["schema"]
+    variants = schema.get("anyOf", [])
+    if {"type": "null"} in variants and len(variants) == 2:
+        del schema["anyOf"]
+        schema.update(next(variant for variant in variants if variant != {"type": "null"}))
+
+
+def _document_conventions(operation: dict[str, Any]) -> None:
+    """What every operation shares, said on each: its `500`, the headers of every answer, the `Link` of a list, the
+    limit of a limited operation; and optional query parameters without `null`."""
+    responses = operation["responses"]
+    parameters = operation.get("parameters", [])
+    for parameter in parameters:
+        _without_null(parameter)
+    if "429" in responses:  # a limited operation tells its limit on every answer
+        for status, response in responses.items():
+            if status.startswith(("2", "4")):
+                response.setdefault("headers", {}).update(headers(*_LIMIT_HEADERS))
+    # Any operation may fail (a defect, the database lost mid-request): the one problem it answers then.
+    responses.setdefault("500", problems(INTERNAL_ERROR)[500])
+    if any(parameter["name"] == CURSOR for parameter in parameters):
+        responses["200"].setdefault("headers", {})["Link"] = _header("Link")
+    for response in responses.values():
+        response.setdefault("headers", {}).update(headers("X-Request-ID", "Access-Control-Allow-Origin"))
+
+
 def json_response(body: BaseModel, status: int = 200) -> Response:
     """A hot path's answer, serialized once by pydantic's own serializer; the route declares the
     model as `response_model=` for the document, and FastAPI does not validate it a second time."""
@@ -206,7 +292,14 @@ TAGS = [
     {"name": "certificates", "description": "The public keys that verify support certificates offline."},
     {"name": "health", "description": "Liveness and readiness, for orchestrators and load balancers."},
 ]
-SERVERS = [{"url": "/", "description": "This service"}]
+# `x-internal: false`: the API is meant for resellers' systems, outside the operator's network.
+SERVERS = [
+    {
+        "url": "/",
+        "description": "This deployment (production, staging or local: the one serving this document)",
+        "x-internal": False,
+    }
+]
 CONTACT = {"name": "Smartec, Timex Support licensing"}
 # Schemas no route's signature names, yet the responses and the token endpoint's request refer to.
 _SHARED_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -239,8 +332,7 @@ def install(app: FastAPI) -> None:
                     if "HTTPValidationError" in str(validation.get("content")):
                         del operation["responses"]["422"]
                     _document_idempotency(operation)
-                    for response in operation["responses"].values():
-                        response.setdefault("headers", {})["X-Request-ID"] = _header("X-Request-ID")
+                    _document_conventions(operation)
             components = schema.setdefault("components", {})
             schemas = components.setdefault("schemas", {})
             for event in schema.get("webhooks", {}).values():  # what the receiver answers is its own
@@ -252,6 +344,7 @@ def install(app: FastAPI) -> None:
             for name, model_schema in shared["$defs"].items():
                 assert schemas.setdefault(name, model_schema) == model_schema, f"two schemas named {name}"
             components["headers"] = HEADERS
+            _tighten(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -33,7 +33,7 @@ from service.http import validation
 from service.http.deps import runtime_of
 from service.http.routes.activations import activate_keys
 from service.http.schemas.common import InstallationCode
-from service.i18n import LANGUAGES, long_date, money, translate, translations
+from service.i18n import LANGUAGES, long_date, money, negotiate, translate, translations
 from service.installations import SupportState
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +108,11 @@ class Form:
 
 
 def _language(value: object, request: Request) -> str:
-    return value if isinstance(value, str) and value in LANGUAGES else runtime_of(request).settings.page_language
+    """The page's own choice (`?lang=`, carried by its links and forms) once made; until then the browser's
+    `Accept-Language`, and `PAGE_LANGUAGE` for a browser that names neither language."""
+    if isinstance(value, str) and value in LANGUAGES:
+        return value
+    return negotiate(request.headers.get("accept-language"), runtime_of(request).settings.page_language)
 
 
 def _render(
@@ -127,7 +131,9 @@ def _render(
         .render(language=language, other=other, assets=ASSETS, currency=currency, **context)
     )
     return HTMLResponse(
-        html, status_code=status, headers={**SECURITY_HEADERS, "Content-Language": language, **(headers or {})}
+        html,
+        status_code=status,
+        headers={**SECURITY_HEADERS, "Content-Language": language, "Vary": "Accept-Language", **(headers or {})},
     )
 
 

@@ -26,6 +26,7 @@
 --   $25 event_at
 --   $26 event_reseller
 --   $27 event_body
+--   $28 event_traceparent
 WITH unchanged AS 
 (SELECT installations.id AS id 
 FROM installations 
@@ -50,7 +51,7 @@ moved AS
 (UPDATE support_ends SET support_end=$22::DATE WHERE support_ends.installation_id = $2::BIGINT AND (EXISTS (SELECT extended.id 
 FROM extended))), 
 outbox AS 
-(INSERT INTO webhook_events (id, type, occurred_at, reseller_id, body) SELECT $23::UUID AS anon_12, $24::VARCHAR AS anon_13, $25::TIMESTAMP WITH TIME ZONE AS anon_14, $26::UUID AS anon_15, $27::VARCHAR AS anon_16 
+(INSERT INTO webhook_events (id, type, occurred_at, reseller_id, body, traceparent) SELECT $23::UUID AS anon_12, $24::VARCHAR AS anon_13, $25::TIMESTAMP WITH TIME ZONE AS anon_14, $26::UUID AS anon_15, $27::VARCHAR AS anon_16, $28::VARCHAR AS anon_17 
 WHERE EXISTS (SELECT extended.id 
 FROM extended))
  SELECT taken.id, taken.digest 

@@ -1,18 +1,21 @@
 """`POST /v1/activations`: public; the keys are the credential. The `/activate` page activates through
 `activate_keys` too: the same limits, metrics and events."""
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from service import activations, ledger
 from service.activations import ActivationResult
 from service.errors import DomainError
-from service.http.deps import AdminDep, ClockDep, DriverDep, client_address, runtime_of
+from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, client_address, runtime_of
 from service.http.idempotency import idempotent
 from service.http.observability import ACTIVATIONS, event
 from service.http.openapi import problems
-from service.http.schemas.activations import ActivationIn, ActivationOut, VoidIn, VoidOut
+from service.http.pagination import PagingDep
+from service.http.schemas.activations import ActivationIn, ActivationOut, LedgerEntryOut, LedgerPage, VoidIn, VoidOut
+from service.http.schemas.common import InstallationCode, SaneDate
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
@@ -116,3 +119,41 @@ async def void(activation_id: UUID, body: VoidIn, driver: DriverDep, clock: Cloc
     for voided in result.voided:
         event("void", activation_id=voided, installation=result.installation, support_end=result.support_end)
     return VoidOut.model_validate(result)
+
+
+@router.get(
+    "",
+    summary="List activations: the ledger across installations",
+    operation_id="listActivations",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "activated_from"], "value_error", {"error": "must be a date written YYYY-MM-DD"}),
+    ),
+)
+async def list_activations(
+    driver: DriverDep,
+    principal: PrincipalDep,
+    paging: PagingDep,
+    installation: Annotated[InstallationCode | None, Query(description="One installation's (its code)")] = None,
+    reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's installations'")] = None,
+    activated_from: Annotated[SaneDate | None, Query(description="Activated on this day or later")] = None,
+    activated_to: Annotated[SaneDate | None, Query(description="Activated on this day or earlier")] = None,
+    voided: Annotated[bool | None, Query(description="Only voided ones (`true`) or only live ones (`false`)")] = None,
+) -> LedgerPage:
+    """Admins (every installation's) and resellers (their own installations'): activations in the order they were
+    recorded, voided ones included unless filtered out, each with its installation and the keys it used."""
+    page = await ledger.entries(
+        driver=driver,
+        principal=principal,
+        installation=installation,
+        reseller_id=reseller_id,
+        activated_from=activated_from,
+        activated_to=activated_to,
+        voided=voided,
+        cursor=paging.cursor,
+        limit=paging.limit,
+    )
+    return paging.answer(LedgerPage, page, LedgerEntryOut.of_entry)

@@ -94,6 +94,7 @@ async def token(request: Request) -> Response:
     id and per client address (`429`, `Retry-After`); rotating the secret clears the client id's counters."""
     runtime = runtime_of(request)
     settings = runtime.settings
+    now = runtime.clock.now()
     try:
         client_id, client_secret = await _credentials(request)
         try:
@@ -105,6 +106,7 @@ async def token(request: Request) -> Response:
                 client=client_address(request),
                 client_id=client_id,
                 client_secret=client_secret,
+                now=now,
             )
         except Unauthenticated as exc:
             raise _Refused("invalid_client", exc.detail, {"WWW-Authenticate": 'Basic realm="timex-licensing"'}) from exc
@@ -116,7 +118,6 @@ async def token(request: Request) -> Response:
         body = {"error": refusal.error, "error_description": refusal.description}
         return _answer(body, OAUTH2_ERRORS[refusal.error][0], refusal.headers)
     lifetime = timedelta(minutes=settings.access_token_minutes)
-    now = runtime.clock.now()
     access_token = issue_token(
         TokenSettings.of(settings), "reseller", str(login.reseller_id), login.issued_at(now), lifetime
     )

@@ -10,6 +10,7 @@ from service import installations, rules
 from service.http.deps import ClockDep, DriverDep, PrincipalDep, SettingsDep, TodayDep, runtime_of
 from service.http.idempotency import idempotent
 from service.http.openapi import BAD_CODE, json_response, problems
+from service.http.pagination import PagingDep
 from service.http.schemas.common import InstallationCode, SaneDate, WrittenInDigits
 from service.http.schemas.installations import (
     InstallationIn,
@@ -181,6 +182,7 @@ async def list_installations(
     principal: PrincipalDep,
     settings: SettingsDep,
     today: TodayDep,
+    paging: PagingDep,
     reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's installations")] = None,
     support_end_from: Annotated[SaneDate | None, Query(description="Support ending on this day or later")] = None,
     support_end_to: Annotated[SaneDate | None, Query(description="Support ending on this day or earlier")] = None,
@@ -193,10 +195,6 @@ async def list_installations(
         StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", to_upper=True),
         Query(description="Codes starting with this (any case)"),
     ] = None,
-    cursor: Annotated[
-        str | None, Field(max_length=200), Query(description="The `next_cursor` of the previous page")
-    ] = None,
-    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
 ) -> InstallationPage:
     """Admins (every installation) and resellers (their own), ordered by support end, soonest first: each with
     its days left, where it stands, and what renewing it today costs. `state=expiring` finds the customers to
@@ -212,11 +210,7 @@ async def list_installations(
         state=state,
         expiring_within_days=expiring_within_days,
         code_prefix=code_prefix,
-        cursor=cursor,
-        limit=limit,
+        cursor=paging.cursor,
+        limit=paging.limit,
     )
-    return InstallationPage(
-        items=[PipelineItemOut.of(row, settings.currency) for row in page.rows],
-        next_cursor=page.next_cursor,
-        has_more=page.has_more,
-    )
+    return paging.answer(InstallationPage, page, lambda row: PipelineItemOut.of(row, settings.currency))

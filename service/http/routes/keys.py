@@ -4,14 +4,14 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
-from pydantic import Field
 
-from service import keys
+from service import keys, pagination
+from service.errors import N_, InvalidRequest
 from service.http.deps import AdminDep, ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.idempotency import idempotent
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
 from service.http.openapi import problems
-from service.http.schemas.common import WrittenInDigits
+from service.http.pagination import PagingDep
 from service.http.schemas.keys import IssuedKeyOut, KeyOut, KeyPage, KeysIn, KeysIssued, KeyStatus
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -61,16 +61,43 @@ async def issue(body: KeysIn, runtime: RuntimeDep, _admin: AdminDep) -> KeysIssu
 async def list_keys(
     driver: DriverDep,
     principal: PrincipalDep,
+    paging: PagingDep,
     status: Annotated[KeyStatus | None, Query()] = None,
     reseller_id: Annotated[UUID | None, Query(description="Admins only: one reseller's keys")] = None,
-    after: Annotated[UUID | None, Query(description="The `next_after` of the previous page")] = None,
-    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
+    after: Annotated[
+        UUID | None,
+        Query(deprecated=True, description="Deprecated since 0.2 (use `cursor`): the `next_after` of a page"),
+    ] = None,
 ) -> KeyPage:
-    """Admins (all keys) and resellers (their own): key metadata, a page at a time, filterable by status."""
-    page, has_more = await keys.list_keys(
-        driver=driver, principal=principal, status=status, reseller_id=reseller_id, after=after, limit=limit
+    """Admins (all keys) and resellers (their own): key metadata in id order, a page at a time, filterable by
+    status."""
+    cursor = paging.cursor
+    if after is not None:
+        if cursor is not None:
+            raise InvalidRequest(N_("Give either cursor or after (its old name), not both"))
+        cursor = pagination.encode(after)
+    page = await keys.list_keys(
+        driver=driver, principal=principal, status=status, reseller_id=reseller_id, cursor=cursor, limit=paging.limit
     )
-    return KeyPage(items=[KeyOut.of(k) for k in page], next_after=page[-1].id if has_more else None, has_more=has_more)
+    return paging.answer(KeyPage, page, KeyOut.of, next_after=page.items[-1].id if page.has_more else None)
+
+
+@router.get(
+    "/{key_id}",
+    summary="A key's metadata (never the key itself)",
+    operation_id="getKey",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "key_not_found",
+        "unavailable",
+        invalid=(["path", "key_id"], "uuid_parsing", {}),
+    ),
+)
+async def get(key_id: UUID, driver: DriverDep, principal: PrincipalDep) -> KeyOut:
+    """Admins (any key) and the owning reseller: a key's status, and the activation that used it. Another
+    reseller's key is answered as one that does not exist."""
+    return KeyOut.of(await keys.get(driver=driver, principal=principal, key_id=key_id))
 
 
 @router.post(

@@ -1,6 +1,7 @@
 """Resellers, for admins: register one (its client secret shown once), read it, disable and enable it, and
 rotate its secret."""
 
+from datetime import timedelta
 from uuid import UUID
 
 from fastapi import APIRouter, status
@@ -10,7 +11,15 @@ from service.http.deps import AdminDep, ClockDep, DriverDep
 from service.http.idempotency import idempotent
 from service.http.observability import event
 from service.http.openapi import problems
-from service.http.schemas.resellers import ResellerCreated, ResellerIn, ResellerOut, ResellerSecretRotated
+from service.http.pagination import PagingDep
+from service.http.schemas.resellers import (
+    ResellerCreated,
+    ResellerIn,
+    ResellerOut,
+    ResellerPage,
+    ResellerSecretRotated,
+    RotateSecretIn,
+)
 
 router = APIRouter(prefix="/v1/resellers", tags=["resellers"])
 
@@ -35,6 +44,24 @@ async def register(body: ResellerIn, driver: DriverDep, _admin: AdminDep) -> Res
     """Admins: register a reseller. Its client secret is in this answer only; the service keeps a hash."""
     new = await resellers.register(driver=driver, name=body.name)
     return ResellerCreated.model_validate(new)
+
+
+@router.get(
+    "",
+    summary="List resellers (never their secrets)",
+    operation_id="listResellers",
+    responses=problems(
+        "invalid_request",
+        "unauthenticated",
+        "forbidden",
+        "unavailable",
+        invalid=(["query", "limit"], "greater_than_equal", {"ge": 1}),
+    ),
+)
+async def list_resellers(driver: DriverDep, paging: PagingDep, _admin: AdminDep) -> ResellerPage:
+    """Admins: every reseller, in the order they were registered, a page at a time."""
+    page = await resellers.list_resellers(driver=driver, cursor=paging.cursor, limit=paging.limit)
+    return paging.answer(ResellerPage, page, ResellerOut.model_validate)
 
 
 _ONE_RESELLER = problems(
@@ -87,10 +114,13 @@ async def enable(reseller_id: UUID, driver: DriverDep, _admin: AdminDep) -> Rese
 )
 @idempotent
 async def rotate_secret(
-    reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep
+    reseller_id: UUID, driver: DriverDep, clock: ClockDep, _admin: AdminDep, body: RotateSecretIn | None = None
 ) -> ResellerSecretRotated:
-    """Admins: a new client secret, in this answer only. The old secret stops working at once, and so does
-    every access token issued before the rotation (the usual reason for one is a leaked secret)."""
-    rotated = await resellers.rotate_secret(driver=driver, reseller_id=reseller_id, now=clock.now())
-    event("reseller_secret_rotated", reseller_id=reseller_id)
+    """Admins: a new client secret, in this answer only. Without `grace_seconds` (or with 0) the old secret stops
+    working at once, and so does every access token issued before the rotation (the usual reason for one is a
+    leaked secret). With it, the old secret still logs in until `previous_secret_until` (the answer and the
+    reseller's record say when), while the reseller rolls the new one out to its servers."""
+    grace = timedelta(seconds=body.grace_seconds if body else 0)
+    rotated = await resellers.rotate_secret(driver=driver, reseller_id=reseller_id, now=clock.now(), grace=grace)
+    event("reseller_secret_rotated", reseller_id=reseller_id, grace_seconds=int(grace.total_seconds()))
     return ResellerSecretRotated.of_rotation(rotated)

@@ -8,11 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, status
 from pydantic import Field
 
-from service import audit, users
+from service import audit, pagination, users
 from service.audit import Actor
 from service.auth import Principal
+from service.errors import N_, InvalidRequest
 from service.http.deps import AdminDep, ClockDep, DriverDep, SettingsDep, client_address
 from service.http.openapi import problems
+from service.http.pagination import PagingDep
 from service.http.schemas.common import WrittenInDigits
 from service.http.schemas.users import AuditEventOut, AuditEventPage, UserIn, UserInvited, UserOut, UserPage
 from service.settings import Settings
@@ -78,10 +80,12 @@ async def invite(
 async def list_users(
     driver: DriverDep,
     _admin: AdminDep,
+    paging: PagingDep,
     reseller_id: Annotated[UUID | None, Query(description="One reseller's users")] = None,
 ) -> UserPage:
-    """Admins: every user (admins first, then by username), or one reseller's."""
-    return UserPage(items=[UserOut.of(u) for u in await users.list_users(driver=driver, reseller_id=reseller_id)])
+    """Admins: every user (admins first, then by username), or one reseller's, a page at a time."""
+    page = await users.page_of_users(driver=driver, reseller_id=reseller_id, cursor=paging.cursor, limit=paging.limit)
+    return paging.answer(UserPage, page, UserOut.of)
 
 
 _ONE_USER = problems(
@@ -123,20 +127,22 @@ async def enable(user_id: UUID, request: Request, driver: DriverDep, clock: Cloc
 async def list_audit_events(
     driver: DriverDep,
     _admin: AdminDep,
+    paging: PagingDep,
     reseller_id: Annotated[UUID | None, Query(description="Actions on one reseller's business")] = None,
     before: Annotated[
         int | None,
         Field(ge=1, le=2**63 - 1),  # an id is a PostgreSQL bigint
         WrittenInDigits,
-        Query(description="The `next_before` of the previous page"),
+        Query(deprecated=True, description="Deprecated (use `cursor`): the `next_before` of the previous page"),
     ] = None,
-    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
 ) -> AuditEventPage:
     """Admins: every action taken in the cabinet, and on users through this API, newest first: who (the user, or
     the API token's subject), what, on what, when and from which address."""
-    found, has_more = await audit.entries(driver=driver, before=before, limit=limit, reseller_id=reseller_id)
-    return AuditEventPage(
-        items=[AuditEventOut.of(entry) for entry in found],
-        next_before=found[-1].id if has_more else None,
-        has_more=has_more,
-    )
+    if paging.cursor is not None:
+        if before is not None:
+            raise InvalidRequest(N_("Give either cursor or before (its old name), not both"))
+        (before,) = pagination.decode(paging.cursor, int)
+    found, has_more = await audit.entries(driver=driver, before=before, limit=paging.limit, reseller_id=reseller_id)
+    last = found[-1].id if has_more else None
+    page = pagination.Page(found, None if last is None else pagination.encode(last))
+    return paging.answer(AuditEventPage, page, AuditEventOut.of, next_before=last)

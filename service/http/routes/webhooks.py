@@ -1,17 +1,15 @@
 """Webhook endpoints: registered (the signing secret shown once), listed, disabled, deleted, their secret rotated;
 their deliveries seen and sent again."""
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response, status
-from pydantic import Field
+from fastapi import APIRouter, Response, status
 
 from service import webhooks
 from service.http.deps import ClockDep, DriverDep, PrincipalDep, RuntimeDep
 from service.http.idempotency import idempotent
 from service.http.openapi import problems
-from service.http.schemas.common import WrittenInDigits
+from service.http.pagination import PagingDep
 from service.http.schemas.webhooks import (
     DeliveryList,
     DeliveryOut,
@@ -70,10 +68,10 @@ async def create(body: EndpointIn, driver: DriverDep, principal: PrincipalDep, r
     operation_id="listWebhookEndpoints",
     responses=problems("invalid_request", "unauthenticated", "unavailable"),
 )
-async def list_endpoints(driver: DriverDep, principal: PrincipalDep) -> EndpointList:
-    """Admins: every endpoint; resellers: their own. Never their secrets."""
-    endpoints = await webhooks.list_endpoints(driver=driver, principal=principal)
-    return EndpointList(items=[EndpointOut.of(endpoint) for endpoint in endpoints])
+async def list_endpoints(driver: DriverDep, principal: PrincipalDep, paging: PagingDep) -> EndpointList:
+    """Admins: every endpoint; resellers: their own; in the order they were registered. Never their secrets."""
+    page = await webhooks.list_endpoints(driver=driver, principal=principal, cursor=paging.cursor, limit=paging.limit)
+    return paging.answer(EndpointList, page, EndpointOut.of)
 
 
 @router.post(
@@ -127,12 +125,14 @@ async def deliveries(
     endpoint_id: UUID,
     driver: DriverDep,
     principal: PrincipalDep,
-    limit: Annotated[int, Field(ge=1, le=1000), WrittenInDigits, Query()] = 100,
+    paging: PagingDep,
 ) -> DeliveryList:
-    """Admins and the owning reseller: the latest deliveries, newest event first, with what the last attempt
-    got (its status code, the start of the answer)."""
-    found = await webhooks.list_deliveries(driver=driver, principal=principal, endpoint_id=endpoint_id, limit=limit)
-    return DeliveryList(items=[DeliveryOut.of(delivery) for delivery in found])
+    """Admins and the owning reseller: the deliveries, newest event first, with what the last attempt got (its
+    status code, the start of the answer)."""
+    page = await webhooks.list_deliveries(
+        driver=driver, principal=principal, endpoint_id=endpoint_id, cursor=paging.cursor, limit=paging.limit
+    )
+    return paging.answer(DeliveryList, page, DeliveryOut.of)
 
 
 @router.post(

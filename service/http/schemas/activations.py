@@ -13,11 +13,19 @@ from service.http.schemas.common import (
     EXAMPLE_ACTIVATION_ID,
     EXAMPLE_CERTIFICATE,
     EXAMPLE_KEY_ID,
+    PAGE_ITEMS,
+    Count,
     InstallationCode,
+    Jwt,
+    Note,
+    PageOut,
     Request,
+    StoredCode,
     Text,
     examples,
 )
+from service.http.schemas.installations import ACTIVATION_SUMMARY_EXAMPLE, ActivationSummaryOut
+from service.ledger import LedgerEntry
 
 
 class ActivationIn(Request):
@@ -53,9 +61,9 @@ class VoidOut(BaseModel):
     )
 
     activation_id: UUID
-    installation: str
+    installation: StoredCode
     voided_at: datetime
-    reason: str
+    reason: Note
     support_end: date = Field(description="The installation's support end after the activation was voided.")
     voided: list[UUID] = Field(
         description="Every activation this request voided, newest first (empty when it was void already)."
@@ -71,7 +79,7 @@ class LicensePeriodOut(BaseModel):
     key_id: UUID
     from_: date = Field(alias="from")
     to: date
-    bonus_months: int
+    bonus_months: Count
 
 
 class ActivationOut(BaseModel):
@@ -90,14 +98,16 @@ class ActivationOut(BaseModel):
     )
 
     activation_id: UUID
-    installation: str
+    installation: StoredCode
     activated_on: date
     support_end_before: date
     support_end_after: date
-    months_added: int
-    licenses: int = Field(description="How many keys (licenses) it used")
-    periods: list[LicensePeriodOut] = Field(description="What each key added, in the order of the request's keys")
-    certificate: str = Field(
+    months_added: Count
+    licenses: int = Field(ge=1, le=50, description="How many keys (licenses) it used")
+    periods: list[LicensePeriodOut] = Field(
+        max_length=50, description="What each key added, in the order of the request's keys"
+    )
+    certificate: Jwt = Field(
         description="ES256 JWT stating the new support end; verify it with the pinned root (through its `x5c` header) "
         "or with /.well-known/jwks.json"
     )
@@ -121,13 +131,48 @@ class ActivationCreatedData(ActivationOut):
     answered, less the ids of the keys that another reseller sold."""
 
     periods: list[SoldKeyPeriodOut] = Field(  # type: ignore[assignment]
-        description="What each key added, in the order of the activation's keys"
+        max_length=50, description="What each key added, in the order of the activation's keys"
     )
 
     @staticmethod
     def json_of(notice: ActivationNotice) -> bytes:  # type: ignore[override]
         """As `ActivationOut.json_of`, checked against this model by tests/test_webhooks.py."""
         return _activation_json(notice.activation, notice.key_ids)
+
+
+class LedgerEntryOut(ActivationSummaryOut):
+    installation: StoredCode = Field(description="The installation's code.")
+    reseller_id: UUID | None
+    created_at: datetime = Field(description="When it was recorded: the ledger's order.")
+
+    @classmethod
+    def of_entry(cls, entry: LedgerEntry) -> "LedgerEntryOut":
+        summary = ActivationSummaryOut.of(entry.activation)
+        return cls(
+            **summary.model_dump(),
+            installation=entry.installation,
+            reseller_id=entry.reseller_id,
+            created_at=entry.created_at,
+        )
+
+
+class LedgerPage(PageOut):
+    model_config = examples(
+        {
+            "items": [
+                {
+                    **ACTIVATION_SUMMARY_EXAMPLE,
+                    "installation": "ACME-0001",
+                    "reseller_id": None,
+                    "created_at": "2026-01-10T08:30:00Z",
+                }
+            ],
+            "has_more": False,
+            "next_cursor": None,
+        }
+    )
+
+    items: list[LedgerEntryOut] = Field(max_length=PAGE_ITEMS)
 
 
 def _activation_json(result: ActivationResult, key_ids: Sequence[UUID | None]) -> bytes:

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.http.schemas.common import Line, examples
+from service.http.schemas.common import INT32_MAX, Jwt, Line, examples
 
 
 class TokenRequest(BaseModel):
@@ -14,7 +14,12 @@ class TokenRequest(BaseModel):
     # RFC 6749 §3.2: parameters a server does not know are ignored (a client may send `scope`).
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    grant_type: Line = Field(examples=["client_credentials"], description="`client_credentials`, the one grant")
+    # Any other is answered `unsupported_grant_type` (RFC 6749 §5.2), so the enum is said, not checked here.
+    grant_type: Line = Field(
+        examples=["client_credentials"],
+        description="`client_credentials`, the one grant",
+        json_schema_extra={"const": "client_credentials"},
+    )
     client_id: Annotated[Line, Field(max_length=64)] | None = Field(None, description="Unless given by HTTP Basic")
     client_secret: Annotated[Line, Field(max_length=128)] | None = Field(None, description="Unless given by HTTP Basic")
 
@@ -28,9 +33,9 @@ class TokenOut(BaseModel):
         }
     )
 
-    access_token: str
+    access_token: Jwt
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int
+    expires_in: int = Field(ge=1, le=INT32_MAX, description="Seconds")
 
 
 OAuth2ErrorCode = Literal[

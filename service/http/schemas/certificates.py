@@ -1,6 +1,6 @@
 """`/.well-known/jwks.json`: the public keys that verify support certificates."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,14 +12,19 @@ class Jwk(BaseModel):
 
     kty: Literal["EC"]
     crv: Literal["P-256"]
-    x: str
-    y: str
-    kid: str = Field(description="The RFC 7638 thumbprint: the `kid` in a certificate's header")
+    x: str = Field(max_length=43, pattern="^[A-Za-z0-9_-]{43}$", description="base64url, 32 bytes")
+    y: str = Field(max_length=43, pattern="^[A-Za-z0-9_-]{43}$", description="base64url, 32 bytes")
+    kid: str = Field(
+        max_length=43,
+        pattern="^[A-Za-z0-9_-]{43}$",
+        description="The RFC 7638 thumbprint: the `kid` in a certificate's header",
+    )
     use: Literal["sig"]
     alg: Literal["ES256"]
-    x5c: list[str] = Field(
+    x5c: list[Annotated[str, Field(max_length=4096)]] = Field(
+        max_length=4,
         description="RFC 7517 §4.7: the key's X.509 certificate, signed by the root of trust (base64 DER); "
-        "empty for a key the root did not certify, which signs nothing"
+        "empty for a key the root did not certify, which signs nothing",
     )
 
 

@@ -41,7 +41,15 @@ def _written_in_digits(value: object) -> object:
     return value
 
 
-SaneDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_sane)]
+# The range in the document too, as a pattern (JSON Schema has no bounds for a date), so that a generated client or a
+# fuzzer sends none outside it.
+SANE_DATE_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+SaneDate = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    AfterValidator(_sane),
+    Field(json_schema_extra={"pattern": SANE_DATE_PATTERN}),
+]
 # A JSON string, as the strict request bodies take a UUID: strict mode would take only a UUID object, since FastAPI
 # validates a body's parsed JSON as Python objects.
 JsonUuid = Annotated[UUID, Strict(False)]
@@ -73,6 +81,16 @@ EXAMPLE_KEY_ID = "0b9e3a8e-7d55-4a0f-8f7c-3c5d1e2f4a6b"
 EXAMPLE_CERTIFICATE = "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiJBQ01FLTAwMDEiLCAiLi4uIjogIi4uLiJ9.c2ln"
 
 
+# What answers carry, bounded as the columns (or the formats) hold them: said in the document, checked as built.
+INT32_MAX = 2**31 - 1
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+StoredCode = Annotated[str, Field(max_length=64)]
+Name = Annotated[str, Field(max_length=200)]
+Note = Annotated[str, Field(max_length=500)]
+Jwt = Annotated[str, Field(max_length=4096)]
+PAGE_ITEMS = 1000
+
+
 class Request(BaseModel):
     # Strict: `true` or `"5"` is not a count. Subclasses' configs are merged into this one.
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -83,9 +101,23 @@ def examples(*items: dict[str, Any], **config: Unpack[ConfigDict]) -> ConfigDict
     return ConfigDict(json_schema_extra={"examples": list(items)}, **config)
 
 
+# A cursor as `service.pagination` writes it: base64url, unpadded.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}$"
+
+
+class PageOut(BaseModel):
+    """What every page carries beside its `items`."""
+
+    has_more: bool = Field(description="Whether another page follows.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters) for the next page; null on the last. Opaque.",
+        max_length=400,
+    )
+
+
 class Money(BaseModel):
-    amount: str = Field(examples=["12000.00"])
-    currency: str = Field(examples=["RUB"])
+    amount: str = Field(examples=["12000.00"], pattern=r"^[0-9]{1,17}\.[0-9]{2}$", max_length=20)
+    currency: str = Field(examples=["RUB"], pattern="^[A-Z]{3}$", max_length=3)
 
     @classmethod
     def of(cls, minor: int, currency: str) -> "Money":

@@ -15,5 +15,7 @@ class Readiness(BaseModel):
     redis: Literal["unreachable", "too_old"] | None = Field(
         None, description="Set while `REDIS_URL` is set but not answering, or answering with a version too old"
     )
-    redis_version: str | None = Field(None, description="With `too_old`: the version Redis reports")
-    redis_required: str | None = Field(None, description="With `too_old`: the oldest version the counters run on")
+    redis_version: str | None = Field(None, max_length=32, description="With `too_old`: the version Redis reports")
+    redis_required: str | None = Field(
+        None, max_length=32, description="With `too_old`: the oldest version the counters run on"
+    )

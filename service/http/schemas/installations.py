@@ -14,11 +14,17 @@ from service.http.schemas.common import (
     EXAMPLE_ACTIVATION_ID,
     EXAMPLE_CERTIFICATE,
     EXAMPLE_KEY_ID,
+    PAGE_ITEMS,
+    Count,
     InstallationCode,
     JsonUuid,
+    Jwt,
     Money,
+    Note,
+    PageOut,
     Request,
     SaneDate,
+    StoredCode,
     examples,
 )
 from service.installations import ActivationSummary, InstallationRecord, PipelineRow, SupportState
@@ -64,14 +70,14 @@ InstallationIn = Annotated[
 class ActivationSummaryOut(BaseModel):
     activation_id: UUID
     activated_on: date
-    licenses: int
+    licenses: int = Field(ge=1, le=50)
     support_end_before: date
     support_end_after: date
-    months_added: int
-    bonus_months: int
-    key_ids: list[UUID]
+    months_added: Count
+    bonus_months: Count
+    key_ids: list[UUID] = Field(max_length=50)
     voided_at: datetime | None = Field(description="Set when an admin voided it; its figures are history.")
-    void_reason: str | None
+    void_reason: Note | None
 
     @classmethod
     def of(cls, a: ActivationSummary) -> "ActivationSummaryOut":
@@ -89,6 +95,20 @@ class ActivationSummaryOut(BaseModel):
         )
 
 
+ACTIVATION_SUMMARY_EXAMPLE = {
+    "activation_id": EXAMPLE_ACTIVATION_ID,
+    "activated_on": "2026-01-10",
+    "licenses": 1,
+    "support_end_before": "2026-03-15",
+    "support_end_after": "2027-05-15",
+    "months_added": 14,
+    "bonus_months": 2,
+    "key_ids": [EXAMPLE_KEY_ID],
+    "voided_at": None,
+    "void_reason": None,
+}
+
+
 class InstallationOut(BaseModel):
     model_config = examples(
         {
@@ -99,29 +119,16 @@ class InstallationOut(BaseModel):
             "months_granted": 26,
             "bonus_months": 2,
             "created_at": "2025-03-15T09:00:00Z",
-            "activations": [
-                {
-                    "activation_id": EXAMPLE_ACTIVATION_ID,
-                    "activated_on": "2026-01-10",
-                    "licenses": 1,
-                    "support_end_before": "2026-03-15",
-                    "support_end_after": "2027-05-15",
-                    "months_added": 14,
-                    "bonus_months": 2,
-                    "key_ids": [EXAMPLE_KEY_ID],
-                    "voided_at": None,
-                    "void_reason": None,
-                }
-            ],
+            "activations": [ACTIVATION_SUMMARY_EXAMPLE],
         }
     )
 
-    code: str
+    code: StoredCode
     reseller_id: UUID | None
     anchor: date
     support_end: date
-    months_granted: int
-    bonus_months: int
+    months_granted: Count
+    bonus_months: Count
     created_at: datetime | None
     activations: list[ActivationSummaryOut] = []
 
@@ -159,15 +166,15 @@ class SupportOut(BaseModel):
         }
     )
 
-    code: str
+    code: StoredCode
     support_end: date
     active: bool
     as_of: date
-    days_left: int
-    months_granted: int
-    bonus_months: int
+    days_left: Count
+    months_granted: Count
+    bonus_months: Count
     entitlements: Entitlements
-    certificate: str = Field(
+    certificate: Jwt = Field(
         description="ES256 JWT stating the support end; verify it with the pinned root (through its `x5c` header) "
         "or with /.well-known/jwks.json"
     )
@@ -202,7 +209,7 @@ class PeriodOut(BaseModel):
 
     from_: date = Field(alias="from")
     to: date
-    bonus_months: int
+    bonus_months: Count
 
     @classmethod
     def of(cls, p: rules.LicensePeriod) -> "PeriodOut":
@@ -215,14 +222,14 @@ class QuoteOut(BaseModel):
     support_end: date
     on: date
     active: bool
-    licenses_required: int
-    missed_years: int
-    licenses: int
+    licenses_required: Count
+    missed_years: Count
+    licenses: Count
     sufficient: bool
     unit_price: Money
     total: Money
     support_end_after: date
-    periods: list[PeriodOut]
+    periods: list[PeriodOut] = Field(max_length=1000, description="One per license quoted (at most 1,000)")
 
     @classmethod
     def of(cls, q: rules.Quote, currency: str) -> "QuoteOut":
@@ -245,15 +252,15 @@ PipelineState = Literal["active", "expiring", "lapsed"]
 
 
 class PipelineItemOut(BaseModel):
-    code: str
+    code: StoredCode
     reseller_id: UUID | None
     support_end: date
-    days_left: int = Field(description="Days of support left after today; 0 once lapsed.")
+    days_left: Count = Field(description="Days of support left after today; 0 once lapsed.")
     state: PipelineState = Field(
         description="`lapsed` once support has ended, `expiring` while it ends within `expiring_within_days` "
         "(renewing now still earns the bonus, [R5](/docs/rules#r5)), else `active`."
     )
-    licenses_required: int = Field(description="What renewing today takes ([R7](/docs/rules#r7)).")
+    licenses_required: Count = Field(description="What renewing today takes ([R7](/docs/rules#r7)).")
     renewal_total: Money = Field(description="What renewing today costs ([R8](/docs/rules#r8)).")
 
     @classmethod
@@ -269,7 +276,7 @@ class PipelineItemOut(BaseModel):
         )
 
 
-class InstallationPage(BaseModel):
+class InstallationPage(PageOut):
     model_config = examples(
         {
             "items": [
@@ -288,6 +295,4 @@ class InstallationPage(BaseModel):
         }
     )
 
-    items: list[PipelineItemOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
-    has_more: bool = Field(description="Whether another page follows.")
+    items: list[PipelineItemOut] = Field(max_length=PAGE_ITEMS)

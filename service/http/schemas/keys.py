@@ -6,21 +6,29 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from service.http.schemas.common import EXAMPLE_ACTIVATION_ID, EXAMPLE_KEY_ID, JsonUuid, Request, examples
+from service.http.schemas.common import (
+    EXAMPLE_ACTIVATION_ID,
+    EXAMPLE_KEY_ID,
+    PAGE_ITEMS,
+    JsonUuid,
+    PageOut,
+    Request,
+    examples,
+)
 from service.keys import KeyInfo
 
 KeyStatus = Literal["issued", "used", "revoked"]
 
 
 class KeysIn(Request):
-    count: int = Field(ge=1, le=100_000, examples=[10])
+    count: int = Field(ge=1, le=100_000, examples=[10], description="Written as an integer: `10.0` is refused.")
     reseller_id: JsonUuid | None = None
 
 
 class IssuedKeyOut(BaseModel):
     key_id: UUID
-    key: str = Field(description="The key itself: shown once, never stored.")
-    prefix: str
+    key: str = Field(max_length=64, description="The key itself: shown once, never stored.")
+    prefix: str = Field(max_length=16)
 
 
 class KeysIssued(BaseModel):
@@ -32,12 +40,12 @@ class KeysIssued(BaseModel):
     )
 
     reseller_id: UUID | None
-    keys: list[IssuedKeyOut]
+    keys: list[IssuedKeyOut] = Field(max_length=100_000)
 
 
 class KeyOut(BaseModel):
     key_id: UUID
-    prefix: str
+    prefix: str = Field(max_length=16)
     status: KeyStatus
     reseller_id: UUID | None
     activation_id: UUID | None
@@ -59,7 +67,7 @@ class KeyOut(BaseModel):
         )
 
 
-class KeyPage(BaseModel):
+class KeyPage(PageOut):
     model_config = examples(
         {
             "items": [
@@ -74,11 +82,13 @@ class KeyPage(BaseModel):
                     "revoked_at": None,
                 }
             ],
+            "next_cursor": None,
             "next_after": None,
             "has_more": False,
         }
     )
 
-    items: list[KeyOut]
-    next_after: UUID | None = Field(description="Pass as `after` for the next page; null on the last.")
-    has_more: bool = Field(description="Whether another page follows.")
+    items: list[KeyOut] = Field(max_length=PAGE_ITEMS)
+    next_after: UUID | None = Field(
+        deprecated=True, description="Deprecated since 0.2 (use `next_cursor`): the last key's id on a full page."
+    )

@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from service.audit import Entry
-from service.http.schemas.common import JsonUuid, Request, examples
+from service.http.schemas.common import PAGE_ITEMS, JsonUuid, PageOut, Request, examples
 from service.http.schemas.resellers import EXAMPLE_RESELLER_ID
 from service.users import UserRecord
 
@@ -25,7 +25,7 @@ class UserIn(Request):
 
 class UserOut(BaseModel):
     id: UUID
-    username: str
+    username: str = Field(max_length=64)
     role: Literal["admin", "reseller"]
     reseller_id: UUID | None
     created_at: datetime
@@ -63,24 +63,29 @@ class UserInvited(UserOut):
         }
     )
 
-    setup_url: str = Field(description="Where the user sets its password: in this answer only, good once")
+    setup_url: str = Field(
+        max_length=2000, description="Where the user sets its password: in this answer only, good once"
+    )
     setup_expires_at: datetime
 
 
-class UserPage(BaseModel):
-    items: list[UserOut]
+class UserPage(PageOut):
+    items: list[UserOut] = Field(max_length=PAGE_ITEMS)
+
+
+BIGINT_MAX = 2**63 - 1
 
 
 class AuditEventOut(BaseModel):
-    id: int
+    id: int = Field(ge=1, le=BIGINT_MAX)
     occurred_at: datetime
-    actor: str = Field(description="The username, or `token:<subject>` for an API token's admin")
+    actor: str = Field(max_length=100, description="The username, or `token:<subject>` for an API token's admin")
     user_id: UUID | None
     reseller_id: UUID | None = Field(description="Whose business the action was")
-    action: str = Field(examples=["keys.issued"])
-    target: str | None
+    action: str = Field(max_length=64, examples=["keys.issued"])
+    target: str | None = Field(max_length=200)
     details: dict[str, Any] | None
-    address: str = Field(description="The client's address")
+    address: str = Field(max_length=64, description="The client's address")
 
     @classmethod
     def of(cls, entry: Entry) -> "AuditEventOut":
@@ -97,7 +102,11 @@ class AuditEventOut(BaseModel):
         )
 
 
-class AuditEventPage(BaseModel):
-    items: list[AuditEventOut]
-    next_before: int | None = Field(description="The `before` of the next (older) page; null on the last")
-    has_more: bool
+class AuditEventPage(PageOut):
+    items: list[AuditEventOut] = Field(max_length=PAGE_ITEMS)
+    next_before: int | None = Field(
+        ge=1,
+        le=BIGINT_MAX,
+        deprecated=True,
+        description="Deprecated (use `next_cursor`): the `before` of the next (older) page; null on the last",
+    )

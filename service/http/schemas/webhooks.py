@@ -1,13 +1,13 @@
 """Webhooks: endpoints (the signing secret shown once), their deliveries, and the events sent to them."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from service.http.schemas.activations import ActivationCreatedData, VoidOut
-from service.http.schemas.common import JsonUuid, Line, Request, examples
+from service.http.schemas.common import PAGE_ITEMS, Count, JsonUuid, Line, PageOut, Request, examples
 from service.http.schemas.installations import InstallationOut
 from service.http.schemas.keys import KeyOut
 from service.webhooks import Delivery, Endpoint, EndpointWithSecret
@@ -20,6 +20,7 @@ EventType = Literal[
     "installation.support_expiring",
     "installation.support_lapsed",
 ]
+EVENT_TYPES = get_args(EventType)
 EXAMPLE_ENDPOINT_ID = "3c2b1a9e-5f0c-4a57-8f4b-9a510d3c2b1a"
 
 
@@ -30,7 +31,10 @@ class EndpointIn(Request):
 
     url: Line = Field(min_length=1, max_length=2000, description="`https`, at a public address.")
     event_types: list[EventType] | None = Field(
-        None, min_length=1, description="The events wanted; none given: every event, those added later too."
+        None,
+        min_length=1,
+        max_length=len(EVENT_TYPES),
+        description="The events wanted; none given: every event, those added later too.",
     )
     reseller_id: JsonUuid | None = Field(
         None, description="Admins only: the reseller whose events it hears; none given, every reseller's."
@@ -53,8 +57,8 @@ class EndpointOut(BaseModel):
 
     id: UUID
     reseller_id: UUID | None = Field(description="Whose events it hears; none: every reseller's (an admin's).")
-    url: str
-    event_types: list[EventType] | None = Field(description="None: every event.")
+    url: str = Field(max_length=2000)
+    event_types: list[EventType] | None = Field(max_length=len(EVENT_TYPES), description="None: every event.")
     created_at: datetime
     disabled_at: datetime | None = Field(description="Set once disabled: nothing more is sent to it.")
     failing_since: datetime | None = Field(
@@ -78,7 +82,8 @@ class EndpointCreated(EndpointOut):
     model_config = examples({**_ENDPOINT_EXAMPLE, "secret": "whsec_(shown once)"})
 
     secret: str = Field(
-        description="The signing secret (Standard Webhooks, `whsec_` and base64): shown once, in this answer."
+        max_length=64,
+        description="The signing secret (Standard Webhooks, `whsec_` and base64): shown once, in this answer.",
     )
 
     @classmethod
@@ -86,8 +91,8 @@ class EndpointCreated(EndpointOut):
         return cls(**EndpointOut.of(new.endpoint).model_dump(), secret=new.secret)
 
 
-class EndpointList(BaseModel):
-    items: list[EndpointOut]
+class EndpointList(PageOut):
+    items: list[EndpointOut] = Field(max_length=PAGE_ITEMS)
 
 
 class DeliveryOut(BaseModel):
@@ -114,12 +119,14 @@ class DeliveryOut(BaseModel):
     status: Literal["pending", "delivered", "failed"] = Field(
         description="`failed`: out of attempts (about a day of them); `POST …/redeliver` sends it again."
     )
-    attempts: int
+    attempts: Count
     next_attempt_at: datetime
     last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    response_excerpt: str | None = Field(description="The start of the receiver's last answer (500 characters).")
+    last_status_code: Annotated[int, Field(ge=100, le=599)] | None
+    last_error: Annotated[str, Field(max_length=200)] | None
+    response_excerpt: Annotated[str, Field(max_length=500)] | None = Field(
+        description="The start of the receiver's last answer (500 characters)."
+    )
     delivered_at: datetime | None
 
     @classmethod
@@ -127,8 +134,8 @@ class DeliveryOut(BaseModel):
         return cls.model_validate(delivery)
 
 
-class DeliveryList(BaseModel):
-    items: list[DeliveryOut]
+class DeliveryList(PageOut):
+    items: list[DeliveryOut] = Field(max_length=PAGE_ITEMS)
 
 
 # --- The events, as sent: the envelope, and the API's own representation of what they are about in `data`
@@ -139,7 +146,8 @@ class _Event(BaseModel):
     timestamp: datetime = Field(description="When it happened.")
     schema_version: Literal[1] = Field(
         description="The shape of the body: raised by a change that renames, removes or retypes a field. Each "
-        "event is sent as it was written when it happened."
+        "event is sent as it was written when it happened.",
+        json_schema_extra={"minimum": 1, "maximum": 1},  # the document's bounds, for generated clients and Spectral
     )
 
 
