@@ -29,6 +29,8 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,8 +39,9 @@ from sqlalchemy.dialects import postgresql  # noqa: E402
 
 from service import installations, keyformat, migrate, rules  # noqa: E402
 from service.auth import TokenSettings, issue_token  # noqa: E402
-from service.certificates import generate_private_key  # noqa: E402
+from service.certificates import generate_private_key, kid_of, public_key_of  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.trust import Root, make_root  # noqa: E402
 from tests.pgbouncer import pgbouncer  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -49,7 +52,8 @@ DATABASE = "timex_bench"
 SCALE_DATABASE = "timex_bench_scale"  # 1,000,000 installations, beside the 10,000 of DATABASE
 PLANS_DATABASE = "timex_bench_plans"  # --plans-only: apart from a benchmark's databases
 SCALE_INSTALLATIONS, SCALE_KEYS = 1_000_000, 3_000_000
-KEY_SECRET = "bench-key-hash-secret"
+KEY_SECRET = "bench-key-hash-secret-of-32-bytes!"  # production refuses a secret under 32 bytes
+JWT_SECRET = "bench-jwt-secret-of-at-least-32-bytes"
 WORKERS = os.cpu_count() or 2
 THREADS = 2
 KEYS_PER_THREAD = 20_000  # a 10 s run at 2,000 activations/s takes 10,000 of them a thread
@@ -200,9 +204,9 @@ def service_env(dsn: str, pooled: bool = False, redis_url: str | None = None) ->
         "DATABASE_URL": dsn,
         "DATABASE_TRANSACTION_POOLER": str(pooled).lower(),
         "ENVIRONMENT": "production",
-        "JWT_SECRET": "bench-jwt-secret",
+        "JWT_SECRET": JWT_SECRET,
         "KEY_HASH_SECRET": KEY_SECRET,
-        "CERTIFICATE_PRIVATE_KEY": CERTIFICATE_KEY,
+        **CERTIFICATE_SETTINGS,
         "TRUSTED_PROXIES": '["127.0.0.1"]',
     }
     if redis_url is not None:
@@ -210,7 +214,18 @@ def service_env(dsn: str, pooled: bool = False, redis_url: str | None = None) ->
     return env
 
 
-CERTIFICATE_KEY = generate_private_key()
+def _certificate_settings() -> dict[str, str]:
+    """As in production: a signing key given by CERTIFICATE_PRIVATE_KEY, certified by a root made for the run."""
+    now = dt.datetime.now(dt.UTC)
+    root_key, root_pem = make_root("bench root", now)
+    root = Root(x509.load_pem_x509_certificate(root_pem)).with_key(root_key)
+    key = generate_private_key()
+    der = root.certify(public_key_of(key), kid_of(key), now, now + dt.timedelta(days=400))
+    chain = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
+    return {"ROOT_CERTIFICATE": root_pem.decode(), "CERTIFICATE_PRIVATE_KEY": key, "CERTIFICATE_CHAIN": chain}
+
+
+CERTIFICATE_SETTINGS = _certificate_settings()
 
 
 @contextmanager
@@ -544,7 +559,7 @@ def issue_keys(count: int) -> dict:
     with ExitStack() as stack:
         url, proc = start_service(stack, workers=1)
         token = issue_token(
-            TokenSettings.of(Settings(_env_file=None, **{"jwt_secret": "bench-jwt-secret"})),
+            TokenSettings.of(Settings(_env_file=None, jwt_secret=JWT_SECRET)),
             "admin",
             "bench",
             dt.datetime.now(dt.UTC),
