@@ -442,8 +442,9 @@ async def rotate_secret(*, driver: Driver, principal: Principal, endpoint_id: UU
 # --- Deliveries, as the operator sees them
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
+    """A delivery as the operator sees it: also the row its statements read (`_DELIVERY_COLUMNS`)."""
+
     id: UUID
     event_id: UUID
     event_type: str
@@ -474,21 +475,6 @@ _DELIVERY_COLUMNS = (
 )
 
 
-class _DeliveryRow(NamedTuple):
-    id: UUID
-    event_id: UUID
-    event_type: str
-    occurred_at: datetime
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    response_excerpt: str | None
-    delivered_at: datetime | None
-
-
 _DELIVERIES_STATEMENT = (
     select(*_DELIVERY_COLUMNS)
     .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
@@ -496,8 +482,8 @@ _DELIVERIES_STATEMENT = (
     .order_by(WebhookEvent.occurred_at.desc(), WebhookDelivery.id)
     .limit(bindparam("limit"))
 )
-_DELIVERIES = Rows(_DELIVERIES_STATEMENT, _DeliveryRow)
-_DELIVERY = Rows(_DELIVERIES_STATEMENT.where(WebhookDelivery.id == bindparam("id")), _DeliveryRow)
+_DELIVERIES = Rows(_DELIVERIES_STATEMENT, Delivery)
+_DELIVERY = Rows(_DELIVERIES_STATEMENT.where(WebhookDelivery.id == bindparam("id")), Delivery)
 
 
 async def list_deliveries(
@@ -515,10 +501,8 @@ async def list_deliveries(
         )
     async with driver.reading() as session:
         await _owned(session, principal, endpoint_id)
-        rows = await session.all(Rows(statement, _DeliveryRow), {"endpoint_id": endpoint_id, "limit": limit + 1})
-    return pagination.page_of(rows, limit, lambda row: (row.occurred_at, row.id)).map(
-        lambda row: Delivery(**row._asdict())
-    )
+        rows = await session.all(Rows(statement, Delivery), {"endpoint_id": endpoint_id, "limit": limit + 1})
+    return pagination.page_of(rows, limit, lambda row: (row.occurred_at, row.id))
 
 
 # A pending delivery is left as it is: it is on its way, and may be in a worker's hands right now.
@@ -543,7 +527,7 @@ async def redeliver(
         await session.execute(_REDELIVER, {"delivery": delivery_id, "now": now})
         row = await session.first(_DELIVERY, params)
     assert row is not None, "the delivery was found above in this transaction"
-    return Delivery(**row._asdict())
+    return row
 
 
 # --- The worker's side: fanning out, claiming, recording
