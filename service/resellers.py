@@ -32,9 +32,8 @@ class NewReseller:
     client_secret: str
 
 
-@dataclass(frozen=True)
-class ResellerRecord:
-    """What an admin sees of a reseller: never its secret, nor its hash."""
+class ResellerRecord(NamedTuple):
+    """What an admin sees of a reseller: never its secret, nor its hash. Also the row its statements read."""
 
     id: UUID
     name: str
@@ -60,15 +59,6 @@ class Login:
         seconds, so a rotation refuses tokens from the rest of its own second too (see `rotate_secret`); a token
         from the new secret within that second is stamped with the next whole second rather than refused."""
         return max(now, self.tokens_valid_from) if self.tokens_valid_from else now
-
-
-class _RecordRow(NamedTuple):
-    id: UUID
-    name: str
-    client_id: str
-    created_at: datetime
-    disabled_at: datetime | None
-    previous_secret_until: datetime | None
 
 
 class _AccessRow(NamedTuple):
@@ -97,7 +87,7 @@ _RECORD = select(
     Reseller.disabled_at,
     Reseller.previous_secret_until,
 )
-_FIND = Rows(_RECORD.where(Reseller.id == bindparam("id")), _RecordRow)
+_FIND = Rows(_RECORD.where(Reseller.id == bindparam("id")), ResellerRecord)
 # Read on every call with a reseller's token: built once.
 _ACCESS = Rows(
     select(Reseller.disabled_at, Reseller.tokens_valid_from).where(Reseller.id == bindparam("id")), _AccessRow
@@ -134,7 +124,7 @@ _ROTATE = (
         tokens_valid_from=func.coalesce(bindparam("valid_from", type_=UtcDateTime()), Reseller.tokens_valid_from),
     )
 )
-_ALL = Rows(_RECORD.order_by(Reseller.name), _RecordRow)
+_ALL = Rows(_RECORD.order_by(Reseller.name), ResellerRecord)
 _EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
@@ -209,13 +199,13 @@ async def _find(session: Session, reseller_id: UUID) -> ResellerRecord:
     row = await session.first(_FIND, {"id": reseller_id})
     if row is None:
         raise ResellerNotFound()
-    return ResellerRecord(**row._asdict())
+    return row
 
 
 async def list_all(*, driver: Driver) -> list[ResellerRecord]:
     """Every reseller, by name (a few hundred at most: Smartec's partners)."""
     async with driver.reading() as session:
-        return [ResellerRecord(**row._asdict()) for row in await session.all(_ALL, {})]
+        return await session.all(_ALL, {})
 
 
 async def get(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
@@ -230,10 +220,8 @@ async def list_resellers(*, driver: Driver, cursor: str | None = None, limit: in
         after = pagination.decode(cursor, datetime, UUID)
         statement = statement.where(tuple_(Reseller.created_at, Reseller.id) > tuple_(*after))
     async with driver.reading() as session:
-        rows = await session.all(Rows(statement, _RecordRow), {})
-    return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id)).map(
-        lambda row: ResellerRecord(**row._asdict())
-    )
+        rows = await session.all(Rows(statement, ResellerRecord), {})
+    return pagination.page_of(rows, limit, lambda row: (row.created_at, row.id))
 
 
 @retried
