@@ -23,8 +23,9 @@ class IssuedKey:
     prefix: str
 
 
-@dataclass(frozen=True)
-class KeyInfo:
+class KeyInfo(NamedTuple):
+    """A key's metadata (never the key): also the row its statements read (`_INFO_COLUMNS`)."""
+
     id: UUID
     prefix: str
     reseller_id: UUID | None
@@ -45,21 +46,6 @@ _INFO_COLUMNS = (
     LicenseKey.used_at,
     LicenseKey.revoked_at,
 )
-
-
-class _InfoRow(NamedTuple):
-    id: UUID
-    prefix: str
-    reseller_id: UUID | None
-    status: str
-    activation_id: UUID | None
-    created_at: datetime
-    used_at: datetime | None
-    revoked_at: datetime | None
-
-
-def _info(row: _InfoRow) -> KeyInfo:
-    return KeyInfo(**row._asdict())
 
 
 @retried
@@ -100,8 +86,8 @@ async def list_keys(
         (after,) = pagination.decode(cursor, UUID)
         statement = statement.where(LicenseKey.id > after)
     async with driver.reading() as session:
-        rows = await session.all(Rows(statement, _InfoRow), {})
-    return pagination.page_of(rows, limit, lambda row: (row.id,)).map(_info)
+        rows = await session.all(Rows(statement, KeyInfo), {})
+    return pagination.page_of(rows, limit, lambda row: (row.id,))
 
 
 _REVOKE = Rows(
@@ -109,16 +95,16 @@ _REVOKE = Rows(
     .where(LicenseKey.id == bindparam("key_id"), LicenseKey.status == "issued")
     .values(status="revoked", revoked_at=bindparam("now"))
     .returning(*_INFO_COLUMNS),
-    _InfoRow,
+    KeyInfo,
 )
-_INFO = Rows(select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id")), _InfoRow)
+_INFO = Rows(select(*_INFO_COLUMNS).where(LicenseKey.id == bindparam("id")), KeyInfo)
 
 
 async def info(*, driver: Driver, key_id: UUID) -> KeyInfo:
     row = await driver.first(_INFO, {"id": key_id})
     if row is None:
         raise KeyNotFound()
-    return _info(row)
+    return row
 
 
 async def get(*, driver: Driver, principal: Principal, key_id: UUID) -> KeyInfo:
@@ -136,14 +122,13 @@ async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
     async with driver.transaction() as session:
         row = await session.first(_REVOKE, {"key_id": key_id, "now": now})
         if row is not None:
-            revoked = _info(row)
             await webhooks.emit(
-                session, webhooks.Event.of(webhooks.KEY_REVOKED, revoked, reseller_id=revoked.reseller_id, now=now)
+                session, webhooks.Event.of(webhooks.KEY_REVOKED, row, reseller_id=row.reseller_id, now=now)
             )
-            return revoked
+            return row
         row = await session.first(_INFO, {"id": key_id})
         if row is None:
             raise KeyNotFound()
         if row.status == "used":
             raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
-    return _info(row)
+    return row
