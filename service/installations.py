@@ -57,7 +57,8 @@ class ActivationSummary:
     support_end_after: date
     months_added: int
     bonus_months: int
-    key_ids: tuple[UUID, ...]
+    key_ids: tuple[UUID | None, ...]
+    """Null for a key another reseller sold, when a reseller reads it (`summaries`)."""
     voided_at: datetime | None
     void_reason: str | None
 
@@ -210,6 +211,8 @@ class ActivationRow(NamedTuple):
 class KeyOfActivation(NamedTuple):
     id: UUID
     activation_id: UUID
+    reseller_id: UUID | None
+    """Who the key was sold to."""
 
 
 SUMMARY_COLUMNS = (
@@ -231,7 +234,7 @@ _ACTIVATIONS_OF = Rows(
     ActivationRow,
 )
 _KEYS_OF = Rows(
-    select(LicenseKey.id, LicenseKey.activation_id)
+    select(LicenseKey.id, LicenseKey.activation_id, LicenseKey.reseller_id)
     .join(Activation, Activation.id == LicenseKey.activation_id)
     .where(Activation.installation_id == bindparam("id"))
     .order_by(LicenseKey.position),
@@ -247,14 +250,19 @@ async def details(
         principal.require_owner(installation.reseller_id)
         activations = await session.all(_ACTIVATIONS_OF, {"id": installation.id})
         keys = await session.all(_KEYS_OF, {"id": installation.id})
-    return installation, summaries(activations, keys)
+    return installation, summaries(activations, keys, reader=principal.reseller_id)
 
 
-def summaries(activations: Sequence[ActivationRow], keys: Sequence[KeyOfActivation]) -> list[ActivationSummary]:
-    """Activations, each with the ids of the keys it used (`keys`, in the order each activation listed them)."""
-    key_ids: dict[UUID, list[UUID]] = {}
+def summaries(
+    activations: Sequence[ActivationRow], keys: Sequence[KeyOfActivation], *, reader: UUID | None
+) -> list[ActivationSummary]:
+    """Activations, each with the ids of the keys it used (`keys`, in the order each activation listed them). A
+    reseller (`reader`; None: an admin) reads the ids of the keys it sold only, as its events tell them
+    (`activations.ActivationNotice`): another reseller's keys are none of its business."""
+    key_ids: dict[UUID, list[UUID | None]] = {}
     for key in keys:
-        key_ids.setdefault(key.activation_id, []).append(key.id)
+        shown = key.id if reader is None or key.reseller_id == reader else None
+        key_ids.setdefault(key.activation_id, []).append(shown)
     return [
         ActivationSummary(**activation._asdict(), key_ids=tuple(key_ids.get(activation.id, ())))
         for activation in activations

@@ -315,7 +315,7 @@ _ENTRIES = (
     .order_by(Activation.created_at, Activation.id)
 )
 _KEYS_OF_ACTIVATIONS = Rows(
-    select(LicenseKey.id, LicenseKey.activation_id)
+    select(LicenseKey.id, LicenseKey.activation_id, LicenseKey.reseller_id)
     .where(LicenseKey.activation_id == any_(bindparam("ids", type_=ARRAY(Uuid))))
     .order_by(LicenseKey.position),
     installations.KeyOfActivation,
@@ -356,7 +356,7 @@ async def entries(
     async with driver.reading() as session:
         rows = await session.all(Rows(statement, _EntryRow), {})
         keys = await session.all(_KEYS_OF_ACTIVATIONS, {"ids": [row.activation.id for row in rows[:limit]]})
-    summaries = installations.summaries([row.activation for row in rows], keys)
+    summaries = installations.summaries([row.activation for row in rows], keys, reader=principal.reseller_id)
     found = [
         LedgerEntry(row.code, row.reseller_id, row.created_at, summary)
         for row, summary in zip(rows, summaries, strict=True)

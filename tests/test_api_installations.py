@@ -237,6 +237,26 @@ async def test_an_installation_shows_its_activations(api: Api) -> None:
     assert (entry["months_added"], entry["support_end_after"]) == (activation["months_added"], "2028-05-15")
 
 
+async def test_a_reseller_reads_the_ids_of_its_own_keys_only_in_its_installations_ledger(api: Api) -> None:
+    """As in the events it is sent: a key another reseller sold is counted, but its id is not the reseller's to
+    know; an admin sees every id."""
+    partner, other = await api.reseller("Partner"), await api.reseller("Other")
+    await api.installation("ACME", purchased_on="2026-11-20", reseller_id=partner["id"])
+    [own_key] = await api.keys(1, reseller_id=partner["id"])
+    [sold_by_other] = await api.keys(1, reseller_id=other["id"])
+    [operators] = await api.keys(1)
+    activation = (await api.activate("ACME", [sold_by_other, own_key, operators])).json()
+    every_id = [period["key_id"] for period in activation["periods"]]
+
+    as_partner = (await api.get("/v1/installations/ACME", headers=partner["headers"])).json()
+    listed = (await api.get("/v1/activations", headers=partner["headers"])).json()
+    as_admin = (await api.get("/v1/installations/ACME", headers=api.admin)).json()
+
+    assert as_partner["activations"][0]["key_ids"] == [None, every_id[1], None]
+    assert listed["items"][0]["key_ids"] == [None, every_id[1], None]
+    assert as_admin["activations"][0]["key_ids"] == every_id
+
+
 async def test_an_oversized_body_is_refused_before_it_is_read(api: Api) -> None:
     body = b'{"code": "ACME", "purchased_on": "2025-01-01", "pad": "' + b"x" * 70_000 + b'"}'
 

@@ -75,7 +75,10 @@ class ActivationSummaryOut(BaseModel):
     support_end_after: date
     months_added: Count
     bonus_months: Count
-    key_ids: list[UUID] = Field(max_length=50)
+    key_ids: list[UUID | None] = Field(
+        max_length=50,
+        description="The keys it used, in the order applied; for a reseller, null for a key another reseller sold.",
+    )
     voided_at: datetime | None = Field(description="Set when an admin voided it; its figures are history.")
     void_reason: Note | None
 
