@@ -4,7 +4,8 @@ elsewhere, a strict CSP, not framable, usable on a phone).
 
 Each page calls the service functions the API calls, as the signed-in user's principal (an admin, or its
 reseller): the same rules, ownership checks, events and webhooks. Sign-in, sessions and users are
-`service.users`; every action taken here is written to the audit log (`service.audit`).
+`service.users`; every action taken here is written to the audit log (`service.audit`), in the action's own
+transaction: a page hands the service function it calls the entry to write (`View.pending`).
 
 Forms: every one carries a hidden `csrf_token`. Signed in, it is the session's own token; before (the sign-in
 and setup forms) it is the value of a cookie set with the form (double submit). Either way a post from another
@@ -20,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote as url_quote
 from uuid import UUID
 
@@ -69,6 +70,7 @@ LIST_LIMIT = 100
 _FORM_LIMITS = {"max_files": 0, "max_fields": 16}
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _DATE = TypeAdapter(SaneDate)
+R = TypeVar("R")
 
 CROSS_SITE = N_("This form can only be sent from its own page: reload the page and send it again.")
 PASSWORDS_DIFFER = N_("The two passwords differ.")
@@ -201,7 +203,12 @@ class View:
     def redirect(self, path: str) -> Response:
         return RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
 
+    def pending(self, action: str, about: Callable[[R], audit.About]) -> audit.Pending[R]:
+        """The audit entry of an action, for the service function that takes it to write in its transaction."""
+        return audit.Pending(self.actor, action, self.runtime.clock.now(), about)
+
     async def audit(self, action: str, **what: Any) -> None:
+        """The audit entry of what writes nothing else (a page read, a download), in a transaction of its own."""
         await audit.record_alone(
             driver=self.runtime.driver, actor=self.actor, action=action, now=self.runtime.clock.now(), **what
         )
@@ -585,15 +592,17 @@ async def sale_submit(view: View) -> Response:
             support_end=days["support_end"],
             reseller_id=reseller_id,
             purchase_max_age_days=runtime.settings.purchase_max_age_days,
+            audit=view.pending(
+                "installation.registered",
+                lambda registered: audit.About(
+                    registered.code,
+                    registered.reseller_id,
+                    {"purchased_on": days["purchased_on"], "support_end": days["support_end"]},
+                ),
+            ),
         )
     except errors.DomainError as refusal:
         return view.refusal(refusal, "sale.html", form=form, errors={}, choices=await _reseller_choices(view))
-    await view.audit(
-        "installation.registered",
-        target=record.code,
-        reseller_id=record.reseller_id,
-        details={"purchased_on": days["purchased_on"], "support_end": days["support_end"]},
-    )
     return view.redirect(f"{PREFIX}/installations/{url_quote(record.code)}")
 
 
@@ -668,7 +677,15 @@ async def keys_issue(view: View) -> Response:
             claimed.body, claimed.status, headers={**SECURITY_HEADERS, "Content-Language": view.language}
         )
     try:
-        issued = await keys.issue(driver=runtime.driver, count=int(text), secret=runtime.key_secret, reseller_id=owner)
+        issued = await keys.issue(
+            driver=runtime.driver,
+            count=int(text),
+            secret=runtime.key_secret,
+            reseller_id=owner,
+            audit=view.pending(
+                "keys.issued", lambda batch: audit.About(str(batch[0].id), owner, {"count": len(batch)})
+            ),
+        )
     except Exception:
         await idempotency.release(driver=runtime.driver, claim=claimed)
         raise
@@ -678,7 +695,6 @@ async def keys_issue(view: View) -> Response:
     response = view.render("keys_issued.html", 201, issued=issued, batch=batch)
     answer = idempotency.Answer(response.status_code, "text/html; charset=utf-8", bytes(response.body))
     await idempotency.store(driver=runtime.driver, claim=claimed, answer=answer, sealer=runtime.sealer)
-    await view.audit("keys.issued", target=str(issued[0].id), reseller_id=owner, details={"count": len(issued)})
     return response
 
 
@@ -728,10 +744,14 @@ async def key_revoke(view: View) -> Response:
     runtime = view.runtime
     found = await keys.info(driver=runtime.driver, key_id=key_id)
     view.user.principal.require_owner(found.reseller_id)
-    revoked = await keys.revoke(driver=runtime.driver, key_id=key_id, now=runtime.clock.now())
+    await keys.revoke(
+        driver=runtime.driver,
+        key_id=key_id,
+        now=runtime.clock.now(),
+        audit=view.pending("key.revoked", lambda key: audit.About(key.prefix, key.reseller_id, {"key_id": key.id})),
+    )
     KEYS_REVOKED.inc()
     event("key_revoked", key_id=key_id)
-    await view.audit("key.revoked", target=revoked.prefix, reseller_id=revoked.reseller_id, details={"key_id": key_id})
     return view.redirect(f"{PREFIX}/keys")
 
 
@@ -757,6 +777,7 @@ async def webhook_create(view: View) -> Response:
             event_types=chosen or None,
             reseller_id=None,
             allowed_hosts=runtime.webhook_allowed_hosts,
+            audit=view.pending("webhook_endpoint.created", lambda made: _about_endpoint(made.endpoint)),
         )
     except errors.InvalidRequest as refusal:
         endpoints = (await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)).items
@@ -768,9 +789,11 @@ async def webhook_create(view: View) -> Response:
             form={"url": url},
             url_error=view.t(refusal.message, **refusal.params),
         )
-    endpoint = created.endpoint
-    await view.audit("webhook_endpoint.created", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
-    return view.render("webhook_secret.html", 201, endpoint=endpoint, secret=created.secret)
+    return view.render("webhook_secret.html", 201, endpoint=created.endpoint, secret=created.secret)
+
+
+def _about_endpoint(endpoint: webhooks.Endpoint) -> audit.About:
+    return audit.About(endpoint.url[:200], endpoint.reseller_id)
 
 
 @page()
@@ -798,8 +821,11 @@ async def webhook_redeliver(view: View) -> Response:
         endpoint_id=endpoint_id,
         delivery_id=delivery_id,
         now=runtime.clock.now(),
+        audit=view.pending(
+            "webhook_delivery.redelivered",
+            lambda delivery: audit.About(str(delivery.id), details={"endpoint_id": endpoint_id}),
+        ),
     )
-    await view.audit("webhook_delivery.redelivered", target=str(delivery_id), details={"endpoint_id": endpoint_id})
     return view.redirect(f"{PREFIX}/webhooks/{endpoint_id}")
 
 
@@ -809,10 +835,9 @@ async def webhook_rotate(view: View) -> Response:
         driver=view.runtime.driver,
         principal=view.user.principal,
         endpoint_id=_path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
+        audit=view.pending("webhook_endpoint.secret_rotated", lambda made: _about_endpoint(made.endpoint)),
     )
-    endpoint = rotated.endpoint
-    await view.audit("webhook_endpoint.secret_rotated", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
-    return view.render("webhook_secret.html", endpoint=endpoint, secret=rotated.secret, rotated=True)
+    return view.render("webhook_secret.html", endpoint=rotated.endpoint, secret=rotated.secret, rotated=True)
 
 
 @page()
@@ -823,8 +848,8 @@ async def webhook_disable(view: View) -> Response:
         principal=view.user.principal,
         endpoint_id=_path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
         now=runtime.clock.now(),
+        audit=view.pending("webhook_endpoint.disabled", _about_endpoint),
     )
-    await view.audit("webhook_endpoint.disabled", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
     return view.redirect(f"{PREFIX}/webhooks/{endpoint.id}")
 
 
@@ -894,17 +919,19 @@ async def void_submit(view: View) -> Response:
             now=runtime.clock.now(),
             cascade=bool(shown),
             previewed=[activation for activation in shown if activation is not None],
+            audit=view.pending(
+                "activation.voided",
+                lambda done: audit.About(
+                    done.installation,
+                    preview["record"].reseller_id,
+                    {"voided": [str(each) for each in done.voided], "reason": reason},
+                ),
+            ),
         )
     except errors.VoidHasDependents:
         return view.render("void.html", 409, **await _void_preview(view), reason=reason, changed=view.t(LEDGER_CHANGED))
     for voided in result.voided:
         event("void", activation_id=voided, installation=result.installation, support_end=result.support_end)
-    await view.audit(
-        "activation.voided",
-        target=result.installation,
-        reseller_id=preview["record"].reseller_id,
-        details={"voided": [str(each) for each in result.voided], "reason": reason},
-    )
     return view.redirect(f"{PREFIX}/installations/{url_quote(result.installation)}")
 
 
@@ -927,8 +954,11 @@ async def reseller_create(view: View) -> Response:
             form={"name": name[:200]},
             name_error=view.t(NAME_REQUIRED),
         )
-    new = await resellers.register(driver=view.runtime.driver, name=name)
-    await view.audit("reseller.created", target=new.name, reseller_id=new.id)
+    new = await resellers.register(
+        driver=view.runtime.driver,
+        name=name,
+        audit=view.pending("reseller.created", lambda created: audit.About(created.name, created.id)),
+    )
     return view.render(
         "reseller_secret.html",
         201,
@@ -955,20 +985,21 @@ async def reseller_disable(view: View) -> Response:
         driver=runtime.driver,
         reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
         now=runtime.clock.now(),
+        audit=view.pending("reseller.disabled", _about_reseller),
     )
     await users.end_reseller_sessions(driver=runtime.driver, reseller_id=reseller.id)
     event("reseller_disabled", reseller_id=reseller.id)
-    await view.audit("reseller.disabled", target=reseller.name, reseller_id=reseller.id)
     return view.redirect(f"{PREFIX}/resellers/{reseller.id}")
 
 
 @page(staff=True)
 async def reseller_enable(view: View) -> Response:
     reseller = await resellers.enable(
-        driver=view.runtime.driver, reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound)
+        driver=view.runtime.driver,
+        reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
+        audit=view.pending("reseller.enabled", _about_reseller),
     )
     event("reseller_enabled", reseller_id=reseller.id)
-    await view.audit("reseller.enabled", target=reseller.name, reseller_id=reseller.id)
     return view.redirect(f"{PREFIX}/resellers/{reseller.id}")
 
 
@@ -979,10 +1010,10 @@ async def reseller_rotate(view: View) -> Response:
         driver=runtime.driver,
         reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
         now=runtime.clock.now(),
+        audit=view.pending("reseller.secret_rotated", lambda rotated: _about_reseller(rotated.reseller)),
     )
     reseller = rotated.reseller
     event("reseller_secret_rotated", reseller_id=reseller.id)
-    await view.audit("reseller.secret_rotated", target=reseller.name, reseller_id=reseller.id)
     return view.render(
         "reseller_secret.html",
         reseller_id=reseller.id,
@@ -991,6 +1022,10 @@ async def reseller_rotate(view: View) -> Response:
         client_secret=rotated.client_secret,
         rotated=True,
     )
+
+
+def _about_reseller(reseller: resellers.ResellerRecord) -> audit.About:
+    return audit.About(reseller.name, reseller.id)
 
 
 async def _users_page(view: View, status: int = 200, **context: Any) -> Response:
