@@ -3,6 +3,7 @@ service as the API does (the browser walk is tests/test_cabinet_browser.py)."""
 
 import asyncio
 import csv
+import html
 import io
 import re
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from service import rules, webhooks
+from service.auth import Principal
 from service.i18n import long_date, money
 from tests.api import ISSUED_KEYS, Api
 from tests.cabinet import PASSWORD, Visitor, invite, signed_in_user
@@ -516,3 +518,25 @@ async def test_an_action_that_fails_as_it_commits_leaves_no_audit_entry(api: Api
     assert (await api.get("/v1/resellers", headers=api.admin)).json()["items"] == []
     actions = [e["action"] for e in (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]]
     assert "reseller.created" not in actions
+
+
+async def test_the_webhooks_page_lists_every_endpoint_a_page_at_a_time(api: Api) -> None:
+    urls = [f"https://hooks.example.com/{number}" for number in range(101)]
+    for url in urls:
+        await webhooks.create_endpoint(
+            driver=api.driver,
+            principal=Principal(role="admin", subject="test-admin"),
+            url=url,
+            event_types=None,
+            reseller_id=None,
+            allowed_hosts=webhooks.AllowedHosts([]),
+        )
+    async with Visitor.of(api) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        first = await visitor.get("/cabinet/webhooks")
+        following = re.search(r'<a href="(/cabinet/webhooks\?cursor=[^"]+)"', first.text).group(1)
+        second = await visitor.get(html.unescape(following))
+
+    listed = re.findall(r'<a href="/cabinet/webhooks/[0-9a-f-]+">([^<]+)</a>', first.text + second.text)
+    assert listed == urls
+    assert "?cursor=" not in second.text

@@ -758,10 +758,27 @@ async def key_revoke(view: View) -> Response:
 # --- Webhooks: endpoints, their deliveries, redelivery, the secret
 
 
+async def _webhooks_page(view: View, status: int = 200, **context: Any) -> Response:
+    cursor = view.request.query_params.get("cursor") or None
+    endpoints = await webhooks.list_endpoints(
+        driver=view.runtime.driver,
+        principal=view.user.principal,
+        cursor=cursor[:200] if cursor else None,
+        limit=LIST_LIMIT,
+    )
+    return view.render(
+        "webhooks.html",
+        status,
+        endpoints=endpoints.items,
+        next_cursor=endpoints.next_cursor,
+        event_types=webhooks.EVENT_TYPES,
+        **context,
+    )
+
+
 @page()
 async def webhooks_page(view: View) -> Response:
-    endpoints = (await webhooks.list_endpoints(driver=view.runtime.driver, principal=view.user.principal)).items
-    return view.render("webhooks.html", endpoints=endpoints, event_types=webhooks.EVENT_TYPES, form={})
+    return await _webhooks_page(view, form={})
 
 
 @page()
@@ -780,15 +797,7 @@ async def webhook_create(view: View) -> Response:
             audit=view.pending("webhook_endpoint.created", lambda made: _about_endpoint(made.endpoint)),
         )
     except errors.InvalidRequest as refusal:
-        endpoints = (await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)).items
-        return view.render(
-            "webhooks.html",
-            400,
-            endpoints=endpoints,
-            event_types=webhooks.EVENT_TYPES,
-            form={"url": url},
-            url_error=view.t(refusal.message, **refusal.params),
-        )
+        return await _webhooks_page(view, 400, form={"url": url}, url_error=view.t(refusal.message, **refusal.params))
     return view.render("webhook_secret.html", 201, endpoint=created.endpoint, secret=created.secret)
 
 
