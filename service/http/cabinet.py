@@ -526,7 +526,6 @@ async def installations_page(view: View) -> Response:
     runtime = view.runtime
     typed = view.request.query_params.get("code", "").strip()[:64]
     prefix, error = check_code(typed, view.language) if typed else (None, None)
-    cursor = view.request.query_params.get("cursor") or None
     found = None
     if error is None:
         found = await installations.pipeline(
@@ -535,7 +534,7 @@ async def installations_page(view: View) -> Response:
             today=runtime.clock.today(),
             unit_price_minor=runtime.settings.unit_price_minor,
             code_prefix=prefix,
-            cursor=cursor[:200] if cursor else None,
+            cursor=_cursor(view),
             expiring_within_days=RENEWALS_DAYS,
             limit=LIST_LIMIT,
         )
@@ -606,6 +605,11 @@ async def sale_submit(view: View) -> Response:
     return view.redirect(f"{PREFIX}/installations/{url_quote(record.code)}")
 
 
+def _cursor(view: View) -> str | None:
+    """Where a list's page starts (`?cursor=`, the previous page's `next_cursor`), or its first page."""
+    return view.request.query_params.get("cursor", "")[:200] or None
+
+
 def _path_id(view: View, name: str, missing: type[errors.DomainError]) -> UUID:
     """The id in the path, or `missing` (not found) for one that is not an id."""
     found = _uuid(view.request.path_params[name])
@@ -625,11 +629,10 @@ def _uuid(text: str) -> UUID | None:
 
 
 async def _keys_page(view: View, status: int = 200, **context: Any) -> Response:
-    cursor = view.request.query_params.get("cursor") or None
     page_of_keys = await keys.list_keys(
         driver=view.runtime.driver,
         principal=view.user.principal,
-        cursor=cursor[:200] if cursor else None,
+        cursor=_cursor(view),
         limit=LIST_LIMIT,
     )
     return view.render(
@@ -759,11 +762,10 @@ async def key_revoke(view: View) -> Response:
 
 
 async def _webhooks_page(view: View, status: int = 200, **context: Any) -> Response:
-    cursor = view.request.query_params.get("cursor") or None
     endpoints = await webhooks.list_endpoints(
         driver=view.runtime.driver,
         principal=view.user.principal,
-        cursor=cursor[:200] if cursor else None,
+        cursor=_cursor(view),
         limit=LIST_LIMIT,
     )
     return view.render(
