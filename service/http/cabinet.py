@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote as url_quote
 from uuid import UUID
 
@@ -49,6 +49,7 @@ from service import (
 )
 from service.audit import Actor
 from service.auth import Role
+from service.driver import Driver
 from service.errors import N_
 from service.http.deps import Runtime, client_address, runtime_of
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
@@ -1088,28 +1089,37 @@ async def user_setup_link(view: View) -> Response:
     return view.render("user_invited.html", invited=invitation.user, link=link, renewed=True)
 
 
-@page(staff=True)
-async def user_disable(view: View) -> Response:
+class _UserChange(Protocol):
+    def __call__(
+        self, *, driver: Driver, actor: Actor, user_id: UUID, now: datetime
+    ) -> Awaitable[users.UserRecord]: ...
+
+
+async def _change_user(view: View, change: _UserChange) -> Response:
+    """A change to the user in the path (disable, enable, reset its two-step sign-in), then the Users page."""
     runtime = view.runtime
-    await users.disable(
+    await change(
         driver=runtime.driver,
         actor=view.actor,
         user_id=_path_id(view, "user_id", errors.UserNotFound),
         now=runtime.clock.now(),
     )
     return view.redirect(f"{PREFIX}/users")
+
+
+@page(staff=True)
+async def user_disable(view: View) -> Response:
+    return await _change_user(view, users.disable)
 
 
 @page(staff=True)
 async def user_enable(view: View) -> Response:
-    runtime = view.runtime
-    await users.enable(
-        driver=runtime.driver,
-        actor=view.actor,
-        user_id=_path_id(view, "user_id", errors.UserNotFound),
-        now=runtime.clock.now(),
-    )
-    return view.redirect(f"{PREFIX}/users")
+    return await _change_user(view, users.enable)
+
+
+@page(staff=True)
+async def user_reset_totp(view: View) -> Response:
+    return await _change_user(view, users.reset_totp)
 
 
 @page(staff=True)
@@ -1181,6 +1191,7 @@ def install(app: FastAPI) -> None:
         ("/users/{user_id}/setup-link", user_setup_link, "POST"),
         ("/users/{user_id}/disable", user_disable, "POST"),
         ("/users/{user_id}/enable", user_enable, "POST"),
+        ("/users/{user_id}/reset-totp", user_reset_totp, "POST"),
         ("/audit", audit_page, "GET"),
         ("/{rest:path}", not_found, "GET"),
     ]
