@@ -1,11 +1,16 @@
 """The audit log: who did what, when and from where, for every action taken in the cabinet, and for users
-managed through the API. Written in the transaction of the action where the action is this package's own
-(users, sessions); after it, in a transaction of its own, where the action is another module's."""
+managed through the API.
+
+An entry is written in the transaction of its action, so that the two are committed together or not at all:
+by `service.users` itself for users and sessions, and by another module's function (a sale registered, keys
+issued, a void…) when its caller hands it the entry to write (`Pending`). What writes nothing else (a refused
+sign-in, a quote opened, a CSV downloaded) is written in a transaction of its own (`record_alone`)."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select
@@ -22,6 +27,42 @@ class Actor:
     address: str
     user_id: UUID | None = None
     reseller_id: UUID | None = None
+
+
+class About(NamedTuple):
+    """What an action was done to (`target`), whose business it was when not the actor's own, and how."""
+
+    target: str | None = None
+    reseller_id: UUID | None = None
+    details: dict[str, object] | None = None
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Pending(Generic[R]):
+    """An entry for a function of another module to write in its action's transaction: who acted, when, and
+    what they did; `about` reads what it was done to from the action's result (`R`, what the function answers),
+    which only that transaction knows."""
+
+    actor: Actor
+    action: str
+    now: datetime
+    about: Callable[[R], About]
+
+    async def write(self, session: Session, result: R) -> None:
+        """The action's last statement, once `result` is known."""
+        target, reseller_id, details = self.about(result)
+        await record(
+            session,
+            actor=self.actor,
+            action=self.action,
+            now=self.now,
+            target=target,
+            reseller_id=reseller_id,
+            details=details,
+        )
 
 
 @dataclass(frozen=True)
@@ -90,7 +131,7 @@ async def record_alone(
     reseller_id: UUID | None = None,
     details: dict[str, object] | None = None,
 ) -> None:
-    """After an action another module's function committed."""
+    """For what writes nothing else: a refused sign-in, a page read, a download."""
     async with driver.transaction() as session:
         await record(
             session, actor=actor, action=action, now=now, target=target, reseller_id=reseller_id, details=details

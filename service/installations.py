@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import Select, bindparam, insert, select, tuple_, update
 
 from service import pagination, resellers, rules, webhooks
+from service.audit import Pending
 from service.auth import Principal
 from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, Forbidden, InstallationExists, InstallationNotFound, PurchaseTooOld
@@ -125,6 +126,7 @@ async def register(
     support_end: date | None = None,
     reseller_id: UUID | None = None,
     purchase_max_age_days: int,
+    audit: Pending[InstallationRecord] | None = None,
 ) -> InstallationRecord:
     """R3 for a new sale (`purchased_on`), R2 for an existing customer (`support_end`).
     A reseller always registers for itself; an admin may name the reseller.
@@ -173,6 +175,8 @@ async def register(
             await webhooks.emit(
                 session, webhooks.Event.of(webhooks.INSTALLATION_REGISTERED, record, reseller_id=owner, now=now)
             )
+            if audit is not None:
+                await audit.write(session, record)
     except Duplicate as exc:
         raise InstallationExists() from exc
     return record

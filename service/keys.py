@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy import bindparam, select, update
 
 from service import keyformat, pagination, resellers, webhooks
+from service.audit import Pending
 from service.auth import Principal
 from service.driver import Driver, Rows, retried
 from service.errors import N_, KeyAlreadyUsed, KeyNotFound
@@ -49,7 +50,14 @@ _INFO_COLUMNS = (
 
 
 @retried
-async def issue(*, driver: Driver, count: int, secret: bytes, reseller_id: UUID | None = None) -> list[IssuedKey]:
+async def issue(
+    *,
+    driver: Driver,
+    count: int,
+    secret: bytes,
+    reseller_id: UUID | None = None,
+    audit: Pending[list[IssuedKey]] | None = None,
+) -> list[IssuedKey]:
     issued = [
         IssuedKey(uuid.uuid4(), key, keyformat.display_prefix(key))
         for key in (keyformat.generate() for _ in range(count))
@@ -58,6 +66,8 @@ async def issue(*, driver: Driver, count: int, secret: bytes, reseller_id: UUID 
     async with driver.transaction() as session:
         await resellers.require(session, reseller_id)
         await session.copy(LicenseKey, _COLUMNS, rows)
+        if audit is not None:
+            await audit.write(session, issued)
     return issued
 
 
@@ -116,7 +126,7 @@ async def get(*, driver: Driver, principal: Principal, key_id: UUID) -> KeyInfo:
 
 
 @retried
-async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
+async def revoke(*, driver: Driver, key_id: UUID, now: datetime, audit: Pending[KeyInfo] | None = None) -> KeyInfo:
     """Revoke an unused key; revoking a revoked key changes nothing. It locks that one key only, so it keeps the
     order in which other paths lock keys (by id) whatever it waits on."""
     async with driver.transaction() as session:
@@ -125,10 +135,12 @@ async def revoke(*, driver: Driver, key_id: UUID, now: datetime) -> KeyInfo:
             await webhooks.emit(
                 session, webhooks.Event.of(webhooks.KEY_REVOKED, row, reseller_id=row.reseller_id, now=now)
             )
-            return row
-        row = await session.first(_INFO, {"id": key_id})
-        if row is None:
-            raise KeyNotFound()
-        if row.status == "used":
-            raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
+        else:
+            row = await session.first(_INFO, {"id": key_id})
+            if row is None:
+                raise KeyNotFound()
+            if row.status == "used":
+                raise KeyAlreadyUsed(N_("A used key cannot be revoked"))
+        if audit is not None:
+            await audit.write(session, row)
     return row

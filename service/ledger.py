@@ -18,6 +18,7 @@ from sqlalchemy import Uuid, any_, bindparam, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from service import installations, pagination, rules, webhooks
+from service.audit import Pending
 from service.auth import Principal
 from service.driver import Driver, Rows, Session, retried
 from service.errors import ActivationNotFound, VoidHasDependents
@@ -204,6 +205,7 @@ async def void(
     now: datetime,
     cascade: bool = False,
     previewed: Sequence[UUID] | None = None,
+    audit: Pending[VoidResult] | None = None,
 ) -> VoidResult:
     """Void an activation (a refund, a mistake): it stays in the ledger marked void, its keys are
     revoked, and the installation is recomputed. Voiding a void activation changes nothing.
@@ -238,11 +240,14 @@ async def void(
             sold = tuple(sorted(row.id for row in revoked if owner is None or row.reseller_id == owner))
             for each in voided:
                 await _announce(session, replace(result, activation_id=each, revoked_keys=sold), installation)
-            return result
-    assert activation.void_reason is not None, "a void activation has its reason (`_VOID` writes both)"
-    return VoidResult(
-        activation_id, code, activation.voided_at, activation.void_reason, installation.support.end, (), ()
-    )
+        else:
+            assert activation.void_reason is not None, "a void activation has its reason (`_VOID` writes both)"
+            result = VoidResult(
+                activation_id, code, activation.voided_at, activation.void_reason, installation.support.end, (), ()
+            )
+        if audit is not None:
+            await audit.write(session, result)
+    return result
 
 
 async def _announce(session: Session, voided: VoidResult, installation: installations.InstallationRecord) -> None:

@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy import bindparam, case, func, insert, select, tuple_, update
 
 from service import pagination
+from service.audit import Pending
 from service.auth import SecretChecks, hash_secret
 from service.driver import Driver, Duplicate, Rows, Session, retried
 from service.errors import N_, ResellerExists, ResellerNotFound, Unauthenticated
@@ -128,23 +129,23 @@ _ALL = Rows(_RECORD.order_by(Reseller.name), ResellerRecord)
 _EXISTS = Rows(select(Reseller.id).where(Reseller.id == bindparam("id")), _Exists)
 
 
-async def register(*, driver: Driver, name: str) -> NewReseller:
-    reseller_id = uuid.uuid4()
-    client_id = "rs_" + secrets.token_urlsafe(12)
-    client_secret = secrets.token_urlsafe(32)
-    secret_hash = await asyncio.to_thread(hash_secret, client_secret)
-    values = {"id": reseller_id, "name": name, "client_id": client_id, "secret_hash": secret_hash}
+async def register(*, driver: Driver, name: str, audit: Pending[NewReseller] | None = None) -> NewReseller:
+    new = NewReseller(uuid.uuid4(), name, "rs_" + secrets.token_urlsafe(12), secrets.token_urlsafe(32))
+    secret_hash = await asyncio.to_thread(hash_secret, new.client_secret)
     try:
-        await _insert(driver=driver, values=values)
+        await _insert(driver=driver, new=new, secret_hash=secret_hash, audit=audit)
     except Duplicate as exc:
         raise ResellerExists() from exc
-    return NewReseller(reseller_id, name, client_id, client_secret)
+    return new
 
 
 @retried
-async def _insert(*, driver: Driver, values: dict[str, object]) -> None:
+async def _insert(*, driver: Driver, new: NewReseller, secret_hash: str, audit: Pending[NewReseller] | None) -> None:
+    values = {"id": new.id, "name": new.name, "client_id": new.client_id, "secret_hash": secret_hash}
     async with driver.transaction() as session:
         await session.execute(_REGISTER, values)
+        if audit is not None:
+            await audit.write(session, new)
 
 
 async def authenticate(
@@ -225,23 +226,38 @@ async def list_resellers(*, driver: Driver, cursor: str | None = None, limit: in
 
 
 @retried
-async def disable(*, driver: Driver, reseller_id: UUID, now: datetime) -> ResellerRecord:
+async def disable(
+    *, driver: Driver, reseller_id: UUID, now: datetime, audit: Pending[ResellerRecord] | None = None
+) -> ResellerRecord:
     """Its tokens are refused from now on and it gets no new ones. Disabling it again keeps the first instant."""
     async with driver.transaction() as session:
         await session.execute(_DISABLE, {"reseller_id": reseller_id, "now": now})
-        return await _find(session, reseller_id)
+        return await _found(session, reseller_id, audit)
 
 
 @retried
-async def enable(*, driver: Driver, reseller_id: UUID) -> ResellerRecord:
+async def enable(*, driver: Driver, reseller_id: UUID, audit: Pending[ResellerRecord] | None = None) -> ResellerRecord:
     """It may get tokens again, and its unexpired ones work again."""
     async with driver.transaction() as session:
         await session.execute(_ENABLE, {"reseller_id": reseller_id})
-        return await _find(session, reseller_id)
+        return await _found(session, reseller_id, audit)
+
+
+async def _found(session: Session, reseller_id: UUID, audit: Pending[ResellerRecord] | None) -> ResellerRecord:
+    """The reseller as a change left it, the change's audit entry written."""
+    found = await _find(session, reseller_id)
+    if audit is not None:
+        await audit.write(session, found)
+    return found
 
 
 async def rotate_secret(
-    *, driver: Driver, reseller_id: UUID, now: datetime, grace: timedelta = timedelta(0)
+    *,
+    driver: Driver,
+    reseller_id: UUID,
+    now: datetime,
+    grace: timedelta = timedelta(0),
+    audit: Pending[RotatedSecret] | None = None,
 ) -> RotatedSecret:
     """A new client secret, shown once. Without a grace period the old one stops working at once, and so does every
     token issued before now (the usual reason is a leaked secret): `iat` counts whole seconds, so tokens are valid
@@ -256,14 +272,26 @@ async def rotate_secret(
         "valid_from": None if overlap else now.replace(microsecond=0) + timedelta(seconds=1),
         "until": now + grace if overlap else None,
     }
-    return RotatedSecret(await _store_secret(driver=driver, reseller_id=reseller_id, values=values), client_secret)
+    return await _store_secret(
+        driver=driver, reseller_id=reseller_id, values=values, client_secret=client_secret, audit=audit
+    )
 
 
 @retried
-async def _store_secret(*, driver: Driver, reseller_id: UUID, values: dict[str, object]) -> ResellerRecord:
+async def _store_secret(
+    *,
+    driver: Driver,
+    reseller_id: UUID,
+    values: dict[str, object],
+    client_secret: str,
+    audit: Pending[RotatedSecret] | None,
+) -> RotatedSecret:
     async with driver.transaction() as session:
         await session.execute(_ROTATE, {"reseller_id": reseller_id, **values})
-        return await _find(session, reseller_id)
+        rotated = RotatedSecret(await _find(session, reseller_id), client_secret)
+        if audit is not None:
+            await audit.write(session, rotated)
+    return rotated
 
 
 async def require(session: Session, reseller_id: UUID | None) -> None:

@@ -509,6 +509,23 @@ async def enroll_totp(
     return user
 
 
+_RESET_TOTP = update(User).where(User.id == bindparam("user_id")).values(totp_secret=None, totp_last_step=None)
+
+
+@retried
+async def reset_totp(*, driver: Driver, actor: Actor, user_id: UUID, now: datetime) -> UserRecord:
+    """Two-step sign-in off, for a user who lost its authenticator: its open sessions end now, and it signs in with
+    its password alone until it sets it up again (an admin, with `CABINET_ADMIN_TOTP`, before anything else)."""
+    async with driver.transaction() as session:
+        await session.execute(_RESET_TOTP, {"user_id": user_id})
+        await session.execute(_END_SESSIONS, {"user_id": user_id})
+        user = await _find(session, user_id)
+        await audit.record(
+            session, actor=actor, action="user.totp_reset", now=now, target=user.username, reseller_id=user.reseller_id
+        )
+    return user
+
+
 _PURGE_ENDED = delete(CabinetSession).where(
     CabinetSession.user_id == bindparam("user_id"),
     (CabinetSession.expires_at <= bindparam("now")) | (CabinetSession.last_seen_at <= bindparam("idle_since")),

@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from service import pagination, resellers, tracing
+from service.audit import Pending
 from service.auth import Principal
 from service.driver import Driver, Rows, Session, retried
 from service.errors import N_, WebhookDeliveryNotFound, WebhookEndpointNotFound, WebhookUrlRefused
@@ -342,6 +343,7 @@ async def create_endpoint(
     event_types: Sequence[str] | None,
     reseller_id: UUID | None,
     allowed_hosts: AllowedHosts,
+    audit: Pending[EndpointWithSecret] | None = None,
 ) -> EndpointWithSecret:
     """A reseller's endpoint hears its own events; an admin's, those of the reseller it names, or with none
     every reseller's. No event types: every type."""
@@ -360,8 +362,11 @@ async def create_endpoint(
     async with driver.transaction() as session:
         await resellers.require(session, owner)
         row = await session.first(_INSERT_ENDPOINT, values)
-    assert row is not None, "an insert returns its row"
-    return EndpointWithSecret(_endpoint(row), secret)
+        assert row is not None, "an insert returns its row"
+        created = EndpointWithSecret(_endpoint(row), secret)
+        if audit is not None:
+            await audit.write(session, created)
+    return created
 
 
 async def list_endpoints(
@@ -403,12 +408,17 @@ _DISABLE = (
 
 
 @retried
-async def disable_endpoint(*, driver: Driver, principal: Principal, endpoint_id: UUID, now: datetime) -> Endpoint:
+async def disable_endpoint(
+    *, driver: Driver, principal: Principal, endpoint_id: UUID, now: datetime, audit: Pending[Endpoint] | None = None
+) -> Endpoint:
     """Nothing more is sent to it; its pending deliveries wait. Disabling it again changes nothing."""
     async with driver.transaction() as session:
         await _owned(session, principal, endpoint_id)
         await session.execute(_DISABLE, {"endpoint": endpoint_id, "now": now})
-        return await _owned(session, principal, endpoint_id)
+        disabled = await _owned(session, principal, endpoint_id)
+        if audit is not None:
+            await audit.write(session, disabled)
+    return disabled
 
 
 _DELETE = delete(WebhookEndpoint).where(WebhookEndpoint.id == bindparam("id"))
@@ -430,13 +440,17 @@ _ROTATE = (
 
 
 @retried
-async def rotate_secret(*, driver: Driver, principal: Principal, endpoint_id: UUID) -> EndpointWithSecret:
+async def rotate_secret(
+    *, driver: Driver, principal: Principal, endpoint_id: UUID, audit: Pending[EndpointWithSecret] | None = None
+) -> EndpointWithSecret:
     """A new signing secret, shown once: every delivery from now on, retries included, is signed with it."""
     secret = new_secret()
     async with driver.transaction() as session:
-        endpoint = await _owned(session, principal, endpoint_id)
+        rotated = EndpointWithSecret(await _owned(session, principal, endpoint_id), secret)
         await session.execute(_ROTATE, {"endpoint": endpoint_id, "new_secret": secret})
-    return EndpointWithSecret(endpoint, secret)
+        if audit is not None:
+            await audit.write(session, rotated)
+    return rotated
 
 
 # --- Deliveries, as the operator sees them
@@ -515,7 +529,13 @@ _REDELIVER = (
 
 @retried
 async def redeliver(
-    *, driver: Driver, principal: Principal, endpoint_id: UUID, delivery_id: UUID, now: datetime
+    *,
+    driver: Driver,
+    principal: Principal,
+    endpoint_id: UUID,
+    delivery_id: UUID,
+    now: datetime,
+    audit: Pending[Delivery] | None = None,
 ) -> Delivery:
     """Send a delivered or failed delivery again now, with a fresh round of attempts and the same `webhook-id`;
     a pending one is on its way already, and stays as it is."""
@@ -526,7 +546,9 @@ async def redeliver(
             raise WebhookDeliveryNotFound()
         await session.execute(_REDELIVER, {"delivery": delivery_id, "now": now})
         row = await session.first(_DELIVERY, params)
-    assert row is not None, "the delivery was found above in this transaction"
+        assert row is not None, "the delivery was found above in this transaction"
+        if audit is not None:
+            await audit.write(session, row)
     return row
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from service import totp
 from tests.api import Api
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -72,3 +73,12 @@ async def signed_in_user(
     assert (await visitor.set_password(user["setup_url"], PASSWORD)).status_code == 303
     assert (await visitor.sign_in(username, PASSWORD)).status_code == 303
     return user
+
+
+async def enroll_totp(api: Api, visitor: Visitor) -> bytes:
+    """Two-step sign-in set up by the signed-in user of `visitor`, as its page asks: its secret."""
+    page = await visitor.get("/cabinet/totp")
+    secret = totp.secret_of(re.search(r'id="totp-secret"[^>]*>([A-Z2-7]+)<', page.text).group(1))
+    code = totp.code_at(secret, totp.step_of(api.clock.now()))
+    assert (await visitor.post("/cabinet/totp", {"sealed": visitor.sealed(page.text), "code": code})).status_code == 303
+    return secret

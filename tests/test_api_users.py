@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.api import Api
-from tests.cabinet import PASSWORD, Visitor, invite, signed_in_user
+from tests.cabinet import PASSWORD, Visitor, enroll_totp, invite, signed_in_user
 
 pytestmark = pytest.mark.anyio
 
@@ -174,3 +174,26 @@ async def test_disabling_a_user_again_keeps_the_first_instant(api: Api) -> None:
     api.shift_instants(timedelta(minutes=5))
     again = (await api.post(f"/v1/users/{user['id']}/disable", headers=api.admin)).json()["disabled_at"]
     assert again == first
+
+
+async def test_resetting_a_users_two_step_sign_in_ends_its_sessions_and_it_sets_it_up_again(api: Api) -> None:
+    api.settings.cabinet_admin_totp = True
+    reseller = await api.reseller()
+    async with Visitor.of(api) as visitor:
+        user = await signed_in_user(api, visitor, "boss")
+        await enroll_totp(api, visitor)
+        refused = await api.post(f"/v1/users/{user['id']}/reset-totp", headers=reseller["headers"])
+        reset = await api.post(f"/v1/users/{user['id']}/reset-totp", headers=api.admin)
+        ended = await visitor.get("/cabinet/")
+        without_code = await visitor.sign_in("boss", PASSWORD)
+        held = await visitor.get("/cabinet/keys")
+    unknown = await api.post("/v1/users/7a1d2c3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d/reset-totp", headers=api.admin)
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
+    assert reset.status_code == 200 and reset.json()["totp_enabled"] is False
+    assert (ended.status_code, ended.headers["location"]) == (303, "/cabinet/login")
+    assert without_code.status_code == 303
+    assert (held.status_code, held.headers["location"]) == (303, "/cabinet/totp")  # an admin sets it up again
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "user_not_found")
+    last = (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]
+    assert ("token:test-admin", "user.totp_reset", "boss") in [(e["actor"], e["action"], e["target"]) for e in last]

@@ -3,9 +3,11 @@ service as the API does (the browser walk is tests/test_cabinet_browser.py)."""
 
 import asyncio
 import csv
+import html
 import io
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, timedelta
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from service import rules, webhooks
+from service.auth import Principal
 from service.i18n import long_date, money
 from tests.api import ISSUED_KEYS, Api
 from tests.cabinet import PASSWORD, Visitor, invite, signed_in_user
@@ -438,3 +441,102 @@ async def test_staff_give_a_user_a_new_setup_link_when_the_first_expired(api: Ap
     assert (old.status_code, new.status_code, signed_in.status_code) == (404, 303, 303)
     actions = [e["action"] for e in (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]]
     assert "user.setup_link_renewed" in actions
+
+
+@asynccontextmanager
+async def _schema_changed(api: Api, change: list[str], undo: list[str]) -> AsyncIterator[None]:
+    """The schema changed for a while (a constraint or a trigger refusing what the test needs refused), then back."""
+    await _run(api, change)
+    try:
+        yield
+    finally:
+        await _run(api, undo)
+
+
+async def _run(api: Api, statements: list[str]) -> None:
+    async with api.engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement))
+
+
+async def test_an_action_whose_audit_entry_cannot_be_written_is_not_taken(hooked: Api) -> None:
+    api = hooked
+    reseller = await api.reseller("Okhrana")
+    endpoint = await api.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook"}, headers=reseller["headers"])
+    await api.installation("ACME-1", purchased_on=date(2025, 12, 1))
+    [activation] = await _activations(api, "ACME-1", 1)
+    await api.keys(1, reseller_id=reseller["id"])
+    [key_id] = [key for key, status in (await api.key_statuses()).items() if status == "issued"]
+    async with Visitor.of(api) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        await visitor.get("/cabinet/")
+        sign_ins_only = (
+            "ALTER TABLE audit_events ADD CONSTRAINT test_sign_ins_only CHECK (action LIKE 'session.%') NOT VALID"
+        )
+        async with _schema_changed(
+            api, [sign_ins_only], ["ALTER TABLE audit_events DROP CONSTRAINT test_sign_ins_only"]
+        ):
+            posts = {
+                "/cabinet/sales": {"code": "SHOP-1", "purchased_on": TODAY.isoformat(), "reseller_id": reseller["id"]},
+                "/cabinet/keys": {"count": "2"},
+                f"/cabinet/keys/{key_id}/revoke": {},
+                f"/cabinet/installations/ACME-1/void/{activation}": {"reason": "Refund"},
+                "/cabinet/resellers": {"name": "Never"},
+                f"/cabinet/resellers/{reseller['id']}/rotate-secret": {},
+                f"/cabinet/resellers/{reseller['id']}/disable": {},
+                "/cabinet/webhooks": {"url": "http://127.0.0.1:9/other"},
+                f"/cabinet/webhooks/{endpoint.json()['id']}/disable": {},
+            }
+            answers = {path: (await visitor.post(path, form)).status_code for path, form in posts.items()}
+
+    assert answers == dict.fromkeys(posts, 500)
+    assert (await api.get("/v1/installations/SHOP-1", headers=api.admin)).status_code == 404
+    assert (await api.key_statuses())[key_id] == "issued" and len(await api.key_statuses()) == 2
+    ledger = (await api.get("/v1/installations/ACME-1", headers=api.admin)).json()
+    assert ledger["activations"][0]["voided_at"] is None
+    resellers = (await api.get("/v1/resellers", headers=api.admin)).json()["items"]
+    assert [(r["name"], r["disabled_at"]) for r in resellers] == [("Okhrana", None)]
+    assert (await api.get("/v1/keys", headers=reseller["headers"])).status_code == 200  # its secret not rotated
+    endpoints = (await api.get("/v1/webhook-endpoints", headers=api.admin)).json()["items"]
+    assert [(e["url"], e["disabled_at"]) for e in endpoints] == [("http://127.0.0.1:9/hook", None)]
+
+
+async def test_an_action_that_fails_as_it_commits_leaves_no_audit_entry(api: Api) -> None:
+    # A deferred trigger refuses a new reseller as its transaction commits: after the audit entry was written.
+    refuse = [
+        "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE 'refused'; END $$",
+        "CREATE CONSTRAINT TRIGGER test_refuse AFTER INSERT ON resellers DEFERRABLE INITIALLY DEFERRED"
+        " FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+    ]
+    async with Visitor.of(api) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        await visitor.get("/cabinet/resellers")
+        async with _schema_changed(api, refuse, ["DROP TRIGGER test_refuse ON resellers", "DROP FUNCTION test_refuse"]):
+            refused = await visitor.post("/cabinet/resellers", {"name": "Okhrana LLC"})
+
+    assert refused.status_code == 500
+    assert (await api.get("/v1/resellers", headers=api.admin)).json()["items"] == []
+    actions = [e["action"] for e in (await api.get("/v1/audit-events", headers=api.admin)).json()["items"]]
+    assert "reseller.created" not in actions
+
+
+async def test_the_webhooks_page_lists_every_endpoint_a_page_at_a_time(api: Api) -> None:
+    urls = [f"https://hooks.example.com/{number}" for number in range(101)]
+    for url in urls:
+        await webhooks.create_endpoint(
+            driver=api.driver,
+            principal=Principal(role="admin", subject="test-admin"),
+            url=url,
+            event_types=None,
+            reseller_id=None,
+            allowed_hosts=webhooks.AllowedHosts([]),
+        )
+    async with Visitor.of(api) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        first = await visitor.get("/cabinet/webhooks")
+        following = re.search(r'<a href="(/cabinet/webhooks\?cursor=[^"]+)"', first.text).group(1)
+        second = await visitor.get(html.unescape(following))
+
+    listed = re.findall(r'<a href="/cabinet/webhooks/[0-9a-f-]+">([^<]+)</a>', first.text + second.text)
+    assert listed == urls
+    assert "?cursor=" not in second.text

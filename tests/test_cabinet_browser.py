@@ -4,7 +4,8 @@ reseller, moves one of its existing customers in and invites its user; that user
 issues 3 keys and downloads them as CSV, finds the customer inside the bonus window on Renewals with the day the
 bonus is lost, and prints a quote. A post without its CSRF token is refused; a disabled user's open session is
 refused at once; ten wrong passwords limit that address and username only; the audit log shows it all, by user.
-No page loads anything from elsewhere, or any script."""
+No page loads anything from elsewhere, or any script. Where admins must sign in in two steps, staff reset the
+two-step sign-in of an admin who lost its phone, which then sets it up again."""
 
 import csv
 import io
@@ -12,13 +13,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from service import rules
+from service import rules, totp
 from service.auth import TokenSettings, issue_token
 from service.clock import Clock
 from service.i18n import long_date
@@ -35,13 +37,19 @@ pytestmark = pytest.mark.skipif(
 PASSWORD = "a long enough pass phrase"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    folder = tmp_path_factory.mktemp("cabinet")
+@contextmanager
+def _serving(folder: Path, **settings: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A service process on a database of its own, with `settings`: its URL, and the environment its CLI needs."""
     with migrated_database() as database_url:
-        env = {**os.environ, "DATABASE_URL": database_url}
+        env = {**os.environ, "DATABASE_URL": database_url, **settings}
         with running_server(env, cwd=folder) as url:
             yield url, {**env, "CABINET_URL": url}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    with _serving(tmp_path_factory.mktemp("cabinet")) as served:
+        yield served
 
 
 def _today():
@@ -114,6 +122,15 @@ def _loaded_only_from(page: Page, server: str) -> None:
     assert isinstance(resources, list)
     assert all(str(name).startswith(server) for name in resources), resources
     assert page.evaluate("document.scripts.length") == 0
+
+
+def _audit_entries(page: Page, server: str) -> list[tuple[str, str]]:
+    _go(page, f"{server}/cabinet/audit")
+    entries = page.evaluate(
+        "[...document.querySelectorAll('#audit tbody tr')].map(r => [r.dataset.actor, r.dataset.action])"
+    )
+    assert isinstance(entries, list)
+    return [(str(actor), str(action)) for actor, action in entries]
 
 
 WORDS = {
@@ -263,14 +280,9 @@ def test_the_first_admin_sets_up_a_reseller_whose_user_sells_issues_keys_and_quo
         assert page.evaluate("location.pathname") == "/cabinet/"
 
         # The audit log shows each of those actions with its user.
-        _go(page, f"{url}/cabinet/audit")
-        entries = page.evaluate(
-            "[...document.querySelectorAll('#audit tbody tr')].map(r => [r.dataset.actor, r.dataset.action])"
-        )
+        seen = set(_audit_entries(page, url))
         _loaded_only_from(page, url)
 
-    assert isinstance(entries, list)
-    seen = {tuple(entry) for entry in entries}
     expected = [
         (admin, "user.password_set"),
         (admin, "session.signed_in"),
@@ -289,3 +301,51 @@ def test_the_first_admin_sets_up_a_reseller_whose_user_sells_issues_keys_and_quo
         (seller, "session.refused"),
     ]
     assert [entry for entry in expected if entry not in seen] == []
+
+
+def _set_up_totp(page: Page) -> None:
+    """On the page that sets two-step sign-in up: the key typed into the app, and the code it shows typed back."""
+    secret = totp.secret_of(_text(page, "#totp-secret"))
+    _fill(page, "#totp", {"code": totp.code_at(secret, totp.step_of(datetime.now(UTC)))})
+    assert page.evaluate("!!document.querySelector('#totp-enabled')")
+
+
+def test_staff_reset_the_two_step_sign_in_of_an_admin_who_lost_its_phone_which_sets_it_up_again(
+    tmp_path: Path,
+) -> None:
+    with _serving(tmp_path, CABINET_ADMIN_TOTP="true") as (url, env):
+        links = {"boss": _create_admin(env, "boss"), "ops": _create_admin(env, "ops")}
+        with chromium_page(CHROMIUM, OFFLINE) as staff, chromium_page(CHROMIUM, OFFLINE) as ops:
+            # Both admins set a password, sign in, and are sent to set up two-step sign-in before anything else.
+            for page, username in ((staff, "boss"), (ops, "ops")):
+                page.send("Emulation.setDeviceMetricsOverride", **DESKTOP)
+                _go(page, links[username])
+                _fill(page, "main form", {"password": PASSWORD, "password_confirmation": PASSWORD})
+                _fill(page, "form[action='/cabinet/login']", {"username": username, "password": PASSWORD})
+                assert page.evaluate("location.pathname") == "/cabinet/totp"
+                _set_up_totp(page)
+
+            # ops lost its phone: boss resets its two-step sign-in on the Users page.
+            _go(staff, f"{url}/cabinet/users")
+            assert not staff.evaluate("!!document.querySelector(\"tr[data-username='boss'] form.reset-totp\")")
+            _act(staff, "document.querySelector(\"tr[data-username='ops'] form.reset-totp button\").click()")
+            assert staff.evaluate("location.pathname") == "/cabinet/users"
+            assert not staff.evaluate("!!document.querySelector(\"tr[data-username='ops'] form.reset-totp\")")
+            _loaded_only_from(staff, url)
+
+            # Its open session ended; it signs in with its password alone, and sets two-step sign-in up again first.
+            _go(ops, f"{url}/cabinet/keys")
+            assert ops.evaluate("location.pathname") == "/cabinet/login"
+            _sign_in(ops, url, "ops", PASSWORD)
+            assert ops.evaluate("location.pathname") == "/cabinet/totp"
+            assert ops.evaluate("!!document.querySelector('#totp-required')")
+            _go(ops, f"{url}/cabinet/keys")
+            assert ops.evaluate("location.pathname") == "/cabinet/totp"
+            _set_up_totp(ops)
+            _go(ops, f"{url}/cabinet/keys")
+            assert ops.evaluate("location.pathname") == "/cabinet/keys"
+
+            entries = _audit_entries(staff, url)
+
+    assert ("boss", "user.totp_reset") in entries
+    assert entries.count(("ops", "user.totp_enabled")) == 2

@@ -1,14 +1,13 @@
 """Two-step sign-in: RFC 6238's own test vectors, and the cabinet's use of it (a code is good once; with
 CABINET_ADMIN_TOTP an admin sets it up before anything else)."""
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from service import totp
 from tests.api import Api
-from tests.cabinet import PASSWORD, Visitor, signed_in_user
+from tests.cabinet import PASSWORD, Visitor, enroll_totp, signed_in_user
 
 RFC_6238_SECRET = b"12345678901234567890"
 
@@ -49,19 +48,11 @@ def test_a_sealed_secret_opens_for_its_own_user_only() -> None:
         box.open(sealed, uuid4())
 
 
-async def _enroll(api: Api, visitor: Visitor) -> bytes:
-    page = await visitor.get("/cabinet/totp")
-    secret = totp.secret_of(re.search(r'id="totp-secret"[^>]*>([A-Z2-7]+)<', page.text).group(1))
-    code = totp.code_at(secret, totp.step_of(api.clock.now()))
-    assert (await visitor.post("/cabinet/totp", {"sealed": visitor.sealed(page.text), "code": code})).status_code == 303
-    return secret
-
-
 @pytest.mark.anyio
 async def test_after_setting_up_two_step_sign_in_a_user_signs_in_with_a_code_good_once(api: Api) -> None:
     async with Visitor.of(api) as visitor:
         await signed_in_user(api, visitor, "boss")
-        secret = await _enroll(api, visitor)
+        secret = await enroll_totp(api, visitor)
     now = api.clock.now()
     code = totp.code_at(secret, totp.step_of(now) + 1)  # the next step's: the enrolment took this one
     async with Visitor.of(api) as visitor:
@@ -87,7 +78,7 @@ async def test_with_cabinet_admin_totp_an_admin_sets_it_up_before_anything_else(
         await signed_in_user(api, seller, "anna", "reseller", reseller["id"])
         held = await admin.get("/cabinet/keys")
         free = await seller.get("/cabinet/keys")
-        await _enroll(api, admin)
+        await enroll_totp(api, admin)
         api.shift_instants(timedelta(seconds=1))
         after = await admin.get("/cabinet/keys")
 

@@ -4,7 +4,8 @@ elsewhere, a strict CSP, not framable, usable on a phone).
 
 Each page calls the service functions the API calls, as the signed-in user's principal (an admin, or its
 reseller): the same rules, ownership checks, events and webhooks. Sign-in, sessions and users are
-`service.users`; every action taken here is written to the audit log (`service.audit`).
+`service.users`; every action taken here is written to the audit log (`service.audit`), in the action's own
+transaction: a page hands the service function it calls the entry to write (`View.pending`).
 
 Forms: every one carries a hidden `csrf_token`. Signed in, it is the session's own token; before (the sign-in
 and setup forms) it is the value of a cookie set with the form (double submit). Either way a post from another
@@ -20,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote as url_quote
 from uuid import UUID
 
@@ -48,6 +49,7 @@ from service import (
 )
 from service.audit import Actor
 from service.auth import Role
+from service.driver import Driver
 from service.errors import N_
 from service.http.deps import Runtime, client_address, runtime_of
 from service.http.observability import KEYS_ISSUED, KEYS_REVOKED, event
@@ -69,6 +71,7 @@ LIST_LIMIT = 100
 _FORM_LIMITS = {"max_files": 0, "max_fields": 16}
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _DATE = TypeAdapter(SaneDate)
+R = TypeVar("R")
 
 CROSS_SITE = N_("This form can only be sent from its own page: reload the page and send it again.")
 PASSWORDS_DIFFER = N_("The two passwords differ.")
@@ -201,7 +204,12 @@ class View:
     def redirect(self, path: str) -> Response:
         return RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
 
+    def pending(self, action: str, about: Callable[[R], audit.About]) -> audit.Pending[R]:
+        """The audit entry of an action, for the service function that takes it to write in its transaction."""
+        return audit.Pending(self.actor, action, self.runtime.clock.now(), about)
+
     async def audit(self, action: str, **what: Any) -> None:
+        """The audit entry of what writes nothing else (a page read, a download), in a transaction of its own."""
         await audit.record_alone(
             driver=self.runtime.driver, actor=self.actor, action=action, now=self.runtime.clock.now(), **what
         )
@@ -519,7 +527,6 @@ async def installations_page(view: View) -> Response:
     runtime = view.runtime
     typed = view.request.query_params.get("code", "").strip()[:64]
     prefix, error = check_code(typed, view.language) if typed else (None, None)
-    cursor = view.request.query_params.get("cursor") or None
     found = None
     if error is None:
         found = await installations.pipeline(
@@ -528,7 +535,7 @@ async def installations_page(view: View) -> Response:
             today=runtime.clock.today(),
             unit_price_minor=runtime.settings.unit_price_minor,
             code_prefix=prefix,
-            cursor=cursor[:200] if cursor else None,
+            cursor=_cursor(view),
             expiring_within_days=RENEWALS_DAYS,
             limit=LIST_LIMIT,
         )
@@ -585,16 +592,23 @@ async def sale_submit(view: View) -> Response:
             support_end=days["support_end"],
             reseller_id=reseller_id,
             purchase_max_age_days=runtime.settings.purchase_max_age_days,
+            audit=view.pending(
+                "installation.registered",
+                lambda registered: audit.About(
+                    registered.code,
+                    registered.reseller_id,
+                    {"purchased_on": days["purchased_on"], "support_end": days["support_end"]},
+                ),
+            ),
         )
     except errors.DomainError as refusal:
         return view.refusal(refusal, "sale.html", form=form, errors={}, choices=await _reseller_choices(view))
-    await view.audit(
-        "installation.registered",
-        target=record.code,
-        reseller_id=record.reseller_id,
-        details={"purchased_on": days["purchased_on"], "support_end": days["support_end"]},
-    )
     return view.redirect(f"{PREFIX}/installations/{url_quote(record.code)}")
+
+
+def _cursor(view: View) -> str | None:
+    """Where a list's page starts (`?cursor=`, the previous page's `next_cursor`), or its first page."""
+    return view.request.query_params.get("cursor", "")[:200] or None
 
 
 def _path_id(view: View, name: str, missing: type[errors.DomainError]) -> UUID:
@@ -616,11 +630,10 @@ def _uuid(text: str) -> UUID | None:
 
 
 async def _keys_page(view: View, status: int = 200, **context: Any) -> Response:
-    cursor = view.request.query_params.get("cursor") or None
     page_of_keys = await keys.list_keys(
         driver=view.runtime.driver,
         principal=view.user.principal,
-        cursor=cursor[:200] if cursor else None,
+        cursor=_cursor(view),
         limit=LIST_LIMIT,
     )
     return view.render(
@@ -668,7 +681,15 @@ async def keys_issue(view: View) -> Response:
             claimed.body, claimed.status, headers={**SECURITY_HEADERS, "Content-Language": view.language}
         )
     try:
-        issued = await keys.issue(driver=runtime.driver, count=int(text), secret=runtime.key_secret, reseller_id=owner)
+        issued = await keys.issue(
+            driver=runtime.driver,
+            count=int(text),
+            secret=runtime.key_secret,
+            reseller_id=owner,
+            audit=view.pending(
+                "keys.issued", lambda batch: audit.About(str(batch[0].id), owner, {"count": len(batch)})
+            ),
+        )
     except Exception:
         await idempotency.release(driver=runtime.driver, claim=claimed)
         raise
@@ -678,7 +699,6 @@ async def keys_issue(view: View) -> Response:
     response = view.render("keys_issued.html", 201, issued=issued, batch=batch)
     answer = idempotency.Answer(response.status_code, "text/html; charset=utf-8", bytes(response.body))
     await idempotency.store(driver=runtime.driver, claim=claimed, answer=answer, sealer=runtime.sealer)
-    await view.audit("keys.issued", target=str(issued[0].id), reseller_id=owner, details={"count": len(issued)})
     return response
 
 
@@ -728,20 +748,40 @@ async def key_revoke(view: View) -> Response:
     runtime = view.runtime
     found = await keys.info(driver=runtime.driver, key_id=key_id)
     view.user.principal.require_owner(found.reseller_id)
-    revoked = await keys.revoke(driver=runtime.driver, key_id=key_id, now=runtime.clock.now())
+    await keys.revoke(
+        driver=runtime.driver,
+        key_id=key_id,
+        now=runtime.clock.now(),
+        audit=view.pending("key.revoked", lambda key: audit.About(key.prefix, key.reseller_id, {"key_id": key.id})),
+    )
     KEYS_REVOKED.inc()
     event("key_revoked", key_id=key_id)
-    await view.audit("key.revoked", target=revoked.prefix, reseller_id=revoked.reseller_id, details={"key_id": key_id})
     return view.redirect(f"{PREFIX}/keys")
 
 
 # --- Webhooks: endpoints, their deliveries, redelivery, the secret
 
 
+async def _webhooks_page(view: View, status: int = 200, **context: Any) -> Response:
+    endpoints = await webhooks.list_endpoints(
+        driver=view.runtime.driver,
+        principal=view.user.principal,
+        cursor=_cursor(view),
+        limit=LIST_LIMIT,
+    )
+    return view.render(
+        "webhooks.html",
+        status,
+        endpoints=endpoints.items,
+        next_cursor=endpoints.next_cursor,
+        event_types=webhooks.EVENT_TYPES,
+        **context,
+    )
+
+
 @page()
 async def webhooks_page(view: View) -> Response:
-    endpoints = (await webhooks.list_endpoints(driver=view.runtime.driver, principal=view.user.principal)).items
-    return view.render("webhooks.html", endpoints=endpoints, event_types=webhooks.EVENT_TYPES, form={})
+    return await _webhooks_page(view, form={})
 
 
 @page()
@@ -757,20 +797,15 @@ async def webhook_create(view: View) -> Response:
             event_types=chosen or None,
             reseller_id=None,
             allowed_hosts=runtime.webhook_allowed_hosts,
+            audit=view.pending("webhook_endpoint.created", lambda made: _about_endpoint(made.endpoint)),
         )
     except errors.InvalidRequest as refusal:
-        endpoints = (await webhooks.list_endpoints(driver=runtime.driver, principal=view.user.principal)).items
-        return view.render(
-            "webhooks.html",
-            400,
-            endpoints=endpoints,
-            event_types=webhooks.EVENT_TYPES,
-            form={"url": url},
-            url_error=view.t(refusal.message, **refusal.params),
-        )
-    endpoint = created.endpoint
-    await view.audit("webhook_endpoint.created", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
-    return view.render("webhook_secret.html", 201, endpoint=endpoint, secret=created.secret)
+        return await _webhooks_page(view, 400, form={"url": url}, url_error=view.t(refusal.message, **refusal.params))
+    return view.render("webhook_secret.html", 201, endpoint=created.endpoint, secret=created.secret)
+
+
+def _about_endpoint(endpoint: webhooks.Endpoint) -> audit.About:
+    return audit.About(endpoint.url[:200], endpoint.reseller_id)
 
 
 @page()
@@ -798,8 +833,11 @@ async def webhook_redeliver(view: View) -> Response:
         endpoint_id=endpoint_id,
         delivery_id=delivery_id,
         now=runtime.clock.now(),
+        audit=view.pending(
+            "webhook_delivery.redelivered",
+            lambda delivery: audit.About(str(delivery.id), details={"endpoint_id": endpoint_id}),
+        ),
     )
-    await view.audit("webhook_delivery.redelivered", target=str(delivery_id), details={"endpoint_id": endpoint_id})
     return view.redirect(f"{PREFIX}/webhooks/{endpoint_id}")
 
 
@@ -809,10 +847,9 @@ async def webhook_rotate(view: View) -> Response:
         driver=view.runtime.driver,
         principal=view.user.principal,
         endpoint_id=_path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
+        audit=view.pending("webhook_endpoint.secret_rotated", lambda made: _about_endpoint(made.endpoint)),
     )
-    endpoint = rotated.endpoint
-    await view.audit("webhook_endpoint.secret_rotated", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
-    return view.render("webhook_secret.html", endpoint=endpoint, secret=rotated.secret, rotated=True)
+    return view.render("webhook_secret.html", endpoint=rotated.endpoint, secret=rotated.secret, rotated=True)
 
 
 @page()
@@ -823,8 +860,8 @@ async def webhook_disable(view: View) -> Response:
         principal=view.user.principal,
         endpoint_id=_path_id(view, "endpoint_id", errors.WebhookEndpointNotFound),
         now=runtime.clock.now(),
+        audit=view.pending("webhook_endpoint.disabled", _about_endpoint),
     )
-    await view.audit("webhook_endpoint.disabled", target=endpoint.url[:200], reseller_id=endpoint.reseller_id)
     return view.redirect(f"{PREFIX}/webhooks/{endpoint.id}")
 
 
@@ -894,17 +931,19 @@ async def void_submit(view: View) -> Response:
             now=runtime.clock.now(),
             cascade=bool(shown),
             previewed=[activation for activation in shown if activation is not None],
+            audit=view.pending(
+                "activation.voided",
+                lambda done: audit.About(
+                    done.installation,
+                    preview["record"].reseller_id,
+                    {"voided": [str(each) for each in done.voided], "reason": reason},
+                ),
+            ),
         )
     except errors.VoidHasDependents:
         return view.render("void.html", 409, **await _void_preview(view), reason=reason, changed=view.t(LEDGER_CHANGED))
     for voided in result.voided:
         event("void", activation_id=voided, installation=result.installation, support_end=result.support_end)
-    await view.audit(
-        "activation.voided",
-        target=result.installation,
-        reseller_id=preview["record"].reseller_id,
-        details={"voided": [str(each) for each in result.voided], "reason": reason},
-    )
     return view.redirect(f"{PREFIX}/installations/{url_quote(result.installation)}")
 
 
@@ -927,8 +966,11 @@ async def reseller_create(view: View) -> Response:
             form={"name": name[:200]},
             name_error=view.t(NAME_REQUIRED),
         )
-    new = await resellers.register(driver=view.runtime.driver, name=name)
-    await view.audit("reseller.created", target=new.name, reseller_id=new.id)
+    new = await resellers.register(
+        driver=view.runtime.driver,
+        name=name,
+        audit=view.pending("reseller.created", lambda created: audit.About(created.name, created.id)),
+    )
     return view.render(
         "reseller_secret.html",
         201,
@@ -955,20 +997,21 @@ async def reseller_disable(view: View) -> Response:
         driver=runtime.driver,
         reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
         now=runtime.clock.now(),
+        audit=view.pending("reseller.disabled", _about_reseller),
     )
     await users.end_reseller_sessions(driver=runtime.driver, reseller_id=reseller.id)
     event("reseller_disabled", reseller_id=reseller.id)
-    await view.audit("reseller.disabled", target=reseller.name, reseller_id=reseller.id)
     return view.redirect(f"{PREFIX}/resellers/{reseller.id}")
 
 
 @page(staff=True)
 async def reseller_enable(view: View) -> Response:
     reseller = await resellers.enable(
-        driver=view.runtime.driver, reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound)
+        driver=view.runtime.driver,
+        reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
+        audit=view.pending("reseller.enabled", _about_reseller),
     )
     event("reseller_enabled", reseller_id=reseller.id)
-    await view.audit("reseller.enabled", target=reseller.name, reseller_id=reseller.id)
     return view.redirect(f"{PREFIX}/resellers/{reseller.id}")
 
 
@@ -979,10 +1022,10 @@ async def reseller_rotate(view: View) -> Response:
         driver=runtime.driver,
         reseller_id=_path_id(view, "reseller_id", errors.ResellerNotFound),
         now=runtime.clock.now(),
+        audit=view.pending("reseller.secret_rotated", lambda rotated: _about_reseller(rotated.reseller)),
     )
     reseller = rotated.reseller
     event("reseller_secret_rotated", reseller_id=reseller.id)
-    await view.audit("reseller.secret_rotated", target=reseller.name, reseller_id=reseller.id)
     return view.render(
         "reseller_secret.html",
         reseller_id=reseller.id,
@@ -991,6 +1034,10 @@ async def reseller_rotate(view: View) -> Response:
         client_secret=rotated.client_secret,
         rotated=True,
     )
+
+
+def _about_reseller(reseller: resellers.ResellerRecord) -> audit.About:
+    return audit.About(reseller.name, reseller.id)
 
 
 async def _users_page(view: View, status: int = 200, **context: Any) -> Response:
@@ -1042,28 +1089,37 @@ async def user_setup_link(view: View) -> Response:
     return view.render("user_invited.html", invited=invitation.user, link=link, renewed=True)
 
 
-@page(staff=True)
-async def user_disable(view: View) -> Response:
+class _UserChange(Protocol):
+    def __call__(
+        self, *, driver: Driver, actor: Actor, user_id: UUID, now: datetime
+    ) -> Awaitable[users.UserRecord]: ...
+
+
+async def _change_user(view: View, change: _UserChange) -> Response:
+    """A change to the user in the path (disable, enable, reset its two-step sign-in), then the Users page."""
     runtime = view.runtime
-    await users.disable(
+    await change(
         driver=runtime.driver,
         actor=view.actor,
         user_id=_path_id(view, "user_id", errors.UserNotFound),
         now=runtime.clock.now(),
     )
     return view.redirect(f"{PREFIX}/users")
+
+
+@page(staff=True)
+async def user_disable(view: View) -> Response:
+    return await _change_user(view, users.disable)
 
 
 @page(staff=True)
 async def user_enable(view: View) -> Response:
-    runtime = view.runtime
-    await users.enable(
-        driver=runtime.driver,
-        actor=view.actor,
-        user_id=_path_id(view, "user_id", errors.UserNotFound),
-        now=runtime.clock.now(),
-    )
-    return view.redirect(f"{PREFIX}/users")
+    return await _change_user(view, users.enable)
+
+
+@page(staff=True)
+async def user_reset_totp(view: View) -> Response:
+    return await _change_user(view, users.reset_totp)
 
 
 @page(staff=True)
@@ -1135,6 +1191,7 @@ def install(app: FastAPI) -> None:
         ("/users/{user_id}/setup-link", user_setup_link, "POST"),
         ("/users/{user_id}/disable", user_disable, "POST"),
         ("/users/{user_id}/enable", user_enable, "POST"),
+        ("/users/{user_id}/reset-totp", user_reset_totp, "POST"),
         ("/audit", audit_page, "GET"),
         ("/{rest:path}", not_found, "GET"),
     ]

@@ -1,5 +1,5 @@
 """Cabinet users and the audit log, for admins: invite a user (its setup link shown once), list, disable and
-enable users; read who did what."""
+enable users, reset a user's two-step sign-in; read who did what."""
 
 from datetime import timedelta
 from typing import Annotated
@@ -109,6 +109,19 @@ async def disable(user_id: UUID, request: Request, driver: DriverDep, clock: Clo
 async def enable(user_id: UUID, request: Request, driver: DriverDep, clock: ClockDep, admin: AdminDep) -> UserOut:
     """Admins: the user may sign in again."""
     user = await users.enable(driver=driver, actor=token_actor(request, admin), user_id=user_id, now=clock.now())
+    return UserOut.of(user)
+
+
+@router.post(
+    "/v1/users/{user_id}/reset-totp",
+    summary="Reset a user's two-step sign-in",
+    operation_id="resetUserTotp",
+    responses=_ONE_USER,
+)
+async def reset_totp(user_id: UUID, request: Request, driver: DriverDep, clock: ClockDep, admin: AdminDep) -> UserOut:
+    """Admins: for a user who lost its authenticator app. Two-step sign-in is off and its open sessions end at once;
+    it signs in with its password and sets two-step sign-in up again (an admin must, with `CABINET_ADMIN_TOTP`)."""
+    user = await users.reset_totp(driver=driver, actor=token_actor(request, admin), user_id=user_id, now=clock.now())
     return UserOut.of(user)
 
 
