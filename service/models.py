@@ -211,6 +211,24 @@ class SigningKey(Base):
     __table_args__ = (CheckConstraint("(revoked_at IS NULL) = (revoked_since IS NULL)", name="revoked_since_when"),)
 
 
+class PendingSigningKey(Base):
+    """A signing key made for a rotation prepared from the cabinet, waiting for its certificate by the root (which is
+    made offline, from `request`): not in `signing_keys`, so nothing publishes it or signs with it until the
+    certificate comes back and it moves there (`service.signing_keys.publish_prepared`). One at a time."""
+
+    __tablename__ = "pending_signing_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    """Encrypted as `signing_keys.private_key` is."""
+    request: Mapped[bytes] = mapped_column(LargeBinary)
+    """The PKCS #10 certificate signing request (DER) the root's holder certifies, signed by the key itself."""
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_at_a_time"),)
+
+
 class RevocationList(Base):
     """A root-signed X.509 CRL of the revoked signing keys, as made by `revoke-signing-key`; the newest is served."""
 
