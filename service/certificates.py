@@ -46,8 +46,9 @@ def public_key_of(private_key_pem: str) -> ec.EllipticCurvePublicKey:
     return private.public_key()
 
 
-def kid_of(private_key_pem: str) -> str:
-    return _thumbprint(_public(jwk.construct(private_key_pem, ALGORITHM)))
+def kid_of(key_pem: str) -> str:
+    """The key's id (RFC 7638), from its private or its public key (PEM)."""
+    return _thumbprint(_public(jwk.construct(key_pem, ALGORITHM)))
 
 
 def _public(private: jwk.Key) -> dict:

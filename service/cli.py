@@ -242,7 +242,7 @@ def _root_with_key(settings: "Settings", root_key: str | None, now: "datetime") 
 
 
 def _rotate_signing_key(args: argparse.Namespace) -> int:
-    from service import signing_keys
+    from service import errors, signing_keys
     from service.clock import Clock
 
     settings = get_settings()
@@ -264,7 +264,7 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
         )
         # Each rotation brings the revocation list up to date: there is one to serve from the first certified key.
         _on_database(lambda driver: signing_keys.publish_revocations(driver=driver, root=root, now=clock.now()))
-    except (ValueError, signing_keys.RotationUnderWay) as refusal:
+    except (ValueError, errors.RotationUnderWay) as refusal:
         print(f"not rotated: {refusal}", file=sys.stderr)
         return 1
     print(json.dumps({"signing": rotation.signing, "signs_from": rotation.signs_from.isoformat()}))
@@ -274,6 +274,39 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
             "docs/certificates.md); a verifier with the root is not affected",
             file=sys.stderr,
         )
+    return 0
+
+
+def _certify_signing_key(args: argparse.Namespace) -> int:
+    """On the machine that holds the root's key, with no database: the certificate of the key that the cabinet
+    prepared a rotation with, from its request, as `rotate-signing-key` certifies a key it makes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from service import trust
+    from service.clock import Clock
+    from service.signing_keys import Timing
+
+    settings = get_settings()
+    now = Clock(settings.zone).now()
+    try:
+        root = _root_with_key(settings, args.root_key, now)
+        request = trust.load_request(Path(args.request).read_bytes())
+        der = root.certify_request(request, *Timing.of(settings).validity(now, None))
+    except (OSError, ValueError) as refusal:
+        print(f"not certified: {refusal}", file=sys.stderr)
+        return 1
+    certificate = x509.load_der_x509_certificate(der)
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    if args.out is None:
+        sys.stdout.write(pem.decode())
+    else:
+        Path(args.out).write_bytes(pem)
+    print(
+        f"certified the signing key {certificate.subject.rfc4514_string()} until "
+        f"{certificate.not_valid_after_utc.isoformat()}: paste the certificate into the cabinet's Signing keys page",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -452,6 +485,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     rotate.add_argument("--now", action="store_true", help="emergency: the new key signs at once (see the docs)")
     rotate.set_defaults(run=_rotate_signing_key)
+
+    certify = commands.add_parser(
+        "certify-signing-key",
+        help="on the machine that holds the root's key, with no database: certify the signing key of a rotation "
+        "prepared in the cabinet, from its request (CSR); print its certificate (PEM) to paste there",
+    )
+    certify.add_argument("request", metavar="CSR_FILE", help="the request the cabinet shows (PEM or DER)")
+    certify.add_argument(
+        "--root-key", metavar="FILE", help="the root's private key (root-key.pem); not needed with the development root"
+    )
+    certify.add_argument("--out", metavar="FILE", help="write the certificate (PEM) here rather than to stdout")
+    certify.set_defaults(run=_certify_signing_key)
 
     revoke = commands.add_parser(
         "revoke-signing-key",

@@ -266,6 +266,58 @@ class SetupLinkInvalid(DomainError):
     title = N_("This setup link is not valid: it was used, it expired, or it was never given")
 
 
+class SigningKeyGiven(InvalidRequest):
+    title = N_("The signing key is the CERTIFICATE_PRIVATE_KEY setting: it changes by changing that setting")
+
+
+class SigningKeyNotPrepared(DomainError):
+    code = "signing_key_not_prepared"
+    status = 404
+    example = Example("No signing key is prepared for a rotation: it was published or discarded")
+    title = N_("No signing key is prepared for a rotation: it was published or discarded")
+
+
+class RotationUnderWay(DomainError):
+    """A rotation's new key does not sign yet: another rotation now would retire it unused (an emergency may)."""
+
+    code = "signing_key_rotation_under_way"
+    status = 409
+    example = Example("The key 3sZ5rYFJ7n6AqQ0i0qjz2Y9cYz4mB2uYc7V2dJ9kq1M signs from 2026-12-05T10:02:00+00:00")
+    title = N_("A rotation is under way: its new key does not sign yet")
+
+
+class SigningKeyCertificateRefused(DomainError):
+    """A certificate given for the prepared signing key that the service would not sign with: it checks what it
+    checks of every key it loads, and what a verifier checks of a key's certificate."""
+
+    code = "signing_key_certificate_refused"
+    status = 422
+    example = Example("The certificate is not signed by the root this service trusts")
+    title = N_("The certificate does not certify the prepared key for signing")
+
+
+class CertificateUnreadable(SigningKeyCertificateRefused):
+    title = N_("This is not an X.509 certificate in PEM (-----BEGIN CERTIFICATE-----)")
+
+
+class CertificateNotByRoot(SigningKeyCertificateRefused):
+    title = N_("The certificate is not signed by the root this service trusts")
+
+
+class CertificateForAnotherKey(SigningKeyCertificateRefused):
+    title = N_("The certificate is of another key than the one prepared")
+
+
+class CertificateNotForSigning(SigningKeyCertificateRefused):
+    title = N_("The certificate does not certify a P-256 key for signatures only: make it with certify-signing-key")
+
+
+class CertificateExpired(SigningKeyCertificateRefused):
+    title = N_(
+        "The certificate is not valid when the key would first sign, or ends before it could: certify the request again"
+    )
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = 422

@@ -5,12 +5,15 @@ come, and only if the root of trust certified it (`certificate`) for long enough
 expires before the key's own certificate does: a key with no root certificate never signs.
 
 A rotation publishes the new key first and schedules it to sign only once every process and every cache of the
-JWKS holds it (`rotate`): processes read the key set again every `SIGNING_KEYS_RELOAD_SECONDS`, and a JWKS may be
-kept for `JWKS_MAX_AGE_SECONDS`, so the new key signs from the instant its publication committed plus both. An
-emergency rotation (`immediately`) signs at once, at the cost described in docs/certificates.md. A retired key
-stays published while a certificate it signed may still be valid: for the certificates' lifetime, plus the
-time a process that has not yet reloaded may still sign with it. A revoked key is published no more and never
-signs again; the root-signed revocation list names it (`revoke`).
+JWKS holds it: processes read the key set again every `SIGNING_KEYS_RELOAD_SECONDS`, and a JWKS may be kept for
+`JWKS_MAX_AGE_SECONDS`, so the new key signs from the instant its publication committed plus both. An emergency
+rotation (`immediately`) signs at once, at the cost described in docs/certificates.md. A rotation is made where the
+root's private key is (`rotate`, the command line), or prepared here without it (`prepare`: a new key and its
+certificate signing request, kept apart in `pending_signing_keys`, neither published nor signing), certified offline
+by the root's holder (`trust.Root.certify_request`) and published with that certificate (`publish_prepared`): both
+publish through `_publish`, by the same rules. A retired key stays published while a certificate it signed may still
+be valid: for the certificates' lifetime, plus the time a process that has not yet reloaded may still sign with it. A
+revoked key is published no more and never signs again; the root-signed revocation list names it (`revoke`).
 
 The private keys are stored encrypted (Fernet) under a key derived from `CERTIFICATE_KEY_SECRET`. A deployment
 may give its key as `CERTIFICATE_PRIVATE_KEY` (and its root certificate as `CERTIFICATE_CHAIN`) instead: that
@@ -35,13 +38,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
+from service import errors, trust, verification
 from service.certificates import CertificateSigner, generate_private_key, kid_of, public_key_of
 from service.clock import Clock
-from service.driver import Contended, Driver, Duplicate, Rows, retried
-from service.errors import NoSigningKey
-from service.models import RevocationList, SigningKey
+from service.driver import Contended, Driver, Duplicate, Rows, Session, retried
+from service.errors import N_, NoSigningKey, RotationUnderWay
+from service.models import PendingSigningKey, RevocationList, SigningKey
 from service.settings import Settings
 from service.trust import Revoked, Root
 
@@ -52,10 +56,6 @@ STOPPED = timedelta(minutes=1)
 transactions are milliseconds apart)."""
 IN_FLIGHT = timedelta(minutes=1)
 """How long before it is made a key made to sign at once (the first, or a development root's next) signs from."""
-
-
-class RotationUnderWay(Exception):
-    """A rotation's new key does not sign yet: another rotation now would retire it unused (`immediately` may)."""
 
 
 class SigningKeyNotFound(Exception):
@@ -200,6 +200,13 @@ class Timing:
         """From a key's publication to its first signature: every process has read it, every cached JWKS holds it."""
         return self.reload + self.max_age
 
+    def validity(self, now: datetime, signs_from: datetime | None) -> tuple[datetime, datetime]:
+        """A new key's certificate's, from `now`: from then (or from its first signature, if earlier) until a signing
+        period after its first signature and the lifetime of its last certificates. A key not yet scheduled
+        (`signs_from` None) first signs `publication` after now."""
+        first_signature = now + self.publication if signs_from is None else signs_from
+        return min(now, first_signature), first_signature + self.period + self.lifetime
+
     @property
     def retained(self) -> timedelta:
         """How long a retired key stays published: its last certificates' lifetime, after a process that had not yet
@@ -241,13 +248,23 @@ class SigningKeys:
         """How long a copy of the JWKS may be kept (a rotation's new key signs only after as long)."""
         return int(self._timing.max_age.total_seconds())
 
+    @property
+    def given(self) -> bool:
+        """Whether the key is CERTIFICATE_PRIVATE_KEY's, not the database's."""
+        return self._given is not None
+
+    def root(self) -> Root:
+        """The root of trust, read (or a development root made) on first use."""
+        if self._root is None:
+            self._root = self._make_root()
+        return self._root
+
     async def current(self) -> KeySet:
         if time.monotonic() < self._fresh_until and self._current is not None:
             return self._current
         async with self._lock:  # one read per process, however many requests find the copy stale at once
             if time.monotonic() >= self._fresh_until or self._current is None:
-                if self._root is None:
-                    self._root = self._make_root()
+                root = self.root()
                 if self._given is not None:
                     private_key_pem, chain_pem = self._given
                     self._current = _given_key(
@@ -255,7 +272,7 @@ class SigningKeys:
                         chain_pem,
                         issuer=self._issuer,
                         timing=self._timing,
-                        root=self._root,
+                        root=root,
                         now=self._clock.now(),
                     )
                     self._fresh_until = float("inf")
@@ -269,7 +286,7 @@ class SigningKeys:
                     secret=self._secret,
                     issuer=self._issuer,
                     timing=self._timing,
-                    root=self._root,
+                    root=root,
                     now=self._clock.now(),
                 )
                 self._fresh_until = started + self._timing.reload.total_seconds()
@@ -357,16 +374,10 @@ async def load(*, driver: Driver, secret: str, issuer: str, timing: Timing, root
         # Signing from a little before now: a request that read the clock before it waited for this key set signs
         # with this key too.
         signs_from = now - IN_FLIGHT
+        first = _new_key(cipher, root, timing, now, signs_from)
         with suppress(Duplicate):  # another process made it first
-            await _add_key(
-                driver=driver,
-                cipher=cipher,
-                root=root,
-                timing=timing,
-                generation=generation,
-                signs_from=signs_from,
-                now=now,
-            )
+            async with driver.transaction() as session:
+                await _insert(session, first, generation=generation, signs_from=signs_from, now=now)
         rows, _ = await _keys(driver)
     published = []
     retired_at: datetime | None = None  # when the newer keys' signing began
@@ -443,36 +454,38 @@ async def _keys(driver: Driver) -> tuple[list[_Key], int]:
     return [row for row in rows if row.revoked_at is None], (rows[0].generation + 1 if rows else 1)
 
 
-async def _add_key(
-    *,
-    driver: Driver,
-    cipher: Fernet,
-    root: Root,
-    timing: Timing,
-    generation: int,
-    signs_from: datetime | None,
-    now: datetime,
-) -> str:
-    """A new key, certified by `root` from now until a signing period after it may first sign and the lifetime of
-    its last certificates. `Duplicate` when another key took that generation first."""
+@dataclass(frozen=True)
+class _NewKey:
+    kid: str
+    private_key: bytes
+    """Encrypted."""
+    certificate: bytes
+    """DER, by the root."""
+
+
+def _new_key(cipher: Fernet, root: Root, timing: Timing, now: datetime, signs_from: datetime | None) -> _NewKey:
+    """A new key, certified by `root` for its `timing.validity`."""
     pem = generate_private_key()
     kid = kid_of(pem)
-    first_signature = now + timing.publication if signs_from is None else signs_from
-    not_before = min(now, first_signature)
-    certificate = root.certify(public_key_of(pem), kid, not_before, first_signature + timing.period + timing.lifetime)
-    async with driver.transaction() as session:
-        await session.execute(
-            _NEW_KEY,
-            {
-                "kid": kid,
-                "private_key": cipher.encrypt(pem.encode()),
-                "generation": generation,
-                "signs_from": signs_from,
-                "certificate": certificate,
-                "now": now,
-            },
-        )
-    return kid
+    certificate = root.certify(public_key_of(pem), kid, *timing.validity(now, signs_from))
+    return _NewKey(kid, cipher.encrypt(pem.encode()), certificate)
+
+
+async def _insert(
+    session: Session, key: _NewKey, *, generation: int, signs_from: datetime | None, now: datetime
+) -> None:
+    """`Duplicate` when another key took that generation first."""
+    await session.execute(
+        _NEW_KEY,
+        {
+            "kid": key.kid,
+            "private_key": key.private_key,
+            "generation": generation,
+            "signs_from": signs_from,
+            "certificate": key.certificate,
+            "now": now,
+        },
+    )
 
 
 class _SigningSince(NamedTuple):
@@ -506,42 +519,214 @@ class Rotation:
 async def rotate(
     *, driver: Driver, secret: str, root: Root, timing: Timing, clock: Clock, immediately: bool
 ) -> Rotation:
-    """Publish a new key, certified by `root`, and schedule it to sign once every process and JWKS cache holds it:
-    `timing.publication` after its publication committed (read from the clock after the commit, so the time a
-    commit takes is not counted in). Refused while a rotation is under way; a rotation that stopped between the two
-    (its key published, still not scheduled after `STOPPED`) is finished instead. `immediately`: a new key signs at
-    once."""
-    cipher = _cipher(secret)
+    """Publish a new key, certified by `root` (which holds its private key: the command line's rotation), as
+    `_publish` does. `immediately`: it signs at once."""
     now = clock.now()
+    key = _new_key(_cipher(secret), root, timing, now, now if immediately else None)
+    return await _publish(driver=driver, key=key, timing=timing, clock=clock, now=now, immediately=immediately)
+
+
+async def _publish(
+    *,
+    driver: Driver,
+    key: _NewKey,
+    timing: Timing,
+    clock: Clock,
+    now: datetime,
+    immediately: bool,
+    prepared: bool = False,
+) -> Rotation:
+    """The one way a key is published (`rotate`, `publish_prepared`): schedule it to sign once every process and JWKS
+    cache holds it, `timing.publication` after its publication committed (read from the clock after the commit, so
+    the time a commit takes is not counted in). Refused while a rotation is under way; a rotation that stopped
+    between the two (its key published, still not scheduled after `STOPPED`) is finished instead, and its rotation
+    answered. `immediately`: the key signs at once. `prepared`: the key leaves the pending keys in the transaction
+    that publishes it."""
     rows, generation = await _keys(driver)
     newest = rows[0] if rows else None
     if newest is not None and not immediately:
         if newest.signs_from is None and newest.created_at < now - STOPPED:
             return await _schedule(driver, newest.kid, clock.now() + timing.publication)
-        if newest.signs_from is None or newest.signs_from > now:
-            when = "once scheduled" if newest.signs_from is None else f"from {newest.signs_from}"
-            raise RotationUnderWay(f"the key {newest.kid} signs {when}: it is the rotation under way")
+        if newest.signs_from is None:
+            raise RotationUnderWay(
+                N_("The key %(kid)s is published, not yet scheduled: it is the rotation under way"), kid=newest.kid
+            )
+        if newest.signs_from > now:
+            raise RotationUnderWay(
+                N_("The key %(kid)s signs from %(instant)s: it is the rotation under way"),
+                kid=newest.kid,
+                instant=newest.signs_from.isoformat(),
+            )
+    signs_from = now if immediately else None
     try:
-        kid = await _add_key(
-            driver=driver,
-            cipher=cipher,
-            root=root,
-            timing=timing,
-            generation=generation,
-            signs_from=now if immediately else None,
-            now=now,
-        )
+        async with driver.transaction() as session:
+            if prepared and await session.first(_TAKE_PENDING, {"key_kid": key.kid}) is None:
+                raise errors.SigningKeyNotPrepared()
+            await _insert(session, key, generation=generation, signs_from=signs_from, now=now)
     except Duplicate as exc:  # read again: it is the rotation under way, or the key to retire
         raise Contended("another rotation added a key first") from exc
     if immediately:
-        return Rotation(kid, now)
-    return await _schedule(driver, kid, clock.now() + timing.publication)
+        return Rotation(key.kid, now)
+    return await _schedule(driver, key.kid, clock.now() + timing.publication)
 
 
 async def _schedule(driver: Driver, kid: str, signs_from: datetime) -> Rotation:
     async with driver.transaction() as session:
         await session.execute(_SCHEDULE, {"key_kid": kid, "signs_from": signs_from})
     return Rotation(kid, signs_from)
+
+
+# --- A rotation prepared here and certified where the root's key is: the key waits apart, with its request
+
+
+class PendingKey(NamedTuple):
+    """A key prepared for a rotation, waiting for its certificate by the root."""
+
+    kid: str
+    request: bytes
+    """Its certificate signing request (PKCS #10, DER), signed by the key."""
+    created_at: datetime
+
+    @property
+    def request_pem(self) -> str:
+        return x509.load_der_x509_csr(self.request).public_bytes(serialization.Encoding.PEM).decode()
+
+
+class _PendingPrivateKey(NamedTuple):
+    private_key: bytes
+
+
+class _Kid(NamedTuple):
+    kid: str
+
+
+_PENDING = Rows(select(PendingSigningKey.kid, PendingSigningKey.request, PendingSigningKey.created_at), PendingKey)
+_PENDING_PRIVATE_KEY = Rows(
+    select(PendingSigningKey.private_key).where(PendingSigningKey.kid == bindparam("key_kid")), _PendingPrivateKey
+)
+_NEW_PENDING = insert(PendingSigningKey).values(
+    id=1,
+    kid=bindparam("kid"),
+    private_key=bindparam("private_key"),
+    request=bindparam("request"),
+    created_at=bindparam("now"),
+)
+_TAKE_PENDING = Rows(
+    delete(PendingSigningKey).where(PendingSigningKey.kid == bindparam("key_kid")).returning(PendingSigningKey.kid),
+    _Kid,
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    key: PendingKey
+    made: bool
+    """False: a rotation was prepared already, and this is its key."""
+
+
+@retried
+async def prepare(*, driver: Driver, secret: str, now: datetime) -> Prepared:
+    """A new key for a rotation, stored encrypted as the others, with the request for its certificate that the root's
+    holder certifies offline (`certify-signing-key`). It is not published and never signs until `publish_prepared`
+    brings its certificate. One at a time: while a key is prepared, preparing answers that one."""
+    found = await pending(driver=driver)
+    if found is not None:
+        return Prepared(found, made=False)
+    pem = generate_private_key()
+    key = PendingKey(kid_of(pem), trust.signing_request(pem), now)
+    try:
+        async with driver.transaction() as session:
+            await session.execute(
+                _NEW_PENDING,
+                {
+                    "kid": key.kid,
+                    "private_key": _cipher(secret).encrypt(pem.encode()),
+                    "request": key.request,
+                    "now": now,
+                },
+            )
+    except Duplicate as exc:  # read again: another was prepared first
+        raise Contended("another rotation was prepared first") from exc
+    return Prepared(key, made=True)
+
+
+async def pending(*, driver: Driver) -> PendingKey | None:
+    """The key prepared for a rotation, if one is."""
+    return await driver.first(_PENDING, {})
+
+
+async def discard(*, driver: Driver, kid: str) -> None:
+    """Forget the prepared key `kid`: its certificate, if one was made, certifies a key that no longer exists."""
+    async with driver.transaction() as session:
+        if await session.first(_TAKE_PENDING, {"key_kid": kid}) is None:
+            raise errors.SigningKeyNotPrepared()
+
+
+@retried
+async def publish_prepared(
+    *,
+    driver: Driver,
+    secret: str,
+    root: Root,
+    timing: Timing,
+    clock: Clock,
+    kid: str,
+    certificate: str,
+    immediately: bool,
+) -> Rotation:
+    """Publish the prepared key `kid` with its `certificate` (PEM) by the root, as `rotate` publishes a key, once
+    the certificate is checked: what `load` checks of every key (`certified`: by this root, of this key), what a
+    verifier checks of a key's certificate, valid when the key first signs and long enough to sign then (else
+    `SigningKeyCertificateRefused`). A stopped rotation that `_publish` finishes instead leaves this key prepared
+    (`RotationUnderWay`)."""
+    now = clock.now()
+    found = await driver.first(_PENDING_PRIVATE_KEY, {"key_kid": kid})
+    if found is None:
+        raise errors.SigningKeyNotPrepared()
+    pem = _decrypted(_cipher(secret), found.private_key)
+    first_signature = now if immediately else now + timing.publication
+    der = _certificate_of(pem, certificate, root=root, timing=timing, first_signature=first_signature)
+    rotation = await _publish(
+        driver=driver,
+        key=_NewKey(kid, found.private_key, der),
+        timing=timing,
+        clock=clock,
+        now=now,
+        immediately=immediately,
+        prepared=True,
+    )
+    if rotation.signing != kid:
+        raise RotationUnderWay(
+            N_("The key %(kid)s signs from %(instant)s: it is the rotation under way"),
+            kid=rotation.signing,
+            instant=rotation.signs_from.isoformat(),
+        )
+    return rotation
+
+
+_VERIFIER_REFUSALS: dict[str, type[errors.SigningKeyCertificateRefused]] = {
+    "untrusted_key": errors.CertificateNotByRoot,
+    "key_certificate_expired": errors.CertificateExpired,
+    "key_not_for_signing": errors.CertificateNotForSigning,
+}
+
+
+def _certificate_of(pem: str, text: str, *, root: Root, timing: Timing, first_signature: datetime) -> bytes:
+    """The certificate `text` (PEM) as DER, if the service may sign with the key `pem` under it from
+    `first_signature` on."""
+    try:
+        certificate = x509.load_pem_x509_certificate(text.strip().encode())
+    except ValueError:
+        raise errors.CertificateUnreadable() from None
+    try:
+        verification.key_certificate_checked(certificate, root=root.certificate, on=first_signature)
+    except verification.Rejected as rejected:
+        raise _VERIFIER_REFUSALS[rejected.reason]() from None
+    if not certified(certificate, pem, root):
+        raise errors.CertificateForAnotherKey()
+    if certificate.not_valid_after_utc - timing.lifetime < first_signature:
+        raise errors.CertificateExpired()
+    return certificate.public_bytes(serialization.Encoding.DER)
 
 
 @dataclass(frozen=True)

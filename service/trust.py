@@ -1,7 +1,8 @@
 """The root of trust: an X.509 root certificate that a Timex build pins, and what it signs.
 
 Smartec keeps the root's private key offline (`timex-licensing init-root`). With it, each signing key gets an
-X.509 certificate (`certify`), carried in every support certificate's JWS header as `x5c`, and the signing keys
+X.509 certificate (`certify`; or `certify_request`, from the request the service made for a key it keeps, offline:
+`signing_request`), carried in every support certificate's JWS header as `x5c`, and the signing keys
 revoked after a compromise are listed in a root-signed X.509 CRL (`revocation_list`). A verifier that holds only
 `root.pem` checks the chain, then the signature (see docs/certificates.md and `service.verification`).
 
@@ -22,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from service.certificates import kid_of
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,30 @@ class Root:
         )
         return certificate.public_bytes(serialization.Encoding.DER)
 
+    def certify_request(
+        self, request: x509.CertificateSigningRequest, not_before: datetime, not_after: datetime
+    ) -> bytes:
+        """`certify` the key that signed `request` (made by `signing_request`), after checking it: its signature
+        verifies with the key it names (so the key's holder asked, and nothing in it was changed since), the key is
+        EC P-256, and it asks for its kid's name alone. `ValueError` says what is wrong."""
+        if not request.is_signature_valid:
+            raise ValueError(
+                "the request's signature does not verify with its key: it was altered, or not signed by it"
+            )
+        public_key = request.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+            raise ValueError("the request is not for an EC P-256 key")
+        kid = kid_of(
+            public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode()
+        )
+        if request.subject != _name(kid):
+            raise ValueError(f"the request does not name its key: its subject must be O={ORGANIZATION}, CN={kid}")
+        if len(request.extensions):
+            raise ValueError("the request asks for extensions: a signing key's certificate has the root's profile only")
+        return self.certify(public_key, kid, not_before, not_after)
+
     def revocation_list(self, revoked: list["Revoked"], number: int, now: datetime) -> bytes:
         """The root-signed CRL (DER) of every revoked signing key: each by its certificate's serial number, the
         instant of revocation, and (RFC 5280 §5.3.2, invalidity date) the instant from which its signatures are
@@ -135,6 +162,25 @@ def _key_usage(
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def signing_request(private_key_pem: str) -> bytes:
+    """The PKCS #10 request (DER) for a signing key's certificate, as the root's holder is given it to certify
+    (`Root.certify_request`): the key's kid as its name, signed by the key itself."""
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("a signing key is an EC key")
+    request = (
+        x509.CertificateSigningRequestBuilder().subject_name(_name(kid_of(private_key_pem))).sign(key, hashes.SHA256())
+    )
+    return request.public_bytes(serialization.Encoding.DER)
+
+
+def load_request(data: bytes) -> x509.CertificateSigningRequest:
+    """A certificate signing request, PEM or DER (`ValueError` if it is neither)."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_csr(data)
+    return x509.load_der_x509_csr(data)
 
 
 def make_root(common_name: str, now: datetime, years: int = ROOT_YEARS) -> tuple[bytes, bytes]:

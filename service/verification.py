@@ -73,30 +73,7 @@ def verify(
     except (ValueError, binascii.Error):
         raise Rejected("no_chain", "x5c[0] is not a DER X.509 certificate in base64") from None
 
-    # 3. The chain: the root issued the key's certificate, and both are valid on the day.
-    try:
-        if key_certificate.issuer != root.subject:
-            raise InvalidSignature
-        key_certificate.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature):
-        raise Rejected("untrusted_key", "the signing key is not certified by the pinned root") from None
-    if not (_within(root, on) and _within(key_certificate, on)):
-        raise Rejected("key_certificate_expired", "the root's or the signing key's certificate is not valid then")
-
-    # 4. The key's certificate is for signing: not a CA, digital signature allowed, an EC P-256 key.
-    public_key = key_certificate.public_key()
-    try:
-        constraints = key_certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-        usage = key_certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        raise Rejected("key_not_for_signing", "the key's certificate lacks basic constraints or key usage") from None
-    if (
-        constraints.ca
-        or not usage.digital_signature
-        or not isinstance(public_key, ec.EllipticCurvePublicKey)
-        or public_key.curve.name != "secp256r1"
-    ):
-        raise Rejected("key_not_for_signing", "the key's certificate does not certify a P-256 key for signatures")
+    public_key = key_certificate_checked(key_certificate, root=root, on=on)
 
     # 5. The signature (RFC 7518 §3.4: r and s, 32 bytes each) over the first two segments, as sent.
     signed = f"{header_segment}.{claims_segment}".encode("ascii")
@@ -131,6 +108,38 @@ def verify(
             raise Rejected("key_revoked", "the signing key was revoked before it signed this")
 
     return claims
+
+
+def key_certificate_checked(
+    key_certificate: x509.Certificate, *, root: x509.Certificate, on: datetime
+) -> ec.EllipticCurvePublicKey:
+    """Steps 3 and 4: the signing key that `root` certified for signing, valid `on`; else `Rejected`. The service
+    checks a signing key's certificate given to it with this too, before it publishes the key."""
+    # 3. The chain: the root issued the key's certificate, and both are valid on the day.
+    try:
+        if key_certificate.issuer != root.subject:
+            raise InvalidSignature
+        key_certificate.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature):
+        raise Rejected("untrusted_key", "the signing key is not certified by the pinned root") from None
+    if not (_within(root, on) and _within(key_certificate, on)):
+        raise Rejected("key_certificate_expired", "the root's or the signing key's certificate is not valid then")
+
+    # 4. The key's certificate is for signing: not a CA, digital signature allowed, an EC P-256 key.
+    public_key = key_certificate.public_key()
+    try:
+        constraints = key_certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = key_certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise Rejected("key_not_for_signing", "the key's certificate lacks basic constraints or key usage") from None
+    if (
+        constraints.ca
+        or not usage.digital_signature
+        or not isinstance(public_key, ec.EllipticCurvePublicKey)
+        or public_key.curve.name != "secp256r1"
+    ):
+        raise Rejected("key_not_for_signing", "the key's certificate does not certify a P-256 key for signatures")
+    return public_key
 
 
 def _revoked_since(revoked: x509.RevokedCertificate) -> datetime:
