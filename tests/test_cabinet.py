@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from service import rules, webhooks
+from service import rules, signing_keys, webhooks
 from service.auth import Principal
 from service.i18n import long_date, money
 from tests.api import ISSUED_KEYS, Api
@@ -365,6 +365,44 @@ async def test_staff_see_every_resellers_failed_deliveries_and_the_signing_keys(
     assert "installation.registered" in failed.text
     assert kids and all(kid in keys_page.text for kid in kids) and "rotate-signing-key --root-key" in keys_page.text
     assert refused.status_code == 403
+
+
+async def test_staff_prepare_a_rotation_see_its_request_and_a_certificate_that_is_none_is_a_form_error(
+    api: Api,
+) -> None:
+    """The page flow's edges (the whole flow, with the root's holder, is tests/test_cabinet_signing_keys_browser.py):
+    a reseller's user may not touch it, a pasted text that is no certificate is said under the form, and a discarded
+    key is gone."""
+    reseller = await api.reseller("Okhrana")
+    async with Visitor.of(api, **{"Accept-Language": "en"}) as visitor, Visitor.of(api) as seller:
+        await signed_in_user(api, visitor, "boss")
+        await visitor.get("/cabinet/signing-keys")
+        prepared = await visitor.post("/cabinet/signing-keys/prepare", {})
+        page = await visitor.get("/cabinet/signing-keys")
+        kid = re.search(r'id="pending" data-kid="([^"]+)"', page.text).group(1)
+        request = await visitor.get("/cabinet/signing-keys/request.csr")
+        empty = await visitor.post("/cabinet/signing-keys/publish", {"kid": kid, "certificate": ""})
+        refused = await visitor.post("/cabinet/signing-keys/publish", {"kid": kid, "certificate": "not a certificate"})
+        await signed_in_user(api, seller, "anna", "reseller", reseller["id"])
+        await seller.get("/cabinet/")
+        by_seller = await seller.post("/cabinet/signing-keys/discard", {"kid": kid})
+        kept = await signing_keys.pending(driver=api.driver)
+        discarded = await visitor.post("/cabinet/signing-keys/discard", {"kid": kid})
+        gone = await visitor.get("/cabinet/signing-keys/request.csr")
+        audit = await visitor.get("/cabinet/audit")
+        jwks = (await api.get("/.well-known/jwks.json")).json()
+
+    assert prepared.status_code == 303
+    assert kept is not None and kept.kid == kid and request.text == kept.request_pem
+    assert "-----BEGIN CERTIFICATE REQUEST-----" in page.text and kid in page.text
+    assert request.headers["content-type"] == "application/pkcs10"
+    assert empty.status_code == 422 and "Paste the certificate" in empty.text
+    assert refused.status_code == 422 and 'aria-invalid="true"' in refused.text
+    assert "not an X.509 certificate" in refused.text and "not a certificate</textarea>" in refused.text
+    assert by_seller.status_code == 403
+    assert discarded.status_code == 303 and gone.status_code == 404
+    assert "signing_key.prepared" in audit.text and "signing_key.discarded" in audit.text
+    assert kid not in {key["kid"] for key in jwks["keys"]}
 
 
 async def test_a_burst_of_wrong_passwords_at_once_gets_no_more_than_the_limit_through(api: Api) -> None:

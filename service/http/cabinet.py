@@ -43,6 +43,7 @@ from service import (
     ledger,
     resellers,
     rules,
+    signing_keys,
     totp,
     users,
     webhooks,
@@ -865,7 +866,7 @@ async def webhook_disable(view: View) -> Response:
     return view.redirect(f"{PREFIX}/webhooks/{endpoint.id}")
 
 
-# --- Staff: failed deliveries across resellers, the signing keys
+# --- Staff: failed deliveries across resellers
 
 
 @page(staff=True)
@@ -876,18 +877,114 @@ async def failed_deliveries_page(view: View) -> Response:
     return view.render("deliveries.html", failed=failed, names=names)
 
 
-@page(staff=True)
-async def signing_keys_page(view: View) -> Response:
-    """The published keys, as this process holds them. Rotating needs the root's private key, which stays off
-    the service (`timex-licensing rotate-signing-key --root-key`): this page shows, and does not rotate."""
+# --- Staff: the signing keys, and a rotation prepared here and certified where the root's private key is
+
+
+CERTIFICATE_REQUIRED = N_("Paste the certificate that certify-signing-key wrote (PEM).")
+CERTIFICATE_LIMIT = 10_000
+"""Characters: a signing key's certificate in PEM is about 900."""
+
+
+async def _signing_keys_page(view: View, status: int = 200, **context: Any) -> Response:
+    """The published keys, as this process holds them, and the rotation prepared, if one is."""
     runtime = view.runtime
     key_set = await runtime.signing_keys.current()
     return view.render(
         "signing_keys.html",
+        status,
         keys=key_set.keys,
-        now=runtime.clock.now(),
-        from_setting=runtime.settings.certificate_private_key is not None,
+        from_setting=runtime.signing_keys.given,
+        pending=None if runtime.signing_keys.given else await signing_keys.pending(driver=runtime.driver),
+        certificate_limit=CERTIFICATE_LIMIT,
+        reload_seconds=runtime.settings.signing_keys_reload_seconds,
+        **context,
     )
+
+
+@page(staff=True)
+async def signing_keys_page(view: View) -> Response:
+    return await _signing_keys_page(view)
+
+
+def _require_stored_keys(view: View) -> None:
+    if view.runtime.signing_keys.given:
+        raise errors.SigningKeyGiven()
+
+
+@page(staff=True)
+async def signing_key_prepare(view: View) -> Response:
+    """A new key and the request for its certificate, which the root's holder certifies offline: the root's private
+    key never comes here."""
+    _require_stored_keys(view)
+    runtime = view.runtime
+    prepared = await signing_keys.prepare(
+        driver=runtime.driver, secret=runtime.settings.certificate_key_secret, now=runtime.clock.now()
+    )
+    if prepared.made:
+        await view.audit("signing_key.prepared", target=prepared.key.kid)
+    return view.redirect(f"{PREFIX}/signing-keys")
+
+
+@page(staff=True)
+async def signing_key_request(view: View) -> Response:
+    """The prepared key's certificate signing request, as a file to carry to the root's machine."""
+    pending = await signing_keys.pending(driver=view.runtime.driver)
+    if pending is None:
+        raise errors.SigningKeyNotPrepared()
+    return Response(
+        pending.request_pem,
+        media_type="application/pkcs10",
+        headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="signing-key.csr"'},
+    )
+
+
+@page(staff=True)
+async def signing_key_publish(view: View) -> Response:
+    """The prepared key published with its certificate by the root, as `rotate-signing-key` publishes a key."""
+    _require_stored_keys(view)
+    runtime = view.runtime
+    kid = view.fields.get("kid", "")[:64]
+    certificate = view.fields.get("certificate", "").strip()
+    immediately = bool(view.fields.get("now"))
+    if not certificate or len(certificate) > CERTIFICATE_LIMIT:
+        return await _signing_keys_page(
+            view,
+            422,
+            certificate=certificate[:CERTIFICATE_LIMIT],
+            certificate_error=view.t(CERTIFICATE_REQUIRED),
+        )
+    try:
+        rotation = await signing_keys.publish_prepared(
+            driver=runtime.driver,
+            secret=runtime.settings.certificate_key_secret,
+            root=runtime.signing_keys.root(),
+            timing=signing_keys.Timing.of(runtime.settings),
+            clock=runtime.clock,
+            kid=kid,
+            certificate=certificate,
+            immediately=immediately,
+        )
+    except (errors.SigningKeyCertificateRefused, errors.RotationUnderWay) as refusal:
+        return await _signing_keys_page(
+            view,
+            refusal.status,
+            certificate=certificate,
+            certificate_error=view.t(refusal.message, **refusal.params),
+        )
+    await view.audit(
+        "signing_key.published",
+        target=rotation.signing,
+        details={"signs_from": rotation.signs_from.isoformat(), "emergency": immediately},
+    )
+    return await _signing_keys_page(view, published=rotation, emergency=immediately)
+
+
+@page(staff=True)
+async def signing_key_discard(view: View) -> Response:
+    kid = view.fields.get("kid", "")[:64]
+    await signing_keys.discard(driver=view.runtime.driver, kid=kid)
+    await view.audit("signing_key.discarded", target=kid)
+    return view.redirect(f"{PREFIX}/signing-keys")
 
 
 # --- Staff: voids, with what a cascade would void shown before it is confirmed
@@ -1180,6 +1277,10 @@ def install(app: FastAPI) -> None:
         ("/webhooks/{endpoint_id}/disable", webhook_disable, "POST"),
         ("/deliveries", failed_deliveries_page, "GET"),
         ("/signing-keys", signing_keys_page, "GET"),
+        ("/signing-keys/prepare", signing_key_prepare, "POST"),
+        ("/signing-keys/request.csr", signing_key_request, "GET"),
+        ("/signing-keys/publish", signing_key_publish, "POST"),
+        ("/signing-keys/discard", signing_key_discard, "POST"),
         ("/resellers", resellers_page, "GET"),
         ("/resellers", reseller_create, "POST"),
         ("/resellers/{reseller_id}", reseller_page, "GET"),
