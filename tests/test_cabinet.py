@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from service import rules, signing_keys, webhooks
 from service.auth import Principal
+from service.certificates import generate_private_key
 from service.i18n import long_date, money
 from tests.api import ISSUED_KEYS, Api
 from tests.cabinet import PASSWORD, Visitor, invite, signed_in_user
@@ -403,6 +404,19 @@ async def test_staff_prepare_a_rotation_see_its_request_and_a_certificate_that_i
     assert discarded.status_code == 303 and gone.status_code == 404
     assert "signing_key.prepared" in audit.text and "signing_key.discarded" in audit.text
     assert kid not in {key["kid"] for key in jwks["keys"]}
+
+
+async def test_a_signing_key_given_in_the_settings_is_not_rotated_from_the_page(database_url: str) -> None:
+    settings = make_settings(database_url, certificate_private_key=generate_private_key())
+    async with service(settings) as api, Visitor.of(api, **{"Accept-Language": "en"}) as visitor:
+        await signed_in_user(api, visitor, "boss")
+        page = await visitor.get("/cabinet/signing-keys")
+        refused = await visitor.post("/cabinet/signing-keys/prepare", {})
+        pending = await signing_keys.pending(driver=api.driver)
+
+    assert "CERTIFICATE_PRIVATE_KEY" in page.text and 'id="prepare"' not in page.text
+    assert refused.status_code == 400 and "CERTIFICATE_PRIVATE_KEY" in refused.text
+    assert pending is None
 
 
 async def test_a_burst_of_wrong_passwords_at_once_gets_no_more_than_the_limit_through(api: Api) -> None:
