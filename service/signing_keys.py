@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from service import errors, trust, verification
+from service.audit import Pending
 from service.certificates import CertificateSigner, generate_private_key, kid_of, public_key_of
 from service.clock import Clock
 from service.driver import Contended, Driver, Duplicate, Rows, Session, retried
@@ -535,13 +536,14 @@ async def _publish(
     now: datetime,
     immediately: bool,
     prepared: bool = False,
+    audit: Pending[str] | None = None,
 ) -> Rotation:
     """The one way a key is published (`rotate`, `publish_prepared`): schedule it to sign once every process and JWKS
     cache holds it, `timing.publication` after its publication committed (read from the clock after the commit, so
     the time a commit takes is not counted in). Refused while a rotation is under way; a rotation that stopped
     between the two (its key published, still not scheduled after `STOPPED`) is finished instead, and its rotation
     answered. `immediately`: the key signs at once. `prepared`: the key leaves the pending keys in the transaction
-    that publishes it."""
+    that publishes it. `audit`: written in that transaction too, about the key's kid."""
     rows, generation = await _keys(driver)
     newest = rows[0] if rows else None
     if newest is not None and not immediately:
@@ -563,6 +565,8 @@ async def _publish(
             if prepared and await session.first(_TAKE_PENDING, {"key_kid": key.kid}) is None:
                 raise errors.SigningKeyNotPrepared()
             await _insert(session, key, generation=generation, signs_from=signs_from, now=now)
+            if audit is not None:
+                await audit.write(session, key.kid)
     except Duplicate as exc:  # read again: it is the rotation under way, or the key to retire
         raise Contended("another rotation added a key first") from exc
     if immediately:
@@ -625,10 +629,11 @@ class Prepared:
 
 
 @retried
-async def prepare(*, driver: Driver, secret: str, now: datetime) -> Prepared:
+async def prepare(*, driver: Driver, secret: str, now: datetime, audit: Pending[PendingKey] | None = None) -> Prepared:
     """A new key for a rotation, stored encrypted as the others, with the request for its certificate that the root's
     holder certifies offline (`certify-signing-key`). It is not published and never signs until `publish_prepared`
-    brings its certificate. One at a time: while a key is prepared, preparing answers that one."""
+    brings its certificate. One at a time: while a key is prepared, preparing answers that one (and writes no
+    `audit` entry)."""
     found = await pending(driver=driver)
     if found is not None:
         return Prepared(found, made=False)
@@ -645,6 +650,8 @@ async def prepare(*, driver: Driver, secret: str, now: datetime) -> Prepared:
                     "now": now,
                 },
             )
+            if audit is not None:
+                await audit.write(session, key)
     except Duplicate as exc:  # read again: another was prepared first
         raise Contended("another rotation was prepared first") from exc
     return Prepared(key, made=True)
@@ -655,11 +662,13 @@ async def pending(*, driver: Driver) -> PendingKey | None:
     return await driver.first(_PENDING, {})
 
 
-async def discard(*, driver: Driver, kid: str) -> None:
+async def discard(*, driver: Driver, kid: str, audit: Pending[str] | None = None) -> None:
     """Forget the prepared key `kid`: its certificate, if one was made, certifies a key that no longer exists."""
     async with driver.transaction() as session:
         if await session.first(_TAKE_PENDING, {"key_kid": kid}) is None:
             raise errors.SigningKeyNotPrepared()
+        if audit is not None:
+            await audit.write(session, kid)
 
 
 @retried
@@ -673,6 +682,7 @@ async def publish_prepared(
     kid: str,
     certificate: str,
     immediately: bool,
+    audit: Pending[str] | None = None,
 ) -> Rotation:
     """Publish the prepared key `kid` with its `certificate` (PEM) by the root, as `rotate` publishes a key, once
     the certificate is checked: what `load` checks of every key (`certified`: by this root, of this key), what a
@@ -694,6 +704,7 @@ async def publish_prepared(
         now=now,
         immediately=immediately,
         prepared=True,
+        audit=audit,
     )
     if rotation.signing != kid:
         raise RotationUnderWay(

@@ -917,11 +917,12 @@ async def signing_key_prepare(view: View) -> Response:
     key never comes here."""
     _require_stored_keys(view)
     runtime = view.runtime
-    prepared = await signing_keys.prepare(
-        driver=runtime.driver, secret=runtime.settings.certificate_key_secret, now=runtime.clock.now()
+    await signing_keys.prepare(
+        driver=runtime.driver,
+        secret=runtime.settings.certificate_key_secret,
+        now=runtime.clock.now(),
+        audit=view.pending("signing_key.prepared", lambda key: audit.About(key.kid)),
     )
-    if prepared.made:
-        await view.audit("signing_key.prepared", target=prepared.key.kid)
     return view.redirect(f"{PREFIX}/signing-keys")
 
 
@@ -963,6 +964,9 @@ async def signing_key_publish(view: View) -> Response:
             kid=kid,
             certificate=certificate,
             immediately=immediately,
+            audit=view.pending(
+                "signing_key.published", lambda published: audit.About(published, details={"emergency": immediately})
+            ),
         )
     except (errors.SigningKeyCertificateRefused, errors.RotationUnderWay) as refusal:
         return await _signing_keys_page(
@@ -971,19 +975,16 @@ async def signing_key_publish(view: View) -> Response:
             certificate=certificate,
             certificate_error=view.t(refusal.message, **refusal.params),
         )
-    await view.audit(
-        "signing_key.published",
-        target=rotation.signing,
-        details={"signs_from": rotation.signs_from.isoformat(), "emergency": immediately},
-    )
     return await _signing_keys_page(view, published=rotation, emergency=immediately)
 
 
 @page(staff=True)
 async def signing_key_discard(view: View) -> Response:
-    kid = view.fields.get("kid", "")[:64]
-    await signing_keys.discard(driver=view.runtime.driver, kid=kid)
-    await view.audit("signing_key.discarded", target=kid)
+    await signing_keys.discard(
+        driver=view.runtime.driver,
+        kid=view.fields.get("kid", "")[:64],
+        audit=view.pending("signing_key.discarded", audit.About),
+    )
     return view.redirect(f"{PREFIX}/signing-keys")
 
 
