@@ -282,6 +282,7 @@ def _certify_signing_key(args: argparse.Namespace) -> int:
     prepared a rotation with, from its request, as `rotate-signing-key` certifies a key it makes."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
 
     from service import trust
     from service.clock import Clock
@@ -302,9 +303,10 @@ def _certify_signing_key(args: argparse.Namespace) -> int:
         sys.stdout.write(pem.decode())
     else:
         Path(args.out).write_bytes(pem)
+    [kid] = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     print(
-        f"certified the signing key {certificate.subject.rfc4514_string()} until "
-        f"{certificate.not_valid_after_utc.isoformat()}: paste the certificate into the cabinet's Signing keys page",
+        f"certified the signing key {kid.value!s} until {certificate.not_valid_after_utc.isoformat()}: paste the "
+        "certificate into the cabinet's Signing keys page",
         file=sys.stderr,
     )
     return 0
