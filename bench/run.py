@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -365,11 +366,21 @@ async def backend_pids(database: str) -> list[int]:
     return [row["pid"] for row in rows]
 
 
-def costed_wrk(processes: dict[str, list[int]], url: str, script: Path, args: list[str], duration: int, c: int) -> dict:
+Processes = list[int] | Callable[[], list[int]]
+"""A group's processes, or how to list them: listed again after a run, so that one started during it (a backend
+for a connection the pool opened) counts too, from nothing."""
+
+
+def costed_wrk(processes: dict[str, Processes], url: str, script: Path, args: list[str], duration: int, c: int) -> dict:
     """A wrk run, and the CPU µs per request it cost each group of `processes`."""
-    before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    listed = {name: group() if callable(group) else group for name, group in processes.items()}
+    before = {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in listed.items()}
     run = wrk(url, script, args, duration, c)
-    spent = {name: cpu_seconds(pids) - before[name] for name, pids in processes.items()}
+    spent = {}
+    for name, group in processes.items():
+        # One that ended during the run is not counted (its time went with it); the pools keep theirs through a run.
+        pids = group() if callable(group) else group
+        spent[name] = sum(cpu_seconds([pid]) - before[name].get(pid, 0.0) for pid in pids)
     return {**run, "cpu_us": {name: round(seconds * 1e6 / max(run["requests"], 1)) for name, seconds in spent.items()}}
 
 
@@ -389,7 +400,10 @@ def measure_pooled(args: argparse.Namespace, installations: int) -> dict:
             for path in ("support", "quote", "activate"):
                 for n, (name, (url, proc)) in enumerate(services.items()):
                     # Both services' backends: each is idle while the other is loaded.
-                    processes = {"service": process_tree(proc.pid), "postgres": asyncio.run(backend_pids(DATABASE))}
+                    processes: dict[str, Processes] = {
+                        "service": process_tree(proc.pid),
+                        "postgres": lambda: asyncio.run(backend_pids(DATABASE)),
+                    }
                     if name == "pooled":
                         processes["pgbouncer"] = process_tree(bouncer.pid)
                     extra = []

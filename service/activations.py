@@ -19,7 +19,7 @@ from functools import lru_cache, partial
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import BindParameter, Update, bindparam, case, exists, func, insert, select, update
+from sqlalchemy import ARRAY, BindParameter, Update, bindparam, case, column, exists, func, insert, select, update
 
 from service import certificates, installations, keyformat, rules, webhooks
 from service.certificates import CertificateSigner
@@ -259,6 +259,37 @@ def _outbox(extended: Any) -> Any:
     return insert(WebhookEvent).from_select(names, row.where(exists(extended.select()))).cte("outbox")
 
 
+_LEDGER_FIGURES = _LEDGER_COLUMNS[1:3] + _LEDGER_COLUMNS[4:]  # as the function takes them: after months_before
+
+
+def _record_by_function() -> Rows[_Taken]:
+    """`_record_in_one_statement` as the database's function `record_activation` (migration 0017), whose plan
+    PostgreSQL keeps for its connection: for a transaction-mode pooler, where the service prepares nothing and
+    every statement of its own is planned each time it runs. The same values, the request's keys' digests as one
+    array (`digests`)."""
+    a, i, k, e = (model.__table__.c for model in (Activation, Installation, LicenseKey, WebhookEvent))
+    arguments = [
+        bindparam("activation", type_=a.id.type),
+        bindparam("installation_id", type_=a.installation_id.type),
+        bindparam("anchor", type_=i.anchor.type),
+        bindparam("months_before", type_=a.months_before.type),
+        bindparam("digests", type_=ARRAY(k.digest.type)),
+        bindparam("when", type_=k.used_at.type),
+        bindparam("new_months", type_=i.months.type),
+        bindparam("bonus", type_=i.bonus_months.type),
+        *(bindparam(name, type_=a[name].type) for name in _LEDGER_FIGURES),
+        *(
+            bindparam(webhooks.EVENT_COLUMNS[name], type_=e[name].type)
+            for name in ("id", "type", "occurred_at", "reseller_id", "body", "traceparent")
+        ),
+    ]
+    taken = func.record_activation(*arguments).table_valued(column("id", k.id.type), column("digest", k.digest.type))
+    return Rows(select(taken.c.id, taken.c.digest), _Taken)
+
+
+_RECORD_BY_FUNCTION = _record_by_function()
+
+
 class _ActivationRow(NamedTuple):
     id: UUID
     installation_id: int
@@ -322,7 +353,14 @@ async def activate(
             # taken, so that a read of it never waits for a connection that its own request holds.
             signer = (await signing_keys.current()).signer(now)
             write = partial(
-                _write, code=code, key_digests=key_digests, today=today, now=now, signer=signer, requested_by=client
+                _write,
+                code=code,
+                key_digests=key_digests,
+                today=today,
+                now=now,
+                signer=signer,
+                requested_by=client,
+                by_function=driver.plans_every_statement,
             )
             try:
                 return await _activate_fresh(driver, code, key_digests, today, write)
@@ -438,6 +476,7 @@ async def _write(
     now: datetime,
     signer: CertificateSigner,
     requested_by: str | None,
+    by_function: bool,
 ) -> ActivationResult | None:
     """Write the activation, taking each key only while it is still issued; None when a key could not be
     taken, with nothing written (see `_record`)."""
@@ -451,6 +490,7 @@ async def _write(
     taken = await _record(
         session,
         key_digests,
+        by_function,
         {
             "activation": activation_id,
             "installation_id": installation.id,
@@ -476,11 +516,15 @@ async def _write(
     return result
 
 
-async def _record(session: Session, key_digests: list[bytes], params: dict[str, Any]) -> list[_Taken]:
-    """Write an activation in one statement (`_record_in_one_statement`): its ledger row, its keys taken (each
-    only while still issued), the installation extended, its support end stored and its event. The keys taken;
-    none when nothing is written."""
+async def _record(
+    session: Session, key_digests: list[bytes], by_function: bool, params: dict[str, Any]
+) -> list[_Taken]:
+    """Write an activation in one statement (`_record_in_one_statement`, or its function where every statement is
+    planned each time: `_record_by_function`): its ledger row, its keys taken (each only while still issued), the
+    installation extended, its support end stored and its event. The keys taken; none when nothing is written."""
     try:
+        if by_function:
+            return await session.all(_RECORD_BY_FUNCTION, {**params, "digests": key_digests})
         return await session.all(_record_in_one_statement(len(key_digests)), {**params, **_digest_values(key_digests)})
     except Refused as refusal:
         if refusal.constraint != KEY_ACTIVATION_FK:

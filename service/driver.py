@@ -91,6 +91,9 @@ class Session(Protocol):
 
 
 class Driver(Protocol):
+    plans_every_statement: bool
+    """Behind a transaction-mode pooler: no statement is prepared, so PostgreSQL plans each one every time."""
+
     async def first(self, query: Rows[R], params: Params) -> R | None:
         """One read on its own: a session's `first` without the session (the hottest read)."""
 
@@ -277,7 +280,7 @@ async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
 
 class AsyncpgDriver:
     def __init__(self, url: str, pool_size: int, *, transaction_pooler: bool = False):
-        self._transaction_pooler = transaction_pooler
+        self._transaction_pooler = self.plans_every_statement = transaction_pooler
         self._dialect = asyncpg_dialect()
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size

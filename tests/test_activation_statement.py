@@ -3,7 +3,9 @@
 all-or-nothing rests on one named foreign key.
 
 After a deliberate change: `UPDATE_SNAPSHOTS=1 python -m pytest tests/test_activation_statement.py`, and
-read the diff."""
+read the diff; then change the database's function `record_activation` to match, in a new migration (0017 made
+it): behind a transaction-mode pooler the service writes activations with it (tests/test_api_activations.py and
+tests/test_concurrency.py run every rule and race both ways)."""
 
 import os
 from pathlib import Path
@@ -28,7 +30,9 @@ def test_the_one_statement_activation_compiles_to_the_committed_sql() -> None:
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(sql)
 
-    assert sql == SNAPSHOT.read_text(), "the statement changed: read it, then UPDATE_SNAPSHOTS=1 (module docstring)"
+    assert sql == SNAPSHOT.read_text(), (
+        "the statement changed: read it, then UPDATE_SNAPSHOTS=1, and change record_activation (module docstring)"
+    )
 
 
 def test_its_all_or_nothing_rests_on_the_keys_foreign_key_to_their_activation() -> None:

@@ -5,9 +5,18 @@ from datetime import date
 import pytest
 
 from service import keyformat
+from service.settings import Settings
 from tests.api import Api
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=[False, True], ids=["prepared", "planned each time"])
+def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
+    """Every rule both ways the service writes an activation: its prepared statement, and (as behind a
+    transaction-mode pooler, where nothing is prepared) the database's function that mirrors it."""
+    return make_settings(database_url, database_transaction_pooler=request.param)
 
 
 async def test_activating_one_key_before_the_end_renews_with_the_bonus(api: Api) -> None:

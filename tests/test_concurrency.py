@@ -23,10 +23,12 @@ from tests.servers import running_server
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def pg(database_url: str) -> AsyncIterator[Api]:
+@pytest.fixture(params=[False, True], ids=["prepared", "planned each time"])
+async def pg(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    """Each guarantee both ways the service writes an activation: its prepared statement, and (as behind a
+    transaction-mode pooler, where nothing is prepared) the database's function that mirrors it."""
     # Dozens of activations at once from one address: the limit counts those in flight.
-    settings = make_settings(database_url, activation_failure_limit=1000)
+    settings = make_settings(database_url, activation_failure_limit=1000, database_transaction_pooler=request.param)
     engine = create_engine(settings.database_url)
     async with Api.started(settings, engine, today=date(2026, 11, 24)) as api:
         yield api
