@@ -4,9 +4,11 @@ DATABASE_URL is set."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from service.cli import main
 from service.clock import Clock
 from service.keyformat import generate
 from service.settings import DEV_SECRET, Settings
-from tests.servers import running_server
+from tests.servers import free_port, running_server
 
 
 def test_token_prints_a_signed_admin_token(capsys) -> None:
@@ -91,6 +93,57 @@ def test_two_commands_at_once_share_one_embedded_server(working_dir: Path) -> No
     assert issued.returncode == 0, issued.stderr
     key_ids = {json.loads(line)["key_id"] for line in issued.stdout.splitlines()}
     assert key_ids == {key["key_id"] for key in listed.json()["items"]}
+
+
+def test_a_command_killed_outright_does_not_keep_the_embedded_server_running(working_dir: Path) -> None:
+    """`serve` killed with SIGKILL (the OOM killer, `kill -9`) never says it is gone: the next command to use the
+    server counts it out, and, being the last, stops the server as it exits."""
+    data_dir = working_dir / "timex-data" / "postgres"
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        cwd=working_dir,
+        env=_quick_start_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"http://127.0.0.1:{port}/healthz"):
+            assert serve.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        serve.kill()
+        serve.wait(10)
+        assert _embedded_server_running(data_dir), "the server outlives a command killed outright"
+
+        issued = subprocess.run(
+            [sys.executable, "-m", "service.cli", "issue-keys", "--count", "1"],
+            cwd=working_dir,
+            env=_quick_start_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+        assert issued.returncode == 0, issued.stderr
+        assert not _embedded_server_running(data_dir)
+    finally:
+        serve.kill()
+        _stop_embedded_server(data_dir)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _stop_embedded_server(data_dir: Path) -> None:
+    """Whatever a failed test left running: the postmaster, by the pid it wrote."""
+    pid_file = data_dir / "postmaster.pid"
+    if pid_file.exists():
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
 
 def test_serve_believes_x_forwarded_for_only_from_trusted_proxies(own_database_url: str) -> None:
