@@ -468,6 +468,7 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
     script = ROOT / "bench" / "wrk_service.lua"
     ceiling_status, ceiling_activate = CEILING_DIR / "wrk_status.lua", CEILING_DIR / "wrk_activate.lua"
     d, c = args.duration, args.connections
+    reads = args.read_connections or c
     rounds: dict[str, list[dict]] = {}
     with ExitStack() as stack:
         service, service_proc = start_service(stack)
@@ -481,11 +482,11 @@ def measure(args: argparse.Namespace, installations: int) -> dict:
         for round_ in range(args.rounds):
             runs = {
                 "ceiling_read": costed_wrk(
-                    ceiling_cpu, f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, c
+                    ceiling_cpu, f"{ceiling}/ceiling/installations/", ceiling_status, [str(installations)], d, reads
                 )
             }
             for path in ("support", "quote"):
-                runs[path] = costed_wrk(service_cpu, service, script, [path, str(installations)], d, c)
+                runs[path] = costed_wrk(service_cpu, service, script, [path, str(installations)], d, reads)
             asyncio.run(_reset_ceiling_keys())
             runs["ceiling_activate"] = costed_wrk(
                 ceiling_cpu, f"{ceiling}/ceiling/activations", ceiling_activate, [str(installations), "50000"], d, c
@@ -665,6 +666,8 @@ def table(report: dict) -> str:
             "(targets: 10 s, 300 MB)."
         )
     command = "python bench/run.py" + (" --scale" if "scale" in report else "")
+    if "connections" in report:
+        command += f" --hot-paths-only --read-connections {report['connections']['reads']}"
     lines.append(f"Measured {report['when']} on {report['machine']}; `{command}`.")
     return "\n\n".join(lines)
 
@@ -700,6 +703,14 @@ def main() -> None:
     parser.add_argument("--installations", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--read-connections", type=int, help="connections for the reads and their ceiling (default: --connections)"
+    )
+    parser.add_argument(
+        "--hot-paths-only",
+        action="store_true",
+        help="only the hot paths against the ceiling (bench/results/hot-paths.json); not the README",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -749,6 +760,13 @@ def main() -> None:
         return
     seed(DATABASE, args.installations, keys)
     report["runs"][str(args.installations)] = measure(args, args.installations)
+    if args.hot_paths_only:
+        report["connections"] = {"reads": args.read_connections or args.connections, "activations": args.connections}
+        (RESULTS / "hot-paths.json").write_text(json.dumps(report, indent=2) + "\n")
+        for f in RESULTS.glob("keys-thread-*.txt"):
+            f.unlink()
+        print(table(report))
+        return
     report["pooled"] = measure_pooled(args, args.installations)
     report["plans"] = {str(args.installations): asyncio.run(explain(bench_dsn(), args.installations))}
     report["issue_keys"] = issue_keys(100_000)
