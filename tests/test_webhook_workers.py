@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,7 +51,7 @@ async def _undelivered(api: Api) -> int:
 
 
 async def test_two_workers_on_one_database_deliver_every_event_exactly_once(
-    pg: Api, database_url: str, receiver: Receiver
+    pg: Api, database_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     """Both workers are running before the events happen, so that they race for every one of them."""
     env = {
@@ -58,6 +59,7 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(
         "DATABASE_URL": database_url,
         "WEBHOOK_ALLOWED_HOSTS": json.dumps([receiver.host]),
         "WEBHOOK_POLL_SECONDS": "0.02",
+        "WEBHOOK_WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
     }
     response = await pg.post(
         "/v1/webhook-endpoints",
@@ -83,13 +85,14 @@ async def test_two_workers_on_one_database_deliver_every_event_exactly_once(
     assert sum(delivered_by) == EVENTS and all(delivered_by), delivered_by  # each worker took a share
 
 
-async def test_serve_delivers_by_itself_when_told_to(own_database_url: str, receiver: Receiver) -> None:
+async def test_serve_delivers_by_itself_when_told_to(own_database_url: str, receiver: Receiver, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": own_database_url,
         "WEBHOOK_ALLOWED_HOSTS": json.dumps([receiver.host]),
         "WEBHOOK_WORKER_IN_SERVE": "true",
         "WEBHOOK_POLL_SECONDS": "0.05",
+        "WEBHOOK_WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
     }
     token = issue_token(
         TokenSettings.of(Settings(_env_file=None)), "admin", "test", datetime.now(UTC), timedelta(minutes=5)
