@@ -1,6 +1,9 @@
-"""The webhook worker's heartbeat: a file whose modification time says when the worker's loop last completed a pass."""
+"""The webhook worker's heartbeat: a file whose modification time says when the worker's loop last completed a pass,
+and its age, which `timex-licensing worker-alive` (a liveness probe, a fresh process every few seconds) checks.
+Nothing here loads the service's database or HTTP modules: the check must start in a fraction of a second."""
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,3 +38,11 @@ class Heartbeat:
             self._failing = True
         else:
             self._failing = False
+
+
+def age(path: Path) -> float | None:
+    """Seconds since the last pass recorded in `path`; None when there is none."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
