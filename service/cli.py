@@ -198,6 +198,20 @@ def _worker(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def _worker_alive(args: argparse.Namespace) -> int:
+    from service import heartbeat
+
+    path = get_settings().webhook_worker_heartbeat_file
+    age = heartbeat.age(path)
+    if age is None:
+        print(f"no heartbeat at {path}: no pass of a worker's loop has completed since it started", file=sys.stderr)
+        return 1
+    if age > args.max_age:
+        print(f"the worker's last pass completed {age:.0f} s ago (more than {args.max_age:g} s)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _openapi(args: argparse.Namespace) -> None:
     from service.http.openapi import document
 
@@ -459,6 +473,20 @@ def main(argv: list[str] | None = None) -> int:
         "worker", help="deliver webhooks until stopped (SIGTERM); run as many as wanted, beside `serve`"
     )
     worker.set_defaults(run=_worker)
+
+    worker_alive = commands.add_parser(
+        "worker-alive",
+        help="a liveness probe for `worker`, with no database: exit 0 if its loop completed a pass within MAX_AGE "
+        "seconds (its heartbeat, WEBHOOK_WORKER_HEARTBEAT_FILE), 1 if not",
+    )
+    worker_alive.add_argument(
+        "--max-age",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="default 300: room for a long pass (the day's first announces every support about to end)",
+    )
+    worker_alive.set_defaults(run=_worker_alive)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
     openapi.add_argument("--output", default="openapi/openapi.json")

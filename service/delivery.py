@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from service import notices, tracing, webhooks
 from service.clock import Clock
 from service.driver import Driver
+from service.heartbeat import Heartbeat
 from service.settings import Settings
 
 log = logging.getLogger("service.webhooks")
@@ -126,6 +127,7 @@ class Worker:
         # A claimed attempt is the worker's for this long: more than a request can take.
         self._lease = timedelta(seconds=timeout * 3 + 10)
         self._looked_on: date | None = None
+        self._heartbeat = Heartbeat(settings.webhook_worker_heartbeat_file)
 
     async def run_once(self) -> int:
         """One round; the attempts it made."""
@@ -153,7 +155,10 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop` is set, pausing `WEBHOOK_POLL_SECONDS` after a round with nothing due. A round
-        that fails (the database unavailable) is logged and tried again after the pause."""
+        that fails (the database unavailable) is logged and tried again after the pause. Each round that completes
+        touches the heartbeat (`WEBHOOK_WORKER_HEARTBEAT_FILE`): one stuck, in a database call or anywhere,
+        leaves it to age."""
+        self._heartbeat.clear()
         log.info("webhook worker running")
         while not stop.is_set():
             try:
@@ -161,6 +166,8 @@ class Worker:
             except Exception:
                 log.exception("webhook round failed")
                 attempts = 0
+            else:
+                self._heartbeat.beat()
             if attempts == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._settings.webhook_poll_seconds)

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     webhook_expiring_days: int = Field(30, ge=0)
     webhook_poll_seconds: float = Field(1.0, gt=0)
     webhook_worker_in_serve: bool = False
+    # Touched after each pass of a worker's loop, for `timex-licensing worker-alive`; /tmp: writable in the image,
+    # whose root filesystem is read-only in Kubernetes.
+    webhook_worker_heartbeat_file: Path = Path("/tmp/timex-licensing-worker-heartbeat")
     cabinet_url: str | None = None
     cabinet_setup_hours: int = Field(72, gt=0)
     cabinet_session_idle_minutes: int = Field(30, gt=0)

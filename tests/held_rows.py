@@ -3,7 +3,9 @@ it write.
 
 An activation reads the installation without a lock, then writes in one statement that first locks its row
 (`FOR UPDATE`): while another client holds the row, every activation of it has read and waits in its write,
-its commit in flight. A test waits until it sees them waiting, arranges what it needs, and lets go."""
+its commit in flight. A test waits until it sees them waiting, arranges what it needs, and lets go.
+
+A whole table held (`table_held`) stops whatever reads it: a webhook worker's pass, stuck in a database call."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -43,12 +45,12 @@ class HeldRow:
 
 
 @asynccontextmanager
-async def _held(database_url: str, statement: str, value: object) -> AsyncIterator[HeldRow]:
+async def _held(database_url: str, statement: str, *values: object) -> AsyncIterator[HeldRow]:
     url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     connection = await asyncpg.connect(url)
     try:
         await connection.execute("BEGIN")
-        await connection.execute(statement, value)
+        await connection.execute(statement, *values)
         yield HeldRow(connection)
     finally:
         # Not `close()`, which would wait for a server that a test may have stopped: the server rolls back.
@@ -63,3 +65,8 @@ def installation_held(database_url: str, code: str) -> AbstractAsyncContextManag
 def key_held(database_url: str, key_id: str) -> AbstractAsyncContextManager[HeldRow]:
     """Key `key_id`'s row locked by a connection of its own, in a transaction open until the block ends."""
     return _held(database_url, "SELECT 1 FROM license_keys WHERE id = $1::uuid FOR UPDATE", key_id)
+
+
+def table_held(database_url: str, table: str) -> AbstractAsyncContextManager[HeldRow]:
+    """`table` locked against every reader (`ACCESS EXCLUSIVE`) by a connection of its own, until the block ends."""
+    return _held(database_url, f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")

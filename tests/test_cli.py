@@ -1,5 +1,5 @@
 """The `timex-licensing` command: tokens, migrations, and a real `serve`, on the embedded PostgreSQL when no
-DATABASE_URL is set."""
+DATABASE_URL is set; the worker's liveness check."""
 
 import json
 import os
@@ -284,3 +284,49 @@ def test_create_user_prints_the_setup_link_last_and_refuses_a_username_taken(own
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip().splitlines()[-1].startswith("https://licensing.example.com/cabinet/setup/")
     assert again.returncode == 1 and "user_exists" in again.stderr and again.stdout == ""
+
+
+def _worker_alive(heartbeat: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`timex-licensing worker-alive`, run as a probe runs it: a process of its own."""
+    env = {**os.environ, "WEBHOOK_WORKER_HEARTBEAT_FILE": str(heartbeat)}
+    command = [sys.executable, "-m", "service.cli", "worker-alive", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+def test_worker_alive_passes_on_a_fresh_heartbeat_and_fails_on_a_stale_or_missing_one(tmp_path: Path) -> None:
+    """The heartbeat's age against `--max-age` (300 s unless given); no heartbeat: no pass completed."""
+    heartbeat = tmp_path / "heartbeat"
+
+    missing = _worker_alive(heartbeat)
+    assert missing.returncode == 1 and f"no heartbeat at {heartbeat}" in missing.stderr
+    heartbeat.touch()
+    assert _worker_alive(heartbeat).returncode == 0
+    ten_minutes_ago = time.time() - 600
+    os.utime(heartbeat, (ten_minutes_ago, ten_minutes_ago))
+    stale = _worker_alive(heartbeat)
+    assert stale.returncode == 1 and "more than 300 s" in stale.stderr
+    assert _worker_alive(heartbeat, "--max-age", "900").returncode == 0
+    assert _worker_alive(heartbeat, "--max-age", "60").returncode == 1
+
+
+def test_worker_alive_loads_neither_the_database_nor_http_modules(tmp_path: Path) -> None:
+    """A probe runs it every few seconds, on the worker's CPU: it reads a file's age and nothing more."""
+    heartbeat = tmp_path / "heartbeat"
+    heartbeat.touch()
+    loaded = (
+        "import sys\n"
+        "from service.cli import main\n"
+        "assert main(['worker-alive']) == 0\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    env = {**os.environ, "WEBHOOK_WORKER_HEARTBEAT_FILE": str(heartbeat)}
+    checked = subprocess.run([sys.executable, "-c", loaded], env=env, capture_output=True, text=True, check=True)
+
+    modules = set(checked.stdout.split())
+    assert {module for module in modules if module.startswith("service")} == {
+        "service",
+        "service.cli",
+        "service.heartbeat",
+        "service.settings",
+    }
+    assert not modules & {"sqlalchemy", "asyncpg", "httpx", "fastapi", "starlette", "cryptography"}

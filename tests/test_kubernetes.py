@@ -1,7 +1,9 @@
 """The Kubernetes manifests (deploy/kubernetes/): each resource valid against the Kubernetes schemas, checked
 offline with the schemas `kubernetes-validate` ships; and what the README promises of them: probes on /healthz
-and /readyz, requests and limits, non-root read-only containers, every setting one the service knows."""
+and /readyz, the worker's on its heartbeat by a command the CLI has, requests and limits, non-root read-only
+containers, every setting one the service knows."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.settings import Settings
+from service.cli import main
+from service.settings import Settings, get_settings
 
 FOLDER = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
 KUSTOMIZATIONS = ("kustomization.yaml", "migrate/kustomization.yaml")
@@ -118,3 +121,33 @@ def test_every_variable_given_is_a_setting_and_the_secrets_come_from_the_secret(
                 {"configMapRef": {"name": "timex-licensing"}},
                 {"secretRef": {"name": "timex-licensing"}},
             ]
+
+
+@pytest.fixture
+def heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The settings' heartbeat file, in the test's folder, for the CLI run here."""
+    path = tmp_path / "heartbeat"
+    monkeypatch.setenv("WEBHOOK_WORKER_HEARTBEAT_FILE", str(path))
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
+
+
+def test_the_worker_is_probed_by_a_cli_command_on_a_heartbeat_it_can_write(heartbeat: Path) -> None:
+    """Its startup and liveness probes run `timex-licensing worker-alive` (the image's entry point, on its PATH), which
+    fails until the worker's loop has completed a pass and passes after; the heartbeat file the ConfigMap (or the
+    default) names is on a volume, the root filesystem being read-only."""
+    [container] = _named("Deployment", "timex-licensing-worker")["spec"]["template"]["spec"]["containers"]
+    config = _named("ConfigMap", "timex-licensing")["data"]
+    written = Path(
+        config.get("WEBHOOK_WORKER_HEARTBEAT_FILE", Settings.model_fields["webhook_worker_heartbeat_file"].default)
+    )
+
+    assert any(written.is_relative_to(mount["mountPath"]) for mount in container["volumeMounts"])
+    for probe in ("startupProbe", "livenessProbe"):
+        program, *args = container[probe]["exec"]["command"]
+        assert (program, args[0]) == ("timex-licensing", "worker-alive")
+        heartbeat.unlink(missing_ok=True)
+        assert main(args) == 1, probe
+        heartbeat.touch()
+        assert main(args) == 0, probe

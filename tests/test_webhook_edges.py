@@ -1,9 +1,12 @@
 """Webhooks at their edges: every address that is not globally routable is refused (a table of the ranges), a URL
-is parsed at registration by the code that sends to it, `WEBHOOK_ALLOWED_HOSTS` names a host and port, and a
-delivery always ends, whatever fails while it is rendered, signed or sent."""
+is parsed at registration by the code that sends to it, `WEBHOOK_ALLOWED_HOSTS` names a host and port, a
+delivery always ends, whatever fails while it is rendered, signed or sent, and a heartbeat that cannot be written
+stops no worker."""
 
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from sqlalchemy import text
 
 from service import webhooks
 from service.delivery import Worker
+from service.heartbeat import Heartbeat
 from service.http import events
 from tests.api import Api
 from tests.conftest import make_settings, service
@@ -237,3 +241,24 @@ async def test_a_delivery_claimed_at_its_attempt_limit_is_failed_not_sent(hooks:
     assert receiver.received == []
     [delivery] = await _deliveries(hooks, hook["id"])
     assert (delivery["status"], delivery["attempts"]) == ("failed", MAX_ATTEMPTS)
+
+
+def test_a_heartbeat_that_cannot_be_written_is_logged_once_until_it_can_be_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker goes on delivering; its log says why its liveness check fails, once, not at every pass."""
+    folder = tmp_path / "gone"
+    heartbeat = Heartbeat(folder / "heartbeat")
+
+    with caplog.at_level(logging.WARNING, logger="service.webhooks"):
+        heartbeat.clear()
+        heartbeat.beat()
+        heartbeat.beat()
+        folder.mkdir()
+        heartbeat.beat()
+        (folder / "heartbeat").unlink()
+        folder.rmdir()
+        heartbeat.beat()
+
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2 and all("cannot be written" in warning for warning in warnings), warnings
