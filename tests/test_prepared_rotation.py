@@ -125,9 +125,10 @@ async def test_a_prepared_key_certified_offline_signs_after_the_usual_delay_and_
         refused_revocation = _cli(
             {"DATABASE_URL": database_url, "ROOT_CERTIFICATE": str(root_pem)},
             "revoke-signing-key",
-            kid,
             "--root-key",
             str(root_key),
+            "--",
+            kid,
         )
 
         status, certificate, said = _certify(prepared.key.request_pem, root_pem, root_key, tmp_path)

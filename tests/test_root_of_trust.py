@@ -286,7 +286,8 @@ async def test_a_revoked_key_leaves_the_jwks_and_its_certificates_are_rejected(
     async with service(settings) as api:
         await api.installation("ACME")
         before = (await api.get("/v1/installations/ACME/support")).json()["certificate"]
-        revoked = _cli(env, "revoke-signing-key", _kid(before), "--out", str(tmp_path / "revoked.crl"))
+        # A key id may begin with "-" (base64url): after "--", it is never read as an option.
+        revoked = _cli(env, "revoke-signing-key", "--out", str(tmp_path / "revoked.crl"), "--", _kid(before))
         assert revoked.returncode == 0, revoked.stderr
         await asyncio.sleep(settings.signing_keys_reload_seconds + 0.2)
         after = (await api.get("/v1/installations/ACME/support")).json()["certificate"]
@@ -314,7 +315,7 @@ async def test_a_key_revoked_since_an_instant_keeps_what_it_signed_before(databa
         await api.installation("ACME")
         before = (await api.get("/v1/installations/ACME/support")).json()["certificate"]
         since = datetime.now(UTC) + timedelta(seconds=2)
-        revoked = _cli(env, "revoke-signing-key", _kid(before), "--since", since.isoformat())
+        revoked = _cli(env, "revoke-signing-key", "--since", since.isoformat(), "--", _kid(before))
         served = await api.get(REVOCATION_LIST_PATH)
 
     assert revoked.returncode == 0, revoked.stderr
