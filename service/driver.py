@@ -2,7 +2,7 @@
 
 A service function gets the process's `Driver` and opens a `Session` on it (`reading`, `transaction`,
 `single_write`), or makes one read with `Driver.first`. Each process has one pool of `DATABASE_POOL_SIZE`
-connections. The statements, compiled once by SQLAlchemy's asyncpg dialect, run on an asyncpg pool: through
+connections. The statements, compiled once by SQLAlchemy's asyncpg dialect, run on asyncpg connections: through
 SQLAlchemy's `AsyncConnection` a single-row read costs about twice the CPU (greenlet switches on checkout,
 execute and release), and on the support-state read that is most of the request.
 
@@ -11,6 +11,7 @@ service function sees the driver's own errors. Only a lost or refused connection
 """
 
 import asyncio
+import collections
 import functools
 import random
 import uuid
@@ -271,11 +272,137 @@ async def _read_uuids_as_python_uuids(connection: asyncpg.Connection) -> None:
     )
 
 
-async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
-    """What a returned connection needs here: asyncpg's default reset (unlisten, unlock, RESET ALL)
-    is a round trip on every release, for state this service never sets."""
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
+class _Pool:
+    """The driver's connections: at most `size`, each made when first needed and kept; the one returned last is
+    taken first. asyncpg's own pool cost 70 µs of CPU a checkout (its release runs as a task of its own, shielded,
+    under a timeout, and arms an inactivity timer): a third of a support-state read. A connection comes back as
+    it went out, or is closed: `release` is told whether its last use may have left a statement running."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], size: int):
+        self._connect = connect
+        self._size = size
+        self._idle: list[asyncpg.Connection] = []
+        self._waiting: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
+        self._opened = 0  # connections open, being opened, or whose opening is promised to one waiting
+        self._generation = 0
+        self._made_in: dict[asyncpg.Connection, int] = {}  # each open connection's generation
+        self._closed = False
+
+    async def acquire(self) -> asyncpg.Connection:
+        if self._closed:
+            raise asyncpg.InterfaceError("the pool is closed")
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            self._made_in.pop(connection, None)  # lost while idle (the server restarted): made again below
+            self._opened -= 1
+        if self._opened < self._size:
+            self._opened += 1
+            return await self._open()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            handed = await waiter
+        except BaseException:  # given up (its timeout): what was handed over meanwhile goes to the next in line
+            if not waiter.done():
+                self._waiting.remove(waiter)
+            elif not waiter.cancelled() and (connection := waiter.result()) is not None:
+                self._give(connection)
+            elif not waiter.cancelled():
+                self._opened -= 1
+                self._room()
+            raise
+        return handed if handed is not None else await self._open()
+
+    async def _open(self) -> asyncpg.Connection:
+        """A new connection, in room already counted."""
+        generation = self._generation
+        try:
+            connection = await self._connect()
+        except BaseException:
+            self._opened -= 1
+            self._room()
+            raise
+        self._made_in[connection] = generation
+        return connection
+
+    def release(self, connection: asyncpg.Connection, *, reusable: bool) -> None:
+        """Back to the pool; or closed, when its use may have left a statement running (`reusable` false), it is
+        still in a transaction, or it belongs to an expired generation or a closed pool."""
+        if (
+            reusable
+            and not self._closed
+            and not connection.is_closed()
+            and not connection.is_in_transaction()
+            and self._made_in.get(connection) == self._generation
+        ):
+            self._give(connection)
+            return
+        self._made_in.pop(connection, None)
+        connection.terminate()
+        self._opened -= 1
+        self._room()
+
+    def _give(self, connection: asyncpg.Connection) -> None:
+        """To the first request waiting, or kept."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
+
+    def _room(self) -> None:
+        """Room for one more connection: promised to the first request waiting, which opens it."""
+        while self._waiting and self._opened < self._size:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._opened += 1
+                waiter.set_result(None)
+                return
+
+    def expire(self) -> None:
+        """The server restarted, or refused: every connection is as dead. Those idle are closed now, those in use
+        when they come back."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self.release(connection, reusable=False)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self._made_in.pop(connection, None)
+            self._opened -= 1
+            await connection.close()
+
+
+def _may_be_running(exc: BaseException | None) -> bool:
+    """Whether a statement may still be running on the connection its use ended with `exc`: given up (its timeout,
+    a cancelled request) or cut off. An error PostgreSQL answered, or one of the service's own, leaves it idle."""
+    return exc is not None and (
+        not isinstance(exc, Exception)
+        or isinstance(exc, (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError))
+    )
+
+
+class _Checkout:
+    """A connection of the pool for an `async with`, given back as its use left it (`_may_be_running`); a class,
+    not a generator, as it wraps the hottest read."""
+
+    __slots__ = ("_connection", "_driver")
+
+    def __init__(self, driver: "AsyncpgDriver"):
+        self._driver = driver
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._connection = await self._driver._acquire()
+        return self._connection
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        self._driver._release(self._connection, reusable=not _may_be_running(exc))
 
 
 class AsyncpgDriver:
@@ -284,7 +411,8 @@ class AsyncpgDriver:
         self._dialect = asyncpg_dialect()
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
+        # Making the pool connects nothing, so it cannot fail; connections come on demand.
+        self._pool = _Pool(self._connect, pool_size)
         self._checked_out = 0  # connections of the pool asked for and not yet back: the pool is this driver's alone
         # Kept while the statement lives: those of the hot paths are built once (at import, or per key count) and
         # compiled once; one built for a single call is forgotten with it.
@@ -296,54 +424,39 @@ class AsyncpgDriver:
             compiled = self._compiled[statement] = _compile(statement, self._dialect)
         return compiled
 
-    async def _connected_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            # min_size=0: making the pool connects nothing, so it cannot fail; connections come on demand.
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=0,
-                max_size=self._pool_size,
-                reset=_roll_back_if_open,
-                init=_read_uuids_as_python_uuids,
-                timeout=5,
-                command_timeout=15,
-                # client_encoding as the server names it: asyncpg's own 'utf-8' differs from the server's `UTF8` as
-                # PgBouncer compares them, which then sends a SET client_encoding before every transaction.
-                server_settings={"application_name": APPLICATION_NAME, "client_encoding": "UTF8"},
-                **(
-                    {"statement_cache_size": 0, "connection_class": UnnamedStatements}
-                    if self._transaction_pooler
-                    else {}
-                ),
-            )
-            if self._pool is None:
-                self._pool = pool
-            else:  # another request made one meanwhile
-                await pool.close()
-        return self._pool
+    async def _connect(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=5,
+            command_timeout=15,
+            # client_encoding as the server names it: asyncpg's own 'utf-8' differs from the server's `UTF8` as
+            # PgBouncer compares them, which then sends a SET client_encoding before every transaction.
+            server_settings={"application_name": APPLICATION_NAME, "client_encoding": "UTF8"},
+            **({"statement_cache_size": 0, "connection_class": UnnamedStatements} if self._transaction_pooler else {}),
+        )
+        try:
+            await _read_uuids_as_python_uuids(connection)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
 
-    async def _acquire(self) -> tuple[asyncpg.Pool, asyncpg.Connection]:
-        pool = await self._connected_pool()
+    async def _acquire(self) -> asyncpg.Connection:
         # Counted from the moment it is asked for, so that requests arriving while one connects are counted.
         self._checked_out += 1
         try:
             if self._checked_out <= self._pool_size:
-                # One is free, so acquiring does not wait: no timer to set and cancel (~10 µs of a read).
-                connection = await pool.acquire()
-            else:
-                # Not `acquire(timeout=)`: asyncpg runs that through `wait_for`, a task per request.
-                async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
-                    connection = await pool.acquire()
+                # One is free, or may be made, so acquiring does not wait: no timer to set and cancel.
+                return await self._pool.acquire()
+            async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
+                return await self._pool.acquire()
         except BaseException:
             self._checked_out -= 1
             raise
-        return pool, connection
 
-    async def _release(self, pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
-        try:
-            await pool.release(connection)
-        finally:
-            self._checked_out -= 1
+    def _release(self, connection: asyncpg.Connection, *, reusable: bool) -> None:
+        self._checked_out -= 1
+        self._pool.release(connection, reusable=reusable)
 
     async def _translate(self, exc: Exception) -> None:
         """Raise `exc` as one of ours, if it is one; the server restarted or refused: every pooled connection is
@@ -351,22 +464,19 @@ class AsyncpgDriver:
         translated = _translated(exc)
         if translated is None:
             return
-        if isinstance(translated, Unavailable) and _lost(exc) and self._pool is not None:
-            await self._pool.expire_connections()
+        if isinstance(translated, Unavailable) and _lost(exc):
+            self._pool.expire()
         raise translated from exc
 
     @asynccontextmanager
     async def _session(self, in_transaction: bool) -> AsyncIterator[Session]:
         try:
-            pool, connection = await self._acquire()
-            try:
+            async with _Checkout(self) as connection:
                 if in_transaction:
                     async with connection.transaction():
                         yield _AsyncpgSession(connection, self._compile)
                 else:
                     yield _AsyncpgSession(connection, self._compile)
-            finally:
-                await self._release(pool, connection)
         except Exception as exc:
             await self._translate(exc)
             raise
@@ -374,11 +484,8 @@ class AsyncpgDriver:
     async def first(self, query: Rows[R], params: Params) -> R | None:
         compiled = self._compile(query.statement)
         try:
-            pool, connection = await self._acquire()
-            try:
+            async with _Checkout(self) as connection:
                 record = await connection.fetchrow(compiled.sql, *compiled.arguments(params))
-            finally:
-                await self._release(pool, connection)
         except Exception as exc:
             await self._translate(exc)
             raise
@@ -394,5 +501,4 @@ class AsyncpgDriver:
         return self._session(in_transaction=False)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pool.close()
