@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import asyncpg
 import pytest
-from sqlalchemy import Engine, bindparam, event, insert, select, update
+from sqlalchemy import Engine, bindparam, event, func, insert, select, update
 
 from service import driver as driver_module
 from service.driver import Rows, create_driver
@@ -194,3 +194,34 @@ async def test_waiting_too_long_for_a_connection_is_unavailable(database_url: st
         assert await one_connection.first(_SUPPORT, {"code": "ACME"}) is None
     finally:
         await one_connection.close()
+
+
+class _Backend(NamedTuple):
+    pid: int
+
+
+_BACKEND = Rows(select(func.pg_backend_pid().label("pid")), _Backend)
+_SLEEP = Rows(select(func.pg_backend_pid().label("pid")).where(func.pg_sleep(5).is_not(None)), _Backend)
+
+
+async def test_a_connection_given_up_mid_statement_is_closed_and_the_next_request_gets_a_new_one(
+    database_url: str,
+) -> None:
+    """A request cancelled while its statement runs (its client gone, its time up) may leave the statement running
+    on the connection: the connection is closed, never handed to the next request."""
+    one_connection = create_driver(database_url, pool_size=1)
+    try:
+        first = await one_connection.first(_BACKEND, {})
+        slow = asyncio.create_task(one_connection.first(_SLEEP, {}))
+        await asyncio.sleep(0.3)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        after = await one_connection.first(_BACKEND, {})
+        again = await one_connection.first(_BACKEND, {})
+    finally:
+        await one_connection.close()
+
+    assert first is not None and after is not None and again is not None
+    assert after.pid != first.pid, "the cancelled statement's connection was reused"
+    assert again.pid == after.pid, "a connection that ended cleanly is kept"
