@@ -77,17 +77,22 @@ def test_the_quick_start_serves_on_an_embedded_postgresql_that_keeps_its_data(wo
     assert (data_dir / "PG_VERSION").read_text().strip() == "18"
 
 
+def _issue_keys(working_dir: Path, count: int) -> subprocess.CompletedProcess[str]:
+    """`issue-keys` run as a newcomer would, in `working_dir`: on the embedded server."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "issue-keys", "--count", str(count)],
+        cwd=working_dir,
+        env=_quick_start_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_two_commands_at_once_share_one_embedded_server(working_dir: Path) -> None:
     """`issue-keys` run while `serve` runs joins its server, and leaves it running for `serve` when it exits."""
     with running_server(_quick_start_env(), cwd=working_dir) as url:
-        issued = subprocess.run(
-            [sys.executable, "-m", "service.cli", "issue-keys", "--count", "2"],
-            cwd=working_dir,
-            env=_quick_start_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        issued = _issue_keys(working_dir, 2)
         listed = httpx.get(f"{url}/v1/keys", headers=_admin())
 
     assert issued.returncode == 0, issued.stderr
@@ -116,14 +121,7 @@ def test_a_command_killed_outright_does_not_keep_the_embedded_server_running(wor
         serve.wait(10)
         assert _embedded_server_running(data_dir), "the server outlives a command killed outright"
 
-        issued = subprocess.run(
-            [sys.executable, "-m", "service.cli", "issue-keys", "--count", "1"],
-            cwd=working_dir,
-            env=_quick_start_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        issued = _issue_keys(working_dir, 1)
 
         assert issued.returncode == 0, issued.stderr
         assert not _embedded_server_running(data_dir)
