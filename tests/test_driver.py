@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import asyncpg
 import pytest
-from sqlalchemy import Engine, bindparam, event, func, insert, select, update
+from sqlalchemy import Engine, bindparam, column, event, func, insert, select, table, update
 
 from service import driver as driver_module
 from service.driver import Rows, create_driver
@@ -201,7 +201,17 @@ class _Backend(NamedTuple):
 
 
 _BACKEND = Rows(select(func.pg_backend_pid().label("pid")), _Backend)
-_SLEEP = Rows(select(func.pg_backend_pid().label("pid")).where(func.pg_sleep(5).is_not(None)), _Backend)
+_SLEEP = Rows(select(func.pg_backend_pid().label("pid")).where(func.pg_sleep(1).is_not(None)), _Backend)
+
+
+class _Count(NamedTuple):
+    n: int
+
+
+_ALIVE = Rows(
+    select(func.count().label("n")).select_from(table("pg_stat_activity")).where(column("pid") == bindparam("pid")),
+    _Count,
+)
 
 
 async def test_a_connection_given_up_mid_statement_is_closed_and_the_next_request_gets_a_new_one(
@@ -212,6 +222,7 @@ async def test_a_connection_given_up_mid_statement_is_closed_and_the_next_reques
     one_connection = create_driver(database_url, pool_size=1)
     try:
         first = await one_connection.first(_BACKEND, {})
+        assert first is not None
         slow = asyncio.create_task(one_connection.first(_SLEEP, {}))
         await asyncio.sleep(0.3)
         slow.cancel()
@@ -219,9 +230,16 @@ async def test_a_connection_given_up_mid_statement_is_closed_and_the_next_reques
             await slow
         after = await one_connection.first(_BACKEND, {})
         again = await one_connection.first(_BACKEND, {})
+        # Its server process ends with its statement (1 s), leaving nothing behind for the tests that follow.
+        for _ in range(50):
+            if await one_connection.first(_ALIVE, {"pid": first.pid}) == (0,):
+                break
+            await asyncio.sleep(0.1)
+        gone = await one_connection.first(_ALIVE, {"pid": first.pid})
     finally:
         await one_connection.close()
 
-    assert first is not None and after is not None and again is not None
+    assert after is not None and again is not None
     assert after.pid != first.pid, "the cancelled statement's connection was reused"
     assert again.pid == after.pid, "a connection that ended cleanly is kept"
+    assert gone == (0,), "the connection given up was closed"
