@@ -73,7 +73,7 @@ class ActivationNotice:
         return cls(
             activation,
             tuple(
-                key_id if reseller_id is None or seller == reseller_id else None
+                installations.key_id_as_read(key_id, seller=seller, reader=reseller_id)
                 for key_id, seller in zip(activation.key_ids, sellers, strict=True)
             ),
         )
@@ -259,7 +259,8 @@ def _outbox(extended: Any) -> Any:
     return insert(WebhookEvent).from_select(names, row.where(exists(extended.select()))).cte("outbox")
 
 
-_LEDGER_FIGURES = _LEDGER_COLUMNS[1:3] + _LEDGER_COLUMNS[4:]  # as the function takes them: after months_before
+# The ledger's other columns, in their order, as the function takes them after the installation's own.
+_LEDGER_FIGURES = tuple(name for name in _LEDGER_COLUMNS if name not in ("installation_id", "months_before"))
 
 
 def _record_by_function() -> Rows[_Taken]:

@@ -257,6 +257,12 @@ async def details(
     return installation, summaries(activations, keys, reader=principal.reseller_id)
 
 
+def key_id_as_read(key_id: UUID, *, seller: UUID | None, reader: UUID | None) -> UUID | None:
+    """A key's id as `reader` may know it: a reseller the ids of the keys it sold only; everyone else (None: an
+    admin, or the installation of no reseller) every id."""
+    return key_id if reader is None or seller == reader else None
+
+
 def summaries(
     activations: Sequence[ActivationRow], keys: Sequence[KeyOfActivation], *, reader: UUID | None
 ) -> list[ActivationSummary]:
@@ -265,8 +271,7 @@ def summaries(
     (`activations.ActivationNotice`): another reseller's keys are none of its business."""
     key_ids: dict[UUID, list[UUID | None]] = {}
     for key in keys:
-        shown = key.id if reader is None or key.reseller_id == reader else None
-        key_ids.setdefault(key.activation_id, []).append(shown)
+        key_ids.setdefault(key.activation_id, []).append(key_id_as_read(key.id, seller=key.reseller_id, reader=reader))
     return [
         ActivationSummary(**activation._asdict(), key_ids=tuple(key_ids.get(activation.id, ())))
         for activation in activations
