@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         help="revoke a compromised signing key: it leaves the JWKS, and a new root-signed revocation list rejects "
         "its certificates; if it was signing, a new key signs at once",
     )
-    revoke.add_argument("kid")
+    revoke.add_argument("kid", help="the key's id, after -- (a base64url id may begin with -)")
     revoke.add_argument("--root-key", metavar="FILE", help="the root's private key (root-key.pem)")
     revoke.add_argument(
         "--since", metavar="INSTANT", help="reject only what it signed from then on (default: everything it signed)"
