@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """None: the embedded PostgreSQL in `embedded_data_dir` (service.embedded)."""
     embedded_data_dir: Path = Path("timex-data/postgres")
-    database_pool_size: int = Field(20, gt=0)
+    database_pool_size: int = Field(8, gt=0)
     database_transaction_pooler: bool = False
     database_direct_url: str | None = None
     """PostgreSQL itself, where `migrate` goes when `database_url` is a pooler; None: `database_url`."""
