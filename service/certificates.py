@@ -7,15 +7,20 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 import orjson
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jose import jwk
 from jose.utils import base64url_encode
 
 ALGORITHM = "ES256"
+# RFC 6979: the signature's nonce derived from the key and the message, so that one statement signed twice, by any
+# process, is one certificate (a random nonce made each signature, and so each certificate, differ).
+_DETERMINISTIC_ES256 = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
 def generate_private_key() -> str:
@@ -39,11 +44,15 @@ def expires(certificate: str) -> int | None:
     return claims.get("exp")
 
 
-def public_key_of(private_key_pem: str) -> ec.EllipticCurvePublicKey:
+def _private_key(private_key_pem: str) -> ec.EllipticCurvePrivateKey:
     private = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     if not isinstance(private, ec.EllipticCurvePrivateKey):
         raise ValueError("a signing key is an EC key")
-    return private.public_key()
+    return private
+
+
+def public_key_of(private_key_pem: str) -> ec.EllipticCurvePublicKey:
+    return _private_key(private_key_pem).public_key()
 
 
 def kid_of(key_pem: str) -> str:
@@ -58,22 +67,35 @@ def _public(private: jwk.Key) -> dict:
 class CertificateSigner:
     """Signs with one key. `chain` is the key's X.509 certificate by the root of trust (DER), carried as `x5c` in
     every certificate's header and in the key's JWK; not the root's, which a verifier must hold already (and
-    ~700 bytes less a certificate). The `kid` is known before anything is signed."""
+    ~700 bytes less a certificate). The `kid` is known before anything is signed.
 
-    def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta, chain: Sequence[bytes]):
-        self._private = jwk.construct(private_key_pem, ALGORITHM)
-        public = _public(self._private)
+    A statement (an installation's support end as of a business day) signed on one day is one certificate,
+    whichever process signs it and however often: its `iat` is the start of the business day in `zone` (or the
+    moment the key was certified, if later: a verifier refuses an `iat` outside the key's certificate), and the
+    signature is deterministic (RFC 6979)."""
+
+    def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta, chain: Sequence[bytes], *, zone: tzinfo):
+        self._key = _private_key(private_key_pem)
+        public = _public(jwk.construct(private_key_pem, ALGORITHM))
         self.kid = _thumbprint(public)
         x5c = [base64.b64encode(der).decode() for der in chain]  # RFC 7515 §4.1.6: base64, not base64url
         self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM, "x5c": x5c}
         self.issuer = issuer
         self.lifetime = lifetime
+        self._zone = zone
+        self._certified_at = x509.load_der_x509_certificate(chain[0]).not_valid_before_utc if chain else None
         # Every certificate has the same header: encoded once, not per certificate (a third of `jwt.encode`).
         self._header = base64url_encode(orjson.dumps({"alg": ALGORITHM, "kid": self.kid, "typ": "JWT", "x5c": x5c}))
 
-    def certificate(self, code: str, support_end: date, as_of: date, issued_at: datetime) -> str:
-        """A compact JWS (RFC 7515), signed by python-jose's key as `jwt.encode` would sign it."""
-        iat = int(issued_at.timestamp())
+    def issued_at(self, now: datetime) -> datetime:
+        """When a certificate signed at `now` is issued: the start of that business day, or the moment the key was
+        certified if later. The same all day, in every process."""
+        start = datetime.combine(now.astimezone(self._zone).date(), time(), self._zone)
+        return start if self._certified_at is None else max(start, self._certified_at)
+
+    def certificate(self, code: str, support_end: date, as_of: date, now: datetime) -> str:
+        """A compact JWS (RFC 7515) of the statement, signed at `now`: the same certificate all that day."""
+        iat = int(self.issued_at(now).timestamp())
         claims = {
             "iss": self.issuer,
             "sub": code,
@@ -83,4 +105,6 @@ class CertificateSigner:
             "exp": iat + int(self.lifetime.total_seconds()),
         }
         signing_input = self._header + b"." + base64url_encode(orjson.dumps(claims))
-        return (signing_input + b"." + base64url_encode(self._private.sign(signing_input))).decode()
+        r, s = decode_dss_signature(self._key.sign(signing_input, _DETERMINISTIC_ES256))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")  # RFC 7518 §3.4: r then s, not DER
+        return (signing_input + b"." + base64url_encode(signature)).decode()

@@ -3,7 +3,7 @@ end as of a business day, signed by one key, so a second read of the installatio
 
 Each process keeps the certificates it signed, at most `CERTIFICATE_CACHE_SIZE`, the oldest forgotten first
 (those of an earlier day, or of a retired key, are never asked for again). A certificate forgotten is signed
-again when next asked for: it states the same, with a later `iat` and `exp`."""
+again when next asked for, and is the same certificate (`CertificateSigner`): so is another process's."""
 
 from collections import OrderedDict
 from datetime import date, datetime
@@ -20,14 +20,12 @@ class IssuedCertificates:
         self._capacity = capacity
         self._issued: OrderedDict[Statement, str] = OrderedDict()
 
-    def certificate(
-        self, signer: CertificateSigner, code: str, support_end: date, as_of: date, issued_at: datetime
-    ) -> str:
-        """The certificate of this statement this process signed first, or one signed now (`issued_at`)."""
+    def certificate(self, signer: CertificateSigner, code: str, support_end: date, as_of: date, now: datetime) -> str:
+        """The statement's certificate, signed now if this process does not keep it."""
         statement = (code, support_end, as_of, signer.kid)
         certificate = self._issued.get(statement)
         if certificate is None:
-            certificate = signer.certificate(code, support_end, as_of, issued_at)
+            certificate = signer.certificate(code, support_end, as_of, now)
             if len(self._issued) >= self._capacity:
                 self._issued.popitem(last=False)
             self._issued[statement] = certificate

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import NamedTuple
 
 from cryptography import x509
@@ -186,6 +186,8 @@ class Timing:
     """JWKS_MAX_AGE_SECONDS"""
     period: timedelta
     """SIGNING_KEY_PERIOD_DAYS: how long a key may sign, which its certificate covers with `lifetime` more."""
+    zone: tzinfo
+    """BUSINESS_TIMEZONE: where the business day a certificate states its support as of, and so its `iat`, begins."""
 
     @classmethod
     def of(cls, settings: Settings) -> "Timing":
@@ -194,6 +196,7 @@ class Timing:
             reload=timedelta(seconds=settings.signing_keys_reload_seconds),
             max_age=timedelta(seconds=settings.jwks_max_age_seconds),
             period=timedelta(days=settings.signing_key_period_days),
+            zone=settings.zone,
         )
 
     @property
@@ -361,7 +364,7 @@ def _published(
         signs_until = certificate.not_valid_after_utc - timing.lifetime
     else:
         chain, signs_until = [], None
-    signer = CertificateSigner(private_key_pem, issuer, timing.lifetime, chain)
+    signer = CertificateSigner(private_key_pem, issuer, timing.lifetime, chain, zone=timing.zone)
     return PublishedKey(signer, generation, signs_from, signs_until)
 
 
@@ -753,10 +756,14 @@ async def revoke(
     *, driver: Driver, secret: str, root: Root, timing: Timing, clock: Clock, kid: str, since: datetime | None
 ) -> Revocation:
     """Revoke the key `kid`: it leaves the JWKS and signs no more, and the new revocation list (signed by `root`,
-    stored, served) rejects the certificates it signed from `since` on (from its publication, when None). If it
-    was the key signing, a new key signs at once: the emergency rotation."""
+    stored, served) rejects the certificates it signed from `since` on (when None, from its certificate's start:
+    every certificate it signed, none being older than its own). If it was the key signing, a new key signs at
+    once: the emergency rotation."""
     now = clock.now()
     rows, _ = await _keys(driver)
+    revoked = next((row for row in rows if row.kid == kid), None)
+    if since is None and revoked is not None and revoked.certificate is not None:
+        since = x509.load_der_x509_certificate(revoked.certificate).not_valid_before_utc
     signing = next((row.kid for row in rows if row.signs_from is not None and row.signs_from <= now), None)
     async with driver.transaction() as session:
         if await session.first(_REVOKE, {"key_kid": kid, "now": now, "since": since}) is None:

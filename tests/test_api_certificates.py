@@ -7,15 +7,18 @@ import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from unittest import mock
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from cryptography import x509
 from jose import jwk, jwt
 
 from service import signing_keys
-from service.certificates import CertificateSigner, generate_private_key
+from service.certificates import CertificateSigner, generate_private_key, kid_of, public_key_of
 from service.issued_certificates import IssuedCertificates
-from service.trust import configured_root
+from service.trust import Root, configured_root, make_root
 from tests.api import Api
 from tests.conftest import make_settings, service
 from tests.servers import running_server
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.anyio
 
 LIFETIME = timedelta(days=30)
 """CERTIFICATE_LIFETIME_DAYS's default."""
+MOSCOW = ZoneInfo("Europe/Moscow")
+"""BUSINESS_TIMEZONE's default."""
 
 
 def verify(jwks: dict, certificate: str) -> dict:
@@ -77,7 +82,8 @@ async def test_reads_on_one_business_day_get_the_one_certificate_of_that_stateme
     assert verify((await api.get("/.well-known/jwks.json")).json(), again)["as_of"] == "2026-11-24"
 
 
-async def test_the_next_business_day_and_a_new_support_end_each_get_a_certificate_of_their_own(api: Api) -> None:
+async def test_a_new_support_end_and_the_next_business_day_each_get_a_certificate_of_their_own(api: Api) -> None:
+    """An activation's certificate is its new statement's: the support state answers it for the rest of the day."""
     await api.installation("ACME", purchased_on="2025-11-24")
     [key] = await api.keys(1)
     before = await _support_certificate(api)
@@ -88,7 +94,8 @@ async def test_the_next_business_day_and_a_new_support_end_each_get_a_certificat
     next_day = await _support_certificate(api)
 
     jwks = (await api.get("/.well-known/jwks.json")).json()
-    assert len({before, activated["certificate"], after_activation, next_day}) == 4
+    assert after_activation == activated["certificate"]
+    assert len({before, after_activation, next_day}) == 3
     assert verify(jwks, before)["support_end"] == "2026-11-24"
     assert verify(jwks, after_activation)["support_end"] == activated["support_end_after"]
     assert (verify(jwks, next_day)["support_end"], verify(jwks, next_day)["as_of"]) == (
@@ -97,16 +104,58 @@ async def test_the_next_business_day_and_a_new_support_end_each_get_a_certificat
     )
 
 
-def test_a_process_keeps_at_most_its_capacity_of_certificates_the_oldest_forgotten_first() -> None:
-    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=())
+def test_a_process_keeps_at_most_its_capacity_of_certificates_and_signs_one_forgotten_again_the_same() -> None:
+    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
     issued = IssuedCertificates(capacity=2)
     day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
-
     first = issued.certificate(signer, "A", day, day, now)
     kept = [issued.certificate(signer, code, day, day, now) for code in ("B", "C")]  # A is forgotten
 
-    assert [issued.certificate(signer, code, day, day, now) for code in ("B", "C")] == kept
-    assert issued.certificate(signer, "A", day, day, now) != first  # signed again (ES256 signatures differ)
+    with mock.patch.object(signer, "certificate", wraps=signer.certificate) as signing:
+        assert [issued.certificate(signer, code, day, day, now) for code in ("B", "C")] == kept
+        assert signing.call_count == 0
+        assert issued.certificate(signer, "A", day, day, now + timedelta(hours=5)) == first
+        assert signing.call_count == 1
+
+
+def _certified(certified_at: datetime) -> tuple[str, bytes]:
+    """A signing key, and its certificate by a root (DER)."""
+    root_key, root_pem = make_root("test root", certified_at - timedelta(days=1))
+    root = Root(x509.load_pem_x509_certificate(root_pem)).with_key(root_key)
+    key = generate_private_key()
+    return key, root.certify(public_key_of(key), kid_of(key), certified_at, certified_at + LIFETIME * 20)
+
+
+def _signer(key: str, certificate: bytes) -> CertificateSigner:
+    return CertificateSigner(key, "timex-licensing", LIFETIME, [certificate], zone=MOSCOW)
+
+
+def test_one_statement_signed_by_two_processes_on_one_day_is_one_certificate() -> None:
+    """RFC 6979 signatures and an `iat` fixed by the day: whichever process signs it, whenever that day."""
+    key, certificate_of_key = _certified(datetime(2026, 1, 10, 12, tzinfo=UTC))
+    one, other = _signer(key, certificate_of_key), _signer(key, certificate_of_key)
+    day, end = date(2026, 11, 24), date(2027, 11, 24)
+    morning, evening = datetime(2026, 11, 23, 21, 5, tzinfo=UTC), datetime(2026, 11, 24, 20, 55, tzinfo=UTC)
+
+    certificate = one.certificate("ACME", end, day, morning)
+
+    assert other.certificate("ACME", end, day, evening) == certificate
+    assert one.certificate("ACME", end, day, evening + timedelta(minutes=10)) != certificate  # the next day's
+    claims = jwt.decode(certificate, jwk.construct(one.public_jwk), algorithms=["ES256"], options={"verify_exp": False})
+    assert (claims["sub"], claims["support_end"], claims["as_of"]) == ("ACME", "2027-11-24", "2026-11-24")
+
+
+def test_a_certificate_is_issued_at_the_start_of_its_business_day_or_when_its_key_was_certified_if_later() -> None:
+    certified_at = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
+    signer = _signer(*_certified(certified_at))
+
+    def issued_at(now: datetime) -> datetime:
+        claims = jwt.get_unverified_claims(signer.certificate("ACME", date(2027, 11, 24), now.date(), now))
+        assert claims["exp"] - claims["iat"] == LIFETIME.total_seconds()
+        return datetime.fromtimestamp(claims["iat"], UTC)
+
+    assert issued_at(datetime(2026, 11, 25, 8, tzinfo=UTC)) == datetime(2026, 11, 24, 21, tzinfo=UTC)  # 0:00 Moscow
+    assert issued_at(datetime(2026, 11, 24, 12, tzinfo=UTC)) == certified_at  # a verifier refuses an `iat` before it
 
 
 async def test_a_tampered_certificate_does_not_verify(api: Api) -> None:
@@ -216,7 +265,7 @@ async def test_a_running_process_signs_with_an_emergency_rotations_key_once_it_r
 
 async def test_every_worker_of_a_server_signs_with_the_one_key_set(api: Api) -> None:
     """Two worker processes, started at once on an empty key table: one key is made, and 30 certificates, from
-    whichever worker, all verify against one JWKS fetch."""
+    whichever worker, all verify against one JWKS fetch, and are one certificate."""
     await api.installation("ACME")
     env = {**os.environ, "DATABASE_URL": api.settings.database_url, "WORKERS": "2"}
 
@@ -227,6 +276,25 @@ async def test_every_worker_of_a_server_signs_with_the_one_key_set(api: Api) -> 
 
     assert len(jwks["keys"]) == 1
     assert [verify(jwks, answer.json()["certificate"])["sub"] for answer in answers] == ["ACME"] * 30
+    assert len({answer.json()["certificate"] for answer in answers}) == 1
+
+
+async def test_two_servers_on_one_database_answer_one_certificate_for_one_statement(api: Api) -> None:
+    """What a client or a cache compares: the same installation read from either instance, and after an activation
+    on one, from the other."""
+    await api.installation("ACME")
+    [key] = await api.keys(1)
+    env = {**os.environ, "DATABASE_URL": api.settings.database_url}
+
+    with running_server(env) as one, running_server(env) as other:
+        async with httpx.AsyncClient(timeout=30) as client:
+            read = [(await client.get(f"{url}/v1/installations/ACME/support")).json() for url in (one, other)]
+            activation = {"installation": "ACME", "keys": [key]}
+            activated = (await client.post(f"{one}/v1/activations", json=activation)).json()
+            after = [(await client.get(f"{url}/v1/installations/ACME/support")).json() for url in (other, one)]
+
+    assert read[0]["certificate"] == read[1]["certificate"]
+    assert after[0]["certificate"] == after[1]["certificate"] == activated["certificate"] != read[0]["certificate"]
 
 
 async def test_processes_starting_at_once_on_an_empty_key_table_make_one_signing_key(api: Api) -> None:
