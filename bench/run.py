@@ -66,6 +66,18 @@ REDIS_SET = MAX_ROUNDS + 1 + POOLED_SETS  # the last: the activation run with th
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def scheduler() -> str:
+    """The kernel's autogroup setting: on, PostgreSQL's backends (their own session) share one scheduling group
+    against the servers and wrk, and the reads' p99 at full load has outliers of up to a second, the ceiling's too
+    (README, Performance)."""
+    if not AUTOGROUP.exists():
+        return "no autogroup scheduling"
+    return f"kernel.sched_autogroup_enabled={AUTOGROUP.read_text().strip()}"
+
+
 def bench_dsn(database: str = DATABASE) -> str:
     return ADMIN_DSN.rsplit("/", 1)[0] + "/" + database
 
@@ -741,11 +753,17 @@ def main() -> None:
         return
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
+    if scheduler().endswith("=1"):
+        print(
+            "kernel.sched_autogroup_enabled=1: expect outliers of up to a second in the reads' p99 at full load, the"
+            " ceiling's too (README, Performance); `sysctl -w kernel.sched_autogroup_enabled=0` measures without them",
+            file=sys.stderr,
+        )
     RESULTS.mkdir(exist_ok=True)
     cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
     report: dict = {
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} cores, {cpu.group(1) if cpu else 'unknown CPU'}, PostgreSQL local",
+        "machine": f"{os.cpu_count()} cores, {cpu.group(1) if cpu else 'unknown CPU'}, PostgreSQL local, {scheduler()}",
         "installations": args.installations,
         "runs": {},
     }
