@@ -76,7 +76,7 @@ class CertificateSigner:
 
     def __init__(self, private_key_pem: str, issuer: str, lifetime: timedelta, chain: Sequence[bytes], *, zone: tzinfo):
         self._key = _private_key(private_key_pem)
-        public = _public(jwk.construct(private_key_pem, ALGORITHM))
+        public = _public(jwk.construct(self._key, ALGORITHM))  # the key read once, not its PEM again
         self.kid = _thumbprint(public)
         x5c = [base64.b64encode(der).decode() for der in chain]  # RFC 7515 §4.1.6: base64, not base64url
         self.public_jwk = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM, "x5c": x5c}
