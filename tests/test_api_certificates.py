@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from cryptography import x509
 from jose import jwk, jwt
 
 from service import signing_keys
-from service.certificates import CertificateSigner, generate_private_key, kid_of, public_key_of
+from service.certificates import CertificateSigner, generate_private_key
 from service.issued_certificates import IssuedCertificates
-from service.trust import Root, configured_root, make_root
+from service.trust import configured_root
 from tests.api import Api
 from tests.conftest import make_settings, service
+from tests.roots import certified_key
 from tests.servers import running_server
 
 pytestmark = pytest.mark.anyio
@@ -118,21 +118,14 @@ def test_a_process_keeps_at_most_its_capacity_of_certificates_and_signs_one_forg
         assert signing.call_count == 1
 
 
-def _certified(certified_at: datetime) -> tuple[str, bytes]:
-    """A signing key, and its certificate by a root (DER)."""
-    root_key, root_pem = make_root("test root", certified_at - timedelta(days=1))
-    root = Root(x509.load_pem_x509_certificate(root_pem)).with_key(root_key)
-    key = generate_private_key()
-    return key, root.certify(public_key_of(key), kid_of(key), certified_at, certified_at + LIFETIME * 20)
-
-
 def _signer(key: str, certificate: bytes) -> CertificateSigner:
     return CertificateSigner(key, "timex-licensing", LIFETIME, [certificate], zone=MOSCOW)
 
 
 def test_one_statement_signed_by_two_processes_on_one_day_is_one_certificate() -> None:
     """RFC 6979 signatures and an `iat` fixed by the day: whichever process signs it, whenever that day."""
-    key, certificate_of_key = _certified(datetime(2026, 1, 10, 12, tzinfo=UTC))
+    certified_at = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    _, key, certificate_of_key = certified_key(certified_at, certified_at + LIFETIME * 20)
     one, other = _signer(key, certificate_of_key), _signer(key, certificate_of_key)
     day, end = date(2026, 11, 24), date(2027, 11, 24)
     morning, evening = datetime(2026, 11, 23, 21, 5, tzinfo=UTC), datetime(2026, 11, 24, 20, 55, tzinfo=UTC)
@@ -147,7 +140,8 @@ def test_one_statement_signed_by_two_processes_on_one_day_is_one_certificate() -
 
 def test_a_certificate_is_issued_at_the_start_of_its_business_day_or_when_its_key_was_certified_if_later() -> None:
     certified_at = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
-    signer = _signer(*_certified(certified_at))
+    _, key, certificate_of_key = certified_key(certified_at, certified_at + LIFETIME * 20)
+    signer = _signer(key, certificate_of_key)
 
     def issued_at(now: datetime) -> datetime:
         claims = jwt.get_unverified_claims(signer.certificate("ACME", date(2027, 11, 24), now.date(), now))

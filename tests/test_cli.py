@@ -171,14 +171,10 @@ def _certified_key() -> dict[str, str]:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from service.certificates import generate_private_key, kid_of, public_key_of
-    from service.trust import Root, make_root
+    from tests.roots import certified_key
 
     now = Clock(Settings(_env_file=None).zone).now()
-    root_key, root_pem = make_root("test root", now)
-    root = Root(x509.load_pem_x509_certificate(root_pem)).with_key(root_key)
-    key = generate_private_key()
-    der = root.certify(public_key_of(key), kid_of(key), now, now + timedelta(days=400))
+    root_pem, key, der = certified_key(now, now + timedelta(days=400))
     chain = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
     return {"root_certificate": root_pem.decode(), "certificate_private_key": key, "certificate_chain": chain}
 
