@@ -481,7 +481,7 @@ async def _write(
 ) -> ActivationResult | None:
     """Write the activation, taking each key only while it is still issued; None when a key could not be
     taken, with nothing written (see `_record`)."""
-    certificate = signer.certificate(code, renewal.after.end, today, now)
+    certificate = await signer.certificate_in_turn(code, renewal.after.end, today, now)
     activation_id = uuid4()
     sold = [keys[d] for d in key_digests]
     result = ActivationResult(activation_id, code, today, renewal, tuple(key_id for key_id, _ in sold), certificate)

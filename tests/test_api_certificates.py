@@ -152,6 +152,62 @@ def test_a_certificate_is_issued_at_the_start_of_its_business_day_or_when_its_ke
     assert issued_at(datetime(2026, 11, 24, 12, tzinfo=UTC)) == certified_at  # a verifier refuses an `iat` before it
 
 
+async def test_certificates_asked_for_in_one_turn_are_signed_together_each_of_its_own_statement() -> None:
+    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
+    codes = ("A", "B", "C")
+
+    with mock.patch.object(signer, "certificate", wraps=signer.certificate) as signing:
+        asked = [asyncio.create_task(signer.certificate_in_turn(code, day, day, now)) for code in codes]
+        await asyncio.sleep(0)  # every one asked for: none signed yet
+        assert signing.call_count == 0
+        certificates = await asyncio.gather(*asked)
+        assert signing.call_count == len(codes)
+
+    assert certificates == [signer.certificate(code, day, day, now) for code in codes]
+
+
+async def test_a_request_given_up_while_its_certificate_waits_leaves_the_others_theirs() -> None:
+    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
+    real = signer.certificate
+
+    def refusing(code: str, support_end: date, as_of: date, now: datetime) -> str:
+        if code == "REFUSED":
+            raise ValueError("cannot sign")
+        return real(code, support_end, as_of, now)
+
+    with mock.patch.object(signer, "certificate", side_effect=refusing) as signing:
+        asked = {code: asyncio.create_task(signer.certificate_in_turn(code, day, day, now)) for code in "ABC"}
+        refused = asyncio.create_task(signer.certificate_in_turn("REFUSED", day, day, now))
+        await asyncio.sleep(0)
+        asked["B"].cancel()
+        assert [await asked[code] for code in "AC"] == [real(code, day, day, now) for code in "AC"]
+        with pytest.raises(ValueError, match="cannot sign"):
+            await refused
+        assert asked["B"].cancelled()
+        assert signing.call_count == 3  # not the one given up
+
+    assert await signer.certificate_in_turn("D", day, day, now) == real("D", day, day, now)  # the next turn's
+
+
+def test_a_certificate_asked_for_in_a_loop_closed_before_signing_does_not_hold_up_the_next_loops() -> None:
+    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
+    closed = asyncio.new_event_loop()
+    abandoned = closed.create_task(signer.certificate_in_turn("A", day, day, now))
+    closed.call_soon(closed.stop)
+    closed.run_forever()  # one turn: asked for, its signing still to come at the turn's end
+    assert not abandoned.done()
+    closed.close()
+
+    async def next_loops() -> str:
+        async with asyncio.timeout(5):
+            return await signer.certificate_in_turn("A", day, day, now)
+
+    assert asyncio.run(next_loops()) == signer.certificate("A", day, day, now)
+
+
 async def test_a_tampered_certificate_does_not_verify(api: Api) -> None:
     await api.installation("ACME")
     certificate = (await api.get("/v1/installations/ACME/support")).json()["certificate"]
