@@ -73,6 +73,9 @@ def _mul(a: int, b: int) -> int:
 
 # g(x) = (x - α)(x - α²) = x² + (α + α²)x + α³: minus is plus in characteristic 2.
 _G1, _G0 = _EXP[1] ^ _EXP[2], _EXP[3]
+# Every symbol times each of g's coefficients, looked up rather than multiplied: 36 calls less per key checked.
+_TIMES_G1 = tuple(_mul(value, _G1) for value in range(32))
+_TIMES_G0 = tuple(_mul(value, _G0) for value in range(32))
 
 
 def _check(data: list[int]) -> list[int]:
@@ -80,8 +83,8 @@ def _check(data: list[int]) -> list[int]:
     r1 = r0 = 0
     for symbol in data:
         feedback = symbol ^ r1
-        r1 = r0 ^ _mul(feedback, _G1)
-        r0 = _mul(feedback, _G0)
+        r1 = r0 ^ _TIMES_G1[feedback]
+        r0 = _TIMES_G0[feedback]
     return [r1, r0]
 
 

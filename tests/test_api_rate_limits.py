@@ -3,6 +3,7 @@ and failed logins are limited per client address (IPv6: per /64 network), counte
 in Redis when configured (shared by every process) and in memory otherwise or while Redis is away."""
 
 import asyncio
+import ipaddress
 import os
 import uuid
 from collections import Counter
@@ -13,9 +14,12 @@ from datetime import date
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service import keyformat
 from service.db import create_engine
+from service.http import deps
 from tests.api import Api
 from tests.conftest import empty_tables, make_settings
 from tests.servers import running_server
@@ -164,6 +168,31 @@ async def test_one_address_however_it_is_written_is_one_client(limited: Api) -> 
     response = await limited.activate("ACME", [good], **_from("203.0.113.7"))
 
     assert response.status_code == 429
+
+
+def _read_by_ipaddress(text: str) -> deps.Address | None:
+    """The client's address as `ipaddress` alone reads it: what the dotted-quad fast path must agree with."""
+    try:
+        address = ipaddress.ip_address(text.strip().partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+_PART = st.one_of(st.integers(0, 300).map(str), st.from_regex(r"[0-9]{1,4}", fullmatch=True), st.text(max_size=3))
+_SPELLINGS = st.one_of(
+    st.lists(_PART, min_size=1, max_size=6).map(".".join),
+    st.text(alphabet=st.sampled_from("0123456789.:abcdefABCDEF%x \t\x00٣"), max_size=45),
+    st.ip_addresses().map(str),
+    st.text(max_size=45),
+)
+
+
+@given(_SPELLINGS)
+def test_an_address_is_read_as_ipaddress_reads_it(text: str) -> None:
+    assert deps._canonical(text) == _read_by_ipaddress(text)
 
 
 async def test_forwarded_for_on_several_header_lines_is_read_whole(limited: Api) -> None:
