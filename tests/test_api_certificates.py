@@ -152,6 +152,19 @@ def test_a_certificate_is_issued_at_the_start_of_its_business_day_or_when_its_ke
     assert issued_at(datetime(2026, 11, 24, 12, tzinfo=UTC)) == certified_at  # a verifier refuses an `iat` before it
 
 
+def test_a_certificate_is_issued_at_the_start_of_its_day_where_a_clock_goes_back_over_midnight() -> None:
+    """St. John's, 2010-11-07: at 00:01 the clock went back to 23:01 of the 6th, so the 6th came back for an hour
+    after the 7th had begun. A signer that has signed on the 7th still dates that hour's certificates by the 6th."""
+    newfoundland = ZoneInfo("America/St_Johns")
+    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=newfoundland)
+    seventh_begun = datetime(2010, 11, 7, 2, 30, 30, tzinfo=UTC)  # 00:00:30 on the 7th, daylight time
+    sixth_again = datetime(2010, 11, 7, 2, 45, tzinfo=UTC)  # 23:15 on the 6th, standard time
+
+    assert signer.issued_at(seventh_begun) == datetime(2010, 11, 7, tzinfo=newfoundland)
+    assert signer.issued_at(sixth_again) == datetime(2010, 11, 6, tzinfo=newfoundland)
+    assert signer.issued_at(seventh_begun + timedelta(hours=2)) == datetime(2010, 11, 7, tzinfo=newfoundland)
+
+
 async def test_certificates_asked_for_in_one_turn_are_signed_together_each_of_its_own_statement() -> None:
     signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
     day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
