@@ -129,10 +129,11 @@ class CertificateSigner:
         measured in a worker). Under load several activations reach their signature in the same turn."""
         loop = asyncio.get_running_loop()
         signed = loop.create_future()
-        if self._turn is None or self._turn.loop is not loop:  # a turn is its loop's: one closed never blocks the next
-            self._turn = _Turn(loop)
-            loop.call_soon(self._sign, self._turn)
-        self._turn.asked.append((signed, (code, support_end, as_of, now)))
+        turn = self._turn
+        if turn is None or turn.loop is not loop:  # a turn is its loop's: one closed never blocks the next
+            turn = self._turn = _Turn(loop)
+            loop.call_soon(self._sign, turn)
+        turn.asked.append((signed, (code, support_end, as_of, now)))
         return await signed
 
     def _sign(self, turn: "_Turn") -> None:
