@@ -104,8 +104,17 @@ async def test_a_new_support_end_and_the_next_business_day_each_get_a_certificat
     )
 
 
+def _signer(key: str, certificate: bytes) -> CertificateSigner:
+    return CertificateSigner(key, "timex-licensing", LIFETIME, [certificate], zone=MOSCOW)
+
+
+def _signer_of_a_new_key(zone: ZoneInfo = MOSCOW) -> CertificateSigner:
+    """A signer of its own key, without a certificate of it (none of the root's checks are at stake)."""
+    return CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=zone)
+
+
 def test_a_process_keeps_at_most_its_capacity_of_certificates_and_signs_one_forgotten_again_the_same() -> None:
-    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    signer = _signer_of_a_new_key()
     issued = IssuedCertificates(capacity=2)
     day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
     first = issued.certificate(signer, "A", day, day, now)
@@ -116,10 +125,6 @@ def test_a_process_keeps_at_most_its_capacity_of_certificates_and_signs_one_forg
         assert signing.call_count == 0
         assert issued.certificate(signer, "A", day, day, now + timedelta(hours=5)) == first
         assert signing.call_count == 1
-
-
-def _signer(key: str, certificate: bytes) -> CertificateSigner:
-    return CertificateSigner(key, "timex-licensing", LIFETIME, [certificate], zone=MOSCOW)
 
 
 def test_one_statement_signed_by_two_processes_on_one_day_is_one_certificate() -> None:
@@ -156,7 +161,7 @@ def test_a_certificate_is_issued_at_the_start_of_its_day_where_a_clock_goes_back
     """St. John's, 2010-11-07: at 00:01 the clock went back to 23:01 of the 6th, so the 6th came back for an hour
     after the 7th had begun. A signer that has signed on the 7th still dates that hour's certificates by the 6th."""
     newfoundland = ZoneInfo("America/St_Johns")
-    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=newfoundland)
+    signer = _signer_of_a_new_key(newfoundland)
     seventh_begun = datetime(2010, 11, 7, 2, 30, 30, tzinfo=UTC)  # 00:00:30 on the 7th, daylight time
     sixth_again = datetime(2010, 11, 7, 2, 45, tzinfo=UTC)  # 23:15 on the 6th, standard time
 
@@ -166,7 +171,7 @@ def test_a_certificate_is_issued_at_the_start_of_its_day_where_a_clock_goes_back
 
 
 async def test_certificates_asked_for_in_one_turn_are_signed_together_each_of_its_own_statement() -> None:
-    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    signer = _signer_of_a_new_key()
     day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
     codes = ("A", "B", "C")
 
@@ -181,7 +186,7 @@ async def test_certificates_asked_for_in_one_turn_are_signed_together_each_of_it
 
 
 async def test_a_request_given_up_while_its_certificate_waits_leaves_the_others_theirs() -> None:
-    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    signer = _signer_of_a_new_key()
     day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
     real = signer.certificate
 
@@ -205,7 +210,7 @@ async def test_a_request_given_up_while_its_certificate_waits_leaves_the_others_
 
 
 def test_a_certificate_asked_for_in_a_loop_closed_before_signing_does_not_hold_up_the_next_loops() -> None:
-    signer = CertificateSigner(generate_private_key(), "timex-licensing", LIFETIME, chain=(), zone=MOSCOW)
+    signer = _signer_of_a_new_key()
     day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, tzinfo=UTC)
     closed = asyncio.new_event_loop()
     abandoned = closed.create_task(signer.certificate_in_turn("A", day, day, now))
