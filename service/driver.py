@@ -457,11 +457,18 @@ class AsyncpgDriver:
     async def _session(self, in_transaction: bool) -> AsyncIterator[Session]:
         try:
             async with _Checkout(self._pool) as connection:
-                if in_transaction:
-                    async with connection.transaction():
+                try:
+                    if in_transaction:
+                        async with connection.transaction():
+                            yield _AsyncpgSession(connection, self._compile)
+                    else:
                         yield _AsyncpgSession(connection, self._compile)
-                else:
-                    yield _AsyncpgSession(connection, self._compile)
+                except asyncpg.InterfaceError as exc:
+                    if not connection.is_closed():
+                        raise
+                    # Lost between two statements (the loss seen while the session awaited something else): asyncpg
+                    # then refuses the next one as "connection is closed", without a word of the server's.
+                    raise asyncpg.ConnectionDoesNotExistError("the connection was lost") from exc
         except Exception as exc:
             await self._translate(exc)
             raise

@@ -17,6 +17,7 @@ from service.driver import Rows, create_driver
 from service.errors import Unavailable
 from service.models import Installation, Reseller
 from tests.api import Api
+from tests.conftest import server_url
 
 pytestmark = pytest.mark.anyio
 
@@ -243,3 +244,26 @@ async def test_a_connection_given_up_mid_statement_is_closed_and_the_next_reques
     assert after.pid != first.pid, "the cancelled statement's connection was reused"
     assert again.pid == after.pid, "a connection that ended cleanly is kept"
     assert gone == (0,), "the connection given up was closed"
+
+
+@pytest.mark.parametrize("session", ["single_write", "transaction"])
+async def test_a_connection_lost_between_two_statements_of_a_session_is_unavailable(
+    database_url: str, session: str
+) -> None:
+    """The server ends the session's connection after its first statement, and the loss is seen before the next
+    one is sent (an activation awaits its certificate between the two): `Unavailable` (503), as when the statement
+    itself finds the connection gone, not an error of the service's own (500)."""
+    driver = create_driver(database_url, pool_size=1)
+    admin = await asyncpg.connect(server_url())  # the maintenance database: terminates any backend
+    try:
+        with pytest.raises(Unavailable):
+            async with getattr(driver, session)() as open_session:
+                first = await open_session.first(_BACKEND, {})
+                assert first is not None
+                await admin.execute("SELECT pg_terminate_backend($1)", first.pid)
+                await asyncio.sleep(0.3)  # the connection's end reaches its protocol
+                await open_session.first(_BACKEND, {})
+        assert await driver.first(_BACKEND, {}) is not None  # a new connection serves the next request
+    finally:
+        await admin.close()
+        await driver.close()
