@@ -19,7 +19,7 @@ from functools import lru_cache, partial
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import ARRAY, BindParameter, Update, bindparam, case, column, exists, func, insert, select, update
+from sqlalchemy import ARRAY, BindParameter, Update, bindparam, column, exists, func, insert, select, update
 
 from service import certificates, installations, keyformat, rules, webhooks
 from service.certificates import CertificateSigner
@@ -176,6 +176,7 @@ _LEDGER_COLUMNS = (
     "support_end_after",
     "requested_by",
     "certificate",
+    "key_ids",
 )
 _EXTEND = (
     update(Installation)
@@ -186,18 +187,12 @@ _EXTEND = (
 
 @lru_cache(maxsize=MAX_KEYS)
 def _take_keys(count: int) -> Update:
-    """Take the keys that are still issued, each at its position in the request; the keys taken."""
-    digests = _digest_binds(count)
+    """Take the keys that are still issued; the keys taken."""
     return (
         update(LicenseKey)
-        .where(LicenseKey.digest.in_(digests), LicenseKey.status == "issued")
-        .values(
-            status="used",
-            activation_id=bindparam("activation"),
-            used_at=bindparam("when"),
-            position=case({digest: i for i, digest in enumerate(digests)}, value=LicenseKey.digest),
-        )
-        .returning(LicenseKey.id, LicenseKey.digest, LicenseKey.position)
+        .where(LicenseKey.digest.in_(_digest_binds(count)), LicenseKey.status == "issued")
+        .values(status="used", activation_id=bindparam("activation"), used_at=bindparam("when"))
+        .returning(LicenseKey.id, LicenseKey.digest)
     )
 
 
@@ -260,7 +255,7 @@ def _outbox(extended: Any) -> Any:
 
 
 # The ledger's other columns, in their order, as the function takes them after the installation's own.
-_LEDGER_FIGURES = tuple(name for name in _LEDGER_COLUMNS if name not in ("installation_id", "months_before"))
+_LEDGER_FIGURES = tuple(name for name in _LEDGER_COLUMNS if name not in ("installation_id", "months_before", "key_ids"))
 
 
 def _record_by_function() -> Rows[_Taken]:
@@ -275,6 +270,7 @@ def _record_by_function() -> Rows[_Taken]:
         bindparam("anchor", type_=i.anchor.type),
         bindparam("months_before", type_=a.months_before.type),
         bindparam("digests", type_=ARRAY(k.digest.type)),
+        bindparam("key_ids", type_=a.key_ids.type),
         bindparam("when", type_=k.used_at.type),
         bindparam("new_months", type_=i.months.type),
         bindparam("bonus", type_=i.bonus_months.type),
@@ -299,10 +295,7 @@ class _ActivationRow(NamedTuple):
     months_before: int
     voided_at: datetime | None
     certificate: str | None
-
-
-class _KeyId(NamedTuple):
-    id: UUID
+    key_ids: list[UUID]
 
 
 _ACTIVATION = Rows(
@@ -314,11 +307,9 @@ _ACTIVATION = Rows(
         Activation.months_before,
         Activation.voided_at,
         Activation.certificate,
+        Activation.key_ids,
     ).where(Activation.id == bindparam("id")),
     _ActivationRow,
-)
-_KEYS_OF_ACTIVATION = Rows(
-    select(LicenseKey.id).where(LicenseKey.activation_id == bindparam("id")).order_by(LicenseKey.position), _KeyId
 )
 
 
@@ -484,7 +475,8 @@ async def _write(
     certificate = await signer.certificate_in_turn(code, renewal.after.end, today, now)
     activation_id = uuid4()
     sold = [keys[d] for d in key_digests]
-    result = ActivationResult(activation_id, code, today, renewal, tuple(key_id for key_id, _ in sold), certificate)
+    key_ids = [key_id for key_id, _ in sold]
+    result = ActivationResult(activation_id, code, today, renewal, tuple(key_ids), certificate)
     reseller_id = installation.reseller_id
     notice = ActivationNotice.of(result, [seller for _, seller in sold], reseller_id)
     event = webhooks.Event.of(webhooks.ACTIVATION_CREATED, notice, reseller_id=reseller_id, now=now)
@@ -506,6 +498,7 @@ async def _write(
             "support_end": renewal.after.end,
             "requested_by": requested_by,
             "certificate": certificate,
+            "key_ids": key_ids,
             "when": now,
             "new_months": renewal.after.months,
             "bonus": renewal.bonus_months,
@@ -563,7 +556,6 @@ async def _replay(
         or activation.voided_at is not None
     ):
         return None
-    key_ids = [row.id for row in await session.all(_KEYS_OF_ACTIVATION, {"id": activation.id})]
     before = rules.Support(installation.support.anchor, activation.months_before)
     renewal = rules.renew(before, activation.licenses, activation.activated_on)
     return ActivationResult(
@@ -571,7 +563,7 @@ async def _replay(
         installation.code,
         activation.activated_on,
         renewal,
-        tuple(key_ids),
+        tuple(activation.key_ids),
         reissue(activation.certificate, installation.code, renewal.after.end, activation.activated_on),
         replayed=True,
     )

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
-from sqlalchemy import Select, bindparam, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, insert, select, true, tuple_, update
 
 from service import pagination, resellers, rules, webhooks
 from service.audit import Pending
@@ -237,13 +237,25 @@ _ACTIVATIONS_OF = Rows(
     .order_by(Activation.months_before, Activation.created_at),  # the order they were applied in
     ActivationRow,
 )
-_KEYS_OF = Rows(
-    select(LicenseKey.id, LicenseKey.activation_id, LicenseKey.reseller_id)
-    .join(Activation, Activation.id == LicenseKey.activation_id)
-    .where(Activation.installation_id == bindparam("id"))
-    .order_by(LicenseKey.position),
-    KeyOfActivation,
-)
+
+
+def keys_of_activations(*where: ColumnElement[bool]) -> Rows[KeyOfActivation]:
+    """The keys of the activations `where` chooses, each activation's in the order it lists them (`key_ids`)."""
+    listed = (
+        func.unnest(Activation.key_ids).table_valued("key_id", with_ordinality="n").render_derived().lateral("listed")
+    )
+    return Rows(
+        select(LicenseKey.id, Activation.id.label("activation_id"), LicenseKey.reseller_id)
+        .select_from(Activation)
+        .join(listed, true())
+        .join(LicenseKey, LicenseKey.id == listed.c.key_id)
+        .where(*where)
+        .order_by(listed.c.n),
+        KeyOfActivation,
+    )
+
+
+_KEYS_OF = keys_of_activations(Activation.installation_id == bindparam("id"))
 
 
 async def details(

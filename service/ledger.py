@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from sqlalchemy import Uuid, any_, bindparam, select, tuple_, update
+from sqlalchemy import Uuid, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from service import installations, pagination, rules, webhooks
@@ -173,8 +173,8 @@ _KEYS_TO_REVOKE = (
     select(LicenseKey.id)
     .where(
         LicenseKey.status == "used",
-        LicenseKey.activation_id.in_(
-            select(Activation.id).where(
+        LicenseKey.id.in_(
+            select(func.unnest(Activation.key_ids)).where(
                 Activation.installation_id == bindparam("installation_id"), Activation.voided_at.is_not(None)
             )
         ),
@@ -319,12 +319,7 @@ _ENTRIES = (
     .join(Installation, Installation.id == Activation.installation_id)
     .order_by(Activation.created_at, Activation.id)
 )
-_KEYS_OF_ACTIVATIONS = Rows(
-    select(LicenseKey.id, LicenseKey.activation_id, LicenseKey.reseller_id)
-    .where(LicenseKey.activation_id == any_(bindparam("ids", type_=ARRAY(Uuid))))
-    .order_by(LicenseKey.position),
-    installations.KeyOfActivation,
-)
+_KEYS_OF_ACTIVATIONS = installations.keys_of_activations(Activation.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
 
 
 async def entries(

@@ -178,3 +178,42 @@ def test_stored_signing_keys_follow_one_another_as_they_were_made_and_back(empty
 
     assert upgraded == [("old", 1, True), ("new", 2, True)]
     assert downgraded == [("old", None, "2026-06-01 00:00:00+00"), ("new", True, None)]
+
+
+async def _rows(url: str, query: str) -> list[tuple]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(query))]
+    finally:
+        await engine.dispose()
+
+
+def test_an_activation_lists_its_keys_in_their_order_and_gives_them_back_their_positions(
+    empty_database_url: str,
+) -> None:
+    """0018: each activation's keys move into its row (`key_ids`), in the order of their `position`; down again,
+    each key gets its position back from that order."""
+    migrate.upgrade(empty_database_url, "0017", configure_logging=False)
+    first, second = "00000000-0000-0000-0000-00000000000b", "00000000-0000-0000-0000-00000000000a"
+    asyncio.run(
+        _execute(
+            empty_database_url,
+            *_installations("ACME-1"),
+            "INSERT INTO activations (id, installation_id, activated_on, licenses, months_before, months_added, "
+            "bonus_months, support_end_before, support_end_after) SELECT '00000000-0000-0000-0000-0000000000a1', id, "
+            "'2026-01-10', 2, 12, 24, 0, '2026-03-15', '2028-03-15' FROM installations",
+            "INSERT INTO license_keys (id, digest, prefix, status, activation_id, position) VALUES "
+            f"('{second}', 'b', 'TXS-B', 'used', '00000000-0000-0000-0000-0000000000a1', 1), "
+            f"('{first}', 'a', 'TXS-A', 'used', '00000000-0000-0000-0000-0000000000a1', 0), "
+            "('00000000-0000-0000-0000-00000000000c', 'c', 'TXS-C', 'issued', NULL, NULL)",
+        )
+    )
+
+    migrate.upgrade(empty_database_url, "0018", configure_logging=False)
+    listed = asyncio.run(_rows(empty_database_url, "SELECT key_ids::text[] FROM activations"))
+    migrate.downgrade(empty_database_url, "0017", configure_logging=False)
+    positions = asyncio.run(_rows(empty_database_url, "SELECT prefix, position FROM license_keys ORDER BY prefix"))
+
+    assert listed == [([first, second],)]
+    assert positions == [("TXS-A", 0), ("TXS-B", 1), ("TXS-C", None)]
