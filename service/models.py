@@ -154,6 +154,7 @@ class Activation(Base):
 
     __table_args__ = (
         CheckConstraint("licenses >= 1", name="licenses_positive"),
+        CheckConstraint("cardinality(key_ids) = licenses", name="lists_its_keys"),
         # The order GET /v1/activations lists the ledger in, across installations.
         Index("ix_activations_created_at_id", "created_at", "id"),
     )

@@ -123,6 +123,9 @@ SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
 UNION ALL
 SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
 FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND contype <> 'n'  -- PostgreSQL 18 lists NOT NULL
+UNION ALL
+SELECT 'storage ' || relname || ' ' || array_to_string(reloptions, ', ')
+FROM pg_class WHERE relnamespace = 'public'::regnamespace AND reloptions IS NOT NULL
 ORDER BY 1
 """
 SCHEMA_SNAPSHOT = Path(__file__).parent / "snapshots" / "schema_at_head.txt"
@@ -138,9 +141,9 @@ async def _schema(url: str) -> str:
 
 
 def test_the_schema_at_head_is_the_one_the_released_migrations_made(empty_database_url: str) -> None:
-    """Every column, index and constraint, as `tests/snapshots/schema_at_head.txt` keeps them: made by the
-    migrations of 0.2.0 (when they also ran on SQLite). A migration that changes the schema on purpose updates it
-    (`UPDATE_SNAPSHOTS=1`)."""
+    """Every column, index, constraint and table storage parameter (the fillfactors that keep room for HOT
+    updates), as `tests/snapshots/schema_at_head.txt` keeps them: made by the migrations of 0.2.0 (when they also
+    ran on SQLite). A migration that changes the schema on purpose updates it (`UPDATE_SNAPSHOTS=1`)."""
     migrate.upgrade(empty_database_url, configure_logging=False)
     schema = asyncio.run(_schema(empty_database_url))
     if os.environ.get("UPDATE_SNAPSHOTS"):

@@ -8,7 +8,8 @@ goes, and with it `position`, which the list's order replaces. The keys' pages k
 until the table is rewritten (`VACUUM FULL license_keys`).
 
 `activation_id` and its foreign key stay: a key still names its activation, and the one-statement activation's
-all-or-nothing rests on that key (`KEY_ACTIVATION_FK`). `record_activation` (0017) writes the list too.
+all-or-nothing rests on that key (`KEY_ACTIVATION_FK`). An activation lists as many keys as it used licenses (a
+check). `record_activation` (0017) writes the list too.
 
 Revision ID: 0018
 Revises: 0017
@@ -141,6 +142,7 @@ def upgrade() -> None:
         "(SELECT array_agg(k.id ORDER BY k.position, k.id) FROM license_keys k WHERE k.activation_id = a.id), '{}')"
     )
     op.alter_column("activations", "key_ids", nullable=False)
+    op.create_check_constraint(op.f("ck_activations_lists_its_keys"), "activations", "cardinality(key_ids) = licenses")
     op.drop_index("ix_license_keys_activation_id", table_name="license_keys")
     op.drop_column("license_keys", "position")
     op.execute("ALTER TABLE license_keys SET (fillfactor = 80)")
@@ -163,4 +165,5 @@ def downgrade() -> None:
         ["activation_id"],
         postgresql_where=sa.text("activation_id IS NOT NULL"),
     )
+    op.drop_constraint(op.f("ck_activations_lists_its_keys"), "activations", type_="check")
     op.drop_column("activations", "key_ids")
