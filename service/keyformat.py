@@ -43,7 +43,8 @@ MAX_INPUT = 100  # characters; longer text is refused before any other work
 DISPLAY_SYMBOLS = 4
 
 _VALUE = {symbol: value for value, symbol in enumerate(ALPHABET)}
-_VALUE.update({"O": 0, "I": 1, "L": 1})  # Crockford: read the look-alikes as what they look like
+_IN_ALPHABET = frozenset(ALPHABET)
+_LOOK_ALIKES = str.maketrans("OIL", "011")  # Crockford: read the look-alikes as what they look like
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"  # ASCII hyphen and what word processors make of it
 _DROP_DASHES = str.maketrans("", "", _DASHES)
 
@@ -89,7 +90,10 @@ def _check(data: list[int]) -> list[int]:
 
 
 def _format(values: list[int]) -> str:
-    symbols = "".join(ALPHABET[v] for v in values)
+    return _grouped("".join(ALPHABET[v] for v in values))
+
+
+def _grouped(symbols: str) -> str:
     return "-".join([PREFIX, *(symbols[i : i + GROUP] for i in range(0, len(symbols), GROUP))])
 
 
@@ -126,12 +130,13 @@ def normalize(text: str) -> str:
     compact = compact.upper()
     if len(compact) == len(PREFIX) + SYMBOLS and compact.startswith(PREFIX):
         compact = compact[len(PREFIX) :]
-    if len(compact) != SYMBOLS or any(symbol not in _VALUE for symbol in compact):
+    symbols = compact.translate(_LOOK_ALIKES)
+    if len(symbols) != SYMBOLS or not _IN_ALPHABET.issuperset(symbols):
         raise KeyMalformed()
-    values = [_VALUE[symbol] for symbol in compact]
+    values = [_VALUE[symbol] for symbol in symbols]
     if _check(values[:DATA_SYMBOLS]) != values[DATA_SYMBOLS:]:
         raise KeyMalformed()
-    return _format(values)
+    return _grouped(symbols)
 
 
 def split(text: str) -> list[str]:

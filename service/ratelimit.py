@@ -70,6 +70,8 @@ default from 5.0); older than 6.2 is out of support. A Redis below it is a logge
 
 def client_name(address: str) -> str:
     """The name a client is limited under: its IPv4 address, or its IPv6 network (/64: what one subscriber gets)."""
+    if ":" not in address:  # no IPv6 address: named as it is, whether IPv4 or not an address (not parsed again)
+        return f"client:{address}"
     try:
         parsed = ip_address(address)
     except ValueError:

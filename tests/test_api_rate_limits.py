@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from service import keyformat
 from service.db import create_engine
 from service.http import deps
+from service.ratelimit import client_name
 from tests.api import Api
 from tests.conftest import empty_tables, make_settings
 from tests.servers import running_server
@@ -193,6 +194,23 @@ _SPELLINGS = st.one_of(
 @given(_SPELLINGS)
 def test_an_address_is_read_as_ipaddress_reads_it(text: str) -> None:
     assert deps._canonical(text) == _read_by_ipaddress(text)
+
+
+def _named_by_ipaddress(address: str) -> str:
+    """The name a client is limited under, every address read by `ipaddress`: what the shortcut for addresses
+    without a colon must agree with."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"client:{address}"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return f"client:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"client:{address}"
+
+
+@given(_SPELLINGS)
+def test_a_client_is_named_as_ipaddress_reads_its_address(text: str) -> None:
+    assert client_name(text) == _named_by_ipaddress(text)
 
 
 async def test_forwarded_for_on_several_header_lines_is_read_whole(limited: Api) -> None:
