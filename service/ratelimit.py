@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from ipaddress import IPv6Address, ip_address, ip_network
+from ipaddress import IPv6Address, ip_network
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
@@ -73,12 +73,10 @@ def client_name(address: str) -> str:
     if ":" not in address:  # no IPv6 address: named as it is, whether IPv4 or not an address (not parsed again)
         return f"client:{address}"
     try:
-        parsed = ip_address(address)
+        parsed = IPv6Address(address)
     except ValueError:
         return f"client:{address}"
-    if isinstance(parsed, IPv6Address):
-        return f"client:{ip_network(f'{parsed}/64', strict=False)}"
-    return f"client:{address}"
+    return f"client:{ip_network(f'{parsed}/64', strict=False)}"
 
 
 @dataclass(frozen=True)

@@ -152,11 +152,11 @@ def test_the_schema_at_head_is_the_one_the_released_migrations_made(empty_databa
     assert schema == SCHEMA_SNAPSHOT.read_text()
 
 
-async def _signing_keys(url: str, columns: str) -> list[tuple]:
+async def _rows(url: str, query: str) -> list[tuple]:
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(text(f"SELECT {columns} FROM signing_keys ORDER BY id"))]
+            return [tuple(row) for row in await conn.execute(text(query))]
     finally:
         await engine.dispose()
 
@@ -175,21 +175,16 @@ def test_stored_signing_keys_follow_one_another_as_they_were_made_and_back(empty
     )
 
     migrate.upgrade(empty_database_url, "0009", configure_logging=False)
-    upgraded = asyncio.run(_signing_keys(empty_database_url, "kid, generation, signs_from = created_at"))
+    upgraded = asyncio.run(
+        _rows(empty_database_url, "SELECT kid, generation, signs_from = created_at FROM signing_keys ORDER BY id")
+    )
     migrate.downgrade(empty_database_url, "0008", configure_logging=False)
-    downgraded = asyncio.run(_signing_keys(empty_database_url, "kid, signing, retired_at::text"))
+    downgraded = asyncio.run(
+        _rows(empty_database_url, "SELECT kid, signing, retired_at::text FROM signing_keys ORDER BY id")
+    )
 
     assert upgraded == [("old", 1, True), ("new", 2, True)]
     assert downgraded == [("old", None, "2026-06-01 00:00:00+00"), ("new", True, None)]
-
-
-async def _rows(url: str, query: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(text(query))]
-    finally:
-        await engine.dispose()
 
 
 def test_an_activation_lists_its_keys_in_their_order_and_gives_them_back_their_positions(
